@@ -1,0 +1,65 @@
+//! The command line: subcommands and options, with the environment variables they fall back to.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Live PostgreSQL lease-lock and pg_locks dashboard for incidents. Read-only: it never writes to the database.
+#[derive(Debug, Parser)]
+#[command(name = "locktop", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// PostgreSQL URL or key=value DSN; without it the PG* variables and ~/.pgpass are used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub dsn: Option<String>,
+    /// Config file (TOML): lease table mapping and thresholds.
+    #[arg(long, short = 'c', env = "LOCKTOP_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Poll interval, like 1s or 500ms (at least 100ms).
+    #[arg(long, short = 'i', default_value = "1s", value_parser = parse_interval, global = true)]
+    pub interval: Duration,
+    /// Write logs to this file (they never go to the terminal).
+    #[arg(long, env = "LOCKTOP_LOG_FILE", global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// What to do.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
+    Snapshot(SnapshotArgs),
+}
+
+/// Options of `snapshot`.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+/// Output format of `snapshot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(text)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!(
+            "interval {text} is too short: use at least 100ms (locktop must not add load)"
+        ));
+    }
+    Ok(d)
+}

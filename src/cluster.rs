@@ -1,0 +1,337 @@
+//! A throwaway PostgreSQL cluster: `initdb` in a temp dir, served on a Unix socket, for the tests, the
+//! benchmarks and `locktop demo`.
+//!
+//! When the process is root the server runs as the `postgres` user (PostgreSQL refuses to run as root).
+//! Cleanup does not rely on `Drop` alone: a watchdog shell holds a pipe from this process and, when the pipe
+//! closes — on a normal exit, a panic, a signal, or a kill -9 — stops the server and removes the directory.
+//! A cluster kept in a `static` (one per test binary) is therefore cleaned up when the test binary exits.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the cluster could not start. One line, with the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "no PostgreSQL server binaries found (looked in pg_config --bindir, PATH and /usr/lib/postgresql/*/bin); install them (Debian: apt-get install postgresql) or set LOCKTOP_TEST_DATABASE_URL"
+    )]
+    NoBinaries,
+    #[error(
+        "running as root, but there is no 'postgres' user to run the server as; create one or run as a normal user"
+    )]
+    NoPostgresUser,
+    #[error("{step} failed: {detail}")]
+    Step { step: &'static str, detail: String },
+}
+
+/// Server settings and options of a throwaway cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Also listen on 127.0.0.1 (for tests that put a proxy between locktop and the server).
+    pub tcp: bool,
+    /// Extra `postgresql.conf` settings, e.g. `("log_statement", "all")`.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A running throwaway cluster. Dropping it stops the server and removes its files.
+#[derive(Debug)]
+pub struct Cluster {
+    root: PathBuf,
+    port: u16,
+    tcp: bool,
+    bindir: PathBuf,
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+impl Cluster {
+    /// Creates and starts a cluster; returns once it accepts connections.
+    pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
+        let bindir = find_bindir().ok_or(ClusterError::NoBinaries)?;
+        let run_as = if is_root() {
+            Some(postgres_user().ok_or(ClusterError::NoPostgresUser)?)
+        } else {
+            None
+        };
+        let root = tempfile::Builder::new()
+            .prefix("locktop-pg-")
+            .tempdir()
+            .map_err(|e| step("creating the temp dir", &e))?
+            .keep();
+        let mut cluster = Self {
+            root: root.clone(),
+            port: free_port(),
+            tcp: options.tcp,
+            bindir,
+            watchdog: None,
+        };
+        // From here on, a failure still removes the directory (the watchdog, or Drop without one).
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&root, Some(uid), Some(gid))
+                .map_err(|e| step("chown of the temp dir", &e))?;
+        }
+        let data = root.join("data");
+        let log = root.join("server.log");
+
+        let mut initdb = cluster.command("initdb", run_as);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        run(&mut initdb, "initdb")?;
+
+        let mut conf = String::new();
+        let defaults = [
+            (
+                "listen_addresses",
+                if options.tcp { "'127.0.0.1'" } else { "''" }.to_owned(),
+            ),
+            ("port", cluster.port.to_string()),
+            ("unix_socket_directories", format!("'{}'", root.display())),
+            ("unix_socket_permissions", "0777".to_owned()),
+            ("fsync", "off".to_owned()),
+            ("synchronous_commit", "off".to_owned()),
+            ("full_page_writes", "off".to_owned()),
+            ("max_connections", "300".to_owned()),
+            ("max_locks_per_transaction", "256".to_owned()),
+            ("shared_buffers", "64MB".to_owned()),
+            ("log_min_messages", "warning".to_owned()),
+        ];
+        for (k, v) in defaults.iter().map(|(k, v)| (*k, v.clone())).chain(
+            options
+                .settings
+                .iter()
+                .map(|(k, v)| (k.as_str(), format!("'{}'", v.replace('\'', "''")))),
+        ) {
+            let _ = writeln!(conf, "{k} = {v}");
+        }
+        fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .map_err(|e| step("writing postgresql.conf", &e))?;
+
+        let logfile = fs::File::create(&log).map_err(|e| step("creating the server log", &e))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid))
+                .map_err(|e| step("chown of the log", &e))?;
+        }
+        let mut postgres = cluster.command("postgres", run_as);
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(logfile))
+            // Out of the terminal's foreground group: a Ctrl-C meant for locktop must not stop the server early.
+            .process_group(0);
+        let server = postgres
+            .spawn()
+            .map_err(|e| step("starting postgres", &e))?;
+        cluster.watchdog = Some(spawn_watchdog(&root, server.id())?);
+        cluster.wait_ready(server, &log)?;
+        Ok(cluster)
+    }
+
+    fn command(&self, program: &str, run_as: Option<(u32, u32)>) -> Command {
+        let mut c = Command::new(self.bindir.join(program));
+        if let Some((uid, gid)) = run_as {
+            c.uid(uid).gid(gid).current_dir(&self.root);
+        }
+        c
+    }
+
+    fn wait_ready(&self, mut server: Child, log: &Path) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + Duration::from_mins(1);
+        let socket = self.root.join(format!(".s.PGSQL.{}", self.port));
+        loop {
+            if let Ok(Some(status)) = server.try_wait() {
+                let tail = fs::read_to_string(log).unwrap_or_default();
+                let last = tail.lines().last().unwrap_or("no log").to_owned();
+                return Err(ClusterError::Step {
+                    step: "postgres",
+                    detail: format!("exited with {status}: {last}"),
+                });
+            }
+            if socket.exists() {
+                let ready = Command::new(self.bindir.join("pg_isready"))
+                    .arg("-q")
+                    .arg("-h")
+                    .arg(&self.root)
+                    .arg("-p")
+                    .arg(self.port.to_string())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ready {
+                    // The watchdog owns the server's lifetime from here on; reap it in the background.
+                    std::thread::spawn(move || server.wait());
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(ClusterError::Step {
+                    step: "postgres",
+                    detail: "not ready within 60 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The URL of a database on this cluster, as the superuser `postgres`, over the Unix socket.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{database}?host={}",
+            self.port,
+            self.root.display()
+        )
+    }
+
+    /// The URL of a database over TCP on 127.0.0.1 (only when started with `tcp`).
+    pub fn tcp_url(&self, database: &str) -> Option<String> {
+        self.tcp
+            .then(|| format!("postgres://postgres@127.0.0.1:{}/{database}", self.port))
+    }
+
+    /// The directory holding the data, the socket and the server log.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The server's port (TCP, and the socket's name).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server and removes the directory, waiting until both are done.
+    pub fn stop(&mut self) {
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        } else {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A shell that waits for its stdin to close, then stops the server (immediate shutdown) and removes the
+/// directory. Its stdin is the only copy of the pipe (std opens pipes close-on-exec), so it closes exactly when
+/// this process lets go of it or dies.
+fn spawn_watchdog(root: &Path, server_pid: u32) -> Result<(Child, ChildStdin), ClusterError> {
+    let script = r#"read _ignored
+kill -QUIT "$1" 2>/dev/null
+i=0
+while kill -0 "$1" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+kill -KILL "$1" 2>/dev/null
+rm -rf "$2""#;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("locktop-watchdog")
+        .arg(server_pid.to_string())
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0) // a Ctrl-C to the terminal's foreground group must not kill it before it cleans up
+        .spawn()
+        .map_err(|e| step("starting the cleanup watchdog", &e))?;
+    let stdin = child.stdin.take().ok_or_else(|| ClusterError::Step {
+        step: "starting the cleanup watchdog",
+        detail: "no stdin pipe".into(),
+    })?;
+    Ok((child, stdin))
+}
+
+fn step(step: &'static str, e: &dyn std::fmt::Display) -> ClusterError {
+    ClusterError::Step {
+        step,
+        detail: e.to_string(),
+    }
+}
+
+fn run(cmd: &mut Command, what: &'static str) -> Result<(), ClusterError> {
+    let out = cmd.output().map_err(|e| step(what, &e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(ClusterError::Step {
+            step: what,
+            detail: err.lines().last().unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The uid and gid of the `postgres` user, from /etc/passwd.
+fn postgres_user() -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == "postgres").then_some(())?;
+        let uid = f.nth(1)?.parse().ok()?;
+        let gid = f.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
+}
+
+/// A port nobody listens on now (it names the socket file too).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(54329, |a| a.port())
+}
+
+/// The directory of `initdb` and `postgres`: `pg_config --bindir`, then PATH, then the newest
+/// /usr/lib/postgresql/*/bin.
+pub fn find_bindir() -> Option<PathBuf> {
+    let has_server = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let from_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .filter(|d| has_server(d))
+        .filter_map(|d| {
+            fs::canonicalize(d.join("initdb"))
+                .ok()?
+                .parent()
+                .map(Path::to_path_buf)
+        });
+    let mut debian: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    debian.sort();
+    from_pg_config
+        .into_iter()
+        .chain(from_path)
+        .chain(debian.into_iter().rev().map(|(_, p)| p))
+        .find(|d| has_server(d))
+}

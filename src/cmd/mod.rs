@@ -1,0 +1,35 @@
+//! The subcommands, each wiring config, source and model for one use.
+
+pub mod snapshot;
+
+use std::path::Path;
+
+use color_eyre::eyre::{Result, WrapErr};
+
+use crate::config::Config;
+
+/// The config file given on the command line, or the defaults of the reference schema.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Sends logs to a file when one is given; never to the terminal.
+pub fn init_logging(path: Option<&Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .wrap_err_with(|| format!("cannot open log file {}; check --log-file", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKTOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Ok(())
+}

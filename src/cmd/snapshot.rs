@@ -1,0 +1,148 @@
+//! `locktop snapshot`: one poll, printed as JSON (the scripts contract) or a plain table.
+//! Exit status: 0 when calm, 2 when an escalation trigger fired, 1 on error (set by `main`).
+
+use std::io::Write;
+
+use color_eyre::eyre::Result;
+
+use crate::cli::{Common, Format, SnapshotArgs};
+use crate::model::report::Report;
+use crate::model::rules::{self, display_value};
+use crate::model::{Board, History, Snapshot, human_duration};
+use crate::source::{Monitor, SessionLimits, Target};
+
+/// Exit status when an escalation trigger fired.
+pub const EXIT_ESCALATED: i32 = 2;
+
+/// Polls once and prints; returns the exit status.
+pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
+    let config = super::load_config(common.config.as_deref())?;
+    let target = Target::new(common.dsn.as_deref())?;
+    let limits = SessionLimits::for_interval(common.interval);
+    let mut monitor = Monitor::connect(&target, &config.lease, limits).await?;
+    let polled = monitor.poll().await;
+    monitor.close().await;
+    let snapshot = polled?;
+
+    let rules = config.thresholds.rules();
+    let board = evaluate_once(&snapshot, &rules);
+    let mut notes: Vec<String> = snapshot
+        .visibility
+        .note()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    notes.extend(config.lease.missing_signals());
+    notes.extend(snapshot.lease_error.clone());
+
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let report = Report::new(&board, target.description(), snapshot.visibility, notes);
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Table => write_table(&mut out, &board, target.description(), &notes)?,
+    }
+    out.flush()?;
+    Ok(if board.escalated() { EXIT_ESCALATED } else { 0 })
+}
+
+/// The board of a single snapshot, at its own server time.
+pub fn evaluate_once(snapshot: &Snapshot, rules: &rules::Rules) -> Board {
+    let mut history = History::with_capacity(1);
+    rules::record(&mut history, snapshot, rules);
+    rules::evaluate(snapshot, &history, rules, snapshot.server_now)
+}
+
+fn write_table(
+    out: &mut impl Write,
+    board: &Board,
+    target: &str,
+    notes: &[String],
+) -> std::io::Result<()> {
+    let now = board.now;
+    writeln!(
+        out,
+        "{target}  server time {}",
+        now.format("%Y-%m-%d %H:%M:%S UTC")
+    )?;
+    for a in &board.alerts {
+        writeln!(out, "{}", a.message())?;
+    }
+    for n in notes {
+        writeln!(out, "note: {n}")?;
+    }
+    writeln!(
+        out,
+        "{:<10} {:<24} {:<40} {:>8} {:>10} {:>6}",
+        "STATUS", "PROFILE", "HOLDERS", "TTL", "CONTENDED", "FAILS"
+    )?;
+    for p in &board.profiles {
+        let holders: Vec<String> = p
+            .holders()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    display_value(r.key.as_deref()),
+                    display_value(r.owner.as_deref())
+                )
+            })
+            .collect();
+        let ttl = p
+            .holders()
+            .filter_map(|r| r.ttl_remaining(now))
+            .min()
+            .map(human_duration)
+            .unwrap_or_default();
+        let contended = p.contended_for(now).map(human_duration).unwrap_or_default();
+        writeln!(
+            out,
+            "{:<10} {:<24} {:<40} {:>8} {:>10} {:>6}",
+            p.status.word(),
+            clip(&p.profile, 24),
+            clip(&holders.join(" "), 40),
+            ttl,
+            contended,
+            p.contention_count
+        )?;
+        for r in &p.reasons {
+            writeln!(out, "{:<10} {}", "", clip(r, 100))?;
+        }
+    }
+    if !board.waits.is_empty() {
+        writeln!(
+            out,
+            "\n{:<8} {:<16} {:<14} {:<24} {:>8}",
+            "PID", "BLOCKED BY", "LOCKTYPE", "MODE", "WAITING"
+        )?;
+        for w in &board.waits {
+            let by: Vec<String> = w.wait.blocked_by.iter().map(ToString::to_string).collect();
+            writeln!(
+                out,
+                "{:<8} {:<16} {:<14} {:<24} {:>8}",
+                w.wait.pid,
+                clip(&by.join(","), 16),
+                w.wait.locktype,
+                w.wait.mode,
+                w.waiting_for(now).map(human_duration).unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts text to `width` characters, replacing control characters so database text cannot drive the terminal.
+fn clip(s: &str, width: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if clean.chars().count() <= width {
+        clean
+    } else {
+        let mut cut: String = clean.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}

@@ -1,0 +1,261 @@
+//! The config file (TOML): how the lease table is named and the runbook's thresholds.
+//!
+//! Every key is optional; the defaults fit the reference schema (`sql/reference_schema.sql`). Unknown keys are
+//! refused so that a misspelt key never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::model::Rules;
+
+/// A config file that could not be used, with what to fix. One line when displayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; check the --config path")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: line {line}: {message}; see \"Configuration\" in the README")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub lease: LeaseMapping,
+    pub thresholds: Thresholds,
+}
+
+/// How the lease table and its columns are named. `table` is SQL syntax (`schema.table`, quoted parts keep
+/// their case); column names are exact. An optional column set to `""` is not used.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseMapping {
+    pub table: String,
+    pub group: String,
+    pub key: String,
+    pub owner: String,
+    pub expires_at: String,
+    pub acquired_at: String,
+    pub contention_count: String,
+    pub contended_since: String,
+    pub last_contended_at: String,
+}
+
+impl Default for LeaseMapping {
+    fn default() -> Self {
+        Self {
+            table: "public.entry_locks".into(),
+            group: "profile_id".into(),
+            key: "symbol".into(),
+            owner: "owner_token".into(),
+            expires_at: "expires_at".into(),
+            acquired_at: "acquired_at".into(),
+            contention_count: "contention_count".into(),
+            contended_since: "contended_since".into(),
+            last_contended_at: "last_contended_at".into(),
+        }
+    }
+}
+
+impl LeaseMapping {
+    /// The mapped columns: (config key, column name, required). Unused optional columns are left out.
+    pub fn columns(&self) -> Vec<(&'static str, &str, bool)> {
+        [
+            ("group", self.group.as_str(), true),
+            ("key", self.key.as_str(), true),
+            ("owner", self.owner.as_str(), true),
+            ("expires_at", self.expires_at.as_str(), true),
+            ("acquired_at", self.acquired_at.as_str(), false),
+            ("contention_count", self.contention_count.as_str(), false),
+            ("contended_since", self.contended_since.as_str(), false),
+            ("last_contended_at", self.last_contended_at.as_str(), false),
+        ]
+        .into_iter()
+        .filter(|(_, column, required)| *required || !column.is_empty())
+        .collect()
+    }
+
+    /// The signals locktop cannot use because their optional column is not mapped, in words for the screen.
+    pub fn missing_signals(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.contention_count.is_empty() || self.last_contended_at.is_empty() {
+            out.push("no failure bookkeeping: contention is seen only as lock waits".to_owned());
+        }
+        if self.contended_since.is_empty() {
+            out.push(
+                "no contended_since: episode length counts from when locktop first saw it"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+}
+
+/// The runbook's thresholds, as durations like `30s`, `1m30s`, `500ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub escalate_after: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(30),
+            escalate_after: Duration::from_secs(90),
+        }
+    }
+}
+
+impl Thresholds {
+    /// The model's rules for these thresholds.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            ttl: chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX),
+            escalate_after: chrono::Duration::from_std(self.escalate_after)
+                .unwrap_or(chrono::Duration::MAX),
+        }
+    }
+}
+
+/// Parses a duration with a unit (`30s`, `1m30s`, `500ms`); the error names the value and the expected form.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("bad duration {text:?} ({e}): write a number with a unit, like 30s, 1m30s or 500ms")
+    })?;
+    if d.is_zero() {
+        return Err(format!(
+            "bad duration {text:?}: it must be greater than zero"
+        ));
+    }
+    Ok(d)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|(line, message)| ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            message,
+        })
+    }
+
+    /// Parses config text; the error is (line, one-line message).
+    pub fn parse(text: &str) -> Result<Self, (usize, String)> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].lines().count().max(1)
+            });
+            let line = if e
+                .span()
+                .is_some_and(|s| text[..s.start.min(text.len())].ends_with('\n'))
+            {
+                line + 1
+            } else {
+                line
+            };
+            (line, e.message().replace('\n', " ").trim().to_owned())
+        })?;
+        config.validate().map_err(|m| (1, m))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, column, _) in self.lease.columns() {
+            if column.trim().is_empty() {
+                return Err(format!("[lease] {name} must name a column"));
+            }
+        }
+        if self.lease.table.trim().is_empty() {
+            return Err("[lease] table must name a table".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_maps_the_reference_schema() {
+        let c = Config::parse("").expect("empty config parses");
+        assert_eq!(c, Config::default());
+        assert_eq!(c.thresholds.escalate_after, Duration::from_secs(90));
+        assert!(c.lease.missing_signals().is_empty());
+    }
+
+    #[test]
+    fn a_mapping_and_thresholds_are_read() {
+        let c = Config::parse(
+            "[lease]\ntable = 'sched.leases'\ngroup = 'tenant'\ncontended_since = ''\n[thresholds]\nttl = '5s'\nescalate_after = '1m30s'\n",
+        )
+        .expect("parses");
+        assert_eq!(c.lease.table, "sched.leases");
+        assert_eq!(c.lease.group, "tenant");
+        assert!(
+            !c.lease
+                .columns()
+                .iter()
+                .any(|(k, _, _)| *k == "contended_since")
+        );
+        assert_eq!(c.lease.missing_signals().len(), 1);
+        assert_eq!(c.thresholds.ttl, Duration::from_secs(5));
+        assert_eq!(c.thresholds.escalate_after, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line_and_name() {
+        let (line, message) =
+            Config::parse("[lease]\ntable = 'x'\ntabel = 'y'\n").expect_err("unknown key");
+        assert_eq!(line, 3);
+        assert!(message.contains("tabel"), "{message}");
+    }
+
+    #[test]
+    fn a_syntax_error_is_refused_with_its_line() {
+        let (line, _) = Config::parse("[lease]\ntable = \n").expect_err("syntax error");
+        assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn bad_durations_are_refused_with_the_value_and_the_expected_form() {
+        let (_, message) = Config::parse("[thresholds]\nttl = '30'\n").expect_err("no unit");
+        assert!(
+            message.contains("\"30\"") && message.contains("30s"),
+            "{message}"
+        );
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_required_column_cannot_be_blank() {
+        let (_, message) = Config::parse("[lease]\nowner = ''\n").expect_err("blank owner");
+        assert!(message.contains("owner"), "{message}");
+    }
+}

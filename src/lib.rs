@@ -1,0 +1,12 @@
+//! locktop: a terminal dashboard of live PostgreSQL lock state — lease rows (TTL "ENTRY locks") and
+//! `pg_locks` waits — for an operator in the middle of an incident. Read-only, one dedicated connection.
+//!
+//! The tree follows the data: `source` polls (the only SQL), `model` applies the runbook's rules (pure),
+//! `cmd` wires them to the command line.
+
+pub mod cli;
+pub mod cluster;
+pub mod cmd;
+pub mod config;
+pub mod model;
+pub mod source;

@@ -1,0 +1,282 @@
+//! Contention over time, per profile, in bounded memory.
+//!
+//! Each poll yields one contention sample per profile: failed acquisitions since the previous poll (from the
+//! bookkeeping counter) plus sessions waiting on the profile's rows. Most profiles are calm most of the time, so
+//! only non-zero samples are stored, each tagged with its poll number; a global ring remembers which polls
+//! failed, so that a missed poll draws as a gap rather than as zero. Everything older than `capacity` polls is
+//! dropped, which keeps memory flat however long locktop runs.
+//!
+//! The history also remembers when it first and last *saw* contention on a profile, for lease tables without
+//! bookkeeping columns: then the episode start is what the monitor observed.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+
+/// Polls kept by default: ten minutes at the default 1 s interval.
+pub const DEFAULT_CAPACITY: usize = 600;
+
+/// Per-profile contention history over the last `capacity` polls.
+#[derive(Debug, Clone)]
+pub struct History {
+    capacity: usize,
+    /// Number of the next poll to record (the first is 0).
+    next_seq: u64,
+    /// One entry per recorded poll, oldest first: whether the poll failed (a gap).
+    missed: VecDeque<bool>,
+    profiles: HashMap<String, ProfileHistory>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProfileHistory {
+    /// Non-zero samples, oldest first.
+    samples: VecDeque<(u64, u32)>,
+    /// Sum of the profile's failure counters at the previous poll, and the episode start it belonged to.
+    last_count: Option<(i64, Option<DateTime<Utc>>)>,
+    /// Start of the contention episode the monitor observed, and the last time it saw contention.
+    observed: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    last_seen_seq: u64,
+}
+
+/// What a poll saw of one profile, as fed into [`History::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileObservation {
+    /// Sum of `contention_count` over the profile's rows, when the table has that column.
+    pub failure_count: Option<i64>,
+    /// Latest `contended_since` over the rows: a change means a new episode and a reset counter.
+    pub episode_start: Option<DateTime<Utc>>,
+    /// Sessions waiting on the profile's rows now.
+    pub waiters: u32,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl History {
+    /// A history that keeps the last `capacity` polls (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            next_seq: 0,
+            missed: VecDeque::with_capacity(capacity.max(1)),
+            profiles: HashMap::new(),
+        }
+    }
+
+    /// Polls kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Records one successful poll at server time `now`. Returns nothing: read samples with [`Self::sparkline`].
+    pub fn record<'a>(
+        &mut self,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+        observations: impl IntoIterator<Item = (&'a str, ProfileObservation)>,
+    ) {
+        let seq = self.push_poll(false);
+        for (profile, seen) in observations {
+            let entry = self.profiles.entry(profile.to_owned()).or_default();
+            entry.last_seen_seq = seq;
+            let failures = match (seen.failure_count, entry.last_count) {
+                (Some(count), Some((previous, previous_start))) => {
+                    if seen.episode_start != previous_start || count < previous {
+                        // A new episode restarted the counter: everything in it is new.
+                        count.max(0)
+                    } else {
+                        count - previous
+                    }
+                }
+                // The first poll cannot tell when earlier failures happened.
+                _ => 0,
+            };
+            entry.last_count = seen.failure_count.map(|c| (c, seen.episode_start));
+            let value = u32::try_from(failures.max(0))
+                .unwrap_or(u32::MAX)
+                .saturating_add(seen.waiters);
+            if value > 0 {
+                entry.samples.push_back((seq, value));
+                entry.observed = match entry.observed {
+                    Some((start, last)) if now - last <= ttl => Some((start, now)),
+                    _ => Some((now, now)),
+                };
+            }
+        }
+        self.prune();
+    }
+
+    /// Records a poll that failed: every profile gets a gap.
+    pub fn record_missed(&mut self) {
+        self.push_poll(true);
+        self.prune();
+    }
+
+    fn push_poll(&mut self, missed: bool) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.missed.len() == self.capacity {
+            self.missed.pop_front();
+        }
+        self.missed.push_back(missed);
+        seq
+    }
+
+    fn oldest_kept(&self) -> u64 {
+        self.next_seq.saturating_sub(self.capacity as u64)
+    }
+
+    fn prune(&mut self) {
+        let oldest = self.oldest_kept();
+        self.profiles.retain(|_, p| {
+            while p.samples.front().is_some_and(|&(seq, _)| seq < oldest) {
+                p.samples.pop_front();
+            }
+            // A profile that vanished from the table is forgotten once it has left the window.
+            p.last_seen_seq >= oldest
+        });
+    }
+
+    /// The last `width` polls for a profile, oldest first: `None` where the poll failed, else the sample
+    /// (zero when calm). Shorter than `width` while fewer polls were recorded.
+    pub fn sparkline(&self, profile: &str, width: usize) -> Vec<Option<u32>> {
+        let count = width.min(self.missed.len());
+        let first_seq = self.next_seq - count as u64;
+        let mut out: Vec<Option<u32>> = self
+            .missed
+            .iter()
+            .skip(self.missed.len() - count)
+            .map(|&missed| if missed { None } else { Some(0) })
+            .collect();
+        if let Some(p) = self.profiles.get(profile) {
+            for &(seq, value) in p
+                .samples
+                .iter()
+                .rev()
+                .take_while(|&&(seq, _)| seq >= first_seq)
+            {
+                if let Some(slot) = out.get_mut((seq - first_seq) as usize) {
+                    *slot = Some(value);
+                }
+            }
+        }
+        out
+    }
+
+    /// Start and last sighting of the contention episode the monitor itself observed on a profile.
+    pub fn observed_episode(&self, profile: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.profiles.get(profile).and_then(|p| p.observed)
+    }
+
+    /// Number of profiles with any state kept (for the memory benchmark and tests).
+    pub fn tracked_profiles(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Number of stored non-zero samples over all profiles (for the memory benchmark and tests).
+    pub fn stored_samples(&self) -> usize {
+        self.profiles.values().map(|p| p.samples.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn seen(count: i64, waiters: u32) -> ProfileObservation {
+        ProfileObservation {
+            failure_count: Some(count),
+            episode_start: Some(t(0)),
+            waiters,
+        }
+    }
+
+    const TTL: chrono::Duration = chrono::Duration::seconds(30);
+
+    #[test]
+    fn samples_are_failures_since_the_previous_poll_plus_waiters() {
+        let mut h = History::with_capacity(10);
+        h.record(t(0), TTL, [("p", seen(5, 0))]);
+        h.record(t(1), TTL, [("p", seen(8, 0))]);
+        h.record(t(2), TTL, [("p", seen(8, 2))]);
+        h.record(t(3), TTL, [("p", seen(8, 0))]);
+        assert_eq!(
+            h.sparkline("p", 10),
+            vec![Some(0), Some(3), Some(2), Some(0)]
+        );
+    }
+
+    #[test]
+    fn a_new_episode_counts_its_whole_counter_as_new_failures() {
+        let mut h = History::with_capacity(10);
+        h.record(t(0), TTL, [("p", seen(50, 0))]);
+        let restarted = ProfileObservation {
+            failure_count: Some(4),
+            episode_start: Some(t(100)),
+            waiters: 0,
+        };
+        h.record(t(100), TTL, [("p", restarted)]);
+        assert_eq!(h.sparkline("p", 10), vec![Some(0), Some(4)]);
+    }
+
+    #[test]
+    fn a_missed_poll_is_a_gap_not_a_zero() {
+        let mut h = History::with_capacity(10);
+        h.record(t(0), TTL, [("p", seen(1, 0))]);
+        h.record_missed();
+        h.record(t(2), TTL, [("p", seen(3, 0))]);
+        assert_eq!(h.sparkline("p", 10), vec![Some(0), None, Some(2)]);
+        assert_eq!(h.sparkline("unknown", 2), vec![None, Some(0)]);
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_the_capacity() {
+        let mut h = History::with_capacity(5);
+        for i in 0..1_000 {
+            h.record(t(i), TTL, [("p", seen(i, 1))]);
+        }
+        assert_eq!(h.stored_samples(), 5);
+        assert_eq!(h.sparkline("p", 100).len(), 5);
+    }
+
+    #[test]
+    fn profiles_that_leave_the_table_are_forgotten_after_the_window() {
+        let mut h = History::with_capacity(3);
+        h.record(t(0), TTL, [("gone", seen(1, 1))]);
+        for i in 1..=3 {
+            h.record(t(i), TTL, [("stays", seen(0, 0))]);
+        }
+        assert_eq!(h.tracked_profiles(), 1);
+        assert!(h.observed_episode("gone").is_none());
+    }
+
+    #[test]
+    fn observed_episodes_continue_while_contention_recurs_within_a_ttl() {
+        let mut h = History::with_capacity(100);
+        let quiet = ProfileObservation {
+            failure_count: None,
+            episode_start: None,
+            waiters: 0,
+        };
+        let waiting = ProfileObservation {
+            waiters: 1,
+            ..quiet
+        };
+        h.record(t(0), TTL, [("p", waiting)]);
+        h.record(t(10), TTL, [("p", quiet)]);
+        h.record(t(25), TTL, [("p", waiting)]);
+        assert_eq!(h.observed_episode("p"), Some((t(0), t(25))));
+        h.record(t(100), TTL, [("p", waiting)]);
+        assert_eq!(h.observed_episode("p"), Some((t(100), t(100))));
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure model: snapshots in, statuses, reasons and alerts out. No I/O, no terminal, no clock of its own:
+//! `now` is always passed in, so every rule is testable with a fixed time.
+
+pub mod history;
+pub mod report;
+pub mod rules;
+pub mod snapshot;
+
+pub use history::History;
+pub use rules::{
+    Alert, Board, ProfileView, RowView, Rules, Status, WaitView, evaluate, human_duration,
+};
+pub use snapshot::{AdvisoryKey, LeaseRow, LockWait, Session, Snapshot, Visibility};

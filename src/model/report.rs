@@ -1,0 +1,128 @@
+//! The `snapshot --format json` document: the contract scripts and health checks rely on (DESIGN.md).
+//!
+//! Built from a [`Board`], so the JSON says exactly what the screen says.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::rules::{Alert, Board, ProfileView, RowView, Status, WaitView, display_value};
+use super::snapshot::{AdvisoryKey, Visibility};
+
+/// The whole JSON document.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub server_time: DateTime<Utc>,
+    /// Where locktop looked (host and database; never a password).
+    pub target: &'a str,
+    pub visibility: Visibility,
+    /// What locktop could not see or observe on this poll, in words.
+    pub notes: Vec<String>,
+    pub profiles: Vec<ProfileReport<'a>>,
+    pub waits: Vec<WaitReport<'a>>,
+    pub alerts: &'a [Alert],
+}
+
+/// One profile in the report.
+#[derive(Debug, Serialize)]
+pub struct ProfileReport<'a> {
+    pub profile: &'a str,
+    pub status: Status,
+    pub reasons: &'a [String],
+    pub contended_for_s: Option<i64>,
+    pub contention_count: i64,
+    pub waiters: u32,
+    pub holders: Vec<HolderReport<'a>>,
+}
+
+/// One held row of a profile.
+#[derive(Debug, Serialize)]
+pub struct HolderReport<'a> {
+    pub key: &'a str,
+    pub owner: Option<&'a str>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ttl_remaining_s: Option<i64>,
+    pub pid: Option<i32>,
+    pub application: Option<&'a str>,
+}
+
+/// One waiting backend.
+#[derive(Debug, Serialize)]
+pub struct WaitReport<'a> {
+    pub pid: i32,
+    pub blocked_by: &'a [i32],
+    pub mode: &'a str,
+    pub locktype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relation: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advisory_key: Option<AdvisoryKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    pub waiting_for_s: Option<i64>,
+    pub application: Option<&'a str>,
+}
+
+impl<'a> Report<'a> {
+    /// The report of a board, with the notes the caller knows about (visibility, missing signals, errors).
+    pub fn new(
+        board: &'a Board,
+        target: &'a str,
+        visibility: Visibility,
+        notes: Vec<String>,
+    ) -> Self {
+        let now = board.now;
+        Self {
+            server_time: now,
+            target,
+            visibility,
+            notes,
+            profiles: board
+                .profiles
+                .iter()
+                .map(|p| profile_report(p, now))
+                .collect(),
+            waits: board.waits.iter().map(|w| wait_report(w, now)).collect(),
+            alerts: &board.alerts,
+        }
+    }
+}
+
+fn profile_report(p: &ProfileView, now: DateTime<Utc>) -> ProfileReport<'_> {
+    ProfileReport {
+        profile: &p.profile,
+        status: p.status,
+        reasons: &p.reasons,
+        contended_for_s: p.contended_for(now).map(|d| d.num_seconds()),
+        contention_count: p.contention_count,
+        waiters: p.waiters,
+        holders: p.holders().map(|r| holder_report(r, now)).collect(),
+    }
+}
+
+fn holder_report(r: &RowView, now: DateTime<Utc>) -> HolderReport<'_> {
+    HolderReport {
+        key: display_value(r.key.as_deref()),
+        owner: r.owner.as_deref(),
+        expires_at: r.expires_at,
+        ttl_remaining_s: r.ttl_remaining(now).map(|d| d.num_seconds()),
+        pid: r.pid,
+        application: r.application.as_deref(),
+    }
+}
+
+fn wait_report(w: &WaitView, now: DateTime<Utc>) -> WaitReport<'_> {
+    WaitReport {
+        pid: w.wait.pid,
+        blocked_by: &w.wait.blocked_by,
+        mode: &w.wait.mode,
+        locktype: &w.wait.locktype,
+        relation: w.wait.relation.as_deref(),
+        advisory_key: w.wait.advisory_key,
+        profile: w.profile.as_deref(),
+        key: w.key.as_deref(),
+        waiting_for_s: w.waiting_for(now).map(|d| d.num_seconds()),
+        application: w.application.as_deref(),
+    }
+}

@@ -1,0 +1,164 @@
+//! What one poll saw: lease rows, client sessions and lock waits, stamped with the server's own clock.
+//!
+//! These types are plain data (serde for `--record` and replay); `source/` fills them, the rest of the model
+//! reads them. Text from the database is kept as it came: escaping for display is the UI's job.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One poll's view of the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// `now()` of the server, from the same statement as the lease rows: the clock every duration uses.
+    pub server_now: DateTime<Utc>,
+    /// Client-side time of the whole poll (all round trips), in milliseconds.
+    pub poll_ms: f64,
+    /// The lease rows; empty (and `lease_error` set) when the lease query failed but the lock query worked.
+    pub leases: Vec<LeaseRow>,
+    /// Backends other than the monitor's own, for linking holders and waiters to applications and queries.
+    pub sessions: Vec<Session>,
+    /// Backends waiting for a heavyweight lock, with whom they wait on.
+    pub waits: Vec<LockWait>,
+    /// What the monitor's role can see of other sessions.
+    pub visibility: Visibility,
+    /// Why the lease rows are missing from this snapshot (e.g. the table is locked by a migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_error: Option<String>,
+}
+
+/// One lease row, every mapped column cast to text or timestamptz in SQL. Any of them may be NULL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRow {
+    pub group: Option<String>,
+    pub key: Option<String>,
+    pub owner: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub acquired_at: Option<DateTime<Utc>>,
+    pub contention_count: Option<i64>,
+    pub contended_since: Option<DateTime<Utc>>,
+    pub last_contended_at: Option<DateTime<Utc>>,
+}
+
+/// A backend of the server (not the monitor's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub pid: i32,
+    pub application: Option<String>,
+    pub user: Option<String>,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    /// Truncated in SQL; `None` when the role may not see it.
+    pub query: Option<String>,
+    pub xact_start: Option<DateTime<Utc>>,
+    pub backend_type: Option<String>,
+}
+
+/// A backend waiting for a lock, and the backends it waits on (`pg_blocking_pids`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWait {
+    pub pid: i32,
+    pub blocked_by: Vec<i32>,
+    pub locktype: String,
+    pub mode: String,
+    /// Relation name (schema-qualified where needed) for relation, tuple and page locks, and for row-lock
+    /// (`transactionid`) waits attributed through the waiter's granted tuple lock.
+    pub relation: Option<String>,
+    pub relation_oid: Option<u32>,
+    /// The row's physical address (page, tuple) for row-lock waits, when known.
+    pub tuple: Option<(u32, u16)>,
+    pub advisory_key: Option<AdvisoryKey>,
+    pub transactionid: Option<String>,
+    pub waitstart: Option<DateTime<Utc>>,
+    /// For a row-lock wait on the lease table: the row's (group, key), looked up by its ctid.
+    pub lease_row: Option<(Option<String>, Option<String>)>,
+}
+
+/// An advisory lock key, decoded from `pg_locks` (classid, objid, objsubid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AdvisoryKey {
+    /// `pg_advisory_lock(bigint)`: objsubid 1.
+    Bigint(i64),
+    /// `pg_advisory_lock(int4, int4)`: objsubid 2.
+    Pair(i32, i32),
+}
+
+impl AdvisoryKey {
+    /// Decodes the key from `pg_locks`: a bigint key is split over classid (high half) and objid (low half);
+    /// a two-int4 key puts one in each. Both oids arrive as their unsigned 32-bit values.
+    pub fn decode(classid: i64, objid: i64, objsubid: i16) -> Option<Self> {
+        let high = u32::try_from(classid).ok()?;
+        let low = u32::try_from(objid).ok()?;
+        match objsubid {
+            1 => Some(Self::Bigint(
+                ((u64::from(high) << 32) | u64::from(low)) as i64,
+            )),
+            2 => Some(Self::Pair(high as i32, low as i32)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AdvisoryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bigint(k) => write!(f, "{k}"),
+            Self::Pair(a, b) => write!(f, "({a},{b})"),
+        }
+    }
+}
+
+/// What the monitor's role can see of other sessions: without `pg_read_all_stats` (part of `pg_monitor`),
+/// other roles' queries, states, wait events and client addresses read as NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Full,
+    OwnSessionsOnly,
+}
+
+impl Visibility {
+    /// The on-screen note for a limited role; `None` when it sees everything.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Self::Full => None,
+            Self::OwnSessionsOnly => Some(
+                "role lacks pg_monitor/pg_read_all_stats: other roles' queries, states and client addresses are hidden",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bigint_advisory_keys_decode_from_both_halves_including_negative_keys() {
+        assert_eq!(AdvisoryKey::decode(0, 42, 1), Some(AdvisoryKey::Bigint(42)));
+        assert_eq!(
+            AdvisoryKey::decode(1, 0, 1),
+            Some(AdvisoryKey::Bigint(1 << 32))
+        );
+        let minus_one = i64::from(u32::MAX);
+        assert_eq!(
+            AdvisoryKey::decode(minus_one, minus_one, 1),
+            Some(AdvisoryKey::Bigint(-1))
+        );
+    }
+
+    #[test]
+    fn two_int4_advisory_keys_decode_each_half_with_its_sign() {
+        assert_eq!(AdvisoryKey::decode(7, 9, 2), Some(AdvisoryKey::Pair(7, 9)));
+        assert_eq!(
+            AdvisoryKey::decode(i64::from(u32::MAX), 5, 2),
+            Some(AdvisoryKey::Pair(-1, 5))
+        );
+    }
+
+    #[test]
+    fn unknown_advisory_forms_and_out_of_range_oids_decode_to_none() {
+        assert_eq!(AdvisoryKey::decode(1, 2, 3), None);
+        assert_eq!(AdvisoryKey::decode(-1, 2, 1), None);
+    }
+}

@@ -1,0 +1,335 @@
+//! The only code that speaks SQL. One dedicated, read-only `PgConnection` polls the lease rows and the lock
+//! waits; a tokio task runs the polls and publishes the latest state on a watch channel (latest wins), so the
+//! UI never awaits the database and a slow poll is skipped, never queued.
+
+pub mod connect;
+pub mod error;
+pub mod lease;
+pub mod locks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnection;
+use tokio::sync::watch;
+
+pub use connect::{SessionLimits, Target};
+pub use error::SourceError;
+use lease::LeaseTable;
+use locks::ActivityQuery;
+
+use crate::config::LeaseMapping;
+use crate::model::{Snapshot, Visibility};
+
+/// The monitor's connection with its resolved lease table and statements.
+#[derive(Debug)]
+pub struct Monitor {
+    conn: PgConnection,
+    lease: LeaseTable,
+    activity: ActivityQuery,
+    visibility: Visibility,
+    limits: SessionLimits,
+}
+
+impl Monitor {
+    /// Connects, checks the lease mapping and what the role can see.
+    pub async fn connect(
+        target: &Target,
+        mapping: &LeaseMapping,
+        limits: SessionLimits,
+    ) -> Result<Self, SourceError> {
+        let mut conn = target.connect(limits).await?;
+        let setup = async {
+            let lease = LeaseTable::resolve(&mut conn, mapping).await?;
+            let visibility = locks::visibility(&mut conn).await?;
+            Ok::<_, SourceError>((lease, visibility))
+        };
+        let (lease, visibility) = match tokio::time::timeout(limits.client_timeout, setup).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                connect::close(conn).await;
+                return Err(e);
+            }
+            Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
+        };
+        Ok(Self {
+            conn,
+            lease,
+            activity: ActivityQuery::new(visibility),
+            visibility,
+            limits,
+        })
+    }
+
+    /// What the monitor's role can see of other sessions.
+    pub fn visibility(&self) -> Visibility {
+        self.visibility
+    }
+
+    /// The lease table as the server names it.
+    pub fn lease_table(&self) -> &LeaseTable {
+        &self.lease
+    }
+
+    /// The connection, for tests that prove what the session can and cannot do.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// One poll: lease rows, then sessions and waits, then the lease rows that row-lock waiters wait on.
+    /// A lease query cut short by `lock_timeout` or `statement_timeout` does not fail the poll: the waits
+    /// (which name whoever locks the table) are still read and the snapshot says why the rows are missing.
+    pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
+        let started = Instant::now();
+        let client_timeout = self.limits.client_timeout;
+        let fut = async {
+            let (leases, lease_error) = match self.lease.fetch(&mut self.conn).await {
+                Ok(found) => (Some(found), None),
+                Err(e @ (SourceError::LockTimeout | SourceError::StatementTimeout)) => {
+                    (None, Some(e))
+                }
+                Err(e) => return Err(e),
+            };
+            let mut activity = self.activity.fetch(&mut self.conn).await?;
+            self.attribute_row_waits(&mut activity.waits).await;
+            Ok((leases, lease_error, activity))
+        };
+        let (leases, lease_error, activity) = tokio::time::timeout(client_timeout, fut)
+            .await
+            .map_err(|_| SourceError::Timeout(client_timeout))??;
+        let (server_now, leases) = match leases {
+            Some((now, rows)) => (now, rows),
+            None => (
+                activity.server_now.unwrap_or_else(chrono::Utc::now),
+                Vec::new(),
+            ),
+        };
+        Ok(Snapshot {
+            server_now,
+            poll_ms: started.elapsed().as_secs_f64() * 1000.0,
+            leases,
+            sessions: activity.sessions,
+            waits: activity.waits,
+            visibility: self.visibility,
+            lease_error: lease_error.map(|e| lease_error_text(&e, &self.lease.name)),
+        })
+    }
+
+    /// Names the lease row of each row-lock wait on the lease table (best effort: a failure leaves it unnamed).
+    async fn attribute_row_waits(&mut self, waits: &mut [crate::model::LockWait]) {
+        let oid = self.lease.oid;
+        let mut tids: Vec<(u32, u16)> = waits
+            .iter()
+            .filter(|w| w.relation_oid == Some(oid))
+            .filter_map(|w| w.tuple)
+            .collect();
+        if tids.is_empty() {
+            return;
+        }
+        tids.sort_unstable();
+        tids.dedup();
+        match self.lease.rows_at(&mut self.conn, &tids).await {
+            Ok(found) => {
+                let by_tid: HashMap<_, _> = found.into_iter().collect();
+                for w in waits.iter_mut().filter(|w| w.relation_oid == Some(oid)) {
+                    w.lease_row = w.tuple.and_then(|t| by_tid.get(&t).cloned());
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        connect::close(self.conn).await;
+    }
+}
+
+fn lease_error_text(e: &SourceError, table: &str) -> String {
+    match e {
+        SourceError::LockTimeout => {
+            format!(
+                "lease rows unavailable: {table} is locked by another session (see the locks pane)"
+            )
+        }
+        other => format!("lease rows unavailable: {other}"),
+    }
+}
+
+/// The state of the link to the database, for the header.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    /// The first connection is being made.
+    Connecting,
+    /// The last poll succeeded.
+    Connected,
+    /// The last poll or connect failed; the next attempt is at `next_at`.
+    Reconnecting {
+        attempt: u32,
+        next_at: Instant,
+        error: String,
+    },
+}
+
+/// What the poller publishes: the latest good snapshot (kept while reconnecting, shown as stale) and the link.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// When the snapshot arrived, on the monotonic clock (for countdowns between polls and staleness).
+    pub received_at: Option<Instant>,
+    /// Counts every poll attempt, failed ones too, so the model can record gaps.
+    pub polls: u64,
+    /// Whether the latest poll attempt failed.
+    pub last_poll_failed: bool,
+    pub link: Link,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            snapshot: None,
+            received_at: None,
+            polls: 0,
+            last_poll_failed: false,
+            link: Link::Connecting,
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter, for reconnects.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    base: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    /// Starts at `base`, doubles, never exceeds `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self {
+            attempt: 0,
+            base,
+            cap,
+        }
+    }
+
+    /// The delay before the next attempt, and that attempt's number (from 1).
+    pub fn next_delay(&mut self) -> (u32, Duration) {
+        self.attempt += 1;
+        let exp = self
+            .base
+            .saturating_mul(1 << self.attempt.saturating_sub(1).min(16))
+            .min(self.cap);
+        // ±20 % jitter from the clock's low bits: enough to spread many monitors, no RNG needed.
+        let nanos = u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default(),
+        );
+        let factor = 0.8 + (nanos % 1000) as f64 / 2500.0;
+        (self.attempt, exp.mul_f64(factor).min(self.cap))
+    }
+
+    /// Back to the first delay after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Settings of the polling task.
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    pub target: Target,
+    pub mapping: LeaseMapping,
+    pub interval: Duration,
+}
+
+/// Runs polls every `interval` until the receiver side is gone, publishing each result on `tx`.
+/// Starts from an already connected monitor when given one (the caller checked the mapping up front).
+pub async fn run_poller(
+    settings: PollerSettings,
+    mut monitor: Option<Monitor>,
+    tx: watch::Sender<Feed>,
+) {
+    let limits = SessionLimits::for_interval(settings.interval);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
+    let mut ticker = tokio::time::interval(settings.interval);
+    // A poll that overruns its interval makes the next tick late, never two polls back to back.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        if tx.is_closed() {
+            break;
+        }
+        let result = match monitor.as_mut() {
+            Some(m) => m.poll().await,
+            None => match Monitor::connect(&settings.target, &settings.mapping, limits).await {
+                Ok(mut m) => {
+                    tracing::info!(target = settings.target.description(), "connected");
+                    let result = m.poll().await;
+                    monitor = Some(m);
+                    result
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(snapshot) => {
+                backoff.reset();
+                tx.send_modify(|f| {
+                    f.snapshot = Some(Arc::new(snapshot));
+                    f.received_at = Some(Instant::now());
+                    f.polls += 1;
+                    f.last_poll_failed = false;
+                    f.link = Link::Connected;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "poll failed");
+                if (e.needs_reconnect() || monitor.is_none())
+                    && let Some(m) = monitor.take()
+                {
+                    // A stalled link would make a polite close hang: drop it after a short try.
+                    m.close().await;
+                }
+                let (attempt, delay) = backoff.next_delay();
+                let next_at = Instant::now() + delay;
+                tx.send_modify(|f| {
+                    f.polls += 1;
+                    f.last_poll_failed = true;
+                    f.link = Link::Reconnecting {
+                        attempt,
+                        next_at,
+                        error: e.to_string(),
+                    };
+                });
+                if monitor.is_none() {
+                    tokio::time::sleep(delay).await;
+                    ticker.reset();
+                }
+            }
+        }
+    }
+    if let Some(m) = monitor {
+        m.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_under_its_cap() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay().1).collect();
+        assert!(delays[0] >= Duration::from_millis(400) && delays[0] <= Duration::from_millis(600));
+        assert!(delays[3] >= Duration::from_millis(3200));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+        b.reset();
+        assert_eq!(b.next_delay().0, 1);
+    }
+}

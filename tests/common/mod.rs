@@ -1,0 +1,186 @@
+//! Shared by the integration tests: one throwaway PostgreSQL cluster per test binary (or the server named by
+//! `LOCKTOP_TEST_DATABASE_URL`), one fresh database per test, made from a template holding the reference schema.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use locktop::cluster::{Cluster, ClusterOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+
+pub const REFERENCE_SCHEMA: &str = include_str!("../../sql/reference_schema.sql");
+const TEMPLATE: &str = "locktop_template";
+
+/// Where the tests' databases live.
+pub struct Server {
+    /// Kept alive for the whole test binary; its watchdog removes it when the binary exits.
+    _cluster: Option<Cluster>,
+    /// URL of the server with `{db}` where the database name goes.
+    pattern: String,
+}
+
+impl Server {
+    pub fn url(&self, db: &str) -> String {
+        self.pattern.replace("{db}", db)
+    }
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The shared server, started on first use; the template database is created once.
+pub fn server() -> &'static Server {
+    SERVER.get_or_init(|| {
+        let (cluster, pattern) = match std::env::var("LOCKTOP_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (None, database_pattern(&url)),
+            _ => {
+                let options = ClusterOptions {
+                    tcp: true,
+                    settings: Vec::new(),
+                };
+                let cluster = Cluster::start(&options).unwrap_or_else(|e| panic!("{e}"));
+                let pattern = cluster.url("{db}");
+                (Some(cluster), pattern)
+            }
+        };
+        let server = Server {
+            _cluster: cluster,
+            pattern,
+        };
+        let admin = server.url("postgres");
+        let template = server.url(TEMPLATE);
+        // The tests run inside tokio runtimes; make the template on a thread with a runtime of its own.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(make_template(&admin, &template));
+        })
+        .join()
+        .expect("template created");
+        server
+    })
+}
+
+fn database_pattern(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let cut = base
+        .rfind('/')
+        .filter(|&i| i > "postgres://".len())
+        .unwrap_or(base.len());
+    let mut pattern = format!("{}/{{db}}", &base[..cut]);
+    if let Some(q) = query {
+        pattern.push('?');
+        pattern.push_str(q);
+    }
+    pattern
+}
+
+async fn make_template(admin_url: &str, template_url: &str) {
+    let mut admin = connect(admin_url).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {TEMPLATE}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop old template");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
+        .execute(&mut admin)
+        .await
+        .expect("create template");
+    let mut t = connect(template_url).await;
+    sqlx::raw_sql(REFERENCE_SCHEMA)
+        .execute(&mut t)
+        .await
+        .expect("load reference schema");
+    t.close().await.expect("close template");
+}
+
+pub async fn connect(url: &str) -> PgConnection {
+    connect_as(url, "test").await
+}
+
+/// A session with an `application_name` (which workers set to their owner token to be linked).
+pub async fn connect_as(url: &str, application: &str) -> PgConnection {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()
+        .expect("url")
+        .application_name(application);
+    options
+        .disable_statement_logging()
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A fresh database with the reference schema, for one test.
+pub async fn database(test: &str) -> String {
+    let server = server();
+    let name = format!("t_{}_{}", test, COUNTER.fetch_add(1, Ordering::SeqCst));
+    let mut admin = connect(&server.url("postgres")).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE {TEMPLATE}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create test database");
+    admin.close().await.ok();
+    server.url(&name)
+}
+
+/// Runs SQL (several statements allowed) on a connection.
+pub async fn exec(conn: &mut PgConnection, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Waits until `check` holds, polling; fails the test with `what` after 20 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `n` backends wait for a lock in this database.
+pub async fn wait_for_lock_waiters(url: &str, n: i64) {
+    let mut probe = connect(url).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&mut probe)
+        .await
+        .expect("count waiters");
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} lock waiters (have {waiting})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The backend pid of a session.
+pub async fn pid(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .expect("pid")
+}

@@ -1,0 +1,615 @@
+//! The lock data engine against a real PostgreSQL: contention made by real sessions calling the reference
+//! functions, row-lock and advisory waits, the runbook's rules, the config mapping, and the monitor's safety.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, connect_as, database, exec, pid, wait_for_lock_waiters};
+use locktop::cmd::snapshot::evaluate_once;
+use locktop::config::{Config, LeaseMapping};
+use locktop::model::rules::{Alert, Rules};
+use locktop::model::{AdvisoryKey, Board, Status, Visibility};
+use locktop::source::{Monitor, SessionLimits, SourceError, Target};
+use sqlx::postgres::PgConnection;
+
+fn limits() -> SessionLimits {
+    SessionLimits::for_interval(Duration::from_secs(1))
+}
+
+async fn monitor(url: &str, mapping: &LeaseMapping) -> Result<Monitor, SourceError> {
+    Monitor::connect(&Target::new(Some(url)).expect("url"), mapping, limits()).await
+}
+
+async fn board(url: &str) -> Board {
+    let mut m = monitor(url, &LeaseMapping::default())
+        .await
+        .expect("monitor connects");
+    let snapshot = m.poll().await.expect("poll");
+    evaluate_once(&snapshot, &Rules::default())
+}
+
+async fn try_acquire(conn: &mut PgConnection, profile: &str, symbol: &str, owner: &str) -> bool {
+    sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row($1, $2, $3, interval '30 seconds')")
+        .bind(profile)
+        .bind(symbol)
+        .bind(owner)
+        .fetch_one(conn)
+        .await
+        .expect("acquire")
+}
+
+fn profile<'a>(board: &'a Board, name: &str) -> &'a locktop::model::ProfileView {
+    board
+        .profiles
+        .iter()
+        .find(|p| p.profile == name)
+        .unwrap_or_else(|| panic!("profile {name} in {board:#?}"))
+}
+
+#[tokio::test]
+async fn real_contention_shows_the_contended_profile_its_failures_and_holder_while_others_read_ok()
+{
+    let url = database("contention").await;
+    // The holder's application_name is its owner token, so locktop can link the row to its backend.
+    let mut holder = connect_as(&url, "worker-a").await;
+    let holder_pid = pid(&mut holder).await;
+    let mut rival = connect_as(&url, "worker-b").await;
+    let mut calm = connect_as(&url, "worker-c").await;
+    assert!(try_acquire(&mut holder, "P1", "AAPL", "worker-a").await);
+    assert!(try_acquire(&mut calm, "P2", "MSFT", "worker-c").await);
+    for _ in 0..3 {
+        assert!(
+            !try_acquire(&mut rival, "P1", "AAPL", "worker-b").await,
+            "the row is held"
+        );
+    }
+    assert!(
+        try_acquire(&mut holder, "P1", "AAPL", "worker-a").await,
+        "the owner renews"
+    );
+
+    let b = board(&url).await;
+    let p1 = profile(&b, "P1");
+    assert_eq!(p1.status, Status::Contended, "{p1:#?}");
+    assert_eq!(p1.contention_count, 3);
+    let held = p1.holders().next().expect("a holder");
+    assert_eq!(held.owner.as_deref(), Some("worker-a"));
+    assert_eq!(held.pid, Some(holder_pid));
+    let ttl = held.ttl_remaining(b.now).expect("ttl").num_seconds();
+    assert!((25..=30).contains(&ttl), "ttl {ttl}");
+    assert_eq!(profile(&b, "P2").status, Status::Ok);
+    assert_eq!(b.profiles[0].profile, "P1", "contended profiles sort first");
+    assert!(
+        b.alerts.is_empty(),
+        "one contended profile raises no alert: {:?}",
+        b.alerts
+    );
+}
+
+#[tokio::test]
+async fn racing_sessions_never_give_one_unexpired_row_two_owners() {
+    let url = database("race").await;
+    let mut admin = connect(&url).await;
+    for round in 0..12 {
+        if round % 3 == 1 {
+            // Expire the current lease: the next race must again have exactly one winner.
+            exec(
+                &mut admin,
+                "UPDATE entry_locks SET expires_at = now() - interval '1 second'",
+            )
+            .await;
+        }
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("r{round}-w{w}");
+                let mut c = connect_as(&url, &owner).await;
+                try_acquire(&mut c, "HOT", "BTC", &owner).await
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.expect("task"));
+        }
+        let expected = usize::from(round == 0 || round % 3 == 1);
+        assert_eq!(winners, expected, "round {round}");
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM entry_locks WHERE profile_id = 'HOT' AND expires_at > now()",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("count");
+        assert_eq!(owners, 1);
+    }
+    // Failures were recorded: 15 in each of the 5 rounds with a winner (0, 1, 4, 7, 10), 16 in the 7 others.
+    let failures: i64 =
+        sqlx::query_scalar("SELECT contention_count FROM entry_locks WHERE profile_id = 'HOT'")
+            .fetch_one(&mut admin)
+            .await
+            .expect("count");
+    assert_eq!(failures, 5 * 15 + 7 * 16);
+}
+
+#[tokio::test]
+async fn only_the_owner_can_release_and_a_released_row_is_free_but_keeps_its_episode() {
+    let url = database("release").await;
+    let mut a = connect_as(&url, "a").await;
+    let mut b = connect_as(&url, "b").await;
+    assert!(try_acquire(&mut a, "P", "S", "a").await);
+    assert!(!try_acquire(&mut b, "P", "S", "b").await);
+    let released: bool = sqlx::query_scalar("SELECT fn_release_entry_lock_row('P', 'S', 'b')")
+        .fetch_one(&mut b)
+        .await
+        .expect("release");
+    assert!(!released, "b does not own it");
+    let released: bool = sqlx::query_scalar("SELECT fn_release_entry_lock_row('P', 'S', 'a')")
+        .fetch_one(&mut a)
+        .await
+        .expect("release");
+    assert!(released);
+    let b_board = board(&url).await;
+    let p = profile(&b_board, "P");
+    assert_eq!(p.holders().count(), 0, "a released row has no holder");
+    assert_eq!(
+        p.status,
+        Status::Contended,
+        "the episode outlives the hand-over"
+    );
+    assert!(try_acquire(&mut b, "P", "S", "b").await);
+}
+
+#[tokio::test]
+async fn an_episode_older_than_90_seconds_escalates_and_the_snapshot_exits_2() {
+    let url = database("escalate").await;
+    let mut admin = connect(&url).await;
+    assert_eq!(run_snapshot(&url).0, 0, "an empty table is calm");
+    exec(
+        &mut admin,
+        "INSERT INTO entry_locks VALUES \
+           ('P1', 'AAPL', 'w1', now() - interval '5 s', now() + interval '25 s', 40, now() - interval '100 s', now() - interval '1 s'), \
+           ('P2', 'MSFT', 'w2', now(), now() + interval '30 s', 0, NULL, NULL)",
+    )
+    .await;
+    let b = board(&url).await;
+    let p1 = profile(&b, "P1");
+    assert_eq!(p1.status, Status::Escalated);
+    assert!(
+        p1.reasons[0].contains("contended for 1m40s (over the 1m30s escalation limit)"),
+        "{:?}",
+        p1.reasons
+    );
+    assert!(
+        matches!(&b.alerts[..], [Alert::ContendedTooLong { profile, .. }] if profile == "P1"),
+        "{:?}",
+        b.alerts
+    );
+    let (code, json) = run_snapshot(&url);
+    assert_eq!(code, 2);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(doc["profiles"][0]["profile"], "P1");
+    assert_eq!(doc["profiles"][0]["status"], "escalated");
+    assert_eq!(doc["profiles"][0]["contention_count"], 40);
+    assert_eq!(doc["profiles"][0]["holders"][0]["owner"], "w1");
+    assert!(
+        doc["profiles"][0]["contended_for_s"]
+            .as_i64()
+            .expect("seconds")
+            >= 100
+    );
+    assert_eq!(doc["profiles"][1]["status"], "ok");
+    assert_eq!(doc["alerts"][0]["trigger"], "contended_too_long");
+}
+
+#[tokio::test]
+async fn an_expired_unrefreshed_row_reads_expired_and_escalates_while_contention_goes_on() {
+    let url = database("expired").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "INSERT INTO entry_locks VALUES \
+           ('DEAD', 'AAPL', 'w-dead', now() - interval '60 s', now() - interval '40 s', 12, now() - interval '20 s', now() - interval '2 s'), \
+           ('IDLE', 'MSFT', 'w-gone', now() - interval '60 s', now() - interval '5 s', 0, NULL, NULL)",
+    )
+    .await;
+    let b = board(&url).await;
+    let dead = profile(&b, "DEAD");
+    assert_eq!(dead.status, Status::Escalated, "{dead:#?}");
+    assert!(
+        dead.reasons
+            .iter()
+            .any(|r| r.contains("expired 40s ago and not refreshed while contention goes on"))
+    );
+    assert!(
+        b.alerts
+            .iter()
+            .any(|a| matches!(a, Alert::ExpiredNotRefreshed { key, .. } if key == "AAPL"))
+    );
+    let idle = profile(&b, "IDLE");
+    assert_eq!(idle.status, Status::Expired);
+    assert!(
+        idle.reasons[0].contains("may be dead"),
+        "{:?}",
+        idle.reasons
+    );
+    assert_eq!(run_snapshot(&url).0, 2);
+}
+
+#[tokio::test]
+async fn two_contended_profiles_raise_the_global_alert() {
+    let url = database("several").await;
+    let mut holder = connect_as(&url, "h").await;
+    let mut rival = connect_as(&url, "r").await;
+    for p in ["P1", "P2"] {
+        assert!(try_acquire(&mut holder, p, "X", "h").await);
+        assert!(!try_acquire(&mut rival, p, "X", "r").await);
+    }
+    let b = board(&url).await;
+    let several = b.alerts.iter().find_map(|a| match a {
+        Alert::SeveralContended { profiles, message } => Some((profiles, message)),
+        _ => None,
+    });
+    let (profiles, message) = several.expect("several-contended alert");
+    assert_eq!(profiles.len(), 2);
+    assert!(
+        message.contains("2 profiles contended at once"),
+        "{message}"
+    );
+    assert_eq!(run_snapshot(&url).0, 2);
+}
+
+#[tokio::test]
+async fn row_lock_waiters_in_a_queue_name_their_blockers_the_lease_table_and_the_row() {
+    let url = database("rowwait").await;
+    let mut setup = connect(&url).await;
+    exec(
+        &mut setup,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) VALUES \
+           ('P1', 'AAPL', 'w1', now() + interval '30 s'), ('P2', 'MSFT', 'w2', now() + interval '30 s')",
+    )
+    .await;
+    let mut holder = connect_as(&url, "holder").await;
+    let holder_pid = pid(&mut holder).await;
+    exec(
+        &mut holder,
+        "BEGIN; SELECT * FROM entry_locks WHERE profile_id = 'P1' FOR UPDATE",
+    )
+    .await;
+    let mut first = connect_as(&url, "first").await;
+    let first_pid = pid(&mut first).await;
+    let mut second = connect_as(&url, "second").await;
+    let second_pid = pid(&mut second).await;
+    let w1 = tokio::spawn(async move {
+        exec(
+            &mut first,
+            "UPDATE entry_locks SET expires_at = now() WHERE profile_id = 'P1'",
+        )
+        .await;
+    });
+    wait_for_lock_waiters(&url, 1).await;
+    let w2 = tokio::spawn(async move {
+        exec(
+            &mut second,
+            "UPDATE entry_locks SET expires_at = now() WHERE profile_id = 'P1'",
+        )
+        .await;
+    });
+    wait_for_lock_waiters(&url, 2).await;
+
+    let b = board(&url).await;
+    assert_eq!(b.waits.len(), 2, "{:#?}", b.waits);
+    let first_wait = b
+        .waits
+        .iter()
+        .find(|w| w.wait.pid == first_pid)
+        .expect("first waiter");
+    assert_eq!(first_wait.wait.locktype, "transactionid");
+    assert_eq!(first_wait.wait.mode, "ShareLock");
+    assert_eq!(first_wait.wait.blocked_by, vec![holder_pid]);
+    let second_wait = b
+        .waits
+        .iter()
+        .find(|w| w.wait.pid == second_pid)
+        .expect("second waiter");
+    assert_eq!(second_wait.wait.locktype, "tuple");
+    assert_eq!(second_wait.wait.mode, "ExclusiveLock");
+    assert_eq!(second_wait.wait.blocked_by, vec![first_pid]);
+    for w in [first_wait, second_wait] {
+        assert_eq!(w.wait.relation.as_deref(), Some("entry_locks"));
+        assert_eq!(w.profile.as_deref(), Some("P1"));
+        assert_eq!(w.key.as_deref(), Some("AAPL"));
+        assert!(w.wait.waitstart.is_some());
+    }
+    let p1 = profile(&b, "P1");
+    assert_eq!(
+        p1.status,
+        Status::Contended,
+        "waiters on its row contend the profile"
+    );
+    assert_eq!(p1.waiters, 2);
+    assert_eq!(profile(&b, "P2").status, Status::Ok);
+
+    exec(&mut holder, "COMMIT").await;
+    w1.await.expect("first finishes");
+    w2.await.expect("second finishes");
+}
+
+#[tokio::test]
+async fn advisory_lock_waits_decode_both_key_forms_and_name_the_holder() {
+    let url = database("advisory").await;
+    let mut holder = connect_as(&url, "scheduler-a").await;
+    let holder_pid = pid(&mut holder).await;
+    exec(
+        &mut holder,
+        "SELECT pg_advisory_lock(123456789012); SELECT pg_advisory_lock(7, -3)",
+    )
+    .await;
+    let mut big = connect_as(&url, "scheduler-b").await;
+    let mut pair = connect_as(&url, "scheduler-c").await;
+    let big_pid = pid(&mut big).await;
+    let pair_pid = pid(&mut pair).await;
+    let t1 =
+        tokio::spawn(async move { exec(&mut big, "SELECT pg_advisory_lock(123456789012)").await });
+    let t2 = tokio::spawn(async move { exec(&mut pair, "SELECT pg_advisory_lock(7, -3)").await });
+    wait_for_lock_waiters(&url, 2).await;
+
+    let b = board(&url).await;
+    let big_wait = b
+        .waits
+        .iter()
+        .find(|w| w.wait.pid == big_pid)
+        .expect("bigint waiter");
+    assert_eq!(
+        big_wait.wait.advisory_key,
+        Some(AdvisoryKey::Bigint(123_456_789_012))
+    );
+    assert_eq!(big_wait.wait.blocked_by, vec![holder_pid]);
+    assert_eq!(big_wait.wait.mode, "ExclusiveLock");
+    assert_eq!(big_wait.application.as_deref(), Some("scheduler-b"));
+    let pair_wait = b
+        .waits
+        .iter()
+        .find(|w| w.wait.pid == pair_pid)
+        .expect("pair waiter");
+    assert_eq!(pair_wait.wait.advisory_key, Some(AdvisoryKey::Pair(7, -3)));
+    assert_eq!(pair_wait.wait.locktype, "advisory");
+    let (_, json) = run_snapshot(&url);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let keys: Vec<&serde_json::Value> = doc["waits"]
+        .as_array()
+        .expect("waits")
+        .iter()
+        .map(|w| &w["advisory_key"])
+        .collect();
+    assert!(
+        keys.contains(&&serde_json::json!(123_456_789_012_i64)),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&&serde_json::json!([7, -3])), "{keys:?}");
+
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    t1.await.expect("big gets it");
+    t2.await.expect("pair gets it");
+}
+
+#[tokio::test]
+async fn a_differently_named_lease_table_works_through_the_mapping_and_a_missing_column_is_named() {
+    let url = database("mapping").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "CREATE SCHEMA sched; \
+         CREATE TABLE sched.\"Leases\" (tenant uuid, job bigint, holder text, lease_until timestamp, fails int); \
+         INSERT INTO sched.\"Leases\" VALUES \
+           ('6f1c2b1e-2f6b-4d3e-9a58-1a2b3c4d5e6f', 42, 'node-1', now() + interval '20 s', 0), \
+           (NULL, NULL, NULL, NULL, NULL)",
+    )
+    .await;
+    let config = Config::parse(
+        "[lease]\ntable = 'sched.\"Leases\"'\ngroup = 'tenant'\nkey = 'job'\nowner = 'holder'\nexpires_at = 'lease_until'\n\
+         acquired_at = ''\ncontention_count = 'fails'\ncontended_since = ''\nlast_contended_at = ''\n",
+    )
+    .expect("config");
+    let mut m = monitor(&url, &config.lease)
+        .await
+        .expect("mapping resolves");
+    assert_eq!(m.lease_table().name, "sched.\"Leases\"");
+    let snapshot = m.poll().await.expect("poll");
+    assert_eq!(snapshot.leases.len(), 2);
+    let b = evaluate_once(&snapshot, &Rules::default());
+    let tenant = profile(&b, "6f1c2b1e-2f6b-4d3e-9a58-1a2b3c4d5e6f");
+    let row = tenant.holders().next().expect("holder");
+    assert_eq!(row.key.as_deref(), Some("42"));
+    assert_eq!(row.owner.as_deref(), Some("node-1"));
+    assert!(row.ttl_remaining(b.now).expect("ttl") > chrono::Duration::seconds(15));
+    assert_eq!(
+        profile(&b, "NULL").status,
+        Status::Ok,
+        "a row of NULLs is shown, not a crash"
+    );
+
+    let mut wrong = config.lease.clone();
+    wrong.owner = "holdr".into();
+    let err = monitor(&url, &wrong).await.expect_err("misspelt column");
+    assert!(
+        matches!(&err, SourceError::ColumnMissing { column, key: "owner", .. } if column == "holdr"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("holder"),
+        "the message lists the real columns: {err}"
+    );
+
+    let mut missing = config.lease.clone();
+    missing.table = "sched.leases".into();
+    let err = monitor(&url, &missing)
+        .await
+        .expect_err("unquoted name folds to lower case");
+    assert!(matches!(err, SourceError::TableMissing { .. }), "{err}");
+
+    let mut bad_type = config.lease;
+    bad_type.expires_at = "holder".into();
+    let err = monitor(&url, &bad_type)
+        .await
+        .expect_err("text is not a time");
+    assert!(err.to_string().contains("expected timestamp"), "{err}");
+}
+
+#[tokio::test]
+async fn the_monitor_hides_its_own_backend_and_its_session_cannot_write() {
+    let url = database("safety").await;
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("connects");
+    let own: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(m.connection())
+        .await
+        .expect("pid");
+    let snapshot = m.poll().await.expect("poll");
+    assert!(
+        !snapshot.sessions.iter().any(|s| s.pid == own),
+        "own backend listed"
+    );
+    assert!(
+        snapshot
+            .sessions
+            .iter()
+            .all(|s| s.application.as_deref() != Some("locktop"))
+    );
+
+    let settings: (String, String, String, String) = sqlx::query_as(
+        "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), \
+                current_setting('lock_timeout'), current_setting('application_name')",
+    )
+    .fetch_one(m.connection())
+    .await
+    .expect("settings");
+    assert_eq!(settings.0, "on");
+    assert_eq!(settings.1, "800ms");
+    assert_eq!(settings.2, "200ms");
+    assert_eq!(settings.3, "locktop");
+
+    let write = sqlx::raw_sql(
+        "INSERT INTO entry_locks (profile_id, symbol, expires_at) VALUES ('x', 'y', now())",
+    )
+    .execute(m.connection())
+    .await
+    .expect_err("a read-only session refuses writes");
+    let code = write.as_database_error().and_then(sqlx::error::DatabaseError::code);
+    assert_eq!(code.as_deref(), Some("25006"), "{write}");
+}
+
+#[tokio::test]
+async fn pg_locks_is_not_read_while_no_backend_waits() {
+    let url = database("gate").await;
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("connects");
+    let sql = locktop::source::locks::ActivityQuery::new(Visibility::Full)
+        .sql()
+        .replace("$1", "100");
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, COSTS OFF) {sql}"
+    )))
+    .fetch_all(m.connection())
+    .await
+    .expect("explain");
+    let scan = plan
+        .iter()
+        .find(|l| l.contains("Function Scan on pg_lock_status"))
+        .expect("pg_locks in the plan");
+    assert!(scan.contains("never executed"), "{}", plan.join("\n"));
+}
+
+#[tokio::test]
+async fn a_role_without_pg_monitor_is_told_what_it_cannot_see_and_still_finds_waits() {
+    let url = database("limited").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "DO $$ BEGIN CREATE ROLE limited_mon LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         GRANT SELECT ON entry_locks TO limited_mon",
+    )
+    .await;
+    let limited_url = url.replace("postgres://postgres@", "postgres://limited_mon@");
+    let mut holder = connect_as(&url, "holder").await;
+    let holder_pid = pid(&mut holder).await;
+    exec(&mut holder, "SELECT pg_advisory_lock(99)").await;
+    let mut waiter = connect_as(&url, "waiter").await;
+    let t = tokio::spawn(async move { exec(&mut waiter, "SELECT pg_advisory_lock(99)").await });
+    wait_for_lock_waiters(&url, 1).await;
+
+    let mut m = monitor(&limited_url, &LeaseMapping::default())
+        .await
+        .expect("connects");
+    assert_eq!(m.visibility(), Visibility::OwnSessionsOnly);
+    assert!(
+        Visibility::OwnSessionsOnly
+            .note()
+            .expect("note")
+            .contains("pg_monitor")
+    );
+    let snapshot = m.poll().await.expect("poll");
+    let wait = snapshot
+        .waits
+        .iter()
+        .find(|w| w.advisory_key == Some(AdvisoryKey::Bigint(99)))
+        .expect("wait found");
+    assert_eq!(wait.blocked_by, vec![holder_pid]);
+    assert!(
+        snapshot
+            .sessions
+            .iter()
+            .filter(|s| s.pid == holder_pid)
+            .all(|s| s.query.is_none())
+    );
+
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    t.await.expect("waiter done");
+}
+
+#[tokio::test]
+async fn a_missing_lease_table_and_a_bad_config_exit_1_with_one_line() {
+    let url = database("badinput").await;
+    let mut admin = connect(&url).await;
+    exec(&mut admin, "DROP TABLE entry_locks").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--dsn", &url])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("lease table public.entry_locks not found"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[lease]\ntabel = 'x'\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--dsn", &url, "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("line 2") && err.contains("tabel"), "{err}");
+}
+
+fn run_snapshot(url: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--format", "json", "--dsn", url])
+        .output()
+        .expect("snapshot runs");
+    let code = out.status.code().expect("exit code");
+    assert!(
+        code == 0 || code == 2,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, String::from_utf8_lossy(&out.stdout).into_owned())
+}
