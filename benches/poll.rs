@@ -1,1 +1,214 @@
-fn main() {}
+//! Poll cost and model memory, measured on a throwaway cluster over its Unix socket.
+//!
+//! `cargo bench --bench poll` prints, for 1,000 / 10,000 / 100,000 lease rows and 100 / 10,000 locks held in
+//! `pg_locks` (with one backend waiting, so the `pg_locks` path runs): the client-side time of one whole poll
+//! (median and p95) and of the model's evaluation of it; then the process RSS before and after 3,600 simulated
+//! polls of 1,000 profiles through the history and the rules.
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use locktop::cluster::{Cluster, ClusterOptions};
+use locktop::config::LeaseMapping;
+use locktop::model::rules::{self, Rules};
+use locktop::model::{History, LeaseRow, LockWait, Snapshot, Visibility};
+use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
+use sqlx::{ConnectOptions, Connection, postgres::PgConnectOptions};
+
+const SCHEMA: &str = include_str!("../sql/reference_schema.sql");
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
+        poll_costs(&cluster).await;
+    });
+    model_memory();
+}
+
+async fn connect(url: &str) -> sqlx::PgConnection {
+    url.parse::<PgConnectOptions>()
+        .expect("url")
+        .disable_statement_logging()
+        .connect()
+        .await
+        .expect("connect")
+}
+
+async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(c)
+        .await
+        .expect(sql);
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn poll_costs(cluster: &Cluster) {
+    let url = cluster.url("postgres");
+    let mut admin = connect(&url).await;
+    exec(&mut admin, SCHEMA).await;
+    println!("poll (client side, Unix socket, one backend waiting)");
+    println!(
+        "{:>8} {:>7} {:>8} | {:>9} {:>9} | {:>10}",
+        "rows", "locks", "mode", "median", "p95", "evaluate"
+    );
+    for rows in [1_000_i64, 10_000, 100_000] {
+        for locks in [100_i64, 10_000] {
+            // Ten symbols per profile; one profile in twenty in a contention episode, one in a hundred with an
+            // expired row: an incident on a large table, not a table on fire.
+            exec(&mut admin, "TRUNCATE entry_locks").await;
+            exec(
+                &mut admin,
+                &format!(
+                    "INSERT INTO entry_locks \
+                     SELECT 'profile-' || (g / 10), 'SYM' || (g % 10), 'worker-' || g, now() - interval '5 s', \
+                            now() + CASE WHEN g % 1000 = 0 THEN interval '-40 s' ELSE interval '25 s' END, \
+                            CASE WHEN (g / 10) % 20 = 0 THEN g % 50 ELSE 0 END, \
+                            CASE WHEN (g / 10) % 20 = 0 THEN now() - interval '60 s' END, \
+                            CASE WHEN (g / 10) % 20 = 0 THEN now() - interval '1 s' END \
+                     FROM generate_series(1, {rows}) g; ANALYZE entry_locks"
+                ),
+            )
+            .await;
+            let mut holder = connect(&url).await;
+            exec(&mut holder, &format!("BEGIN; SELECT count(pg_advisory_xact_lock(g)) FROM generate_series(1, {locks}) g")).await;
+            let mut waiter = connect(&url).await;
+            let waiting = tokio::spawn(async move {
+                exec(&mut waiter, "SELECT pg_advisory_lock(1)").await;
+                waiter
+            });
+            loop {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("count");
+                if n > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+
+            for summary in [false, true] {
+                let target = Target::new(Some(&url)).expect("target");
+                let limits = SessionLimits::for_interval(Duration::from_secs(1));
+                let mut monitor = Monitor::connect(&target, &LeaseMapping::default(), limits)
+                    .await
+                    .expect("monitor");
+                if summary {
+                    monitor.set_detail(LeaseDetail::Summary {
+                        ttl: Duration::from_secs(30),
+                        focus: Vec::new(),
+                    });
+                }
+                let mut polls = Vec::new();
+                let mut evals = Vec::new();
+                let iterations = if rows >= 100_000 { 30 } else { 100 };
+                let rules = Rules::default();
+                for _ in 0..iterations {
+                    let start = Instant::now();
+                    let snapshot = monitor.poll().await.expect("poll");
+                    polls.push(start.elapsed().as_secs_f64() * 1000.0);
+                    if !summary {
+                        assert_eq!(snapshot.leases.len() as i64, rows);
+                    }
+                    assert!(!snapshot.waits.is_empty());
+                    let start = Instant::now();
+                    let mut history = History::default();
+                    rules::record(&mut history, &snapshot, &rules);
+                    let board = rules::evaluate(&snapshot, &history, &rules, snapshot.server_now);
+                    evals.push(start.elapsed().as_secs_f64() * 1000.0);
+                    std::hint::black_box(board);
+                }
+                polls.sort_by(f64::total_cmp);
+                evals.sort_by(f64::total_cmp);
+                println!(
+                    "{rows:>8} {locks:>7} {:>8} | {:>7.2}ms {:>7.2}ms | {:>8.2}ms",
+                    if summary { "summary" } else { "full" },
+                    percentile(&polls, 0.5),
+                    percentile(&polls, 0.95),
+                    percentile(&evals, 0.5)
+                );
+                monitor.close().await;
+            }
+            exec(&mut holder, "COMMIT").await;
+            let mut waiter = waiting.await.expect("waiter");
+            exec(&mut waiter, "SELECT pg_advisory_unlock_all()").await;
+            waiter.close().await.ok();
+            holder.close().await.ok();
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// 3,600 polls (an hour at 1 s) of 1,000 profiles, with contention moving between profiles.
+fn model_memory() {
+    let rules = Rules::default();
+    let mut history = History::default();
+    let start = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
+    let snapshot_at = |i: i64| {
+        let now = start + chrono::Duration::seconds(i);
+        Snapshot {
+            server_now: now,
+            poll_ms: 1.0,
+            leases: (0..1_000)
+                .map(|p| {
+                    let hot = (p + i) % 50 == 0;
+                    LeaseRow {
+                        group: Some(format!("profile-{p}")),
+                        key: Some("SYM".into()),
+                        owner: Some(format!("worker-{}", (p * 7 + i / 30) % 200)),
+                        expires_at: Some(now + chrono::Duration::seconds(20)),
+                        acquired_at: Some(now - chrono::Duration::seconds(10)),
+                        contention_count: Some(if hot { i } else { 0 }),
+                        contended_since: hot.then_some(start),
+                        last_contended_at: hot.then_some(now),
+                    }
+                })
+                .collect(),
+            summaries: Vec::new(),
+            sessions: Vec::new(),
+            waits: Vec::<LockWait>::new(),
+            visibility: Visibility::Full,
+            lease_error: None,
+        }
+    };
+    // Warm up: the first snapshot's allocations are not growth.
+    let first = snapshot_at(0);
+    rules::record(&mut history, &first, &rules);
+    std::hint::black_box(rules::evaluate(&first, &history, &rules, first.server_now));
+    drop(first);
+    let before = rss_kib();
+    let mut mid = 0;
+    for i in 1..=3_600 {
+        let s = snapshot_at(i);
+        rules::record(&mut history, &s, &rules);
+        std::hint::black_box(rules::evaluate(&s, &history, &rules, s.server_now));
+        if i == 600 {
+            mid = rss_kib();
+        }
+    }
+    let after = rss_kib();
+    println!(
+        "\nmodel memory, 1,000 profiles: RSS {before} KiB after 1 poll, {mid} KiB after 600, {after} KiB after 3,600 polls; \
+         history keeps {} samples for {} profiles",
+        history.stored_samples(),
+        history.tracked_profiles()
+    );
+}

@@ -496,7 +496,9 @@ async fn the_monitor_hides_its_own_backend_and_its_session_cannot_write() {
     .execute(m.connection())
     .await
     .expect_err("a read-only session refuses writes");
-    let code = write.as_database_error().and_then(sqlx::error::DatabaseError::code);
+    let code = write
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code);
     assert_eq!(code.as_deref(), Some("25006"), "{write}");
 }
 
@@ -612,4 +614,67 @@ fn run_snapshot(url: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (code, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn summary_mode_fetches_only_rows_that_matter_and_judges_every_profile_as_full_detail_does() {
+    let url = database("summary").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "INSERT INTO entry_locks \
+           SELECT 'calm-' || g, 'S' || s, 'w' || g, now(), now() + interval '25 s', 0, NULL, NULL \
+           FROM generate_series(1, 50) g, generate_series(1, 3) s; \
+         INSERT INTO entry_locks VALUES \
+           ('hot', 'A', 'w-hot', now(), now() + interval '20 s', 7, now() - interval '100 s', now() - interval '1 s'), \
+           ('hot', 'B', 'w-hot2', now(), now() + interval '20 s', 0, NULL, NULL), \
+           ('dead', 'A', 'w-dead', now() - interval '60 s', now() - interval '10 s', 0, NULL, NULL), \
+           ('single', 'A', 'w-single', now(), now() + interval '15 s', 0, NULL, NULL), \
+           ('focus', 'A', 'w-f1', now(), now() + interval '15 s', 0, NULL, NULL), \
+           ('focus', 'B', 'w-f2', now(), now() + interval '15 s', 0, NULL, NULL)",
+    )
+    .await;
+    let rules = Rules::default();
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("connects");
+    let full = evaluate_once(&m.poll().await.expect("full poll"), &rules);
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: vec!["focus".into()],
+    });
+    let snapshot = m.poll().await.expect("summary poll");
+    let mut detailed: Vec<&str> = snapshot
+        .leases
+        .iter()
+        .filter_map(|r| r.group.as_deref())
+        .collect();
+    detailed.sort_unstable();
+    assert_eq!(
+        detailed,
+        ["dead", "focus", "focus", "hot", "hot"],
+        "every row of the profiles that matter"
+    );
+    assert_eq!(snapshot.summaries.len(), 54);
+    let summary = evaluate_once(&snapshot, &rules);
+
+    assert_eq!(full.profiles.len(), summary.profiles.len());
+    for p in &full.profiles {
+        let s = profile(&summary, &p.profile);
+        assert_eq!(
+            (s.status, s.contention_count, s.held_count),
+            (p.status, p.contention_count, p.held_count),
+            "{}",
+            p.profile
+        );
+    }
+    assert_eq!(full.alerts, summary.alerts);
+    let single = profile(&summary, "single");
+    assert!(!single.detailed);
+    assert_eq!(
+        single.holders().next().and_then(|r| r.owner.as_deref()),
+        Some("w-single")
+    );
+    assert!(profile(&summary, "focus").detailed);
+    assert_eq!(profile(&summary, "calm-1").held_count, 3);
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::history::{History, ProfileObservation};
-use super::snapshot::{LeaseRow, LockWait, Session, Snapshot};
+use super::snapshot::{LeaseRow, LockWait, ProfileSummary, Session, Snapshot};
 
 /// The runbook's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,14 @@ pub struct ProfileView {
     /// Failed acquisitions in the current episode, summed over the profile's rows.
     pub contention_count: i64,
     pub waiters: u32,
+    /// The rows in detail; for a profile known only from its summary, one row standing for its holder (the
+    /// one that expires first), or none when several hold rows (then see `held_count`).
     pub rows: Vec<RowView>,
+    /// Rows of the profile and rows with an owner, whether or not they are in `rows`.
+    pub row_count: usize,
+    pub held_count: usize,
+    /// Whether `rows` holds every row of the profile (false when only its summary was fetched).
+    pub detailed: bool,
 }
 
 impl ProfileView {
@@ -214,6 +221,19 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
         }
         o.episode_start = o.episode_start.max(row.contended_since);
     }
+    for summary in &snapshot.summaries {
+        let name = display_value(summary.group.as_deref());
+        if !by_profile.contains_key(name) {
+            by_profile.insert(
+                name,
+                ProfileObservation {
+                    failure_count: summary.failure_total,
+                    episode_start: summary.latest_contended_since,
+                    waiters: 0,
+                },
+            );
+        }
+    }
     for wait in &snapshot.waits {
         if let Some((group, _)) = &wait.lease_row {
             let o =
@@ -287,16 +307,44 @@ pub fn evaluate(
         groups.entry(p).or_default();
     }
 
+    let mut profile_waiters: HashMap<&str, u32> = HashMap::new();
+    for ((p, _), (n, _)) in &row_waits {
+        *profile_waiters.entry(p).or_default() += n;
+    }
+
     let mut profiles: Vec<ProfileView> = groups
         .into_iter()
         .map(|(profile, rows)| {
-            let rows = rows
+            let rows: Vec<RowView> = rows
                 .into_iter()
                 .map(|r| row_view(profile, r, &row_waits, &by_app, &sessions))
                 .collect();
-            profile_view(profile, rows, history, rules, now)
+            let counts = Counts {
+                rows: rows.len(),
+                held: rows.iter().filter(|r| r.owner.is_some()).count(),
+                waiters: profile_waiters.get(profile).copied().unwrap_or(0),
+                detailed: true,
+            };
+            profile_view(profile, rows, counts, history, rules, now)
         })
         .collect();
+    // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
+    let detailed: std::collections::HashSet<String> =
+        profiles.iter().map(|p| p.profile.clone()).collect();
+    for summary in &snapshot.summaries {
+        let profile = display_value(summary.group.as_deref());
+        if detailed.contains(profile) {
+            continue;
+        }
+        let counts = Counts {
+            rows: usize::try_from(summary.rows).unwrap_or(0),
+            held: usize::try_from(summary.held).unwrap_or(0),
+            waiters: profile_waiters.get(profile).copied().unwrap_or(0),
+            detailed: false,
+        };
+        let rows = summary_row(summary, &by_app).into_iter().collect();
+        profiles.push(profile_view(profile, rows, counts, history, rules, now));
+    }
     sort_profiles(&mut profiles, now);
 
     let alerts = alerts(&profiles, rules, now);
@@ -364,9 +412,43 @@ fn row_view(
     }
 }
 
+/// Row counts of a profile, known from its detail rows or from its summary.
+#[derive(Clone, Copy)]
+struct Counts {
+    rows: usize,
+    held: usize,
+    waiters: u32,
+    detailed: bool,
+}
+
+/// The row standing for a summarised profile of a single held row (with several rows, the aggregate cannot
+/// say which owner holds which key; the screen then shows the counts and the first expiry).
+fn summary_row(s: &ProfileSummary, by_app: &HashMap<&str, &Session>) -> Option<RowView> {
+    if s.held != 1 || s.rows != 1 {
+        return None;
+    }
+    let linked = s
+        .sample_owner
+        .as_deref()
+        .and_then(|o| by_app.get(o).copied());
+    Some(RowView {
+        key: s.sample_key.clone(),
+        owner: s.sample_owner.clone(),
+        expires_at: s.next_expiry,
+        acquired_at: s.sample_acquired_at,
+        pid: linked.map(|l| l.pid),
+        application: linked.and_then(|l| l.application.clone()),
+        contention_count: None,
+        contended_since: None,
+        last_contended_at: None,
+        waiters: 0,
+    })
+}
+
 fn profile_view(
     profile: &str,
     mut rows: Vec<RowView>,
+    counts: Counts,
     history: &History,
     rules: &Rules,
     now: DateTime<Utc>,
@@ -380,7 +462,7 @@ fn profile_view(
         .filter(|r| recent(r.last_contended_at))
         .collect();
     let contention_count: i64 = active.iter().filter_map(|r| r.contention_count).sum();
-    let waiters: u32 = rows.iter().map(|r| r.waiters).sum();
+    let waiters = counts.waiters;
     let observed = history
         .observed_episode(profile)
         .filter(|&(_, last)| now - last <= rules.ttl);
@@ -458,6 +540,9 @@ fn profile_view(
         contention_count,
         waiters,
         rows,
+        row_count: counts.rows,
+        held_count: counts.held,
+        detailed: counts.detailed,
     }
 }
 
@@ -509,4 +594,318 @@ fn alerts(profiles: &[ProfileView], rules: &Rules, now: DateTime<Utc>) -> Vec<Al
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::snapshot::Visibility;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn row(profile: &str, owner: &str, expires: i64) -> LeaseRow {
+        LeaseRow {
+            group: Some(profile.into()),
+            key: Some("SYM".into()),
+            owner: Some(owner.into()),
+            expires_at: Some(t(expires)),
+            acquired_at: Some(t(expires - 30)),
+            contention_count: Some(0),
+            contended_since: None,
+            last_contended_at: None,
+        }
+    }
+
+    fn contended(mut r: LeaseRow, since: i64, last: i64, count: i64) -> LeaseRow {
+        r.contended_since = Some(t(since));
+        r.last_contended_at = Some(t(last));
+        r.contention_count = Some(count);
+        r
+    }
+
+    fn snapshot(now: i64, leases: Vec<LeaseRow>) -> Snapshot {
+        Snapshot {
+            server_now: t(now),
+            poll_ms: 1.0,
+            leases,
+            summaries: Vec::new(),
+            sessions: Vec::new(),
+            waits: Vec::new(),
+            visibility: Visibility::Full,
+            lease_error: None,
+        }
+    }
+
+    fn board_at(s: &Snapshot, now: i64) -> Board {
+        let rules = Rules::default();
+        let mut h = History::default();
+        record(&mut h, s, &rules);
+        evaluate(s, &h, &rules, t(now))
+    }
+
+    fn status(b: &Board, profile: &str) -> Status {
+        b.profiles
+            .iter()
+            .find(|p| p.profile == profile)
+            .map(|p| p.status)
+            .expect("profile")
+    }
+
+    #[test]
+    fn a_held_row_without_failures_is_ok_and_its_ttl_counts_down_with_now() {
+        let s = snapshot(0, vec![row("P", "w", 30)]);
+        let b = board_at(&s, 0);
+        assert_eq!(status(&b, "P"), Status::Ok);
+        assert!(b.alerts.is_empty());
+        let r = &b.profiles[0].rows[0];
+        assert_eq!(r.ttl_remaining(t(0)), Some(Duration::seconds(30)));
+        assert_eq!(r.ttl_remaining(t(12)), Some(Duration::seconds(18)));
+    }
+
+    #[test]
+    fn a_failure_within_the_ttl_contends_and_one_older_than_the_ttl_does_not() {
+        let s = snapshot(0, vec![contended(row("P", "w", 30), -10, -5, 3)]);
+        let b = board_at(&s, 0);
+        assert_eq!(status(&b, "P"), Status::Contended);
+        assert_eq!(b.profiles[0].contention_count, 3);
+        assert_eq!(
+            b.profiles[0].contended_for(t(0)),
+            Some(Duration::seconds(10))
+        );
+        let s = snapshot(0, vec![contended(row("P", "w", 30), -60, -31, 3)]);
+        assert_eq!(
+            status(&board_at(&s, 0), "P"),
+            Status::Ok,
+            "the episode ended a TTL after its last failure"
+        );
+    }
+
+    #[test]
+    fn contention_escalates_only_past_the_90_second_limit() {
+        let at_limit = snapshot(0, vec![contended(row("P", "w", 30), -90, -1, 9)]);
+        assert_eq!(
+            status(&board_at(&at_limit, 0), "P"),
+            Status::Contended,
+            "90 s is not yet beyond the limit"
+        );
+        let past = board_at(&at_limit, 1);
+        assert_eq!(status(&past, "P"), Status::Escalated);
+        assert!(
+            past.profiles[0].reasons[0].contains("over the 1m30s escalation limit"),
+            "{:?}",
+            past.profiles[0].reasons
+        );
+        assert!(matches!(
+            &past.alerts[..],
+            [Alert::ContendedTooLong {
+                contended_for_s: 91,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn an_expired_row_reads_expired_and_escalates_after_a_ttl_of_ongoing_contention() {
+        let dead = snapshot(0, vec![row("P", "w", -5)]);
+        let b = board_at(&dead, 0);
+        assert_eq!(status(&b, "P"), Status::Expired);
+        assert!(
+            b.alerts.is_empty(),
+            "no contention: expired but not an escalation yet"
+        );
+        let fresh = snapshot(0, vec![contended(row("P", "w", -20), -20, -1, 4)]);
+        assert_eq!(
+            status(&board_at(&fresh, 0), "P"),
+            Status::Expired,
+            "expired 20 s: less than one TTL"
+        );
+        let stale = snapshot(0, vec![contended(row("P", "w", -31), -31, -1, 4)]);
+        let b = board_at(&stale, 0);
+        assert_eq!(status(&b, "P"), Status::Escalated);
+        assert!(b.alerts.iter().any(|a| matches!(
+            a,
+            Alert::ExpiredNotRefreshed {
+                expired_for_s: 31,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_released_row_is_neither_held_nor_expired() {
+        let mut released = row("P", "w", -100);
+        released.owner = None;
+        let b = board_at(&snapshot(0, vec![released]), 0);
+        assert_eq!(status(&b, "P"), Status::Ok);
+        assert_eq!(b.profiles[0].holders().count(), 0);
+    }
+
+    #[test]
+    fn two_contended_profiles_raise_the_several_at_once_alert_and_sort_first() {
+        let s = snapshot(
+            0,
+            vec![
+                row("calm", "w0", 30),
+                contended(row("A", "w1", 30), -5, -1, 1),
+                contended(row("B", "w2", 30), -50, -1, 1),
+            ],
+        );
+        let b = board_at(&s, 0);
+        let several = b.alerts.iter().find_map(|a| match a {
+            Alert::SeveralContended { profiles, .. } => Some(profiles.clone()),
+            _ => None,
+        });
+        assert_eq!(several, Some(vec!["B".to_owned(), "A".to_owned()]));
+        let order: Vec<&str> = b.profiles.iter().map(|p| p.profile.as_str()).collect();
+        assert_eq!(
+            order,
+            ["B", "A", "calm"],
+            "longest contended first, calm last"
+        );
+        assert!(b.escalated());
+    }
+
+    #[test]
+    fn lock_waits_on_a_row_contend_its_profile_and_link_the_row_lock_holder() {
+        let mut s = snapshot(0, vec![row("P", "token-x", 30)]);
+        s.sessions.push(Session {
+            pid: 42,
+            application: Some("worker".into()),
+            user: None,
+            client_addr: None,
+            state: Some("idle in transaction".into()),
+            query: None,
+            xact_start: None,
+            backend_type: None,
+        });
+        s.waits.push(LockWait {
+            pid: 43,
+            blocked_by: vec![42],
+            locktype: "transactionid".into(),
+            mode: "ShareLock".into(),
+            relation: Some("entry_locks".into()),
+            relation_oid: Some(1),
+            tuple: Some((0, 1)),
+            advisory_key: None,
+            transactionid: Some("777".into()),
+            waitstart: Some(t(-3)),
+            lease_row: Some((Some("P".into()), Some("SYM".into()))),
+        });
+        let b = board_at(&s, 0);
+        let p = &b.profiles[0];
+        assert_eq!(p.status, Status::Contended);
+        assert_eq!(p.waiters, 1);
+        assert_eq!(
+            p.rows[0].pid,
+            Some(42),
+            "the row lock's holder is linked to the row"
+        );
+        assert_eq!(b.waits[0].waiting_for(t(0)), Some(Duration::seconds(3)));
+    }
+
+    #[test]
+    fn without_bookkeeping_an_observed_episode_escalates_after_90_seconds_of_waits() {
+        let rules = Rules::default();
+        let mut h = History::default();
+        let waiting = |now: i64| {
+            let mut s = snapshot(now, vec![row("P", "w", now + 30)]);
+            s.leases[0].contention_count = None;
+            s.waits.push(LockWait {
+                pid: 2,
+                blocked_by: vec![1],
+                locktype: "tuple".into(),
+                mode: "ExclusiveLock".into(),
+                relation: None,
+                relation_oid: None,
+                tuple: None,
+                advisory_key: None,
+                transactionid: None,
+                waitstart: None,
+                lease_row: Some((Some("P".into()), Some("SYM".into()))),
+            });
+            s
+        };
+        let mut last = Board {
+            now: t(0),
+            profiles: Vec::new(),
+            waits: Vec::new(),
+            alerts: Vec::new(),
+        };
+        for now in (0..=100).step_by(10) {
+            let s = waiting(now);
+            record(&mut h, &s, &rules);
+            last = evaluate(&s, &h, &rules, t(now));
+        }
+        assert_eq!(last.profiles[0].status, Status::Escalated);
+        assert_eq!(
+            last.profiles[0].contended_for(t(100)),
+            Some(Duration::seconds(100))
+        );
+    }
+
+    #[test]
+    fn summarised_profiles_show_their_single_holder_and_keep_feeding_the_history() {
+        let mut s = snapshot(0, vec![contended(row("hot", "w1", 30), -5, -1, 2)]);
+        s.summaries = vec![
+            ProfileSummary {
+                group: Some("calm".into()),
+                rows: 1,
+                held: 1,
+                sample_key: Some("K".into()),
+                sample_owner: Some("w9".into()),
+                sample_acquired_at: Some(t(-10)),
+                next_expiry: Some(t(20)),
+                failure_total: Some(5),
+                latest_contended_since: None,
+            },
+            ProfileSummary {
+                group: Some("busy".into()),
+                rows: 4,
+                held: 3,
+                sample_key: None,
+                sample_owner: None,
+                sample_acquired_at: None,
+                next_expiry: Some(t(3)),
+                failure_total: Some(0),
+                latest_contended_since: None,
+            },
+        ];
+        let b = board_at(&s, 0);
+        let calm = b
+            .profiles
+            .iter()
+            .find(|p| p.profile == "calm")
+            .expect("calm");
+        assert_eq!(
+            (calm.status, calm.detailed, calm.held_count),
+            (Status::Ok, false, 1)
+        );
+        assert_eq!(
+            calm.holders().next().and_then(|r| r.owner.as_deref()),
+            Some("w9")
+        );
+        let busy = b
+            .profiles
+            .iter()
+            .find(|p| p.profile == "busy")
+            .expect("busy");
+        assert_eq!(
+            (busy.row_count, busy.held_count, busy.rows.len()),
+            (4, 3, 0)
+        );
+        assert_eq!(status(&b, "hot"), Status::Contended);
+    }
+
+    #[test]
+    fn durations_read_like_the_screen() {
+        assert_eq!(human_duration(Duration::seconds(45)), "45s");
+        assert_eq!(human_duration(Duration::seconds(125)), "2m05s");
+        assert_eq!(human_duration(Duration::seconds(3720)), "1h02m");
+        assert_eq!(human_duration(Duration::seconds(-4)), "-4s");
+    }
 }

@@ -13,8 +13,12 @@ pub struct Snapshot {
     pub server_now: DateTime<Utc>,
     /// Client-side time of the whole poll (all round trips), in milliseconds.
     pub poll_ms: f64,
-    /// The lease rows; empty (and `lease_error` set) when the lease query failed but the lock query worked.
+    /// Lease rows in detail: all of them, or (in summary mode) every row of the profiles that matter —
+    /// contended, expired or in focus. Empty (and `lease_error` set) when the lease query failed.
     pub leases: Vec<LeaseRow>,
+    /// In summary mode, one line per profile (all profiles); the model uses it for profiles without detail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summaries: Vec<ProfileSummary>,
     /// Backends other than the monitor's own, for linking holders and waiters to applications and queries.
     pub sessions: Vec<Session>,
     /// Backends waiting for a heavyweight lock, with whom they wait on.
@@ -37,6 +41,23 @@ pub struct LeaseRow {
     pub contention_count: Option<i64>,
     pub contended_since: Option<DateTime<Utc>>,
     pub last_contended_at: Option<DateTime<Utc>>,
+}
+
+/// A profile's lease rows aggregated in SQL: what a calm profile shows without fetching every row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileSummary {
+    pub group: Option<String>,
+    pub rows: i64,
+    pub held: i64,
+    /// For a profile of one row, that row's key, owner and acquisition; the first expiry of its held rows.
+    pub sample_key: Option<String>,
+    pub sample_owner: Option<String>,
+    pub sample_acquired_at: Option<DateTime<Utc>>,
+    pub next_expiry: Option<DateTime<Utc>>,
+    /// Sum of `contention_count` over all rows, and the latest `contended_since`: what the history needs to
+    /// count new failures the same way as from detail rows.
+    pub failure_total: Option<i64>,
+    pub latest_contended_since: Option<DateTime<Utc>>,
 }
 
 /// A backend of the server (not the monitor's own).

@@ -15,6 +15,7 @@ use sqlx::{Row, postgres::PgRow};
 use super::error::SourceError;
 use crate::config::LeaseMapping;
 use crate::model::LeaseRow;
+use crate::model::snapshot::ProfileSummary;
 
 /// The lease table, resolved and checked, with its poll statement.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct LeaseTable {
     pub name: String,
     pub oid: u32,
     select: String,
+    /// The summary-mode statement: per-profile aggregates plus detail rows of the profiles that matter.
+    summary: String,
     group_expr: String,
     key_expr: String,
     has: Optional,
@@ -133,6 +136,7 @@ impl LeaseTable {
         .map_err(|e| SourceError::from_query(&e))?;
 
         let mut select = Vec::new();
+        let mut exprs: Vec<(&'static str, String)> = Vec::new();
         let mut has = Optional::default();
         let mut group_expr = String::new();
         let mut key_expr = String::new();
@@ -170,19 +174,76 @@ impl LeaseTable {
                 _ => {}
             }
             select.push(format!("array_agg({expr}) AS {}", quote_ident(key)));
+            exprs.push((key, expr));
         }
         let select = format!(
             "SELECT now() AS server_now, {} FROM {name} AS t",
             select.join(", ")
         );
+        let summary = summary_sql(&name, &exprs, has);
         Ok(Self {
             name,
             oid,
             select,
+            summary,
             group_expr,
             key_expr,
             has,
         })
+    }
+
+    /// Summary mode: one aggregate row per profile, and every row of the profiles that have a failure within
+    /// the TTL or an expired row, or that are in `focus`. What a large table costs stays proportional to
+    /// what is in trouble, not to its size.
+    pub async fn fetch_summary(
+        &self,
+        conn: &mut PgConnection,
+        ttl: std::time::Duration,
+        focus: &[String],
+    ) -> Result<(DateTime<Utc>, Vec<LeaseRow>, Vec<ProfileSummary>), SourceError> {
+        let rows: Vec<SummaryRow> = sqlx::query_as(AssertSqlSafe(self.summary.clone()))
+            .bind(ttl.as_secs_f64())
+            .bind(focus)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| SourceError::from_query(&e))?;
+        let mut server_now = None;
+        let mut leases = Vec::new();
+        let mut summaries = Vec::new();
+        for r in rows {
+            match r.kind {
+                2 => server_now = r.server_now,
+                0 => summaries.push(ProfileSummary {
+                    group: r.group,
+                    rows: r.n_rows.unwrap_or(0),
+                    held: r.n_held.unwrap_or(0),
+                    sample_key: r.key,
+                    sample_owner: r.owner,
+                    sample_acquired_at: r.acquired_at,
+                    next_expiry: r.expires_at,
+                    failure_total: r.contention_count,
+                    latest_contended_since: r.contended_since,
+                }),
+                _ => leases.push(LeaseRow {
+                    group: r.group,
+                    key: r.key,
+                    owner: r.owner,
+                    expires_at: r.expires_at,
+                    acquired_at: r.acquired_at,
+                    contention_count: r.contention_count,
+                    contended_since: r.contended_since,
+                    last_contended_at: r.last_contended_at,
+                }),
+            }
+        }
+        let server_now = server_now
+            .ok_or_else(|| SourceError::Query("lease summary returned no clock row".into()))?;
+        Ok((server_now, leases, summaries))
+    }
+
+    /// The summary-mode statement (for tests and the benchmark to inspect).
+    pub fn summary_sql(&self) -> &str {
+        &self.summary
     }
 
     /// The poll statement (for tests and the benchmark to inspect).
@@ -226,6 +287,67 @@ impl LeaseTable {
             .map(|(p, t, g, k)| ((p as u32, t as u16), (g, k)))
             .collect())
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    kind: i32,
+    server_now: Option<DateTime<Utc>>,
+    group: Option<String>,
+    key: Option<String>,
+    owner: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    acquired_at: Option<DateTime<Utc>>,
+    contention_count: Option<i64>,
+    contended_since: Option<DateTime<Utc>>,
+    last_contended_at: Option<DateTime<Utc>>,
+    n_rows: Option<i64>,
+    n_held: Option<i64>,
+}
+
+/// The summary-mode statement. `$1` is the TTL in seconds, `$2` the profiles in focus.
+/// Kind 2 is the clock row (always one), kind 0 a profile's aggregate, kind 1 a detail row.
+fn summary_sql(table: &str, exprs: &[(&'static str, String)], has: Optional) -> String {
+    let col = |key: &str, cast: &str| {
+        exprs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or_else(|| format!("NULL::{cast}"), |(_, e)| e.clone())
+    };
+    let interesting = if has.last_contended_at {
+        "(lc >= (SELECT now() - make_interval(secs => $1::float8)) OR (o IS NOT NULL AND e <= (SELECT now())))"
+    } else {
+        "(o IS NOT NULL AND e <= (SELECT now()))"
+    };
+    format!(
+        "WITH t AS NOT MATERIALIZED ( \
+           SELECT {g} AS g, {k} AS k, {o} AS o, {e} AS e, {a} AS a, {cc} AS cc, {cs} AS cs, {lc} AS lc \
+           FROM {table} AS t), \
+         agg AS MATERIALIZED ( \
+           SELECT g, count(*) AS n, count(o) AS held, min(e) FILTER (WHERE o IS NOT NULL) AS e, \
+                  sum(cc)::int8 AS cc, max(cs) AS cs, \
+                  CASE WHEN count(*) = 1 THEN min(k) END AS k, CASE WHEN count(*) = 1 THEN min(o) END AS o, \
+                  CASE WHEN count(*) = 1 THEN min(a) END AS a, \
+                  bool_or({interesting}) OR g = ANY($2::text[]) AS hot \
+           FROM t GROUP BY g) \
+         SELECT 2 AS kind, now() AS server_now, NULL::text AS \"group\", NULL::text AS \"key\", NULL::text AS owner, \
+                NULL::timestamptz AS expires_at, NULL::timestamptz AS acquired_at, NULL::int8 AS contention_count, \
+                NULL::timestamptz AS contended_since, NULL::timestamptz AS last_contended_at, \
+                NULL::int8 AS n_rows, NULL::int8 AS n_held \
+         UNION ALL \
+         SELECT 0, NULL, g, k, o, e, a, cc, cs, NULL, n, held FROM agg \
+         UNION ALL \
+         SELECT 1, NULL, g, k, o, e, a, cc, cs, lc, NULL, NULL FROM t \
+         WHERE g IN (SELECT g FROM agg WHERE hot)",
+        g = col("group", "text"),
+        k = col("key", "text"),
+        o = col("owner", "text"),
+        e = col("expires_at", "timestamptz"),
+        a = col("acquired_at", "timestamptz"),
+        cc = col("contention_count", "int8"),
+        cs = col("contended_since", "timestamptz"),
+        lc = col("last_contended_at", "timestamptz"),
+    )
 }
 
 fn at<T: Clone>(v: Option<&Vec<Option<T>>>, i: usize) -> Option<T> {

@@ -30,6 +30,17 @@ pub struct Monitor {
     activity: ActivityQuery,
     visibility: Visibility,
     limits: SessionLimits,
+    detail: LeaseDetail,
+}
+
+/// How much of the lease table each poll reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseDetail {
+    /// Every row (the `snapshot` command: one poll, every holder in the JSON).
+    Full,
+    /// A summary per profile, and every row of the profiles that matter: a failure within `ttl`, an expired
+    /// row, or named in `focus` (what the dashboard shows in detail). Keeps a poll of a large table cheap.
+    Summary { ttl: Duration, focus: Vec<String> },
 }
 
 impl Monitor {
@@ -59,7 +70,13 @@ impl Monitor {
             activity: ActivityQuery::new(visibility),
             visibility,
             limits,
+            detail: LeaseDetail::Full,
         })
+    }
+
+    /// Chooses how much of the lease table the next polls read.
+    pub fn set_detail(&mut self, detail: LeaseDetail) {
+        self.detail = detail;
     }
 
     /// What the monitor's role can see of other sessions.
@@ -84,7 +101,17 @@ impl Monitor {
         let started = Instant::now();
         let client_timeout = self.limits.client_timeout;
         let fut = async {
-            let (leases, lease_error) = match self.lease.fetch(&mut self.conn).await {
+            let fetched = match &self.detail {
+                LeaseDetail::Full => self
+                    .lease
+                    .fetch(&mut self.conn)
+                    .await
+                    .map(|(now, rows)| (now, rows, Vec::new())),
+                LeaseDetail::Summary { ttl, focus } => {
+                    self.lease.fetch_summary(&mut self.conn, *ttl, focus).await
+                }
+            };
+            let (leases, lease_error) = match fetched {
                 Ok(found) => (Some(found), None),
                 Err(e @ (SourceError::LockTimeout | SourceError::StatementTimeout)) => {
                     (None, Some(e))
@@ -98,10 +125,11 @@ impl Monitor {
         let (leases, lease_error, activity) = tokio::time::timeout(client_timeout, fut)
             .await
             .map_err(|_| SourceError::Timeout(client_timeout))??;
-        let (server_now, leases) = match leases {
-            Some((now, rows)) => (now, rows),
+        let (server_now, leases, summaries) = match leases {
+            Some(found) => found,
             None => (
                 activity.server_now.unwrap_or_else(chrono::Utc::now),
+                Vec::new(),
                 Vec::new(),
             ),
         };
@@ -109,6 +137,7 @@ impl Monitor {
             server_now,
             poll_ms: started.elapsed().as_secs_f64() * 1000.0,
             leases,
+            summaries,
             sessions: activity.sessions,
             waits: activity.waits,
             visibility: self.visibility,
@@ -245,6 +274,8 @@ pub struct PollerSettings {
     pub target: Target,
     pub mapping: LeaseMapping,
     pub interval: Duration,
+    /// The lease TTL: failures within it mark a profile whose rows are fetched in detail.
+    pub ttl: Duration,
 }
 
 /// Runs polls every `interval` until the receiver side is gone, publishing each result on `tx`.
@@ -264,10 +295,18 @@ pub async fn run_poller(
         if tx.is_closed() {
             break;
         }
+        let detail = LeaseDetail::Summary {
+            ttl: settings.ttl,
+            focus: Vec::new(),
+        };
         let result = match monitor.as_mut() {
-            Some(m) => m.poll().await,
+            Some(m) => {
+                m.set_detail(detail);
+                m.poll().await
+            }
             None => match Monitor::connect(&settings.target, &settings.mapping, limits).await {
                 Ok(mut m) => {
+                    m.set_detail(detail);
                     tracing::info!(target = settings.target.description(), "connected");
                     let result = m.poll().await;
                     monitor = Some(m);
