@@ -39,7 +39,7 @@ struct ProfileHistory {
 }
 
 /// What a poll saw of one profile, as fed into [`History::record`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProfileObservation {
     /// Sum of `contention_count` over the profile's rows, when the table has that column.
     pub failure_count: Option<i64>,
@@ -185,13 +185,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + s, 0)
-            .single()
-            .expect("valid time")
-    }
+    use crate::model::test_clock::t;
 
     fn seen(count: i64, waiters: u32) -> ProfileObservation {
         ProfileObservation {

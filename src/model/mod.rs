@@ -11,3 +11,15 @@ pub use rules::{
     Alert, Board, ProfileView, RowView, Rules, Status, WaitView, evaluate, human_duration,
 };
 pub use snapshot::{AdvisoryKey, LeaseRow, LockWait, Session, Snapshot, Visibility};
+
+/// A fixed clock for the model's unit tests: `t(s)` is `s` seconds after one fixed instant.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    pub fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0)
+            .single()
+            .expect("valid time")
+    }
+}

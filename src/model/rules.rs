@@ -211,11 +211,7 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
     for row in &snapshot.leases {
         let o = by_profile
             .entry(display_value(row.group.as_deref()))
-            .or_insert(ProfileObservation {
-                failure_count: None,
-                episode_start: None,
-                waiters: 0,
-            });
+            .or_default();
         if let Some(c) = row.contention_count {
             o.failure_count = Some(o.failure_count.unwrap_or(0) + c);
         }
@@ -236,14 +232,9 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
     }
     for wait in &snapshot.waits {
         if let Some((group, _)) = &wait.lease_row {
-            let o =
-                by_profile
-                    .entry(display_value(group.as_deref()))
-                    .or_insert(ProfileObservation {
-                        failure_count: None,
-                        episode_start: None,
-                        waiters: 0,
-                    });
+            let o = by_profile
+                .entry(display_value(group.as_deref()))
+                .or_default();
             o.waiters += 1;
         }
     }
@@ -600,13 +591,7 @@ fn alerts(profiles: &[ProfileView], rules: &Rules, now: DateTime<Utc>) -> Vec<Al
 mod tests {
     use super::*;
     use crate::model::snapshot::Visibility;
-    use chrono::TimeZone;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + s, 0)
-            .single()
-            .expect("valid time")
-    }
+    use crate::model::test_clock::t;
 
     fn row(profile: &str, owner: &str, expires: i64) -> LeaseRow {
         LeaseRow {
