@@ -471,12 +471,6 @@ async fn the_monitor_hides_its_own_backend_and_its_session_cannot_write() {
         !snapshot.sessions.iter().any(|s| s.pid == own),
         "own backend listed"
     );
-    assert!(
-        snapshot
-            .sessions
-            .iter()
-            .all(|s| s.application.as_deref() != Some("locktop"))
-    );
 
     let settings: (String, String, String, String) = sqlx::query_as(
         "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), \
@@ -503,25 +497,61 @@ async fn the_monitor_hides_its_own_backend_and_its_session_cannot_write() {
 }
 
 #[tokio::test]
-async fn pg_locks_is_not_read_while_no_backend_waits() {
+async fn pg_locks_is_read_only_when_a_new_wait_appears() {
     let url = database("gate").await;
     let mut m = monitor(&url, &LeaseMapping::default())
         .await
         .expect("connects");
-    let sql = locktop::source::locks::ActivityQuery::new(Visibility::Full)
-        .sql()
-        .replace("$1", "100");
-    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (ANALYZE, COSTS OFF) {sql}"
-    )))
-    .fetch_all(m.connection())
-    .await
-    .expect("explain");
-    let scan = plan
-        .iter()
-        .find(|l| l.contains("Function Scan on pg_lock_status"))
-        .expect("pg_locks in the plan");
-    assert!(scan.contains("never executed"), "{}", plan.join("\n"));
+    for _ in 0..3 {
+        assert!(m.poll().await.expect("poll").waits.is_empty());
+    }
+    assert_eq!(
+        m.pg_locks_reads(),
+        0,
+        "nobody waits: pg_locks is never read"
+    );
+
+    let mut holder = connect_as(&url, "holder").await;
+    let holder_pid = pid(&mut holder).await;
+    exec(
+        &mut holder,
+        "SELECT pg_advisory_lock(1); SELECT pg_advisory_lock(2)",
+    )
+    .await;
+    let mut waiter = connect_as(&url, "waiter").await;
+    let first = tokio::spawn(async move {
+        exec(&mut waiter, "SELECT pg_advisory_lock(1)").await;
+        waiter
+    });
+    wait_for_lock_waiters(&url, 1).await;
+    for _ in 0..3 {
+        let s = m.poll().await.expect("poll");
+        assert_eq!(s.waits.len(), 1);
+        assert_eq!(s.waits[0].advisory_key, Some(AdvisoryKey::Bigint(1)));
+        assert_eq!(
+            s.waits[0].blocked_by,
+            vec![holder_pid],
+            "blockers are fresh every poll"
+        );
+    }
+    assert_eq!(
+        m.pg_locks_reads(),
+        1,
+        "a wait that goes on is not read again"
+    );
+
+    // The same backend, now waiting on another lock in a new statement: its details are read anew.
+    exec(&mut holder, "SELECT pg_advisory_unlock(1)").await;
+    let mut waiter = first.await.expect("first wait ends");
+    let second = tokio::spawn(async move { exec(&mut waiter, "SELECT pg_advisory_lock(2)").await });
+    // The first wait has ended (its task returned), so the one waiter now waits on key 2.
+    wait_for_lock_waiters(&url, 1).await;
+    let s = m.poll().await.expect("poll");
+    assert_eq!(s.waits.len(), 1);
+    assert_eq!(s.waits[0].advisory_key, Some(AdvisoryKey::Bigint(2)));
+    assert_eq!(m.pg_locks_reads(), 2);
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    second.await.expect("second wait ends");
 }
 
 #[tokio::test]
@@ -677,4 +707,25 @@ async fn summary_mode_fetches_only_rows_that_matter_and_judges_every_profile_as_
     );
     assert!(profile(&summary, "focus").detailed);
     assert_eq!(profile(&summary, "calm-1").held_count, 3);
+
+    // Within the refresh interval the aggregates are reused, but a profile that becomes contended is read in
+    // detail on the very next poll.
+    let mut rival = connect_as(&url, "rival").await;
+    assert!(
+        !try_acquire(&mut rival, "calm-7", "S1", "rival").await,
+        "w7 holds it"
+    );
+    let next = m.poll().await.expect("poll between aggregate refreshes");
+    assert!(
+        std::sync::Arc::ptr_eq(&next.summaries, &snapshot.summaries),
+        "aggregates reused"
+    );
+    let b = evaluate_once(&next, &rules);
+    let calm7 = profile(&b, "calm-7");
+    assert!(calm7.detailed);
+    assert_eq!(
+        (calm7.status, calm7.contention_count),
+        (Status::Contended, 1)
+    );
+    assert_eq!(b.profiles.len(), full.profiles.len());
 }

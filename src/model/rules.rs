@@ -217,7 +217,7 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
         }
         o.episode_start = o.episode_start.max(row.contended_since);
     }
-    for summary in &snapshot.summaries {
+    for summary in snapshot.summaries.iter() {
         let name = display_value(summary.group.as_deref());
         if !by_profile.contains_key(name) {
             by_profile.insert(
@@ -322,7 +322,7 @@ pub fn evaluate(
     // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
     let detailed: std::collections::HashSet<String> =
         profiles.iter().map(|p| p.profile.clone()).collect();
-    for summary in &snapshot.summaries {
+    for summary in snapshot.summaries.iter() {
         let profile = display_value(summary.group.as_deref());
         if detailed.contains(profile) {
             continue;
@@ -618,7 +618,7 @@ mod tests {
             server_now: t(now),
             poll_ms: 1.0,
             leases,
-            summaries: Vec::new(),
+            summaries: std::sync::Arc::default(),
             sessions: Vec::new(),
             waits: Vec::new(),
             visibility: Visibility::Full,
@@ -836,7 +836,7 @@ mod tests {
     #[test]
     fn summarised_profiles_show_their_single_holder_and_keep_feeding_the_history() {
         let mut s = snapshot(0, vec![contended(row("hot", "w1", 30), -5, -1, 2)]);
-        s.summaries = vec![
+        s.summaries = std::sync::Arc::new(vec![
             ProfileSummary {
                 group: Some("calm".into()),
                 rows: 1,
@@ -859,7 +859,7 @@ mod tests {
                 failure_total: Some(0),
                 latest_contended_since: None,
             },
-        ];
+        ]);
         let b = board_at(&s, 0);
         let calm = b
             .profiles

@@ -17,8 +17,9 @@ pub struct Snapshot {
     /// contended, expired or in focus. Empty (and `lease_error` set) when the lease query failed.
     pub leases: Vec<LeaseRow>,
     /// In summary mode, one line per profile (all profiles); the model uses it for profiles without detail.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub summaries: Vec<ProfileSummary>,
+    /// Shared, since it is reused between aggregate refreshes.
+    #[serde(default, skip_serializing_if = "summaries_empty")]
+    pub summaries: std::sync::Arc<Vec<ProfileSummary>>,
     /// Backends other than the monitor's own, for linking holders and waiters to applications and queries.
     pub sessions: Vec<Session>,
     /// Backends waiting for a heavyweight lock, with whom they wait on.
@@ -28,6 +29,10 @@ pub struct Snapshot {
     /// Why the lease rows are missing from this snapshot (e.g. the table is locked by a migration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_error: Option<String>,
+}
+
+fn summaries_empty(s: &std::sync::Arc<Vec<ProfileSummary>>) -> bool {
+    s.is_empty()
 }
 
 /// One lease row, every mapped column cast to text or timestamptz in SQL. Any of them may be NULL.

@@ -26,6 +26,8 @@ pub struct LeaseTable {
     select: String,
     /// The summary-mode statement: per-profile aggregates plus detail rows of the profiles that matter.
     summary: String,
+    /// The same without the aggregates: the clock row and the detail rows only (between aggregate refreshes).
+    hot: String,
     group_expr: String,
     key_expr: String,
     has: Optional,
@@ -180,28 +182,32 @@ impl LeaseTable {
             "SELECT now() AS server_now, {} FROM {name} AS t",
             select.join(", ")
         );
-        let summary = summary_sql(&name, &exprs, has);
+        let summary = summary_sql(&name, &exprs, has, true);
+        let hot = summary_sql(&name, &exprs, has, false);
         Ok(Self {
             name,
             oid,
             select,
             summary,
+            hot,
             group_expr,
             key_expr,
             has,
         })
     }
 
-    /// Summary mode: one aggregate row per profile, and every row of the profiles that have a failure within
-    /// the TTL or an expired row, or that are in `focus`. What a large table costs stays proportional to
+    /// Summary mode: one aggregate row per profile (when `aggregates`), and every row of the profiles that have
+    /// a failure within the TTL or an expired row, or that are in `focus`. What a large table costs stays proportional to
     /// what is in trouble, not to its size.
     pub async fn fetch_summary(
         &self,
         conn: &mut PgConnection,
         ttl: std::time::Duration,
         focus: &[String],
+        aggregates: bool,
     ) -> Result<(DateTime<Utc>, Vec<LeaseRow>, Vec<ProfileSummary>), SourceError> {
-        let rows: Vec<SummaryRow> = sqlx::query_as(AssertSqlSafe(self.summary.clone()))
+        let sql = if aggregates { &self.summary } else { &self.hot };
+        let rows: Vec<SummaryRow> = sqlx::query_as(AssertSqlSafe(sql.clone()))
             .bind(ttl.as_secs_f64())
             .bind(focus)
             .fetch_all(&mut *conn)
@@ -305,9 +311,15 @@ struct SummaryRow {
     n_held: Option<i64>,
 }
 
-/// The summary-mode statement. `$1` is the TTL in seconds, `$2` the profiles in focus.
-/// Kind 2 is the clock row (always one), kind 0 a profile's aggregate, kind 1 a detail row.
-fn summary_sql(table: &str, exprs: &[(&'static str, String)], has: Optional) -> String {
+/// The summary-mode statements. `$1` is the TTL in seconds, `$2` the profiles in focus. Kind 2 is the clock
+/// row (always one), kind 0 a profile's aggregate, kind 1 a detail row. Without `aggregates`, only the clock
+/// and the detail rows: one filtered scan finds the profiles that matter, the group's index fetches their rows.
+fn summary_sql(
+    table: &str,
+    exprs: &[(&'static str, String)],
+    has: Optional,
+    aggregates: bool,
+) -> String {
     let col = |key: &str, cast: &str| {
         exprs
             .iter()
@@ -319,26 +331,9 @@ fn summary_sql(table: &str, exprs: &[(&'static str, String)], has: Optional) -> 
     } else {
         "(o IS NOT NULL AND e <= (SELECT now()))"
     };
-    format!(
-        "WITH t AS NOT MATERIALIZED ( \
-           SELECT {g} AS g, {k} AS k, {o} AS o, {e} AS e, {a} AS a, {cc} AS cc, {cs} AS cs, {lc} AS lc \
-           FROM {table} AS t), \
-         agg AS MATERIALIZED ( \
-           SELECT g, count(*) AS n, count(o) AS held, min(e) FILTER (WHERE o IS NOT NULL) AS e, \
-                  sum(cc)::int8 AS cc, max(cs) AS cs, \
-                  CASE WHEN count(*) = 1 THEN min(k) END AS k, CASE WHEN count(*) = 1 THEN min(o) END AS o, \
-                  CASE WHEN count(*) = 1 THEN min(a) END AS a, \
-                  bool_or({interesting}) OR g = ANY($2::text[]) AS hot \
-           FROM t GROUP BY g) \
-         SELECT 2 AS kind, now() AS server_now, NULL::text AS \"group\", NULL::text AS \"key\", NULL::text AS owner, \
-                NULL::timestamptz AS expires_at, NULL::timestamptz AS acquired_at, NULL::int8 AS contention_count, \
-                NULL::timestamptz AS contended_since, NULL::timestamptz AS last_contended_at, \
-                NULL::int8 AS n_rows, NULL::int8 AS n_held \
-         UNION ALL \
-         SELECT 0, NULL, g, k, o, e, a, cc, cs, NULL, n, held FROM agg \
-         UNION ALL \
-         SELECT 1, NULL, g, k, o, e, a, cc, cs, lc, NULL, NULL FROM t \
-         WHERE g IN (SELECT g FROM agg WHERE hot)",
+    let columns = format!(
+        "SELECT {g} AS g, {k} AS k, {o} AS o, {e} AS e, {a} AS a, {cc} AS cc, {cs} AS cs, {lc} AS lc \
+         FROM {table} AS t",
         g = col("group", "text"),
         k = col("key", "text"),
         o = col("owner", "text"),
@@ -347,6 +342,36 @@ fn summary_sql(table: &str, exprs: &[(&'static str, String)], has: Optional) -> 
         cc = col("contention_count", "int8"),
         cs = col("contended_since", "timestamptz"),
         lc = col("last_contended_at", "timestamptz"),
+    );
+    let clock = "SELECT 2 AS kind, now() AS server_now, NULL::text AS \"group\", NULL::text AS \"key\", \
+                 NULL::text AS owner, NULL::timestamptz AS expires_at, NULL::timestamptz AS acquired_at, \
+                 NULL::int8 AS contention_count, NULL::timestamptz AS contended_since, \
+                 NULL::timestamptz AS last_contended_at, NULL::int8 AS n_rows, NULL::int8 AS n_held";
+    if !aggregates {
+        return format!(
+            "WITH t AS NOT MATERIALIZED ({columns}) \
+             {clock} \
+             UNION ALL \
+             SELECT 1, NULL, g, k, o, e, a, cc, cs, lc, NULL, NULL FROM t \
+             WHERE g = ANY (ARRAY(SELECT DISTINCT g FROM t WHERE {interesting}) || $2::text[])"
+        );
+    }
+    format!(
+        "WITH t AS NOT MATERIALIZED ({columns}), \
+         agg AS MATERIALIZED ( \
+           SELECT g, count(*) AS n, count(o) AS held, min(e) FILTER (WHERE o IS NOT NULL) AS e, \
+                  sum(cc::float8)::int8 AS cc, max(cs) AS cs, \
+                  CASE WHEN count(*) = 1 THEN min(k COLLATE \"C\") END AS k, \
+                  CASE WHEN count(*) = 1 THEN min(o COLLATE \"C\") END AS o, \
+                  CASE WHEN count(*) = 1 THEN min(a) END AS a, \
+                  bool_or({interesting}) OR g = ANY($2::text[]) AS hot \
+           FROM t GROUP BY g) \
+         {clock} \
+         UNION ALL \
+         SELECT 0, NULL, g, k, o, e, a, cc, cs, NULL, n, held FROM agg \
+         UNION ALL \
+         SELECT 1, NULL, g, k, o, e, a, cc, cs, lc, NULL, NULL FROM t \
+         WHERE g = ANY (ARRAY(SELECT g FROM agg WHERE hot))"
     )
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 pub use connect::{SessionLimits, Target};
 pub use error::SourceError;
 use lease::LeaseTable;
-use locks::ActivityQuery;
+use locks::ActivityReader;
 
 use crate::config::LeaseMapping;
 use crate::model::{Snapshot, Visibility};
@@ -27,11 +27,18 @@ use crate::model::{Snapshot, Visibility};
 pub struct Monitor {
     conn: PgConnection,
     lease: LeaseTable,
-    activity: ActivityQuery,
+    activity: ActivityReader,
     visibility: Visibility,
     limits: SessionLimits,
     detail: LeaseDetail,
+    /// The last per-profile aggregates (summary mode) and when they were read.
+    summaries: Arc<Vec<crate::model::snapshot::ProfileSummary>>,
+    summaries_at: Option<Instant>,
 }
+
+/// How long per-profile aggregates are reused in summary mode. Profiles that matter (contended, expired, in
+/// focus) are read in detail every poll; only the aggregates of the others can be this old.
+pub const SUMMARY_REFRESH: Duration = Duration::from_secs(5);
 
 /// How much of the lease table each poll reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,15 +74,23 @@ impl Monitor {
         Ok(Self {
             conn,
             lease,
-            activity: ActivityQuery::new(visibility),
+            activity: ActivityReader::new(visibility),
             visibility,
             limits,
             detail: LeaseDetail::Full,
+            summaries: Arc::default(),
+            summaries_at: None,
         })
     }
 
     /// Chooses how much of the lease table the next polls read.
     pub fn set_detail(&mut self, detail: LeaseDetail) {
+        if !matches!(
+            (&self.detail, &detail),
+            (LeaseDetail::Summary { .. }, LeaseDetail::Summary { .. })
+        ) {
+            self.summaries_at = None;
+        }
         self.detail = detail;
     }
 
@@ -94,21 +109,42 @@ impl Monitor {
         &mut self.conn
     }
 
-    /// One poll: lease rows, then sessions and waits, then the lease rows that row-lock waiters wait on.
+    /// One poll: sessions and waits, then lease rows, then the lease rows that row-lock waiters wait on.
     /// A lease query cut short by `lock_timeout` or `statement_timeout` does not fail the poll: the waits
     /// (which name whoever locks the table) are still read and the snapshot says why the rows are missing.
     pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
         let started = Instant::now();
         let client_timeout = self.limits.client_timeout;
         let fut = async {
+            let locks_reads = self.activity.pg_locks_reads();
+            let mut activity = self.activity.fetch(&mut self.conn).await?;
+            // Two expensive reads in one poll make one slow poll: the aggregates can wait for the next one.
+            let read_pg_locks = self.activity.pg_locks_reads() > locks_reads;
             let fetched = match &self.detail {
                 LeaseDetail::Full => self
                     .lease
                     .fetch(&mut self.conn)
                     .await
-                    .map(|(now, rows)| (now, rows, Vec::new())),
+                    .map(|(now, rows)| (now, rows, Arc::default())),
                 LeaseDetail::Summary { ttl, focus } => {
-                    self.lease.fetch_summary(&mut self.conn, *ttl, focus).await
+                    let refresh = self.summaries_at.is_none()
+                        || !read_pg_locks
+                            && self
+                                .summaries_at
+                                .is_some_and(|at| at.elapsed() >= SUMMARY_REFRESH);
+                    match self
+                        .lease
+                        .fetch_summary(&mut self.conn, *ttl, focus, refresh)
+                        .await
+                    {
+                        Ok((now, rows, fresh)) if refresh => {
+                            self.summaries = Arc::new(fresh);
+                            self.summaries_at = Some(Instant::now());
+                            Ok((now, rows, Arc::clone(&self.summaries)))
+                        }
+                        Ok((now, rows, _)) => Ok((now, rows, Arc::clone(&self.summaries))),
+                        Err(e) => Err(e),
+                    }
                 }
             };
             let (leases, lease_error) = match fetched {
@@ -118,8 +154,7 @@ impl Monitor {
                 }
                 Err(e) => return Err(e),
             };
-            let mut activity = self.activity.fetch(&mut self.conn).await?;
-            self.attribute_row_waits(&mut activity.waits).await;
+            self.attribute_row_waits(&mut activity).await;
             Ok((leases, lease_error, activity))
         };
         let (leases, lease_error, activity) = tokio::time::timeout(client_timeout, fut)
@@ -130,7 +165,7 @@ impl Monitor {
             None => (
                 activity.server_now.unwrap_or_else(chrono::Utc::now),
                 Vec::new(),
-                Vec::new(),
+                Arc::default(),
             ),
         };
         Ok(Snapshot {
@@ -145,12 +180,17 @@ impl Monitor {
         })
     }
 
-    /// Names the lease row of each row-lock wait on the lease table (best effort: a failure leaves it unnamed).
-    async fn attribute_row_waits(&mut self, waits: &mut [crate::model::LockWait]) {
+    /// Names the lease row of each new row-lock wait on the lease table (known waits keep their name). Best
+    /// effort: a failure leaves it unnamed.
+    async fn attribute_row_waits(&mut self, activity: &mut locks::Activity) {
         let oid = self.lease.oid;
-        let mut tids: Vec<(u32, u16)> = waits
+        let is_new_row_wait = |w: &crate::model::LockWait| {
+            w.relation_oid == Some(oid) && activity.new_waits.contains(&w.pid)
+        };
+        let mut tids: Vec<(u32, u16)> = activity
+            .waits
             .iter()
-            .filter(|w| w.relation_oid == Some(oid))
+            .filter(|w| is_new_row_wait(w))
             .filter_map(|w| w.tuple)
             .collect();
         if tids.is_empty() {
@@ -161,12 +201,23 @@ impl Monitor {
         match self.lease.rows_at(&mut self.conn, &tids).await {
             Ok(found) => {
                 let by_tid: HashMap<_, _> = found.into_iter().collect();
-                for w in waits.iter_mut().filter(|w| w.relation_oid == Some(oid)) {
-                    w.lease_row = w.tuple.and_then(|t| by_tid.get(&t).cloned());
+                for w in &mut activity.waits {
+                    if w.relation_oid == Some(oid)
+                        && activity.new_waits.contains(&w.pid)
+                        && let Some(row) = w.tuple.and_then(|t| by_tid.get(&t).cloned())
+                    {
+                        self.activity.remember_lease_row(w.pid, row.clone());
+                        w.lease_row = Some(row);
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
         }
+    }
+
+    /// How many times this monitor read `pg_locks` (for tests and the benchmark).
+    pub fn pg_locks_reads(&self) -> u64 {
+        self.activity.pg_locks_reads()
     }
 
     /// Closes the connection.
