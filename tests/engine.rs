@@ -729,3 +729,48 @@ async fn summary_mode_fetches_only_rows_that_matter_and_judges_every_profile_as_
     );
     assert_eq!(b.profiles.len(), full.profiles.len());
 }
+
+#[tokio::test]
+async fn the_poller_publishes_each_interval_and_stops_when_nobody_listens() {
+    use locktop::source::{Feed, Link, PollerSettings, run_poller};
+    let url = database("poller").await;
+    let mut holder = connect_as(&url, "w1").await;
+    let mut rival = connect_as(&url, "w2").await;
+    assert!(try_acquire(&mut holder, "P", "S", "w1").await);
+    assert!(!try_acquire(&mut rival, "P", "S", "w2").await);
+
+    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
+    let settings = PollerSettings {
+        target: Target::new(Some(&url)).expect("url"),
+        mapping: LeaseMapping::default(),
+        interval: Duration::from_millis(100),
+        ttl: Duration::from_secs(30),
+    };
+    let task = tokio::spawn(run_poller(settings, None, tx));
+    let started = std::time::Instant::now();
+    let feed = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|f| f.polls >= 5))
+        .await
+        .expect("five polls within 10 s")
+        .expect("poller alive")
+        .clone();
+    // Five polls at 100 ms take at least 400 ms: the ticker, not a busy loop, paces them.
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(feed.link, Link::Connected);
+    let snapshot = feed.snapshot.expect("a snapshot");
+    let b = evaluate_once(&snapshot, &Rules::default());
+    assert_eq!(profile(&b, "P").status, Status::Contended);
+    assert!(
+        snapshot.summaries.len() == 1,
+        "the dashboard's poller reads in summary mode"
+    );
+
+    drop(rx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the poller ends once its receiver is gone")
+        .expect("no panic");
+}

@@ -30,12 +30,34 @@ pub struct History {
 #[derive(Debug, Clone, Default)]
 struct ProfileHistory {
     /// Non-zero samples, oldest first.
-    samples: VecDeque<(u64, u32)>,
+    samples: VecDeque<Sample>,
+    /// Fingerprint of who held the profile's rows at the previous poll.
+    last_holders: Option<u64>,
     /// Sum of the profile's failure counters at the previous poll, and the episode start it belonged to.
     last_count: Option<(i64, Option<DateTime<Utc>>)>,
     /// Start of the contention episode the monitor observed, and the last time it saw contention.
     observed: Option<(DateTime<Utc>, DateTime<Utc>)>,
     last_seen_seq: u64,
+}
+
+/// One poll's non-zero sample of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sample {
+    seq: u64,
+    failures: u32,
+    waiters: u32,
+    holder_changed: bool,
+}
+
+/// What the history window says of one profile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Failed acquisitions seen over the window.
+    pub failures: u64,
+    /// Polls in which someone waited on the profile's rows.
+    pub polls_with_waiters: u32,
+    /// Polls in which the set of holders changed (hand-overs, takeovers of expired rows).
+    pub holder_changes: u32,
 }
 
 /// What a poll saw of one profile, as fed into [`History::record`].
@@ -47,6 +69,19 @@ pub struct ProfileObservation {
     pub episode_start: Option<DateTime<Utc>>,
     /// Sessions waiting on the profile's rows now.
     pub waiters: u32,
+    /// Fingerprint of the owners holding the profile's rows (see [`holders_fingerprint`]), when known.
+    pub holders: Option<u64>,
+}
+
+/// An order-independent fingerprint of a set of owner tokens, so that a holder change is seen whatever order
+/// the rows came in.
+pub fn holders_fingerprint<'a>(owners: impl IntoIterator<Item = &'a str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    owners.into_iter().fold(0_u64, |acc, owner| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        owner.hash(&mut h);
+        acc ^ h.finish()
+    })
 }
 
 impl Default for History {
@@ -95,11 +130,27 @@ impl History {
                 _ => 0,
             };
             entry.last_count = seen.failure_count.map(|c| (c, seen.episode_start));
-            let value = u32::try_from(failures.max(0))
-                .unwrap_or(u32::MAX)
-                .saturating_add(seen.waiters);
-            if value > 0 {
-                entry.samples.push_back((seq, value));
+            let holder_changed =
+                matches!((entry.last_holders, seen.holders), (Some(a), Some(b)) if a != b);
+            if seen.holders.is_some() {
+                entry.last_holders = seen.holders;
+            }
+            let failures = u32::try_from(failures.max(0)).unwrap_or(u32::MAX);
+            if holder_changed && failures == 0 && seen.waiters == 0 {
+                entry.samples.push_back(Sample {
+                    seq,
+                    failures,
+                    waiters: 0,
+                    holder_changed,
+                });
+            }
+            if failures > 0 || seen.waiters > 0 {
+                entry.samples.push_back(Sample {
+                    seq,
+                    failures,
+                    waiters: seen.waiters,
+                    holder_changed,
+                });
                 entry.observed = match entry.observed {
                     Some((start, last)) if now - last <= ttl => Some((start, now)),
                     _ => Some((now, now)),
@@ -132,7 +183,7 @@ impl History {
     fn prune(&mut self) {
         let oldest = self.oldest_kept();
         self.profiles.retain(|_, p| {
-            while p.samples.front().is_some_and(|&(seq, _)| seq < oldest) {
+            while p.samples.front().is_some_and(|s| s.seq < oldest) {
                 p.samples.pop_front();
             }
             // A profile that vanished from the table is forgotten once it has left the window.
@@ -152,18 +203,30 @@ impl History {
             .map(|&missed| if missed { None } else { Some(0) })
             .collect();
         if let Some(p) = self.profiles.get(profile) {
-            for &(seq, value) in p
-                .samples
-                .iter()
-                .rev()
-                .take_while(|&&(seq, _)| seq >= first_seq)
-            {
-                if let Some(slot) = out.get_mut((seq - first_seq) as usize) {
-                    *slot = Some(value);
+            for sample in p.samples.iter().rev().take_while(|s| s.seq >= first_seq) {
+                if let Some(slot) = out.get_mut((sample.seq - first_seq) as usize) {
+                    *slot = Some(sample.failures.saturating_add(sample.waiters));
                 }
             }
         }
         out
+    }
+
+    /// Totals over the window for a profile: failures, polls with waiters, holder changes.
+    pub fn window(&self, profile: &str) -> WindowStats {
+        let mut stats = WindowStats::default();
+        for s in self
+            .profiles
+            .get(profile)
+            .map(|p| &p.samples)
+            .into_iter()
+            .flatten()
+        {
+            stats.failures += u64::from(s.failures);
+            stats.polls_with_waiters += u32::from(s.waiters > 0);
+            stats.holder_changes += u32::from(s.holder_changed);
+        }
+        stats
     }
 
     /// Start and last sighting of the contention episode the monitor itself observed on a profile.
@@ -192,6 +255,7 @@ mod tests {
             failure_count: Some(count),
             episode_start: Some(t(0)),
             waiters,
+            holders: None,
         }
     }
 
@@ -218,9 +282,36 @@ mod tests {
             failure_count: Some(4),
             episode_start: Some(t(100)),
             waiters: 0,
+            holders: None,
         };
         h.record(t(100), TTL, [("p", restarted)]);
         assert_eq!(h.sparkline("p", 10), vec![Some(0), Some(4)]);
+    }
+
+    #[test]
+    fn the_window_counts_failures_waits_and_holder_changes_separately() {
+        let mut h = History::with_capacity(10);
+        let held_by = |owner: &str, count: i64, waiters: u32| ProfileObservation {
+            holders: Some(holders_fingerprint([owner])),
+            ..seen(count, waiters)
+        };
+        h.record(t(0), TTL, [("p", held_by("a", 0, 0))]);
+        h.record(t(1), TTL, [("p", held_by("a", 2, 1))]);
+        h.record(t(2), TTL, [("p", held_by("b", 2, 0))]);
+        h.record(t(3), TTL, [("p", held_by("b", 5, 1))]);
+        let w = h.window("p");
+        assert_eq!(
+            (w.failures, w.polls_with_waiters, w.holder_changes),
+            (5, 2, 1)
+        );
+        assert_eq!(
+            h.sparkline("p", 10),
+            vec![Some(0), Some(3), Some(0), Some(4)]
+        );
+        assert_eq!(
+            holders_fingerprint(["x", "y"]),
+            holders_fingerprint(["y", "x"])
+        );
     }
 
     #[test]
@@ -261,6 +352,7 @@ mod tests {
             failure_count: None,
             episode_start: None,
             waiters: 0,
+            holders: None,
         };
         let waiting = ProfileObservation {
             waiters: 1,

@@ -6,7 +6,7 @@ pub mod report;
 pub mod rules;
 pub mod snapshot;
 
-pub use history::History;
+pub use history::{History, WindowStats};
 pub use rules::{
     Alert, Board, ProfileView, RowView, Rules, Status, WaitView, evaluate, human_duration,
 };

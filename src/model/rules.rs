@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::history::{History, ProfileObservation};
+use super::history::{History, ProfileObservation, holders_fingerprint};
 use super::snapshot::{LeaseRow, LockWait, ProfileSummary, Session, Snapshot};
 
 /// The runbook's thresholds.
@@ -216,6 +216,9 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
             o.failure_count = Some(o.failure_count.unwrap_or(0) + c);
         }
         o.episode_start = o.episode_start.max(row.contended_since);
+        if let Some(owner) = row.owner.as_deref() {
+            o.holders = Some(o.holders.unwrap_or(0) ^ holders_fingerprint([owner]));
+        }
     }
     for summary in snapshot.summaries.iter() {
         let name = display_value(summary.group.as_deref());
@@ -226,6 +229,11 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
                     failure_count: summary.failure_total,
                     episode_start: summary.latest_contended_since,
                     waiters: 0,
+                    // Who holds what is known from a summary only for a profile of one row.
+                    holders: (summary.rows == 1)
+                        .then_some(summary.sample_owner.as_deref())
+                        .flatten()
+                        .map(|o| holders_fingerprint([o])),
                 },
             );
         }
