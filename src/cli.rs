@@ -35,8 +35,30 @@ pub struct Common {
 /// What to do.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// The live dashboard (the default when no command is given).
+    Watch(WatchArgs),
     /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
     Snapshot(SnapshotArgs),
+}
+
+/// Options of the dashboard.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Theme: default, light, high-contrast, monochrome, or a path to a theme file.
+    #[arg(long, env = "LOCKTOP_THEME", default_value = "default")]
+    pub theme: String,
+    /// No colour (also when NO_COLOR is set): emphasis by bold, reverse and underline only.
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+impl Default for WatchArgs {
+    fn default() -> Self {
+        Self {
+            theme: "default".into(),
+            no_color: false,
+        }
+    }
 }
 
 /// Options of `snapshot`.

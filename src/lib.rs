@@ -4,9 +4,12 @@
 //! The tree follows the data: `source` polls (the only SQL), `model` applies the runbook's rules (pure),
 //! `cmd` wires them to the command line.
 
+pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod model;
 pub mod source;
+pub mod theme;
+pub mod ui;

@@ -19,9 +19,8 @@ fn main() -> ExitCode {
         runtime.block_on(async {
             match &cli.command {
                 Some(Command::Snapshot(args)) => cmd::snapshot::run(&cli.common, args).await,
-                None => Err(color_eyre::eyre::eyre!(
-                    "the dashboard is not built yet; use `locktop snapshot`"
-                )),
+                Some(Command::Watch(args)) => cmd::watch::run(&cli.common, args).await,
+                None => cmd::watch::run(&cli.common, &locktop::cli::WatchArgs::default()).await,
             }
         })
     });

@@ -1,6 +1,7 @@
 //! The subcommands, each wiring config, source and model for one use.
 
 pub mod snapshot;
+pub mod watch;
 
 use std::path::Path;
 

@@ -301,9 +301,17 @@ pub fn evaluate(
             .or_default()
             .push(row);
     }
-    // A profile with waits but no visible rows (e.g. rows hidden by a failed lease query) still shows.
+    // A profile with waits but no rows read (only summarised, or rows hidden by a failed lease query) still
+    // shows: from its summary when there is one, else with no rows.
+    let summarised: std::collections::HashSet<&str> = snapshot
+        .summaries
+        .iter()
+        .map(|s| display_value(s.group.as_deref()))
+        .collect();
     for (p, _) in row_waits.keys() {
-        groups.entry(p).or_default();
+        if !summarised.contains(p) {
+            groups.entry(p).or_default();
+        }
     }
 
     let mut profile_waiters: HashMap<&str, u32> = HashMap::new();
@@ -892,6 +900,43 @@ mod tests {
             (4, 3, 0)
         );
         assert_eq!(status(&b, "hot"), Status::Contended);
+    }
+
+    #[test]
+    fn a_summarised_profile_with_row_waits_keeps_its_holder() {
+        let mut s = snapshot(0, Vec::new());
+        s.summaries = std::sync::Arc::new(vec![ProfileSummary {
+            group: Some("P".into()),
+            rows: 1,
+            held: 1,
+            sample_key: Some("SYM".into()),
+            sample_owner: Some("w1".into()),
+            sample_acquired_at: Some(t(-5)),
+            next_expiry: Some(t(25)),
+            failure_total: Some(0),
+            latest_contended_since: None,
+        }]);
+        s.waits.push(LockWait {
+            pid: 9,
+            blocked_by: vec![8],
+            locktype: "tuple".into(),
+            mode: "ExclusiveLock".into(),
+            relation: None,
+            relation_oid: None,
+            tuple: None,
+            advisory_key: None,
+            transactionid: None,
+            waitstart: None,
+            lease_row: Some((Some("P".into()), Some("SYM".into()))),
+        });
+        let b = board_at(&s, 0);
+        assert_eq!(b.profiles.len(), 1);
+        let p = &b.profiles[0];
+        assert_eq!((p.status, p.waiters), (Status::Contended, 1));
+        assert_eq!(
+            p.holders().next().and_then(|r| r.owner.as_deref()),
+            Some("w1")
+        );
     }
 
     #[test]

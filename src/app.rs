@@ -1,0 +1,549 @@
+//! UI state and what keys do to it. Keys become [`Action`]s through [`keymap`]; [`App::apply`] changes the
+//! state. Nothing here draws or talks to the database; no action can write to it.
+//!
+//! Data arrives as a [`Feed`] from the poller. Each new snapshot is recorded in the history and evaluated once
+//! (sorting and filtering included), so drawing a frame only reads.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::model::rules::{self, Rules};
+use crate::model::{Board, History, ProfileView, Snapshot, Status};
+use crate::source::{Feed, Link};
+
+/// Which pane has the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Profiles,
+    Locks,
+}
+
+/// Order of the profiles table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// Most severe first, then longest contended (the runbook's order).
+    Severity,
+    /// Most failed acquisitions first.
+    Failures,
+    /// Soonest TTL expiry first.
+    Expiry,
+    /// By profile name.
+    Name,
+}
+
+impl SortBy {
+    fn next(self) -> Self {
+        match self {
+            Self::Severity => Self::Failures,
+            Self::Failures => Self::Expiry,
+            Self::Expiry => Self::Name,
+            Self::Name => Self::Severity,
+        }
+    }
+
+    /// The word in the footer.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Severity => "severity",
+            Self::Failures => "failures",
+            Self::Expiry => "expiry",
+            Self::Name => "name",
+        }
+    }
+}
+
+/// What a key asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    StartFilter,
+    FilterInput(char),
+    FilterBackspace,
+    FilterDone,
+    FilterCancel,
+    CycleSort,
+    TogglePause,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    ToggleDetail,
+    SwitchPane,
+    ToggleQueries,
+    Back,
+}
+
+/// Turns a key into an action, given whether the filter line is being edited.
+pub fn keymap(key: KeyEvent, editing_filter: bool) -> Option<Action> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+        return Some(Action::Quit);
+    }
+    if editing_filter {
+        return match key.code {
+            KeyCode::Enter => Some(Action::FilterDone),
+            KeyCode::Esc => Some(Action::FilterCancel),
+            KeyCode::Backspace => Some(Action::FilterBackspace),
+            KeyCode::Char(c) if !c.is_control() => Some(Action::FilterInput(c)),
+            _ => None,
+        };
+    }
+    Some(match key.code {
+        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Char('?') | KeyCode::F(1) => Action::ToggleHelp,
+        KeyCode::Char('/') => Action::StartFilter,
+        KeyCode::Char('s') => Action::CycleSort,
+        KeyCode::Char('p' | ' ') => Action::TogglePause,
+        KeyCode::Char('k') | KeyCode::Up => Action::Up,
+        KeyCode::Char('j') | KeyCode::Down => Action::Down,
+        KeyCode::PageUp => Action::PageUp,
+        KeyCode::PageDown => Action::PageDown,
+        KeyCode::Home | KeyCode::Char('g') => Action::Home,
+        KeyCode::End | KeyCode::Char('G') => Action::End,
+        KeyCode::Enter => Action::ToggleDetail,
+        KeyCode::Tab | KeyCode::BackTab => Action::SwitchPane,
+        KeyCode::Char('t') => Action::ToggleQueries,
+        KeyCode::Esc => Action::Back,
+        _ => return None,
+    })
+}
+
+/// Everything the screen shows, and the operator's choices.
+#[derive(Debug)]
+pub struct App {
+    /// `user@host:port/db`, never a password.
+    pub target: String,
+    pub rules: Rules,
+    /// Notes that hold for the whole session (missing signals of the mapping, a label for the clock).
+    pub notes: Vec<String>,
+    pub history: History,
+    pub snapshot: Option<std::sync::Arc<Snapshot>>,
+    /// When the shown snapshot arrived (monotonic), for countdowns between polls and for staleness.
+    pub received_at: Option<Instant>,
+    pub board: Option<Board>,
+    /// Indexes into `board.profiles` that pass the filter, in the chosen order.
+    pub visible: Vec<usize>,
+    pub link: Link,
+    pub interval: Duration,
+    pub selected: usize,
+    pub pane: Pane,
+    pub lock_selected: usize,
+    pub detail: bool,
+    pub help: bool,
+    pub show_queries: bool,
+    pub paused: bool,
+    pub sort: SortBy,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub quit: bool,
+    /// Rows in the profiles table at the last draw (for PgUp/PgDn).
+    pub page: usize,
+    polls_seen: u64,
+    /// A fixed server time instead of the ticking one (view tests, screenshots).
+    fixed_now: Option<DateTime<Utc>>,
+}
+
+impl App {
+    /// A fresh app watching `target`.
+    pub fn new(target: String, rules: Rules, interval: Duration, notes: Vec<String>) -> Self {
+        Self {
+            target,
+            rules,
+            notes,
+            history: History::default(),
+            snapshot: None,
+            received_at: None,
+            board: None,
+            visible: Vec::new(),
+            link: Link::Connecting,
+            interval,
+            selected: 0,
+            pane: Pane::Profiles,
+            lock_selected: 0,
+            detail: false,
+            help: false,
+            show_queries: false,
+            paused: false,
+            sort: SortBy::Severity,
+            filter: String::new(),
+            editing_filter: false,
+            quit: false,
+            page: 10,
+            polls_seen: 0,
+            fixed_now: None,
+        }
+    }
+
+    /// Shows `snapshot` at a fixed server time `now` (for view tests and screenshots): records it in the
+    /// history and evaluates it, as a poll would.
+    pub fn show_at(&mut self, snapshot: Snapshot, now: DateTime<Utc>) {
+        let snapshot = std::sync::Arc::new(snapshot);
+        rules::record(&mut self.history, &snapshot, &self.rules);
+        self.snapshot = Some(snapshot);
+        self.received_at = Some(Instant::now());
+        self.link = Link::Connected;
+        self.fixed_now = Some(now);
+        self.reevaluate();
+    }
+
+    /// Server time now: the snapshot's clock advanced by the monotonic time since it arrived. While paused,
+    /// the clock stops with the screen.
+    pub fn now(&self) -> Option<DateTime<Utc>> {
+        if self.fixed_now.is_some() {
+            return self.fixed_now;
+        }
+        let s = self.snapshot.as_ref()?;
+        let elapsed = if self.paused {
+            Duration::ZERO
+        } else {
+            self.received_at?.elapsed()
+        };
+        Some(s.server_now + chrono::Duration::from_std(elapsed).unwrap_or_default())
+    }
+
+    /// How old the shown data is, when older than two intervals (the header then says "stale").
+    pub fn staleness(&self) -> Option<Duration> {
+        if self.fixed_now.is_some() {
+            return None;
+        }
+        let age = self.received_at?.elapsed();
+        (age > self.interval * 2).then_some(age)
+    }
+
+    /// Takes what the poller published. Returns whether anything visible changed.
+    pub fn on_feed(&mut self, feed: &Feed) -> bool {
+        let link_changed = self.link != feed.link;
+        self.link = feed.link.clone();
+        if feed.polls == self.polls_seen {
+            return link_changed;
+        }
+        // Every poll attempt feeds the history, failed ones as gaps, also while paused.
+        let new_polls = feed.polls - self.polls_seen;
+        self.polls_seen = feed.polls;
+        if feed.last_poll_failed {
+            for _ in 0..new_polls {
+                self.history.record_missed();
+            }
+        }
+        if let Some(snapshot) = feed.snapshot.as_ref().filter(|_| !feed.last_poll_failed) {
+            rules::record(&mut self.history, snapshot, &self.rules);
+            if !self.paused {
+                self.snapshot = Some(std::sync::Arc::clone(snapshot));
+                self.received_at = feed.received_at;
+                self.reevaluate();
+            }
+        }
+        true
+    }
+
+    /// Re-applies the rules at the current time (called on new data and on the 1 Hz tick, so a countdown that
+    /// reaches zero turns the row expired without waiting for the next poll).
+    pub fn reevaluate(&mut self) {
+        let (Some(snapshot), Some(now)) = (self.snapshot.clone(), self.now()) else {
+            return;
+        };
+        let selected_name = self.selected_profile().map(|p| p.profile.clone());
+        self.board = Some(rules::evaluate(&snapshot, &self.history, &self.rules, now));
+        self.refilter();
+        if let Some(name) = selected_name {
+            // Keep the cursor on the same profile when the order changes.
+            if let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.profile(i).is_some_and(|p| p.profile == name))
+            {
+                self.selected = pos;
+            }
+        }
+    }
+
+    fn profile(&self, index: usize) -> Option<&ProfileView> {
+        self.board.as_ref()?.profiles.get(index)
+    }
+
+    /// The profile under the cursor.
+    pub fn selected_profile(&self) -> Option<&ProfileView> {
+        self.visible
+            .get(self.selected)
+            .and_then(|&i| self.profile(i))
+    }
+
+    /// The profiles that pass the filter, in order.
+    pub fn visible_profiles(&self) -> impl Iterator<Item = &ProfileView> {
+        self.visible.iter().filter_map(|&i| self.profile(i))
+    }
+
+    fn refilter(&mut self) {
+        let Some(board) = &self.board else { return };
+        let needle = self.filter.to_lowercase();
+        let mut visible: Vec<usize> = board
+            .profiles
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| needle.is_empty() || matches_filter(p, &needle))
+            .map(|(i, _)| i)
+            .collect();
+        let ps = &board.profiles;
+        match self.sort {
+            SortBy::Severity => {}
+            SortBy::Failures => visible.sort_by_key(|&i| std::cmp::Reverse(ps[i].contention_count)),
+            SortBy::Expiry => visible.sort_by_key(|&i| {
+                ps[i]
+                    .holders()
+                    .filter_map(|r| r.expires_at)
+                    .min()
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            }),
+            SortBy::Name => visible.sort_by(|&a, &b| ps[a].profile.cmp(&ps[b].profile)),
+        }
+        self.visible = visible;
+        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
+    }
+
+    /// Applies an action.
+    pub fn apply(&mut self, action: Action) {
+        let last = self.visible.len().saturating_sub(1);
+        let locks_last = self
+            .board
+            .as_ref()
+            .map_or(0, |b| b.waits.len().saturating_sub(1));
+        let in_locks = self.pane == Pane::Locks;
+        let cursor = if in_locks {
+            &mut self.lock_selected
+        } else {
+            &mut self.selected
+        };
+        let max = if in_locks { locks_last } else { last };
+        match action {
+            Action::Quit => self.quit = true,
+            Action::ToggleHelp => self.help = !self.help,
+            Action::StartFilter => {
+                self.editing_filter = true;
+                self.help = false;
+            }
+            Action::FilterInput(c) => {
+                self.filter.push(c);
+                self.refilter();
+            }
+            Action::FilterBackspace => {
+                self.filter.pop();
+                self.refilter();
+            }
+            Action::FilterDone => self.editing_filter = false,
+            Action::FilterCancel => {
+                self.editing_filter = false;
+                self.filter.clear();
+                self.refilter();
+            }
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.refilter();
+            }
+            Action::TogglePause => {
+                self.paused = !self.paused;
+                if !self.paused {
+                    // Resume at the latest data, not where the screen froze.
+                    self.received_at = self.received_at.or(Some(Instant::now()));
+                }
+            }
+            Action::Up => *cursor = cursor.saturating_sub(1),
+            Action::Down => *cursor = (*cursor + 1).min(max),
+            Action::PageUp => *cursor = cursor.saturating_sub(self.page.max(1)),
+            Action::PageDown => *cursor = (*cursor + self.page.max(1)).min(max),
+            Action::Home => *cursor = 0,
+            Action::End => *cursor = max,
+            Action::ToggleDetail => self.detail = !self.detail,
+            Action::SwitchPane => {
+                self.pane = if in_locks {
+                    Pane::Profiles
+                } else {
+                    Pane::Locks
+                };
+            }
+            Action::ToggleQueries => self.show_queries = !self.show_queries,
+            Action::Back => {
+                if self.help {
+                    self.help = false;
+                } else if self.detail {
+                    self.detail = false;
+                } else if !self.filter.is_empty() {
+                    self.filter.clear();
+                    self.refilter();
+                }
+            }
+        }
+    }
+
+    /// The worst status on the board, for the terminal title and the banner.
+    pub fn worst(&self) -> Status {
+        self.board
+            .as_ref()
+            .and_then(|b| b.profiles.iter().map(|p| p.status).max())
+            .unwrap_or(Status::Ok)
+    }
+}
+
+fn matches_filter(p: &ProfileView, needle: &str) -> bool {
+    p.profile.to_lowercase().contains(needle)
+        || p.rows.iter().any(|r| {
+            r.owner
+                .as_deref()
+                .is_some_and(|o| o.to_lowercase().contains(needle))
+                || r.key
+                    .as_deref()
+                    .is_some_and(|k| k.to_lowercase().contains(needle))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_clock::t;
+    use crate::model::{LeaseRow, Visibility};
+    use crossterm::event::KeyEvent;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn app_with(profiles: &[&str]) -> App {
+        let mut app = App::new(
+            "mon@db:5432/app".into(),
+            Rules::default(),
+            Duration::from_secs(1),
+            Vec::new(),
+        );
+        let leases = profiles
+            .iter()
+            .map(|p| LeaseRow {
+                group: Some((*p).into()),
+                key: Some("SYM".into()),
+                owner: Some(format!("owner-{p}")),
+                expires_at: Some(t(30)),
+                acquired_at: Some(t(-1)),
+                contention_count: Some(0),
+                contended_since: None,
+                last_contended_at: None,
+            })
+            .collect();
+        let snapshot = Snapshot {
+            server_now: t(0),
+            poll_ms: 1.0,
+            leases,
+            summaries: std::sync::Arc::default(),
+            sessions: Vec::new(),
+            waits: Vec::new(),
+            visibility: Visibility::Full,
+            lease_error: None,
+        };
+        app.show_at(snapshot, t(0));
+        app
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        if let Some(action) = keymap(key(code), app.editing_filter) {
+            app.apply(action);
+        }
+    }
+
+    #[test]
+    fn keys_map_to_the_actions_operators_know() {
+        assert_eq!(keymap(key(KeyCode::Char('q')), false), Some(Action::Quit));
+        assert_eq!(
+            keymap(
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+                true
+            ),
+            Some(Action::Quit)
+        );
+        assert_eq!(keymap(key(KeyCode::Char('j')), false), Some(Action::Down));
+        assert_eq!(keymap(key(KeyCode::Up), false), Some(Action::Up));
+        assert_eq!(
+            keymap(key(KeyCode::Char('?')), false),
+            Some(Action::ToggleHelp)
+        );
+        assert_eq!(
+            keymap(key(KeyCode::Char('q')), true),
+            Some(Action::FilterInput('q')),
+            "q types while filtering"
+        );
+        assert_eq!(keymap(key(KeyCode::Char('x')), false), None);
+    }
+
+    #[test]
+    fn moving_stays_within_the_list_and_end_home_jump() {
+        let mut app = app_with(&["a", "b", "c"]);
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.selected, 0);
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char('j'));
+        assert_eq!(app.selected, 2);
+        press(&mut app, KeyCode::Home);
+        assert_eq!(
+            app.selected_profile().map(|p| p.profile.as_str()),
+            Some("a")
+        );
+        press(&mut app, KeyCode::End);
+        assert_eq!(
+            app.selected_profile().map(|p| p.profile.as_str()),
+            Some("c")
+        );
+    }
+
+    #[test]
+    fn the_filter_narrows_by_profile_or_owner_and_esc_clears_it() {
+        let mut app = app_with(&["alpha", "beta", "gamma"]);
+        press(&mut app, KeyCode::Char('/'));
+        assert!(app.editing_filter);
+        for c in "owner-b".chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert!(!app.editing_filter);
+        let shown: Vec<&str> = app.visible_profiles().map(|p| p.profile.as_str()).collect();
+        assert_eq!(shown, ["beta"]);
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.visible_profiles().count(), 3);
+    }
+
+    #[test]
+    fn sort_cycles_and_keeps_the_cursor_on_its_profile() {
+        let mut app = app_with(&["c", "a", "b"]);
+        press(&mut app, KeyCode::End);
+        let chosen = app.selected_profile().map(|p| p.profile.clone());
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.sort, SortBy::Failures);
+        app.reevaluate();
+        assert_eq!(app.selected_profile().map(|p| p.profile.clone()), chosen);
+        for _ in 0..3 {
+            press(&mut app, KeyCode::Char('s'));
+        }
+        assert_eq!(app.sort, SortBy::Severity);
+    }
+
+    #[test]
+    fn pause_help_detail_and_panes_toggle_and_esc_backs_out() {
+        let mut app = app_with(&["a"]);
+        press(&mut app, KeyCode::Char('p'));
+        assert!(app.paused);
+        press(&mut app, KeyCode::Char('p'));
+        assert!(!app.paused);
+        press(&mut app, KeyCode::Char('?'));
+        assert!(app.help);
+        press(&mut app, KeyCode::Esc);
+        assert!(!app.help);
+        press(&mut app, KeyCode::Enter);
+        assert!(app.detail);
+        press(&mut app, KeyCode::Esc);
+        assert!(!app.detail);
+        press(&mut app, KeyCode::Tab);
+        assert_eq!(app.pane, Pane::Locks);
+        press(&mut app, KeyCode::Char('q'));
+        assert!(app.quit);
+    }
+}

@@ -1,0 +1,174 @@
+//! `locktop` / `locktop watch`: the live dashboard.
+//!
+//! Everything that can fail for a fixable reason (config, theme, DSN, the lease mapping, the terminal) is checked
+//! before the terminal is touched, so the error is one plain line. Then the terminal goes raw and alternate;
+//! a guard restores it on every way out (return, error, panic via the hook, SIGTERM). A frame is drawn only on a
+//! key, new data, a resize or the 1 Hz countdown tick, into a 64 KiB buffer flushed once per frame.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, bail};
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::{cursor, execute, terminal};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::app::{App, keymap};
+use crate::cli::{Common, WatchArgs};
+use crate::source::{
+    Feed, LeaseDetail, Monitor, PollerSettings, SessionLimits, Target, run_poller,
+};
+use crate::theme::{ColorDepth, Theme};
+use crate::ui::{self, Glyphs};
+
+/// Restores the terminal when dropped, and from the panic hook.
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> Result<Self> {
+        terminal::enable_raw_mode()?;
+        let guard = Self;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )?;
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+fn restore() {
+    let _ = execute!(
+        std::io::stdout(),
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
+    let _ = terminal::disable_raw_mode();
+}
+
+/// Whether the user asked for no colour (`NO_COLOR` set and non-empty, or `--no-color`).
+pub fn no_color(flag: bool) -> bool {
+    flag || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Runs the dashboard until the operator quits; returns the exit status.
+pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
+    if !std::io::stdout().is_terminal() {
+        bail!(
+            "stdout is not a terminal: the dashboard needs one; for scripts use `locktop snapshot --format json`"
+        );
+    }
+    let config = super::load_config(common.config.as_deref())?;
+    let theme = Theme::load(&args.theme, ColorDepth::detect(no_color(args.no_color)))?;
+    let (width, height) = terminal::size()?;
+    if width < ui::MIN_WIDTH || height < ui::MIN_HEIGHT {
+        bail!(
+            "terminal too small: {width}x{height}, locktop needs at least {}x{}; enlarge the window",
+            ui::MIN_WIDTH,
+            ui::MIN_HEIGHT
+        );
+    }
+    let target = Target::new(common.dsn.as_deref())?;
+    let limits = SessionLimits::for_interval(common.interval);
+    let mut monitor = Monitor::connect(&target, &config.lease, limits).await?;
+    let ttl = config.thresholds.ttl;
+    monitor.set_detail(LeaseDetail::Summary {
+        ttl,
+        focus: Vec::new(),
+    });
+
+    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
+    let settings = PollerSettings {
+        target: target.clone(),
+        mapping: config.lease.clone(),
+        interval: common.interval,
+        ttl,
+    };
+    let poller = tokio::spawn(run_poller(settings, Some(monitor), tx));
+
+    let mut app = App::new(
+        target.description().to_owned(),
+        config.thresholds.rules(),
+        common.interval,
+        config.lease.missing_signals(),
+    );
+    let glyphs = Glyphs::detect();
+    let guard = TerminalGuard::enter()?;
+    let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let mut term = Terminal::new(backend)?;
+    let result = event_loop(&mut term, &mut app, &theme, glyphs, &mut rx).await;
+    drop(term);
+    drop(guard);
+    poller.abort();
+    result.map(|()| 0)
+}
+
+async fn event_loop(
+    term: &mut Terminal<CrosstermBackend<BufWriter<std::io::Stdout>>>,
+    app: &mut App,
+    theme: &Theme,
+    glyphs: Glyphs,
+    rx: &mut tokio::sync::watch::Receiver<Feed>,
+) -> Result<()> {
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut term_signal = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    term.draw(|f| ui::draw(f, app, theme, glyphs))?;
+    loop {
+        let redraw = tokio::select! {
+            event = keys.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                    match keymap(key, app.editing_filter) {
+                        Some(action) => { app.apply(action); true }
+                        None => false,
+                    }
+                }
+                Some(Ok(Event::Resize(..))) => true,
+                Some(Ok(_)) => false,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    bail!("the poller stopped unexpectedly; see the log file");
+                }
+                let feed = rx.borrow_and_update().clone();
+                app.on_feed(&feed)
+            },
+            _ = tick.tick() => {
+                if !app.paused {
+                    app.reevaluate();
+                }
+                // Countdowns and the stale/reconnecting timers move every second.
+                true
+            },
+            _ = term_signal.recv() => { app.quit = true; false },
+            _ = hangup.recv() => { app.quit = true; false },
+            _ = interrupt.recv() => { app.quit = true; false },
+        };
+        if app.quit {
+            return Ok(());
+        }
+        if redraw {
+            term.draw(|f| ui::draw(f, app, theme, glyphs))?;
+            term.backend_mut().flush()?;
+        }
+    }
+}

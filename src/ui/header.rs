@@ -1,0 +1,93 @@
+//! The header line (target, server time, poll latency, link state) and the escalation banner.
+
+use std::fmt::Write as _;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::text;
+use crate::app::App;
+use crate::model::human_duration;
+use crate::source::Link;
+use crate::theme::Theme;
+
+/// Draws the header line.
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut spans = vec![
+        Span::styled(" locktop ", theme.title),
+        Span::styled(app.target.clone(), theme.header),
+    ];
+    if let Some(now) = app.now() {
+        spans.push(Span::raw(format!(
+            "  server {}",
+            now.format("%H:%M:%S UTC")
+        )));
+    }
+    if let Some(s) = &app.snapshot {
+        spans.push(Span::styled(
+            format!("  poll {:.1} ms", s.poll_ms),
+            theme.dim,
+        ));
+    }
+    spans.push(Span::raw("  "));
+    spans.push(state_span(app, theme));
+    if app.paused {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn state_span(app: &App, theme: &Theme) -> Span<'static> {
+    match &app.link {
+        Link::Connecting => Span::styled(" connecting… ", theme.stale),
+        Link::Reconnecting {
+            attempt,
+            next_at,
+            error,
+        } => {
+            let next = next_at
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs();
+            let age = app
+                .received_at
+                .map(|r| format!("stale {} · ", human_duration(secs(r.elapsed()))));
+            Span::styled(
+                format!(
+                    " {}reconnecting (attempt {attempt}, next in {next} s): {} ",
+                    age.unwrap_or_default(),
+                    text::clean(error, 60)
+                ),
+                theme.stale,
+            )
+        }
+        Link::Connected => match app.staleness() {
+            Some(age) => Span::styled(
+                format!(" stale · {} ", human_duration(secs(age))),
+                theme.stale,
+            ),
+            None => Span::styled("live", theme.ok),
+        },
+    }
+}
+
+fn secs(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_default()
+}
+
+/// Draws the banner naming the escalation trigger that fired (and how many more did).
+pub fn draw_banner(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let Some(board) = &app.board else { return };
+    let Some(first) = board.alerts.first() else {
+        return;
+    };
+    let more = board.alerts.len() - 1;
+    let mut msg = format!(" {}", first.message());
+    if more > 0 {
+        let _ = write!(msg, "  (+{more} more: see the profiles marked ESCALATED)");
+    }
+    let line = text::fit(&msg, area.width as usize);
+    frame.render_widget(Paragraph::new(Line::styled(line, theme.banner)), area);
+}

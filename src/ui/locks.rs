@@ -1,0 +1,197 @@
+//! The locks pane: `pg_locks` waits as a blocking tree — each blocker that is not itself waiting, with the
+//! backends waiting on it below, then their own waiters — with mode, lock type, what is locked, wait time and,
+//! when toggled, query text.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::{Glyphs, border_set, text};
+use crate::app::{App, Pane};
+use crate::model::{WaitView, human_duration};
+use crate::theme::Theme;
+
+/// Rows the pane wants: none when nobody waits, else the tree up to 40 % of the screen.
+pub fn height(app: &App, screen: u16) -> u16 {
+    let waits = app.board.as_ref().map_or(0, |b| b.waits.len());
+    if waits == 0 {
+        return 3;
+    }
+    let roots = app.board.as_ref().map_or(0, |b| roots(&b.waits).len());
+    u16::try_from(waits + roots + 2)
+        .unwrap_or(u16::MAX)
+        .min(screen * 2 / 5)
+        .max(4)
+}
+
+/// Blockers that do not wait themselves (the heads of the queues); in a cycle, the lowest pid.
+fn roots(waits: &[WaitView]) -> Vec<i32> {
+    let waiting: HashSet<i32> = waits.iter().map(|w| w.wait.pid).collect();
+    let mut out: Vec<i32> = waits
+        .iter()
+        .flat_map(|w| w.wait.blocked_by.iter().copied())
+        .filter(|b| !waiting.contains(b))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        out.extend(waits.iter().map(|w| w.wait.pid).min());
+    }
+    out
+}
+
+/// Draws the pane.
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: Rect) {
+    let focused = app.pane == Pane::Locks;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(border_set(glyphs))
+        .border_style(if focused { theme.title } else { theme.border })
+        .title(Span::styled(" lock waits (pg_locks) ", theme.title));
+    let w = area.width.saturating_sub(2) as usize;
+    let (Some(board), Some(now)) = (&app.board, app.now()) else {
+        frame.render_widget(Paragraph::new("").block(block), area);
+        return;
+    };
+    if board.waits.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Line::styled("nobody waits for a lock", theme.dim)).block(block),
+            area,
+        );
+        return;
+    }
+    let sessions: HashMap<i32, &crate::model::Session> = app
+        .snapshot
+        .as_ref()
+        .map(|s| s.sessions.iter().map(|x| (x.pid, x)).collect())
+        .unwrap_or_default();
+    let mut by_blocker: HashMap<i32, Vec<&WaitView>> = HashMap::new();
+    for wv in &board.waits {
+        // A waiter hangs under its first blocker (pg_blocking_pids lists the queue's head first).
+        if let Some(b) = wv.wait.blocked_by.first() {
+            by_blocker.entry(*b).or_default().push(wv);
+        }
+    }
+    let mut lines = Vec::new();
+    let mut shown = HashSet::new();
+    let mut index = 0;
+    for root in roots(&board.waits) {
+        let s = sessions.get(&root);
+        let mut head = format!(
+            "pid {root} {} ({})  holds",
+            s.and_then(|s| s.application.as_deref()).unwrap_or(""),
+            s.and_then(|s| s.state.as_deref()).unwrap_or("?")
+        );
+        if app.show_queries {
+            let _ = write!(
+                head,
+                "  {}",
+                s.and_then(|s| s.query.as_deref()).unwrap_or("")
+            );
+        }
+        lines.push(Line::styled(text::fit(&head, w), theme.header));
+        walk(
+            root,
+            1,
+            &by_blocker,
+            &mut shown,
+            &mut lines,
+            &mut index,
+            app,
+            now,
+            glyphs,
+            theme,
+            w,
+        );
+    }
+    let skip = app
+        .lock_selected
+        .saturating_sub(area.height.saturating_sub(3) as usize);
+    frame.render_widget(
+        Paragraph::new(lines).scroll((skip as u16, 0)).block(block),
+        area,
+    );
+}
+
+#[allow(clippy::too_many_arguments)] // one recursive walk; a struct for it would only rename the arguments
+fn walk(
+    pid: i32,
+    depth: usize,
+    by_blocker: &HashMap<i32, Vec<&WaitView>>,
+    shown: &mut HashSet<i32>,
+    lines: &mut Vec<Line<'static>>,
+    index: &mut usize,
+    app: &App,
+    now: chrono::DateTime<chrono::Utc>,
+    glyphs: Glyphs,
+    theme: &Theme,
+    w: usize,
+) {
+    let Some(children) = by_blocker.get(&pid) else {
+        return;
+    };
+    for wv in children {
+        if !shown.insert(wv.wait.pid) {
+            continue; // a cycle (deadlock about to be detected): show each backend once
+        }
+        let branch = if glyphs.unicode { "└─ " } else { "`- " };
+        let what = match (&wv.profile, &wv.wait.advisory_key, &wv.wait.relation) {
+            (Some(p), _, _) => format!(
+                "row {p}/{} of {}",
+                wv.key.as_deref().unwrap_or("?"),
+                wv.wait.relation.as_deref().unwrap_or("?")
+            ),
+            (None, Some(k), _) => format!("advisory key {k}"),
+            (None, None, Some(r)) => r.clone(),
+            _ => wv
+                .wait
+                .transactionid
+                .as_deref()
+                .map_or_else(String::new, |x| format!("xid {x}")),
+        };
+        let others = wv.wait.blocked_by.len().saturating_sub(1);
+        let mut line = format!(
+            "{}{branch}pid {} {} waits {} for {} {} on {}{}",
+            "   ".repeat(depth - 1),
+            wv.wait.pid,
+            wv.application.as_deref().unwrap_or(""),
+            wv.waiting_for(now)
+                .map_or_else(|| "?".into(), human_duration),
+            wv.wait.mode,
+            wv.wait.locktype,
+            what,
+            if others > 0 {
+                format!(" (+{others} more blockers)")
+            } else {
+                String::new()
+            }
+        );
+        if app.show_queries {
+            let _ = write!(line, "  {}", wv.query.as_deref().unwrap_or(""));
+        }
+        let style = if *index == app.lock_selected && app.pane == Pane::Locks {
+            theme.selected
+        } else {
+            theme.contended
+        };
+        lines.push(Line::styled(text::fit(&line, w), style));
+        *index += 1;
+        walk(
+            wv.wait.pid,
+            depth + 1,
+            by_blocker,
+            shown,
+            lines,
+            index,
+            app,
+            now,
+            glyphs,
+            theme,
+            w,
+        );
+    }
+}

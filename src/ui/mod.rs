@@ -1,0 +1,135 @@
+//! Drawing only: every function takes the app and a rect, and names theme roles, never colours.
+//!
+//! ```text
+//! ┌ header: target · server time · poll latency · live/stale/reconnecting/paused ───────────┐
+//! │ banner: ESCALATE … (only when a runbook trigger fired)                                   │
+//! │ notes: what locktop cannot see                                                           │
+//! │ profiles table (status word+glyph, holders, TTL countdown, contended for, sparkline)     │
+//! │ detail pane (Enter) or locks pane (blocking tree)                                         │
+//! └ footer: keys, or the filter being typed ─────────────────────────────────────────────────┘
+//! ```
+
+mod detail;
+mod footer;
+mod header;
+mod help;
+mod locks;
+mod profiles;
+pub mod text;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+
+use crate::app::App;
+use crate::theme::Theme;
+
+/// The smallest terminal the layout fits.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 14;
+
+/// Glyphs and borders for the terminal's character set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Glyphs {
+    pub unicode: bool,
+}
+
+impl Glyphs {
+    /// UTF-8 when the locale says so (`LC_ALL`, then `LC_CTYPE`, then `LANG`).
+    pub fn detect() -> Self {
+        let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Self {
+            unicode: locale.contains("utf-8") || locale.contains("utf8"),
+        }
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!(
+            "terminal too small: {}x{}, locktop needs at least {MIN_WIDTH}x{MIN_HEIGHT}; enlarge it (q quits)",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(Line::styled(msg, theme.note)), area);
+        return;
+    }
+    let banner = app.board.as_ref().is_some_and(|b| !b.alerts.is_empty());
+    let notes = notes(app);
+    let bottom = if app.detail {
+        area.height / 2
+    } else {
+        locks::height(app, area.height)
+    };
+    let [head, ban, note, main, lower, foot] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(u16::from(banner)),
+        Constraint::Length(u16::try_from(notes.len().min(2)).unwrap_or(0)),
+        Constraint::Min(4),
+        Constraint::Length(bottom),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::draw(frame, app, theme, head);
+    if banner {
+        header::draw_banner(frame, app, theme, ban);
+    }
+    for (i, n) in notes.iter().take(2).enumerate() {
+        let line = Rect {
+            y: note.y + i as u16,
+            height: 1,
+            ..note
+        };
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                text::clean(n, line.width as usize),
+                theme.note,
+            )),
+            line,
+        );
+    }
+    profiles::draw(frame, app, theme, glyphs, main);
+    if app.detail {
+        detail::draw(frame, app, theme, glyphs, lower);
+    } else if bottom > 0 {
+        locks::draw(frame, app, theme, glyphs, lower);
+    }
+    footer::draw(frame, app, theme, foot);
+    if app.help {
+        help::draw(frame, theme, glyphs, area);
+    }
+}
+
+fn notes(app: &App) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(s) = &app.snapshot {
+        out.extend(s.visibility.note().map(str::to_owned));
+        out.extend(s.lease_error.clone());
+    }
+    out.extend(app.notes.iter().cloned());
+    out
+}
+
+/// The border set for boxes.
+fn border_set(glyphs: Glyphs) -> ratatui::symbols::border::Set<'static> {
+    if glyphs.unicode {
+        ratatui::symbols::border::ROUNDED
+    } else {
+        ratatui::symbols::border::Set {
+            top_left: "+",
+            top_right: "+",
+            bottom_left: "+",
+            bottom_right: "+",
+            vertical_left: "|",
+            vertical_right: "|",
+            horizontal_top: "-",
+            horizontal_bottom: "-",
+        }
+    }
+}
