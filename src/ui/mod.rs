@@ -57,7 +57,9 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
             "terminal too small: {}x{}, locktop needs at least {MIN_WIDTH}x{MIN_HEIGHT}; enlarge it (q quits)",
             area.width, area.height
         );
-        frame.render_widget(Paragraph::new(Line::styled(msg, theme.note)), area);
+        let wrapped = Paragraph::new(Line::styled(msg, theme.note))
+            .wrap(ratatui::widgets::Wrap { trim: true });
+        frame.render_widget(wrapped, area);
         return;
     }
     let banner = app.board.as_ref().is_some_and(|b| !b.alerts.is_empty());

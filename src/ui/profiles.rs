@@ -39,7 +39,17 @@ pub fn status_label(status: Status, glyphs: Glyphs) -> &'static str {
     }
 }
 
+/// Polls shown in the sparkline: fewer on narrow terminals, so names keep their room.
 const SPARK_WIDTH: usize = 16;
+const SPARK_NARROW: usize = 8;
+
+fn spark_width(table_width: usize) -> usize {
+    if table_width < 100 {
+        SPARK_NARROW
+    } else {
+        SPARK_WIDTH
+    }
+}
 
 /// Draws the table.
 pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, area: Rect) {
@@ -66,7 +76,8 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     }
     let width = inner.width as usize;
     // Fixed columns; profile and holder share what is left.
-    let fixed = 12 + 7 + 7 + 9 + 6 + SPARK_WIDTH + 6;
+    let spark = spark_width(width);
+    let fixed = 12 + 7 + 7 + 9 + 6 + spark + 1;
     let flex = width.saturating_sub(fixed);
     let (pw, hw) = (flex * 2 / 5, flex - flex * 2 / 5);
     let header = format!(
@@ -78,7 +89,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         "HELD",
         "CONTEND",
         "FAILS",
-        text::fit("CONTENTION", SPARK_WIDTH)
+        text::fit("TREND", spark)
     );
     frame.render_widget(
         Paragraph::new(Line::styled(text::fit(&header, width), theme.dim)),
@@ -109,7 +120,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
             now,
             glyphs,
             theme,
-            (pw, hw),
+            (pw, hw, spark),
             selected && focused,
         ));
     }
@@ -137,7 +148,7 @@ fn row_line<'a>(
     now: chrono::DateTime<chrono::Utc>,
     glyphs: Glyphs,
     theme: &Theme,
-    (pw, hw): (usize, usize),
+    (pw, hw, spark): (usize, usize, usize),
     selected: bool,
 ) -> Line<'a> {
     let holders: Vec<&crate::model::RowView> = p.holders().collect();
@@ -196,7 +207,7 @@ fn row_line<'a>(
         ),
         Span::styled(format!("{fails:>6} "), base),
         Span::styled(
-            sparkline(&app.history.sparkline(&p.profile, SPARK_WIDTH), glyphs),
+            sparkline(&app.history.sparkline(&p.profile, spark), spark, glyphs),
             theme.sparkline.patch(base),
         ),
     ])
@@ -215,12 +226,12 @@ fn holder_text(r: &crate::model::RowView) -> String {
 }
 
 /// Bars scaled to the window's maximum; a missed poll is a gap (a space), not a zero.
-pub fn sparkline(samples: &[Option<u32>], glyphs: Glyphs) -> String {
+pub fn sparkline(samples: &[Option<u32>], width: usize, glyphs: Glyphs) -> String {
     const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     const ASCII: [char; 9] = [' ', '.', ':', '-', '=', '+', '*', '#', '@'];
     let set = if glyphs.unicode { &BARS } else { &ASCII };
     let max = samples.iter().flatten().copied().max().unwrap_or(0).max(1);
-    let pad = SPARK_WIDTH.saturating_sub(samples.len());
+    let pad = width.saturating_sub(samples.len());
     let mut out: String = std::iter::repeat_n(' ', pad).collect();
     for s in samples {
         out.push(match s {
