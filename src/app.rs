@@ -207,9 +207,6 @@ impl App {
 
     /// How old the shown data is, when older than two intervals (the header then says "stale").
     pub fn staleness(&self) -> Option<Duration> {
-        if self.fixed_now.is_some() {
-            return None;
-        }
         let age = self.received_at?.elapsed();
         (age > self.interval * 2).then_some(age)
     }

@@ -14,7 +14,7 @@ struct Tui {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
     output: Arc<Mutex<Vec<u8>>>,
-    _master: Box<dyn portable_pty::MasterPty + Send>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
 impl Tui {
@@ -51,7 +51,7 @@ impl Tui {
             child,
             writer,
             output,
-            _master: pty.master,
+            master: pty.master,
         }
     }
 
@@ -90,6 +90,26 @@ impl Tui {
             assert!(Instant::now() < deadline, "locktop did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("resize");
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.process_id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
     }
 
     fn raw_output(&self) -> String {
@@ -170,4 +190,40 @@ async fn a_bad_dsn_exits_non_zero_with_one_line_before_touching_the_terminal() {
         "{text:?}"
     );
     assert!(!text.contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_redraws_and_sigterm_exits_cleanly() {
+    let url = database("tui_term").await;
+    let mut holder = connect_as(&url, "w1").await;
+    let ok: bool = sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row('ONLY', 'BTC', 'w1')")
+        .fetch_one(&mut holder)
+        .await
+        .expect("acquire");
+    assert!(ok);
+    tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &url, "--interval", "200ms"]);
+        tui.wait_for("ONLY");
+        let before = tui.output.lock().expect("lock").len();
+        tui.resize(20, 70);
+        // The narrower layout cuts the footer after "p pause": it is drawn again at the new width.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tui.output.lock().expect("lock").len() == before {
+            assert!(Instant::now() < deadline, "no redraw after the resize");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tui.resize(10, 40);
+        tui.wait_for("terminal too small: 40x10");
+        tui.resize(30, 100);
+        tui.wait_for("ONLY");
+        tui.terminate();
+        assert_eq!(tui.wait_exit(), 0, "SIGTERM is a normal way out");
+        let raw = tui.raw_output();
+        assert!(
+            raw.rfind("\x1b[?1049l") > raw.rfind("\x1b[?1049h"),
+            "the alternate screen is left"
+        );
+    })
+    .await
+    .expect("pty test");
 }

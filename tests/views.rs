@@ -201,6 +201,29 @@ fn filter_help_detail_and_paused_states() {
 }
 
 #[test]
+fn stale_data_and_reconnecting_say_so_and_keep_the_last_data() {
+    use std::time::{Duration, Instant};
+    let mut app = app_showing(incident());
+    app.received_at = Instant::now().checked_sub(Duration::from_millis(12_500));
+    let stale = render(&mut app, 80, 24, &theme());
+    assert!(format!("{}", stale.backend()).contains("stale · 12s"));
+    insta::assert_snapshot!("stale_80x24", stale.backend());
+    app.link = locktop::source::Link::Reconnecting {
+        attempt: 3,
+        next_at: Instant::now() + Duration::from_millis(3_500),
+        error: "connection lost: terminating connection due to administrator command".into(),
+    };
+    let reconnecting = render(&mut app, 120, 40, &theme());
+    let text = format!("{}", reconnecting.backend());
+    assert!(
+        text.contains("reconnecting (attempt 3, next in 4 s)"),
+        "{text}"
+    );
+    assert!(text.contains("hot-7"), "the last data stays on screen");
+    insta::assert_snapshot!("reconnecting_120x40", reconnecting.backend());
+}
+
+#[test]
 fn a_terminal_too_small_gets_one_line_not_a_broken_layout() {
     let mut app = app_showing(incident());
     insta::assert_snapshot!("too_small", render(&mut app, 50, 10, &theme()).backend());

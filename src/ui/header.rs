@@ -15,10 +15,17 @@ use crate::theme::Theme;
 
 /// Draws the header line.
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    // The link state comes first: on a narrow terminal the end of the line is what gets cut.
     let mut spans = vec![
         Span::styled(" locktop ", theme.title),
-        Span::styled(app.target.clone(), theme.header),
+        state_span(app, theme),
     ];
+    if app.paused {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
+    }
+    spans.push(Span::raw("  "));
+    spans.push(Span::styled(app.target.clone(), theme.header));
     if let Some(now) = app.now() {
         spans.push(Span::raw(format!(
             "  server {}",
@@ -31,12 +38,6 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             theme.dim,
         ));
     }
-    spans.push(Span::raw("  "));
-    spans.push(state_span(app, theme));
-    if app.paused {
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
-    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -48,9 +49,11 @@ fn state_span(app: &App, theme: &Theme) -> Span<'static> {
             next_at,
             error,
         } => {
+            // Rounded up: "next in 0 s" would read as "now" while it is still coming.
             let next = next_at
                 .saturating_duration_since(std::time::Instant::now())
-                .as_secs();
+                .as_secs_f64()
+                .ceil();
             let age = app
                 .received_at
                 .map(|r| format!("stale {} · ", human_duration(secs(r.elapsed()))));
@@ -68,7 +71,7 @@ fn state_span(app: &App, theme: &Theme) -> Span<'static> {
                 format!(" stale · {} ", human_duration(secs(age))),
                 theme.stale,
             ),
-            None => Span::styled("live", theme.ok),
+            None => Span::styled(" live ", theme.ok),
         },
     }
 }

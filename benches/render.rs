@@ -1,0 +1,277 @@
+//! Dashboard costs: render time, bytes sent to the terminal, and the real binary's CPU.
+//!
+//! `cargo bench --bench render` prints:
+//! - the time to draw one 120×40 frame with 10,000 profiles in the model (and to evaluate a snapshot of them);
+//! - bytes written per second in steady state through the crossterm backend into a counting writer, at 120×40
+//!   with 30 countdowns ticking, and at 180×40 on a quiet screen with four lock waits;
+//! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
+//!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use locktop::app::App;
+use locktop::cluster::{Cluster, ClusterOptions};
+use locktop::model::{LeaseRow, LockWait, Rules, Snapshot, Visibility};
+use locktop::theme::{ColorDepth, Theme};
+use locktop::ui::{self, Glyphs};
+use ratatui::Terminal;
+use ratatui::backend::{CrosstermBackend, TestBackend};
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_763_900_000 + s, 0)
+        .single()
+        .expect("time")
+}
+
+fn snapshot(profiles: usize, waits: usize) -> Snapshot {
+    Snapshot {
+        server_now: t(0),
+        poll_ms: 1.0,
+        leases: (0..profiles)
+            .map(|i| LeaseRow {
+                group: Some(format!("profile-{i:05}")),
+                key: Some("BTC".into()),
+                owner: Some(format!("worker-{i}")),
+                expires_at: Some(t(10_000 + i as i64)),
+                acquired_at: Some(t(-5)),
+                contention_count: Some(if i % 50 == 0 { 3 } else { 0 }),
+                contended_since: (i % 50 == 0).then(|| t(-20)),
+                last_contended_at: (i % 50 == 0).then(|| t(-1)),
+            })
+            .collect(),
+        summaries: Arc::default(),
+        sessions: Vec::new(),
+        waits: (0..waits)
+            .map(|i| LockWait {
+                pid: 1000 + i as i32,
+                blocked_by: vec![999],
+                locktype: "advisory".into(),
+                mode: "ExclusiveLock".into(),
+                relation: None,
+                relation_oid: None,
+                tuple: None,
+                advisory_key: Some(locktop::model::AdvisoryKey::Bigint(i as i64)),
+                transactionid: None,
+                waitstart: Some(t(-30)),
+                lease_row: None,
+            })
+            .collect(),
+        visibility: Visibility::Full,
+        lease_error: None,
+    }
+}
+
+fn app() -> App {
+    App::new(
+        "monitor@db:5432/trading".into(),
+        Rules::default(),
+        Duration::from_secs(1),
+        Vec::new(),
+    )
+}
+
+/// Counts what the terminal would receive.
+#[derive(Clone, Default)]
+struct Counting(Arc<AtomicUsize>);
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.fetch_add(buf.len(), Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
+    let glyphs = Glyphs { unicode: true };
+    render_time(&theme, glyphs);
+    for (w, h, profiles, waits, what) in [
+        (120, 40, 30, 0, "30 countdowns ticking"),
+        (180, 40, 3, 4, "quiet screen, four lock waits"),
+    ] {
+        let (full, per_s) = bytes_per_second(&theme, glyphs, (w, h), profiles, waits);
+        println!("terminal bytes at {w}x{h}, {what}: first frame {full} B, then {per_s:.0} B/s");
+    }
+    real_binary();
+}
+
+fn render_time(theme: &Theme, glyphs: Glyphs) {
+    let mut app = app();
+    let s = snapshot(10_000, 0);
+    let start = Instant::now();
+    app.show_at(s, t(0));
+    let evaluate = start.elapsed();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let mut times = Vec::new();
+    for _ in 0..300 {
+        let start = Instant::now();
+        terminal
+            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+            .expect("draw");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "render 120x40 with 10,000 profiles: median {:.3} ms, p95 {:.3} ms (evaluating the snapshot, once per poll: {:.1} ms)",
+        times[times.len() / 2],
+        times[times.len() * 95 / 100],
+        evaluate.as_secs_f64() * 1000.0
+    );
+}
+
+fn bytes_per_second(
+    theme: &Theme,
+    glyphs: Glyphs,
+    (w, h): (u16, u16),
+    profiles: usize,
+    waits: usize,
+) -> (usize, f64) {
+    let counter = Counting::default();
+    let backend = CrosstermBackend::new(std::io::BufWriter::with_capacity(
+        64 * 1024,
+        counter.clone(),
+    ));
+    let mut terminal = Terminal::with_options(
+        backend,
+        ratatui::TerminalOptions {
+            viewport: ratatui::Viewport::Fixed(ratatui::layout::Rect::new(0, 0, w, h)),
+        },
+    )
+    .expect("terminal");
+    let mut app = app();
+    let s = snapshot(profiles, waits);
+    app.show_at(s.clone(), t(0));
+    terminal
+        .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+        .expect("draw");
+    terminal.backend_mut().flush().expect("flush");
+    let full = counter.0.swap(0, Ordering::Relaxed);
+    let seconds = 60;
+    for i in 1..=seconds {
+        // One poll and one tick a second: the same data, a second later.
+        let mut next = s.clone();
+        next.server_now = t(i);
+        app.show_at(next, t(i));
+        terminal
+            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+            .expect("draw");
+        terminal.backend_mut().flush().expect("flush");
+    }
+    (
+        full,
+        counter.0.load(Ordering::Relaxed) as f64 / f64::from(seconds as u32),
+    )
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn real_binary() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
+    let url = cluster.url("postgres");
+    let psql = locktop::cluster::find_bindir()
+        .expect("bindir")
+        .join("psql");
+    let sql = |statement: &str| {
+        let ok = std::process::Command::new(&psql)
+            .args([&url, "-q", "-c", statement])
+            .status()
+            .expect("psql");
+        assert!(ok.success(), "{statement}");
+    };
+    sql(include_str!("../sql/reference_schema.sql"));
+    let scenarios: [(u16, u16, &str, usize); 2] = [
+        (120, 40, "30 profiles, 30 countdowns", 0),
+        (180, 40, "quiet screen: 3 profiles, four lock waits", 4),
+    ];
+    for (cols, rows, what, waiters) in scenarios {
+        sql(&format!(
+            "TRUNCATE entry_locks; INSERT INTO entry_locks SELECT 'profile-' || g, 'BTC', 'worker-' || g, now(), \
+             now() + interval '1 hour' FROM generate_series(1, {}) g",
+            if waiters > 0 { 3 } else { 30 }
+        ));
+        let mut sessions: Vec<std::process::Child> = Vec::new();
+        if waiters > 0 {
+            let spawn = |statement: &str| {
+                std::process::Command::new(&psql)
+                    .args([&url, "-q", "-c", statement])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("psql session")
+            };
+            sessions.push(spawn("SELECT pg_advisory_lock(7); SELECT pg_sleep(120)"));
+            std::thread::sleep(Duration::from_millis(500));
+            for _ in 0..waiters {
+                sessions.push(spawn("SELECT pg_advisory_lock(7)"));
+            }
+        }
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("pty");
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_locktop"));
+        cmd.args(["--dsn", &url, "--interval", "1s"]);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("LANG", "C.UTF-8");
+        let mut child = pty.slave.spawn_command(cmd).expect("spawn");
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().expect("reader");
+        let bytes = Arc::new(Mutex::new(0_usize));
+        let sink = Arc::clone(&bytes);
+        std::thread::spawn(move || {
+            let mut buf = [0_u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                *sink.lock().expect("lock") += n;
+            }
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let pid = child.process_id().expect("pid");
+        let (b0, c0) = (*bytes.lock().expect("lock"), cpu_ticks(pid));
+        let window = Duration::from_secs(20);
+        std::thread::sleep(window);
+        let (b1, c1) = (*bytes.lock().expect("lock"), cpu_ticks(pid));
+        let ticks_per_s = 100.0; // USER_HZ on Linux
+        let cpu = (c1 - c0) as f64 / ticks_per_s / window.as_secs_f64() * 100.0;
+        println!(
+            "real binary {cols}x{rows}, {what}, 1 s polling: {:.0} B/s to the terminal, CPU {cpu:.2} % of one core",
+            (b1 - b0) as f64 / window.as_secs_f64()
+        );
+        let mut writer = pty.master.take_writer().expect("writer");
+        writer.write_all(b"q").expect("quit");
+        drop(writer);
+        let _ = child.wait();
+        for mut session in sessions {
+            let _ = session.kill();
+            let _ = session.wait();
+        }
+    }
+}
