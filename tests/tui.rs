@@ -112,6 +112,15 @@ impl Tui {
         assert!(status.success());
     }
 
+    /// Whether the terminal is in canonical mode with echo (what a shell expects; raw mode turns both off).
+    fn cooked(&self) -> bool {
+        use nix::sys::termios::LocalFlags;
+        let termios = self.master.get_termios().expect("termios");
+        termios
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO)
+    }
+
     fn raw_output(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().expect("lock")).into_owned()
     }
@@ -139,8 +148,15 @@ async fn the_dashboard_shows_contention_answers_keys_and_restores_the_terminal()
 
     let url2 = url.clone();
     let screen = tokio::task::spawn_blocking(move || {
-        let mut tui = Tui::start(&["--dsn", &url2, "--interval", "200ms"]);
+        let started = Instant::now();
+        let mut tui = Tui::start(&["--dsn", &url2, "--interval", "1s"]);
         let first = tui.wait_for("contended");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "within two intervals: {:?}",
+            started.elapsed()
+        );
+        assert!(!tui.cooked(), "raw mode while the dashboard runs");
         assert!(first.contains("HOT") && first.contains("CALM"), "{first}");
         tui.keys("?");
         tui.wait_for("help (? or Esc closes)");
@@ -150,6 +166,7 @@ async fn the_dashboard_shows_contention_answers_keys_and_restores_the_terminal()
         tui.keys("\r");
         tui.keys("q");
         assert_eq!(tui.wait_exit(), 0);
+        assert!(tui.cooked(), "raw mode is left at exit");
         let raw = tui.raw_output();
         let entered = raw
             .rfind("\x1b[?1049h")
@@ -218,6 +235,7 @@ async fn a_resize_redraws_and_sigterm_exits_cleanly() {
         tui.wait_for("ONLY");
         tui.terminate();
         assert_eq!(tui.wait_exit(), 0, "SIGTERM is a normal way out");
+        assert!(tui.cooked(), "raw mode is left after SIGTERM");
         let raw = tui.raw_output();
         assert!(
             raw.rfind("\x1b[?1049l") > raw.rfind("\x1b[?1049h"),

@@ -175,6 +175,16 @@ fn an_incident_shows_the_banner_statuses_and_a_two_level_blocking_tree() {
     insta::assert_snapshot!("incident_120x40", t120.backend());
 }
 
+/// Renders at both sizes and snapshots each.
+fn snapshot_both(name: &str, app: &mut App) {
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(
+            format!("{name}_{w}x{h}"),
+            render(app, w, h, &theme()).backend()
+        );
+    }
+}
+
 #[test]
 fn filter_help_detail_and_paused_states() {
     let mut app = app_showing(incident());
@@ -182,22 +192,18 @@ fn filter_help_detail_and_paused_states() {
     for c in "hot".chars() {
         app.apply(Action::FilterInput(c));
     }
-    insta::assert_snapshot!(
-        "filter_editing_80x24",
-        render(&mut app, 80, 24, &theme()).backend()
-    );
-    app.apply(Action::FilterCancel);
+    snapshot_both("filter_editing", &mut app);
+    app.apply(Action::FilterDone);
+    snapshot_both("filter_active", &mut app);
+    app.apply(Action::Back);
     app.apply(Action::ToggleHelp);
-    insta::assert_snapshot!("help_120x40", render(&mut app, 120, 40, &theme()).backend());
+    snapshot_both("help", &mut app);
     app.apply(Action::ToggleHelp);
     app.apply(Action::ToggleDetail);
-    insta::assert_snapshot!(
-        "detail_120x40",
-        render(&mut app, 120, 40, &theme()).backend()
-    );
+    snapshot_both("detail", &mut app);
     app.apply(Action::ToggleDetail);
     app.apply(Action::TogglePause);
-    insta::assert_snapshot!("paused_80x24", render(&mut app, 80, 24, &theme()).backend());
+    snapshot_both("paused", &mut app);
 }
 
 #[test]
@@ -207,7 +213,7 @@ fn stale_data_and_reconnecting_say_so_and_keep_the_last_data() {
     app.received_at = Instant::now().checked_sub(Duration::from_millis(12_500));
     let stale = render(&mut app, 80, 24, &theme());
     assert!(format!("{}", stale.backend()).contains("stale · 12s"));
-    insta::assert_snapshot!("stale_80x24", stale.backend());
+    snapshot_both("stale", &mut app);
     app.link = locktop::source::Link::Reconnecting {
         attempt: 3,
         next_at: Instant::now() + Duration::from_millis(3_500),

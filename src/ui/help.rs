@@ -18,13 +18,13 @@ const HELP: &[&str] = &[
     "",
     "ok         held and renewed, nobody failing",
     "contended  a failed acquisition or a lock wait within the last TTL",
-    "expired    a row past its expiry, not refreshed or released: its owner may be dead",
-    "ESCALATED  contended beyond the escalation limit (3 TTL cycles), or a row expired",
+    "expired    past its expiry, not refreshed or released: owner may be dead",
+    "ESCALATED  contended beyond the limit (3 TTL cycles), or a row expired",
     "           for more than a TTL while contention goes on",
     "Banner: ESCALATE also when several profiles are contended at once.",
     "",
-    "Runbook: identify profile and key; check the holder's backend; wait for the TTL;",
-    "do not delete lock rows by hand; escalate when the banner says so.",
+    "Runbook: identify profile and key; check the holder's backend; wait for",
+    "the TTL; never delete lock rows by hand; escalate when the banner says so.",
     "locktop only reads: no key writes to the database.",
 ];
 

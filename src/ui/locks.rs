@@ -139,31 +139,30 @@ fn walk(
             continue; // a cycle (deadlock about to be detected): show each backend once
         }
         let branch = if glyphs.unicode { "└─ " } else { "`- " };
+        // What is locked first, then how: on a narrow screen the end of the line is what gets cut.
         let what = match (&wv.profile, &wv.wait.advisory_key, &wv.wait.relation) {
             (Some(p), _, _) => format!(
-                "row {p}/{} of {}",
+                "row {p}/{} ({}, {})",
                 wv.key.as_deref().unwrap_or("?"),
-                wv.wait.relation.as_deref().unwrap_or("?")
+                wv.wait.relation.as_deref().unwrap_or("?"),
+                wv.wait.locktype
             ),
-            (None, Some(k), _) => format!("advisory key {k}"),
-            (None, None, Some(r)) => r.clone(),
-            _ => wv
-                .wait
-                .transactionid
-                .as_deref()
-                .map_or_else(String::new, |x| format!("xid {x}")),
+            (None, Some(k), _) => format!("advisory {k}"),
+            (None, None, Some(r)) => format!("{} {r}", wv.wait.locktype),
+            _ => wv.wait.transactionid.as_deref().map_or_else(
+                || wv.wait.locktype.clone(),
+                |x| format!("{} {x}", wv.wait.locktype),
+            ),
         };
         let others = wv.wait.blocked_by.len().saturating_sub(1);
         let mut line = format!(
-            "{}{branch}pid {} {} waits {} for {} {} on {}{}",
+            "{}{branch}pid {} {} waits {} on {what}, {}{}",
             "   ".repeat(depth - 1),
             wv.wait.pid,
             wv.application.as_deref().unwrap_or(""),
             wv.waiting_for(now)
                 .map_or_else(|| "?".into(), human_duration),
             wv.wait.mode,
-            wv.wait.locktype,
-            what,
             if others > 0 {
                 format!(" (+{others} more blockers)")
             } else {

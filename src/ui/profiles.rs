@@ -57,11 +57,15 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     let count = app.visible.len();
     let total = app.board.as_ref().map_or(0, |b| b.profiles.len());
     let title = if app.filter.is_empty() {
-        format!(" profiles ({total}) ")
+        format!(
+            " profiles ({total}) · escalate after {} ",
+            human_duration(app.rules.escalate_after)
+        )
     } else {
         format!(
-            " profiles ({count} of {total} match /{}) ",
-            text::clean(&app.filter, 30)
+            " profiles ({count} of {total} match /{}) · escalate after {} ",
+            text::clean(&app.filter, 30),
+            human_duration(app.rules.escalate_after)
         )
     };
     let block = Block::default()
