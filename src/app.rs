@@ -399,8 +399,8 @@ fn matches_filter(p: &ProfileView, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LeaseRow;
     use crate::model::test_clock::t;
-    use crate::model::{LeaseRow, Visibility};
     use crossterm::event::KeyEvent;
 
     fn key(code: KeyCode) -> KeyEvent {
@@ -427,17 +427,13 @@ mod tests {
                 last_contended_at: None,
             })
             .collect();
-        let snapshot = Snapshot {
-            server_now: t(0),
-            poll_ms: 1.0,
-            leases,
-            summaries: std::sync::Arc::default(),
-            sessions: Vec::new(),
-            waits: Vec::new(),
-            visibility: Visibility::Full,
-            lease_error: None,
-        };
-        app.show_at(snapshot, t(0));
+        app.show_at(
+            Snapshot {
+                leases,
+                ..Snapshot::at(t(0))
+            },
+            t(0),
+        );
         app
     }
 

@@ -606,7 +606,6 @@ fn alerts(profiles: &[ProfileView], rules: &Rules, now: DateTime<Utc>) -> Vec<Al
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::snapshot::Visibility;
     use crate::model::test_clock::t;
 
     fn row(profile: &str, owner: &str, expires: i64) -> LeaseRow {
@@ -631,14 +630,25 @@ mod tests {
 
     fn snapshot(now: i64, leases: Vec<LeaseRow>) -> Snapshot {
         Snapshot {
-            server_now: t(now),
-            poll_ms: 1.0,
             leases,
-            summaries: std::sync::Arc::default(),
-            sessions: Vec::new(),
-            waits: Vec::new(),
-            visibility: Visibility::Full,
-            lease_error: None,
+            ..Snapshot::at(t(now))
+        }
+    }
+
+    /// A session waiting on the row (P, SYM).
+    fn row_wait(pid: i32, blocked_by: i32) -> LockWait {
+        LockWait {
+            pid,
+            blocked_by: vec![blocked_by],
+            locktype: "tuple".into(),
+            mode: "ExclusiveLock".into(),
+            relation: None,
+            relation_oid: None,
+            tuple: None,
+            advisory_key: None,
+            transactionid: None,
+            waitstart: None,
+            lease_row: Some((Some("P".into()), Some("SYM".into()))),
         }
     }
 
@@ -816,19 +826,7 @@ mod tests {
         let waiting = |now: i64| {
             let mut s = snapshot(now, vec![row("P", "w", now + 30)]);
             s.leases[0].contention_count = None;
-            s.waits.push(LockWait {
-                pid: 2,
-                blocked_by: vec![1],
-                locktype: "tuple".into(),
-                mode: "ExclusiveLock".into(),
-                relation: None,
-                relation_oid: None,
-                tuple: None,
-                advisory_key: None,
-                transactionid: None,
-                waitstart: None,
-                lease_row: Some((Some("P".into()), Some("SYM".into()))),
-            });
+            s.waits.push(row_wait(2, 1));
             s
         };
         let mut last = Board {
@@ -916,19 +914,7 @@ mod tests {
             failure_total: Some(0),
             latest_contended_since: None,
         }]);
-        s.waits.push(LockWait {
-            pid: 9,
-            blocked_by: vec![8],
-            locktype: "tuple".into(),
-            mode: "ExclusiveLock".into(),
-            relation: None,
-            relation_oid: None,
-            tuple: None,
-            advisory_key: None,
-            transactionid: None,
-            waitstart: None,
-            lease_row: Some((Some("P".into()), Some("SYM".into()))),
-        });
+        s.waits.push(row_wait(9, 8));
         let b = board_at(&s, 0);
         assert_eq!(b.profiles.len(), 1);
         let p = &b.profiles[0];

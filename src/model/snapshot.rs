@@ -31,6 +31,22 @@ pub struct Snapshot {
     pub lease_error: Option<String>,
 }
 
+impl Snapshot {
+    /// An empty snapshot taken at `server_now` by a role that sees everything (tests, fixtures, replay).
+    pub fn at(server_now: DateTime<Utc>) -> Self {
+        Self {
+            server_now,
+            poll_ms: 0.0,
+            leases: Vec::new(),
+            summaries: std::sync::Arc::default(),
+            sessions: Vec::new(),
+            waits: Vec::new(),
+            visibility: Visibility::Full,
+            lease_error: None,
+        }
+    }
+}
+
 fn summaries_empty(s: &std::sync::Arc<Vec<ProfileSummary>>) -> bool {
     s.is_empty()
 }

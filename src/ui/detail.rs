@@ -102,16 +102,9 @@ fn row_lines(
 ) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     for r in &p.rows {
-        let ttl = r.ttl_remaining(now).map_or_else(
-            || "-".into(),
-            |d| {
-                if d.num_seconds() < 0 {
-                    format!("-{}", human_duration(-d))
-                } else {
-                    human_duration(d)
-                }
-            },
-        );
+        let ttl = r
+            .ttl_remaining(now)
+            .map_or_else(|| "-".to_owned(), human_duration);
         let held = r
             .acquired_at
             .map_or_else(|| "-".into(), |a| human_duration(now - a));

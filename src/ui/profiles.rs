@@ -166,16 +166,7 @@ fn row_line<'a>(
         .iter()
         .filter_map(|r| r.ttl_remaining(now))
         .min()
-        .map_or_else(
-            || "-".to_owned(),
-            |d| {
-                if d.num_seconds() < 0 {
-                    format!("-{}", human_duration(-d))
-                } else {
-                    human_duration(d)
-                }
-            },
-        );
+        .map_or_else(|| "-".to_owned(), human_duration);
     let held = holders
         .iter()
         .filter_map(|r| r.acquired_at)
