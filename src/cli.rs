@@ -37,6 +37,8 @@ pub struct Common {
 pub enum Command {
     /// The live dashboard (the default when no command is given).
     Watch(WatchArgs),
+    /// A throwaway PostgreSQL with a workload that plays the runbook's incidents, and the dashboard on it.
+    Demo(DemoArgs),
     /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
     Snapshot(SnapshotArgs),
 }
@@ -59,6 +61,28 @@ impl Default for WatchArgs {
             no_color: false,
         }
     }
+}
+
+/// Options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Play only this scenario (repeatable); all of them by default.
+    #[arg(long, value_enum)]
+    pub scenario: Vec<crate::demo::Scenario>,
+    /// Calm profiles in the steady scenario.
+    #[arg(long, default_value_t = 40)]
+    pub profiles: usize,
+    /// Contending workers, spread over the contended profiles.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Use the real thresholds (TTL 30 s, escalation after 90 s) instead of the compressed clock (5 s, 15 s).
+    #[arg(long)]
+    pub real_time: bool,
+    /// Keep the cluster running after the demo, and print how to reach and stop it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Options of `snapshot`.

@@ -47,6 +47,8 @@ pub struct Cluster {
     tcp: bool,
     bindir: PathBuf,
     watchdog: Option<(Child, ChildStdin)>,
+    /// Set by `keep`: the files outlive this process.
+    kept: bool,
 }
 
 impl Cluster {
@@ -69,6 +71,7 @@ impl Cluster {
             tcp: options.tcp,
             bindir,
             watchdog: None,
+            kept: false,
         };
         // From here on, a failure still removes the directory (the watchdog, or Drop without one).
         if let Some((uid, gid)) = run_as {
@@ -213,12 +216,39 @@ impl Cluster {
         self.port
     }
 
+    /// Leaves the server running and its files in place after this process exits (`demo --keep`); returns the
+    /// command that stops it later.
+    pub fn keep(&mut self) -> String {
+        self.kept = true;
+        if let Some((mut child, mut stdin)) = self.watchdog.take() {
+            let _ = stdin.write_all(b"keep\n");
+            drop(stdin);
+            let _ = child.wait();
+        }
+        let as_postgres = if is_root() {
+            "su postgres -s /bin/sh -c "
+        } else {
+            ""
+        };
+        let stop = format!(
+            "{} -D {} stop",
+            self.bindir.join("pg_ctl").display(),
+            self.root.join("data").display()
+        );
+        if as_postgres.is_empty() {
+            stop
+        } else {
+            format!("{as_postgres}'{stop}' && rm -rf {}", self.root.display())
+        }
+    }
+
     /// Stops the server and removes the directory, waiting until both are done.
     pub fn stop(&mut self) {
         if let Some((mut child, stdin)) = self.watchdog.take() {
             drop(stdin);
             let _ = child.wait();
-        } else {
+        } else if !self.kept {
+            // Failed before the server started: nothing runs, only files to remove.
             let _ = fs::remove_dir_all(&self.root);
         }
     }
@@ -234,7 +264,9 @@ impl Drop for Cluster {
 /// directory. Its stdin is the only copy of the pipe (std opens pipes close-on-exec), so it closes exactly when
 /// this process lets go of it or dies.
 fn spawn_watchdog(root: &Path, server_pid: u32) -> Result<(Child, ChildStdin), ClusterError> {
-    let script = r#"read _ignored
+    // A line "keep" (from `Cluster::keep`) means: leave the server running and its files in place.
+    let script = r#"read what
+[ "$what" = keep ] && exit 0
 kill -QUIT "$1" 2>/dev/null
 i=0
 while kill -0 "$1" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod demo;
 pub mod model;
 pub mod source;
 pub mod theme;

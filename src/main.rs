@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             match &cli.command {
                 Some(Command::Snapshot(args)) => cmd::snapshot::run(&cli.common, args).await,
                 Some(Command::Watch(args)) => cmd::watch::run(&cli.common, args).await,
+                Some(Command::Demo(args)) => cmd::demo::run(&cli.common, args).await,
                 None => cmd::watch::run(&cli.common, &locktop::cli::WatchArgs::default()).await,
             }
         })

@@ -524,7 +524,7 @@ async fn pg_locks_is_read_only_when_a_new_wait_appears() {
         waiter
     });
     wait_for_lock_waiters(&url, 1).await;
-    for _ in 0..3 {
+    for _ in 0..8 {
         let s = m.poll().await.expect("poll");
         assert_eq!(s.waits.len(), 1);
         assert_eq!(s.waits[0].advisory_key, Some(AdvisoryKey::Bigint(1)));
@@ -534,10 +534,11 @@ async fn pg_locks_is_read_only_when_a_new_wait_appears() {
             "blockers are fresh every poll"
         );
     }
-    assert_eq!(
-        m.pg_locks_reads(),
-        1,
-        "a wait that goes on is not read again"
+    // Once when the wait appears (twice if a race between the two reads hides it the first time), not per poll.
+    let reads = m.pg_locks_reads();
+    assert!(
+        (1..=2).contains(&reads),
+        "a wait that goes on is not read again: {reads} reads in 8 polls"
     );
 
     // The same backend, now waiting on another lock in a new statement: its details are read anew.
@@ -549,7 +550,7 @@ async fn pg_locks_is_read_only_when_a_new_wait_appears() {
     let s = m.poll().await.expect("poll");
     assert_eq!(s.waits.len(), 1);
     assert_eq!(s.waits[0].advisory_key, Some(AdvisoryKey::Bigint(2)));
-    assert_eq!(m.pg_locks_reads(), 2);
+    assert!(m.pg_locks_reads() > reads, "a new wait is read anew");
     exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
     second.await.expect("second wait ends");
 }

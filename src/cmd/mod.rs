@@ -1,5 +1,6 @@
 //! The subcommands, each wiring config, source and model for one use.
 
+pub mod demo;
 pub mod snapshot;
 pub mod watch;
 

@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::app::{App, keymap};
 use crate::cli::{Common, WatchArgs};
+use crate::config::Config;
 use crate::source::{
     Feed, LeaseDetail, Monitor, PollerSettings, SessionLimits, Target, run_poller,
 };
@@ -67,12 +68,20 @@ pub fn no_color(flag: bool) -> bool {
 
 /// Runs the dashboard until the operator quits; returns the exit status.
 pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
+    let theme = check_terminal(args)?;
+    let config = super::load_config(common.config.as_deref())?;
+    let target = Target::new(common.dsn.as_deref())?;
+    let notes = config.lease.missing_signals();
+    dashboard(&target, &config, common.interval, &theme, notes).await
+}
+
+/// The checks made before the terminal is touched: a terminal, large enough, and a usable theme.
+pub fn check_terminal(args: &WatchArgs) -> Result<Theme> {
     if !std::io::stdout().is_terminal() {
         bail!(
             "stdout is not a terminal: the dashboard needs one; for scripts use `locktop snapshot --format json`"
         );
     }
-    let config = super::load_config(common.config.as_deref())?;
     let theme = Theme::load(&args.theme, ColorDepth::detect(no_color(args.no_color)))?;
     let (width, height) = terminal::size()?;
     if width < ui::MIN_WIDTH || height < ui::MIN_HEIGHT {
@@ -82,9 +91,19 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
             ui::MIN_HEIGHT
         );
     }
-    let target = Target::new(common.dsn.as_deref())?;
-    let limits = SessionLimits::for_interval(common.interval);
-    let mut monitor = Monitor::connect(&target, &config.lease, limits).await?;
+    Ok(theme)
+}
+
+/// Connects (checking the mapping), then shows the dashboard until the operator quits.
+pub async fn dashboard(
+    target: &Target,
+    config: &Config,
+    interval: Duration,
+    theme: &Theme,
+    notes: Vec<String>,
+) -> Result<i32> {
+    let limits = SessionLimits::for_interval(interval);
+    let mut monitor = Monitor::connect(target, &config.lease, limits).await?;
     let ttl = config.thresholds.ttl;
     monitor.set_detail(LeaseDetail::Summary {
         ttl,
@@ -95,7 +114,7 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let settings = PollerSettings {
         target: target.clone(),
         mapping: config.lease.clone(),
-        interval: common.interval,
+        interval,
         ttl,
     };
     let poller = tokio::spawn(run_poller(settings, Some(monitor), tx));
@@ -103,14 +122,14 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let mut app = App::new(
         target.description().to_owned(),
         config.thresholds.rules(),
-        common.interval,
-        config.lease.missing_signals(),
+        interval,
+        notes,
     );
     let glyphs = Glyphs::detect();
     let guard = TerminalGuard::enter()?;
     let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let mut term = Terminal::new(backend)?;
-    let result = event_loop(&mut term, &mut app, &theme, glyphs, &mut rx).await;
+    let result = event_loop(&mut term, &mut app, theme, glyphs, &mut rx).await;
     drop(term);
     drop(guard);
     poller.abort();

@@ -71,17 +71,23 @@ pub struct RowView {
     pub last_contended_at: Option<DateTime<Utc>>,
     /// Sessions waiting on this row now.
     pub waiters: u32,
+    /// Whether the row stands for a profile known only from its summary: its expiry may be older than a renewal
+    /// since, so it never reads as expired (truly expired rows are always read in detail).
+    pub summarised: bool,
 }
 
 impl RowView {
     /// A row with an owner whose expiry has passed: not refreshed, not released.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.owner.is_some() && self.expires_at.is_some_and(|e| e <= now)
+        !self.summarised && self.owner.is_some() && self.expires_at.is_some_and(|e| e <= now)
     }
 
-    /// Time left on the lease; negative once expired.
+    /// Time left on the lease; negative once expired. Unknown for a summarised row whose expiry passed (it was
+    /// renewed since the aggregate was read).
     pub fn ttl_remaining(&self, now: DateTime<Utc>) -> Option<Duration> {
-        self.expires_at.map(|e| e - now)
+        self.expires_at
+            .map(|e| e - now)
+            .filter(|d| !self.summarised || *d > Duration::zero())
     }
 }
 
@@ -416,6 +422,7 @@ fn row_view(
         contended_since: r.contended_since,
         last_contended_at: r.last_contended_at,
         waiters,
+        summarised: false,
     }
 }
 
@@ -449,6 +456,7 @@ fn summary_row(s: &ProfileSummary, by_app: &HashMap<&str, &Session>) -> Option<R
         contended_since: None,
         last_contended_at: None,
         waiters: 0,
+        summarised: true,
     })
 }
 
@@ -923,6 +931,30 @@ mod tests {
             p.holders().next().and_then(|r| r.owner.as_deref()),
             Some("w1")
         );
+    }
+
+    #[test]
+    fn a_summarised_expiry_that_passed_means_renewed_not_expired() {
+        let mut s = snapshot(0, Vec::new());
+        s.summaries = std::sync::Arc::new(vec![ProfileSummary {
+            group: Some("calm".into()),
+            rows: 1,
+            held: 1,
+            sample_key: Some("K".into()),
+            sample_owner: Some("w".into()),
+            sample_acquired_at: Some(t(-40)),
+            next_expiry: Some(t(-3)),
+            failure_total: Some(0),
+            latest_contended_since: None,
+        }]);
+        let b = board_at(&s, 0);
+        assert_eq!(b.profiles[0].status, Status::Ok);
+        assert_eq!(
+            b.profiles[0].rows[0].ttl_remaining(t(0)),
+            None,
+            "unknown, not negative"
+        );
+        assert!(b.alerts.is_empty());
     }
 
     #[test]

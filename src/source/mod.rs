@@ -36,8 +36,9 @@ pub struct Monitor {
     summaries_at: Option<Instant>,
 }
 
-/// How long per-profile aggregates are reused in summary mode. Profiles that matter (contended, expired, in
-/// focus) are read in detail every poll; only the aggregates of the others can be this old.
+/// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
+/// shorter). Profiles that matter (contended, expired, in focus) are read in detail every poll; only the
+/// aggregates of the others can be this old.
 pub const SUMMARY_REFRESH: Duration = Duration::from_secs(5);
 
 /// How much of the lease table each poll reads.
@@ -127,11 +128,13 @@ impl Monitor {
                     .await
                     .map(|(now, rows)| (now, rows, Arc::default())),
                 LeaseDetail::Summary { ttl, focus } => {
-                    let refresh = self.summaries_at.is_none()
-                        || !read_pg_locks
-                            && self
-                                .summaries_at
-                                .is_some_and(|at| at.elapsed() >= SUMMARY_REFRESH);
+                    // At least every third of a TTL, so a summarised expiry is never far behind; postponed
+                    // once when this poll already read pg_locks, never twice (waits that churn every poll
+                    // would otherwise starve the aggregates).
+                    let every = SUMMARY_REFRESH.min(*ttl / 3);
+                    let age = self.summaries_at.map(|at| at.elapsed());
+                    let refresh =
+                        age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks));
                     match self
                         .lease
                         .fetch_summary(&mut self.conn, *ttl, focus, refresh)

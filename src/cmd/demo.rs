@@ -1,0 +1,93 @@
+//! `locktop demo`: a throwaway PostgreSQL, the reference schema, a workload that plays the runbook's incidents,
+//! and the dashboard on it. The cluster is stopped and its files removed on every way out (the cluster's
+//! watchdog covers panics and kills too), unless `--keep` hands it over to the user.
+
+use std::time::Duration;
+
+use color_eyre::eyre::{Result, WrapErr};
+
+use crate::cli::{Common, DemoArgs};
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::config::{Config, Thresholds};
+use crate::demo::{self, Scenario, Workload};
+use crate::model::human_duration;
+use crate::source::Target;
+
+/// The reference schema, loaded into the demo's database.
+const SCHEMA: &str = include_str!("../../sql/reference_schema.sql");
+
+/// Runs the demo; returns the exit status.
+pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
+    let theme = super::watch::check_terminal(&args.watch)?;
+    let thresholds = if args.real_time {
+        Thresholds::default()
+    } else {
+        // A compressed clock, so that a newcomer sees every state within about 20 seconds.
+        Thresholds {
+            ttl: Duration::from_secs(5),
+            escalate_after: Duration::from_secs(15),
+        }
+    };
+    let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(&ClusterOptions::default()))
+        .await?
+        .wrap_err("cannot start the demo's PostgreSQL")?;
+    println!(
+        "locktop demo: throwaway PostgreSQL in {} (port {}); it is stopped and removed when the demo ends",
+        cluster.root().display(),
+        cluster.port()
+    );
+    let url = cluster.url("postgres");
+    let mut admin = demo::admin(&url)
+        .await
+        .wrap_err("cannot reach the demo's PostgreSQL")?;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut admin)
+        .await
+        .wrap_err("loading the reference schema")?;
+
+    let scenarios = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenario.clone()
+    };
+    let workload = Workload {
+        url: url.clone(),
+        scenarios: scenarios.clone(),
+        ttl: thresholds.ttl,
+        profiles: args.profiles,
+        workers: args.workers,
+    };
+    let mut sessions = demo::start(&workload)
+        .await
+        .wrap_err("starting the demo workload")?;
+
+    let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
+    let clock = if args.real_time {
+        "real-time clock"
+    } else {
+        "compressed clock (--real-time for 30s/1m30s)"
+    };
+    let notes = vec![format!(
+        "demo: {} · {clock}: TTL {}, escalate after {}",
+        names.join(", "),
+        human_duration(chrono::Duration::from_std(thresholds.ttl).unwrap_or_default()),
+        human_duration(chrono::Duration::from_std(thresholds.escalate_after).unwrap_or_default()),
+    )];
+    let config = Config {
+        thresholds,
+        ..Config::default()
+    };
+    let target = Target::new(Some(&url))?;
+    let result = super::watch::dashboard(&target, &config, common.interval, &theme, notes).await;
+
+    sessions.abort_all();
+    while sessions.join_next().await.is_some() {}
+    drop(admin);
+    if args.keep {
+        let stop = cluster.keep();
+        println!("locktop demo: kept the cluster: psql '{url}'\nstop it with: {stop}");
+    } else {
+        cluster.stop();
+    }
+    result
+}
