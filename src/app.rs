@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::model::rules::{self, Rules};
-use crate::model::{Board, History, ProfileView, Snapshot, Status};
+use crate::model::{Board, History, ProfileView, Snapshot};
 use crate::source::{Feed, Link};
 
 /// Which pane has the keys.
@@ -373,14 +373,6 @@ impl App {
                 }
             }
         }
-    }
-
-    /// The worst status on the board, for the terminal title and the banner.
-    pub fn worst(&self) -> Status {
-        self.board
-            .as_ref()
-            .and_then(|b| b.profiles.iter().map(|p| p.status).max())
-            .unwrap_or(Status::Ok)
     }
 }
 

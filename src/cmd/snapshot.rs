@@ -10,6 +10,7 @@ use crate::model::report::Report;
 use crate::model::rules::{self, display_value};
 use crate::model::{Board, History, Snapshot, human_duration};
 use crate::source::{Monitor, SessionLimits, Target};
+use crate::ui::text::clean;
 
 /// Exit status when an escalation trigger fired.
 pub const EXIT_ESCALATED: i32 = 2;
@@ -100,14 +101,14 @@ fn write_table(
             out,
             "{:<10} {:<24} {:<40} {:>8} {:>10} {:>6}",
             p.status.word(),
-            clip(&p.profile, 24),
-            clip(&holders.join(" "), 40),
+            clean(&p.profile, 24),
+            clean(&holders.join(" "), 40),
             ttl,
             contended,
             p.contention_count
         )?;
         for r in &p.reasons {
-            writeln!(out, "{:<10} {}", "", clip(r, 100))?;
+            writeln!(out, "{:<10} {}", "", clean(r, 100))?;
         }
     }
     if !board.waits.is_empty() {
@@ -122,7 +123,7 @@ fn write_table(
                 out,
                 "{:<8} {:<16} {:<14} {:<24} {:>8}",
                 w.wait.pid,
-                clip(&by.join(","), 16),
+                clean(&by.join(","), 16),
                 w.wait.locktype,
                 w.wait.mode,
                 w.waiting_for(now).map(human_duration).unwrap_or_default()
@@ -130,19 +131,4 @@ fn write_table(
         }
     }
     Ok(())
-}
-
-/// Cuts text to `width` characters, replacing control characters so database text cannot drive the terminal.
-fn clip(s: &str, width: usize) -> String {
-    let clean: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if clean.chars().count() <= width {
-        clean
-    } else {
-        let mut cut: String = clean.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
 }

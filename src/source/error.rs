@@ -59,19 +59,6 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Whether reconnecting may help (as opposed to a mistake the operator must fix).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable { .. }
-                | Self::Timeout(_)
-                | Self::LockTimeout
-                | Self::StatementTimeout
-                | Self::ConnectionLost(_)
-                | Self::Query(_)
-        )
-    }
-
     /// Whether the connection must be dropped and made anew after this error.
     pub fn needs_reconnect(&self) -> bool {
         matches!(

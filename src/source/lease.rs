@@ -247,16 +247,6 @@ impl LeaseTable {
         Ok((server_now, leases, summaries))
     }
 
-    /// The summary-mode statement (for tests and the benchmark to inspect).
-    pub fn summary_sql(&self) -> &str {
-        &self.summary
-    }
-
-    /// The poll statement (for tests and the benchmark to inspect).
-    pub fn select_sql(&self) -> &str {
-        &self.select
-    }
-
     /// Reads every lease row, and the server's `now()` of the same statement.
     pub async fn fetch(
         &self,
