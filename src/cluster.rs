@@ -225,21 +225,17 @@ impl Cluster {
             drop(stdin);
             let _ = child.wait();
         }
-        let as_postgres = if is_root() {
-            "su postgres -s /bin/sh -c "
-        } else {
-            ""
-        };
         let stop = format!(
             "{} -D {} stop",
             self.bindir.join("pg_ctl").display(),
             self.root.join("data").display()
         );
-        if as_postgres.is_empty() {
-            stop
+        let stop = if is_root() {
+            format!("su postgres -s /bin/sh -c '{stop}'")
         } else {
-            format!("{as_postgres}'{stop}' && rm -rf {}", self.root.display())
-        }
+            stop
+        };
+        format!("{stop} && rm -rf {}", self.root.display())
     }
 
     /// Stops the server and removes the directory, waiting until both are done.

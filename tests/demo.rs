@@ -1,10 +1,14 @@
 //! The demo's scenarios produce their states, seen through the same polls and rules as the dashboard, on a
-//! compressed clock (TTL 1 s, escalation after 3 s) so the test stays short.
+//! compressed clock (TTL 1 s, escalation after 3 s) so the test stays short; and `locktop demo` itself in a
+//! pseudo-terminal, as a newcomer runs it: every state on screen within 20 s, nothing left behind after it.
 
 mod common;
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use common::pty::Tui;
 
 use locktop::config::LeaseMapping;
 use locktop::demo::{self, Scenario, Workload};
@@ -98,4 +102,185 @@ async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
             "{expected} never seen; seen: {seen:?}"
         );
     }
+}
+
+/// Where the demo said its cluster lives (the line it prints before the dashboard opens).
+fn cluster_dir(tui: &Tui) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let raw = tui.raw_output();
+        if let Some(rest) = raw.split("throwaway PostgreSQL in ").nth(1)
+            && let Some((dir, _)) = rest.split_once(" (port ")
+        {
+            return PathBuf::from(dir);
+        }
+        assert!(Instant::now() < deadline, "no cluster line: {raw:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The postmaster's pid, from the pid file of the demo's cluster.
+fn postmaster_pid(dir: &Path) -> u32 {
+    let file = dir.join("data/postmaster.pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no {}", file.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Processes whose command line names the directory (the postmaster runs with `-D DIR/data`).
+fn processes_naming(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&needle) {
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Runs the demo in a pty until `check` is satisfied, ends it with `exit`, and checks that it left nothing.
+fn demo_then(
+    args: &[&str],
+    check: impl FnOnce(&mut Tui),
+    exit: impl FnOnce(&mut Tui),
+) -> (PathBuf, String) {
+    let mut command = vec!["demo"];
+    command.extend_from_slice(args);
+    let mut tui = Tui::start(&command);
+    let dir = cluster_dir(&tui);
+    let postmaster = postmaster_pid(&dir);
+    check(&mut tui);
+    exit(&mut tui);
+    assert_eq!(tui.wait_exit(), 0, "{}", tui.raw_output());
+    assert!(tui.cooked(), "the terminal is restored");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+    let alive = Path::new(&format!("/proc/{postmaster}")).exists();
+    let left = processes_naming(&dir);
+    assert!(
+        !alive && left.is_empty(),
+        "postmaster {postmaster} alive: {alive}; processes: {left:?}"
+    );
+    (dir, tui.raw_output())
+}
+
+#[test]
+fn the_demo_shows_every_state_within_20_s_and_q_leaves_nothing_behind() {
+    let started = Instant::now();
+    demo_then(
+        &[],
+        |tui| {
+            // The status column (glyph and word) and the locks pane; the banner's text is not counted.
+            let wanted = [
+                ("contended", "▲ contended"),
+                ("escalated", "‼ ESCALATED"),
+                ("expired", "✗ expired"),
+                ("row lock wait", " waits "),
+                ("advisory wait", "on advisory 4242"),
+            ];
+            let mut seen = HashSet::new();
+            while seen.len() < wanted.len() {
+                let screen = tui.screen();
+                for (what, text) in wanted {
+                    if screen.contains(text) {
+                        seen.insert(what);
+                    }
+                }
+                let missing: Vec<_> = wanted.iter().filter(|(w, _)| !seen.contains(w)).collect();
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "after 20 s, never seen: {missing:?}; screen:\n{screen}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!(
+                "every state on screen {:?} after the start",
+                started.elapsed()
+            );
+        },
+        |tui| tui.keys("q"),
+    );
+}
+
+#[test]
+fn sigterm_ends_the_demo_and_leaves_nothing_behind() {
+    demo_then(
+        &["--scenario", "hot"],
+        |tui| {
+            tui.wait_for("hot-1");
+        },
+        Tui::terminate,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_leaves_a_cluster_that_psql_and_snapshot_can_use_and_tells_how_to_stop_it() {
+    let tui = tokio::task::spawn_blocking(|| {
+        let mut tui = Tui::start(&["demo", "--scenario", "dead-owner", "--keep"]);
+        tui.wait_for("dead-1");
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        tui
+    })
+    .await
+    .expect("pty");
+    let raw = tui.raw_output();
+    let url = raw
+        .split("kept the cluster: psql '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the URL is printed")
+        .to_owned();
+    let stop = raw
+        .split("stop it with: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the stop command is printed")
+        .trim()
+        .to_owned();
+    let dir = cluster_dir(&tui);
+
+    // The schema and the scenario's rows outlive the demo, so a user can look at them with psql.
+    let mut conn = common::connect(&url).await;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM entry_locks WHERE profile_id = 'dead-1'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("the lease table is there");
+    assert!(rows >= 1);
+    drop(conn);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--format", "json", "--dsn", &url])
+        .output()
+        .expect("snapshot");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let profiles: Vec<&str> = report["profiles"]
+        .as_array()
+        .expect("profiles")
+        .iter()
+        .filter_map(|p| p["profile"].as_str())
+        .collect();
+    assert!(profiles.contains(&"dead-1"), "{report}");
+
+    let stopped = std::process::Command::new("sh")
+        .args(["-c", &stop])
+        .output()
+        .expect("stop");
+    assert!(stopped.status.success(), "{stop}: {stopped:?}");
+    assert!(!dir.exists(), "the stop command removes {}", dir.display());
+    assert!(processes_naming(&dir).is_empty());
 }

@@ -11,6 +11,8 @@ use locktop::cluster::{Cluster, ClusterOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
+pub mod pty;
+
 pub const REFERENCE_SCHEMA: &str = include_str!("../../sql/reference_schema.sql");
 const TEMPLATE: &str = "locktop_template";
 
