@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::model::order::natural_cmp;
 use crate::model::rules::{self, Rules};
 use crate::model::{Board, History, ProfileView, Snapshot};
 use crate::source::{Feed, Link};
@@ -295,7 +296,7 @@ impl App {
                     .min()
                     .unwrap_or(DateTime::<Utc>::MAX_UTC)
             }),
-            SortBy::Name => visible.sort_by(|&a, &b| ps[a].profile.cmp(&ps[b].profile)),
+            SortBy::Name => visible.sort_by(|&a, &b| natural_cmp(&ps[a].profile, &ps[b].profile)),
         }
         self.visible = visible;
         self.selected = self.selected.min(self.visible.len().saturating_sub(1));

@@ -2,6 +2,7 @@
 //! `now` is always passed in, so every rule is testable with a fixed time.
 
 pub mod history;
+pub mod order;
 pub mod report;
 pub mod rules;
 pub mod snapshot;

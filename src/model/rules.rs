@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::history::{History, ProfileObservation, holders_fingerprint};
+use super::order::natural_cmp;
 use super::snapshot::{LeaseRow, LockWait, ProfileSummary, Session, Snapshot};
 
 /// The runbook's thresholds.
@@ -182,7 +183,7 @@ impl Alert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
     pub now: DateTime<Utc>,
-    /// Most severe first, then longest contended, then by name.
+    /// Most severe first, then longest contended, then by name (digit runs by value).
     pub profiles: Vec<ProfileView>,
     pub waits: Vec<WaitView>,
     pub alerts: Vec<Alert>,
@@ -369,13 +370,13 @@ pub fn evaluate(
     }
 }
 
-/// Most severe first, then longest contended, then by name.
+/// Most severe first, then longest contended, then by name (digit runs by value).
 pub fn sort_profiles(profiles: &mut [ProfileView], now: DateTime<Utc>) {
     profiles.sort_by(|a, b| {
         b.status
             .cmp(&a.status)
             .then_with(|| b.contended_for(now).cmp(&a.contended_for(now)))
-            .then_with(|| a.profile.cmp(&b.profile))
+            .then_with(|| natural_cmp(&a.profile, &b.profile))
     });
 }
 
@@ -468,7 +469,10 @@ fn profile_view(
     rules: &Rules,
     now: DateTime<Utc>,
 ) -> ProfileView {
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_by(|a, b| match (&a.key, &b.key) {
+        (Some(x), Some(y)) => natural_cmp(x, y),
+        (x, y) => x.cmp(y),
+    });
     let recent = |t: Option<DateTime<Utc>>| t.is_some_and(|t| now - t <= rules.ttl);
 
     // Contention from the bookkeeping columns: rows whose last failure is within a TTL.
