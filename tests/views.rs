@@ -1,133 +1,13 @@
 //! View snapshots: the real render code on a `TestBackend` at 80×24 and 120×40 with a fixed server time.
 
-use chrono::{DateTime, TimeZone, Utc};
+mod fixtures;
+
+use fixtures::{app_showing, calm, incident, incident_over_time};
 use locktop::app::{Action, App};
-use locktop::model::{LeaseRow, LockWait, Rules, Session, Snapshot, Visibility};
 use locktop::theme::{ColorDepth, Theme};
 use locktop::ui::{self, Glyphs};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-
-fn t(s: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_763_900_000 + s, 0)
-        .single()
-        .expect("time")
-}
-
-fn row(profile: &str, key: &str, owner: &str, expires: i64) -> LeaseRow {
-    LeaseRow {
-        group: Some(profile.into()),
-        key: Some(key.into()),
-        owner: Some(owner.into()),
-        expires_at: Some(t(expires)),
-        acquired_at: Some(t(expires - 30)),
-        contention_count: Some(0),
-        contended_since: None,
-        last_contended_at: None,
-    }
-}
-
-fn contended(mut r: LeaseRow, since: i64, count: i64) -> LeaseRow {
-    r.contended_since = Some(t(since));
-    r.last_contended_at = Some(t(-1));
-    r.contention_count = Some(count);
-    r
-}
-
-fn session(pid: i32, app: &str, state: &str, query: &str) -> Session {
-    Session {
-        pid,
-        application: Some(app.into()),
-        user: Some("trader".into()),
-        client_addr: Some("10.0.0.7".into()),
-        state: Some(state.into()),
-        query: Some(query.into()),
-        xact_start: Some(t(-20)),
-        backend_type: Some("client backend".into()),
-    }
-}
-
-fn wait(pid: i32, by: i32, locktype: &str, mode: &str, profile: Option<&str>) -> LockWait {
-    LockWait {
-        pid,
-        blocked_by: vec![by],
-        locktype: locktype.into(),
-        mode: mode.into(),
-        relation: profile.map(|_| "entry_locks".into()),
-        relation_oid: profile.map(|_| 16_384),
-        tuple: profile.map(|_| (0, 3)),
-        advisory_key: None,
-        transactionid: None,
-        waitstart: Some(t(-7)),
-        lease_row: profile.map(|p| (Some(p.into()), Some("AAPL".into()))),
-    }
-}
-
-fn calm() -> Snapshot {
-    Snapshot {
-        server_now: t(0),
-        poll_ms: 1.3,
-        leases: (1..=6)
-            .map(|i| {
-                row(
-                    &format!("profile-{i}"),
-                    "BTC",
-                    &format!("worker-{i}"),
-                    10 + i,
-                )
-            })
-            .collect(),
-        summaries: std::sync::Arc::default(),
-        sessions: Vec::new(),
-        waits: Vec::new(),
-        visibility: Visibility::Full,
-        lease_error: None,
-    }
-}
-
-fn incident() -> Snapshot {
-    let mut s = calm();
-    s.leases
-        .push(contended(row("hot-7", "AAPL", "w-hot", 18), -125, 57));
-    s.leases
-        .push(contended(row("warm-2", "ETH", "w-warm", 24), -20, 3));
-    s.leases.push(row("dead-3", "MSFT", "w-dead", -12));
-    s.sessions = vec![
-        session(
-            101,
-            "w-hot",
-            "idle in transaction",
-            "SELECT * FROM entry_locks WHERE profile_id = 'hot-7' FOR UPDATE",
-        ),
-        session(
-            102,
-            "w-rival-1",
-            "active",
-            "UPDATE entry_locks SET expires_at = now() WHERE profile_id = 'hot-7'",
-        ),
-        session(
-            103,
-            "w-rival-2",
-            "active",
-            "UPDATE entry_locks SET expires_at = now() WHERE profile_id = 'hot-7'",
-        ),
-        session(201, "scheduler-a", "idle", "SELECT pg_advisory_lock(4242)"),
-        session(
-            202,
-            "scheduler-b",
-            "active",
-            "SELECT pg_advisory_lock(4242)",
-        ),
-    ];
-    let mut advisory = wait(202, 201, "advisory", "ExclusiveLock", None);
-    advisory.advisory_key = Some(locktop::model::AdvisoryKey::Bigint(4242));
-    s.waits = vec![
-        wait(102, 101, "transactionid", "ShareLock", Some("hot-7")),
-        wait(103, 102, "tuple", "ExclusiveLock", Some("hot-7")),
-        advisory,
-    ];
-    s
-}
 
 fn render(app: &mut App, width: u16, height: u16, theme: &Theme) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
@@ -135,17 +15,6 @@ fn render(app: &mut App, width: u16, height: u16, theme: &Theme) -> Terminal<Tes
         .draw(|f| ui::draw(f, app, theme, Glyphs { unicode: true }))
         .expect("draw");
     terminal
-}
-
-fn app_showing(snapshot: Snapshot) -> App {
-    let mut app = App::new(
-        "monitor@db.internal:5432/trading".into(),
-        Rules::default(),
-        std::time::Duration::from_secs(1),
-        Vec::new(),
-    );
-    app.show_at(snapshot, t(0));
-    app
 }
 
 fn theme() -> Theme {
@@ -259,4 +128,24 @@ fn monochrome_keeps_reverse_on_the_selection_and_bold_on_escalated_rows() {
     }
     assert!(seen_reverse && seen_bold);
     insta::assert_debug_snapshot!("monochrome_styles_80x24", buffer);
+}
+
+#[test]
+fn a_minute_of_polls_fills_the_sparklines_and_a_recovered_profile_reads_ok_again() {
+    let mut app = incident_over_time();
+    let terminal = render(&mut app, 120, 40, &theme());
+    let text = format!("{}", terminal.backend());
+    let line = |profile: &str| {
+        text.lines()
+            .find(|l| l.starts_with("\"│") && l.contains(profile))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let hot = line("hot-7");
+    assert!(hot.contains("ESCALATED"), "{text}");
+    // Sixteen polls with failures in every one: no empty slot in the trend.
+    assert!(!hot.contains('·') && hot.contains('█'), "{hot}");
+    let blip = line("blip-1");
+    assert!(blip.contains("✓ ok"), "blip-1 recovered: {blip}");
+    insta::assert_snapshot!("incident_over_time_120x40", terminal.backend());
 }
