@@ -101,9 +101,9 @@ impl History {
         }
     }
 
-    /// Polls kept.
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// Polls in the window so far, missed ones included: the capacity once the window is full.
+    pub fn polls(&self) -> usize {
+        self.missed.len()
     }
 
     /// Records one successful poll at server time `now`. Returns nothing: read samples with [`Self::sparkline`].

@@ -33,8 +33,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             status_style(p.status, theme),
         ),
         Span::raw(format!(
-            "  {} rows, {} held{}",
-            p.row_count,
+            "  {}, {} held{}",
+            text::count(p.row_count as u64, "row"),
             p.held_count,
             if p.detailed {
                 ""
@@ -49,11 +49,11 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
     let window = app.history.window(&p.profile);
     lines.push(Line::styled(
         format!(
-            "  last {} polls: {} failed acquisitions, {} polls with waiters, {} holder changes",
-            app.history.capacity(),
-            window.failures,
-            window.polls_with_waiters,
-            window.holder_changes
+            "  last {}: {}, {} with waiters, {}",
+            text::count(app.history.polls() as u64, "poll"),
+            text::count(window.failures, "failed acquisition"),
+            text::count(window.polls_with_waiters, "poll"),
+            text::count(window.holder_changes, "holder change")
         ),
         theme.dim,
     ));

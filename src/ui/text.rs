@@ -23,6 +23,16 @@ pub fn fit(s: &str, width: usize) -> String {
     t
 }
 
+/// "1 row", "2 rows": a count with its noun.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +43,15 @@ mod tests {
         assert_eq!(clean("abcdef", 4), "abc…");
         assert_eq!(fit("ab", 4), "ab  ");
         assert_eq!(clean(&"x".repeat(10_000), 8).chars().count(), 8);
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(super::count(1_u32, "row"), "1 row");
+        assert_eq!(super::count(0_u32, "row"), "0 rows");
+        assert_eq!(
+            super::count(246_u64, "failed acquisition"),
+            "246 failed acquisitions"
+        );
     }
 }
