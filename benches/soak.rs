@@ -1,0 +1,96 @@
+//! Long-run memory: the real binary watching a live workload for a long time keeps a bounded RSS.
+//!
+//! `cargo bench --bench soak` starts a throwaway cluster and the demo's workload with 1,000 calm profiles and
+//! every incident scenario (real-time clock: TTL 30 s), runs `locktop` in a pseudo-terminal at 1 s polling, and
+//! prints the monitor's RSS and CPU time once a minute for `LOCKTOP_SOAK_MINUTES` (default 30), then the growth
+//! after the first five minutes (history rings fill up to 600 polls, i.e. ten minutes at 1 s).
+
+#[allow(dead_code)] // the soak uses the pty helper's start, screen and keys only
+#[path = "../tests/common/pty.rs"]
+mod pty;
+
+use std::time::{Duration, Instant};
+
+use locktop::cluster::{Cluster, ClusterOptions};
+use locktop::demo::{self, Scenario, Workload};
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| {
+            r.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state letter is dropped.
+    (fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+fn main() {
+    let minutes: u64 = std::env::var("LOCKTOP_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30);
+    let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
+    let url = cluster.url("postgres");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _sessions = rt.block_on(async {
+        let mut admin = demo::admin(&url).await.expect("admin");
+        sqlx::raw_sql(include_str!("../sql/reference_schema.sql"))
+            .execute(&mut admin)
+            .await
+            .expect("schema");
+        demo::start(&Workload {
+            url: url.clone(),
+            scenarios: Scenario::ALL.to_vec(),
+            ttl: Duration::from_secs(30),
+            profiles: 1000,
+            workers: 16,
+        })
+        .await
+        .expect("workload")
+    });
+
+    let mut tui = pty::Tui::start(&["--dsn", &url, "--interval", "1s"]);
+    tui.wait_for("profiles (10");
+    let pid = tui.child.process_id().expect("pid");
+    let started = Instant::now();
+    println!("soak: locktop pid {pid}, 1,005 profiles, 1 s polling, {minutes} min");
+    let mut samples = Vec::new();
+    for minute in 0..=minutes {
+        let due = started + Duration::from_secs(60 * minute);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let rss = status_kib(pid, "VmRSS:");
+        let hwm = status_kib(pid, "VmHWM:");
+        let cpu = cpu_seconds(pid);
+        println!("  {minute:>3} min  RSS {rss:>7} KiB  peak {hwm:>7} KiB  CPU {cpu:>7.1} s");
+        samples.push(rss);
+        // Keep the pty's captured output small: only the latest frames matter.
+        tui.output.lock().expect("lock").clear();
+    }
+    let after_warmup = samples.get(5..).unwrap_or(&samples);
+    let (lo, hi) = (
+        after_warmup.iter().min().copied().unwrap_or(0),
+        after_warmup.iter().max().copied().unwrap_or(0),
+    );
+    println!(
+        "soak: RSS after the first 5 min between {lo} and {hi} KiB (spread {} KiB); first {} KiB, last {} KiB",
+        hi - lo,
+        samples.first().copied().unwrap_or(0),
+        samples.last().copied().unwrap_or(0)
+    );
+    tui.keys("q");
+    let _ = tui.wait_exit();
+    drop(cluster);
+}
