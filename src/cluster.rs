@@ -37,6 +37,8 @@ pub struct ClusterOptions {
     pub tcp: bool,
     /// Extra `postgresql.conf` settings, e.g. `("log_statement", "all")`.
     pub settings: Vec<(String, String)>,
+    /// `pg_hba.conf` lines put before the default `trust` ones, e.g. to make a role log in with a password.
+    pub hba: Vec<String>,
 }
 
 /// A running throwaway cluster. Dropping it stops the server and removes its files.
@@ -46,6 +48,8 @@ pub struct Cluster {
     port: u16,
     tcp: bool,
     bindir: PathBuf,
+    /// The uid and gid the server runs as, when this process is root.
+    run_as: Option<(u32, u32)>,
     watchdog: Option<(Child, ChildStdin)>,
     /// Set by `keep`: the files outlive this process.
     kept: bool,
@@ -70,6 +74,7 @@ impl Cluster {
             port: free_port(),
             tcp: options.tcp,
             bindir,
+            run_as,
             watchdog: None,
             kept: false,
         };
@@ -79,7 +84,6 @@ impl Cluster {
                 .map_err(|e| step("chown of the temp dir", &e))?;
         }
         let data = root.join("data");
-        let log = root.join("server.log");
 
         let mut initdb = cluster.command("initdb", run_as);
         initdb.arg("-D").arg(&data).args([
@@ -124,26 +128,56 @@ impl Cluster {
             .and_then(|mut f| f.write_all(conf.as_bytes()))
             .map_err(|e| step("writing postgresql.conf", &e))?;
 
-        let logfile = fs::File::create(&log).map_err(|e| step("creating the server log", &e))?;
-        if let Some((uid, gid)) = run_as {
+        if !options.hba.is_empty() {
+            let hba = data.join("pg_hba.conf");
+            let defaults = fs::read_to_string(&hba).map_err(|e| step("reading pg_hba.conf", &e))?;
+            fs::write(&hba, format!("{}\n{defaults}", options.hba.join("\n")))
+                .map_err(|e| step("writing pg_hba.conf", &e))?;
+        }
+        let server = cluster.spawn_server()?;
+        cluster.watchdog = Some(spawn_watchdog(&root, server.id())?);
+        cluster.wait_ready(server)?;
+        Ok(cluster)
+    }
+
+    /// Starts `postgres` on the data directory, its log appended to `server.log`.
+    fn spawn_server(&self) -> Result<Child, ClusterError> {
+        let log = self.root.join("server.log");
+        let logfile = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| step("opening the server log", &e))?;
+        if let Some((uid, gid)) = self.run_as {
             std::os::unix::fs::chown(&log, Some(uid), Some(gid))
                 .map_err(|e| step("chown of the log", &e))?;
         }
-        let mut postgres = cluster.command("postgres", run_as);
+        let mut postgres = self.command("postgres", self.run_as);
         postgres
             .arg("-D")
-            .arg(&data)
+            .arg(self.root.join("data"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(logfile))
             // Out of the terminal's foreground group: a Ctrl-C meant for locktop must not stop the server early.
             .process_group(0);
-        let server = postgres
-            .spawn()
-            .map_err(|e| step("starting postgres", &e))?;
-        cluster.watchdog = Some(spawn_watchdog(&root, server.id())?);
-        cluster.wait_ready(server, &log)?;
-        Ok(cluster)
+        postgres.spawn().map_err(|e| step("starting postgres", &e))
+    }
+
+    /// Stops the server (fast shutdown: sessions are terminated) and keeps its files, for tests of a database
+    /// that goes away; [`Self::start_server`] brings it back on the same port.
+    pub fn stop_server(&self) -> Result<(), ClusterError> {
+        let mut stop = self.command("pg_ctl", self.run_as);
+        stop.arg("-D")
+            .arg(self.root.join("data"))
+            .args(["stop", "-m", "fast", "-w"]);
+        run(&mut stop, "pg_ctl stop")
+    }
+
+    /// Starts the server again after [`Self::stop_server`]; returns once it accepts connections.
+    pub fn start_server(&self) -> Result<(), ClusterError> {
+        let server = self.spawn_server()?;
+        self.wait_ready(server)
     }
 
     fn command(&self, program: &str, run_as: Option<(u32, u32)>) -> Command {
@@ -154,7 +188,8 @@ impl Cluster {
         c
     }
 
-    fn wait_ready(&self, mut server: Child, log: &Path) -> Result<(), ClusterError> {
+    fn wait_ready(&self, mut server: Child) -> Result<(), ClusterError> {
+        let log = self.root.join("server.log");
         let deadline = Instant::now() + Duration::from_mins(1);
         let socket = self.root.join(format!(".s.PGSQL.{}", self.port));
         loop {
@@ -258,22 +293,27 @@ impl Drop for Cluster {
 
 /// A shell that waits for its stdin to close, then stops the server (immediate shutdown) and removes the
 /// directory. Its stdin is the only copy of the pipe (std opens pipes close-on-exec), so it closes exactly when
-/// this process lets go of it or dies.
-fn spawn_watchdog(root: &Path, server_pid: u32) -> Result<(Child, ChildStdin), ClusterError> {
+/// this process lets go of it or dies. The server's pid is read from its pid file at that moment, so a server
+/// restarted by a test is the one stopped; before the file exists, the first server's pid is used.
+fn spawn_watchdog(root: &Path, first_pid: u32) -> Result<(Child, ChildStdin), ClusterError> {
     // A line "keep" (from `Cluster::keep`) means: leave the server running and its files in place.
     let script = r#"read what
 [ "$what" = keep ] && exit 0
-kill -QUIT "$1" 2>/dev/null
-i=0
-while kill -0 "$1" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-kill -KILL "$1" 2>/dev/null
-rm -rf "$2""#;
+pid=$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)
+[ -n "$pid" ] || pid=$2
+if [ -n "$pid" ]; then
+  kill -QUIT "$pid" 2>/dev/null
+  i=0
+  while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+  kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf "$1""#;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg("locktop-watchdog")
-        .arg(server_pid.to_string())
         .arg(root)
+        .arg(first_pid.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -259,6 +259,26 @@ impl LeaseTable {
         decode(&row, self.has).map_err(|e| SourceError::Query(format!("decoding lease rows: {e}")))
     }
 
+    /// Sessions that hold or request ACCESS EXCLUSIVE on the lease table, the only mode that blocks a plain
+    /// read: `(pid, granted)`, holders first; a prepared transaction has no pid. Reads `pg_locks`, so it runs
+    /// only while the table is known or suspected to be locked.
+    pub async fn exclusive_lockers(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<(Option<i32>, bool)>, SourceError> {
+        sqlx::query_as(
+            "SELECT pid, granted FROM pg_locks \
+             WHERE locktype = 'relation' AND relation = $1::int8::oid AND mode = 'AccessExclusiveLock' \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND pid IS DISTINCT FROM pg_backend_pid() \
+             ORDER BY granted DESC, pid",
+        )
+        .bind(i64::from(self.oid))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| SourceError::from_query(&e))
+    }
+
     /// Looks up the (group, key) of rows by physical address, for row-lock waits. Best effort: a row may have
     /// moved since `pg_locks` was read.
     pub async fn rows_at(

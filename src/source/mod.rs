@@ -20,7 +20,14 @@ use lease::LeaseTable;
 use locks::ActivityReader;
 
 use crate::config::LeaseMapping;
-use crate::model::{Snapshot, Visibility};
+use crate::model::{LeaseRow, Session, Snapshot, Visibility};
+
+/// The server clock, the lease rows read in detail, and the per-profile aggregates.
+type LeaseRead = (
+    chrono::DateTime<chrono::Utc>,
+    Vec<LeaseRow>,
+    Arc<Vec<crate::model::snapshot::ProfileSummary>>,
+);
 
 /// The monitor's connection with its resolved lease table and statements.
 #[derive(Debug)]
@@ -34,6 +41,9 @@ pub struct Monitor {
     /// The last per-profile aggregates (summary mode) and when they were read.
     summaries: Arc<Vec<crate::model::snapshot::ProfileSummary>>,
     summaries_at: Option<Instant>,
+    /// The lease table was found locked ACCESS EXCLUSIVE: until that lock is gone, polls ask `pg_locks` instead
+    /// of queueing a read behind it.
+    table_locked: bool,
 }
 
 /// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
@@ -81,6 +91,7 @@ impl Monitor {
             detail: LeaseDetail::Full,
             summaries: Arc::default(),
             summaries_at: None,
+            table_locked: false,
         })
     }
 
@@ -113,6 +124,10 @@ impl Monitor {
     /// One poll: sessions and waits, then lease rows, then the lease rows that row-lock waiters wait on.
     /// A lease query cut short by `lock_timeout` or `statement_timeout` does not fail the poll: the waits
     /// (which name whoever locks the table) are still read and the snapshot says why the rows are missing.
+    ///
+    /// The monitor stays out of the lease table's lock queue: when someone already queues for the table itself
+    /// (a relation-lock wait on it), or a read of it hit `lock_timeout`, polls ask `pg_locks` who holds or wants
+    /// ACCESS EXCLUSIVE on it and skip the read until that lock is gone.
     pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
         let started = Instant::now();
         let client_timeout = self.limits.client_timeout;
@@ -121,43 +136,39 @@ impl Monitor {
             let mut activity = self.activity.fetch(&mut self.conn).await?;
             // Two expensive reads in one poll make one slow poll: the aggregates can wait for the next one.
             let read_pg_locks = self.activity.pg_locks_reads() > locks_reads;
-            let fetched = match &self.detail {
-                LeaseDetail::Full => self
-                    .lease
-                    .fetch(&mut self.conn)
-                    .await
-                    .map(|(now, rows)| (now, rows, Arc::default())),
-                LeaseDetail::Summary { ttl, focus } => {
-                    // At least every third of a TTL, so a summarised expiry is never far behind; postponed
-                    // once when this poll already read pg_locks, never twice (waits that churn every poll
-                    // would otherwise starve the aggregates).
-                    let every = SUMMARY_REFRESH.min(*ttl / 3);
-                    let age = self.summaries_at.map(|at| at.elapsed());
-                    let refresh =
-                        age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks));
-                    match self
-                        .lease
-                        .fetch_summary(&mut self.conn, *ttl, focus, refresh)
-                        .await
-                    {
-                        Ok((now, rows, fresh)) if refresh => {
-                            self.summaries = Arc::new(fresh);
-                            self.summaries_at = Some(Instant::now());
-                            Ok((now, rows, Arc::clone(&self.summaries)))
-                        }
-                        Ok((now, rows, _)) => Ok((now, rows, Arc::clone(&self.summaries))),
-                        Err(e) => Err(e),
-                    }
-                }
+            let oid = self.lease.oid;
+            let queue_on_table = activity
+                .waits
+                .iter()
+                .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation");
+            let mut lockers = Vec::new();
+            if self.table_locked || queue_on_table {
+                lockers = self.lease.exclusive_lockers(&mut self.conn).await?;
+                self.table_locked = !lockers.is_empty();
+            }
+            let fetched = if self.table_locked {
+                Err(SourceError::LockTimeout)
+            } else {
+                self.read_leases(read_pg_locks).await
             };
             let (leases, lease_error) = match fetched {
                 Ok(found) => (Some(found), None),
-                Err(e @ (SourceError::LockTimeout | SourceError::StatementTimeout)) => {
-                    (None, Some(e))
+                Err(SourceError::LockTimeout) => {
+                    if !self.table_locked {
+                        lockers = self.lease.exclusive_lockers(&mut self.conn).await?;
+                        self.table_locked = !lockers.is_empty();
+                    }
+                    let text = table_locked_text(&self.lease.name, &lockers, &activity.sessions);
+                    (None, Some(text))
+                }
+                Err(e @ SourceError::StatementTimeout) => {
+                    (None, Some(format!("lease rows unavailable: {e}")))
                 }
                 Err(e) => return Err(e),
             };
-            self.attribute_row_waits(&mut activity).await;
+            if !self.table_locked {
+                self.attribute_row_waits(&mut activity).await;
+            }
             Ok((leases, lease_error, activity))
         };
         let (leases, lease_error, activity) = tokio::time::timeout(client_timeout, fut)
@@ -179,8 +190,37 @@ impl Monitor {
             sessions: activity.sessions,
             waits: activity.waits,
             visibility: self.visibility,
-            lease_error: lease_error.map(|e| lease_error_text(&e, &self.lease.name)),
+            lease_error,
         })
+    }
+
+    /// The lease rows as the detail mode asks: every row, or the summary with the rows that matter.
+    async fn read_leases(&mut self, read_pg_locks: bool) -> Result<LeaseRead, SourceError> {
+        match &self.detail {
+            LeaseDetail::Full => self
+                .lease
+                .fetch(&mut self.conn)
+                .await
+                .map(|(now, rows)| (now, rows, Arc::default())),
+            LeaseDetail::Summary { ttl, focus } => {
+                // At least every third of a TTL, so a summarised expiry is never far behind; postponed
+                // once when this poll already read pg_locks, never twice (waits that churn every poll
+                // would otherwise starve the aggregates).
+                let every = SUMMARY_REFRESH.min(*ttl / 3);
+                let age = self.summaries_at.map(|at| at.elapsed());
+                let refresh =
+                    age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks));
+                let (now, rows, fresh) = self
+                    .lease
+                    .fetch_summary(&mut self.conn, *ttl, focus, refresh)
+                    .await?;
+                if refresh {
+                    self.summaries = Arc::new(fresh);
+                    self.summaries_at = Some(Instant::now());
+                }
+                Ok((now, rows, Arc::clone(&self.summaries)))
+            }
+        }
     }
 
     /// Names the lease row of each new row-lock wait on the lease table (known waits keep their name). Best
@@ -229,14 +269,41 @@ impl Monitor {
     }
 }
 
-fn lease_error_text(e: &SourceError, table: &str) -> String {
-    match e {
-        SourceError::LockTimeout => {
-            format!(
-                "lease rows unavailable: {table} is locked by another session (see the locks pane)"
-            )
-        }
-        other => format!("lease rows unavailable: {other}"),
+/// What the screen says when the lease table is locked: who holds or wants ACCESS EXCLUSIVE on it.
+fn table_locked_text(table: &str, lockers: &[(Option<i32>, bool)], sessions: &[Session]) -> String {
+    let who: Vec<String> = lockers
+        .iter()
+        .map(|&(pid, granted)| {
+            let verb = if granted { "holds" } else { "waits for" };
+            let Some(pid) = pid else {
+                return format!("a prepared transaction {verb} AccessExclusiveLock");
+            };
+            let about = sessions
+                .iter()
+                .find(|s| s.pid == pid)
+                .map(|s| {
+                    [s.application.as_deref(), s.state.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .filter(|t| !t.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|t| !t.is_empty())
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            format!("pid {pid}{about} {verb} AccessExclusiveLock")
+        })
+        .collect();
+    if who.is_empty() {
+        format!(
+            "lease rows unavailable: {table} is locked by another session (lock_timeout; see the locks pane)"
+        )
+    } else {
+        format!(
+            "lease rows unavailable: {table} is locked: {}; the monitor does not queue behind it",
+            who.join("; ")
+        )
     }
 }
 

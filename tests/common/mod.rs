@@ -11,6 +11,7 @@ use locktop::cluster::{Cluster, ClusterOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
+pub mod proxy;
 pub mod pty;
 
 pub const REFERENCE_SCHEMA: &str = include_str!("../../sql/reference_schema.sql");
@@ -41,7 +42,7 @@ pub fn server() -> &'static Server {
             _ => {
                 let options = ClusterOptions {
                     tcp: true,
-                    settings: Vec::new(),
+                    ..ClusterOptions::default()
                 };
                 let cluster = Cluster::start(&options).unwrap_or_else(|e| panic!("{e}"));
                 let pattern = cluster.url("{db}");
@@ -119,6 +120,30 @@ pub async fn connect_as(url: &str, application: &str) -> PgConnection {
         .connect()
         .await
         .expect("connect")
+}
+
+/// The server's TCP address for a database URL (the harness cluster also listens on 127.0.0.1).
+pub fn tcp_upstream(db_url: &str) -> std::net::SocketAddr {
+    let options: PgConnectOptions = db_url.parse().expect("url");
+    let host = if options.get_host().starts_with('/') || options.get_socket().is_some() {
+        "127.0.0.1"
+    } else {
+        options.get_host()
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, options.get_port()))
+        .expect("resolve")
+        .next()
+        .expect("an address")
+}
+
+/// The URL of the same database and user through another address (a proxy in front of the server).
+pub fn url_via(db_url: &str, via: std::net::SocketAddr) -> String {
+    let options: PgConnectOptions = db_url.parse().expect("url");
+    format!(
+        "postgres://{}@{via}/{}",
+        options.get_username(),
+        options.get_database().unwrap_or("postgres")
+    )
 }
 
 /// A fresh database with the reference schema, for one test.
