@@ -411,3 +411,45 @@ async fn a_table_lock_nobody_queues_for_costs_one_lock_timeout_then_the_monitor_
     assert_eq!(snapshot.lease_error, None);
     assert_eq!(snapshot.leases.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_pg_monitor_sees_a_note_on_screen_not_a_calm_empty_board() {
+    let url = database("limited_screen").await;
+    let _holder = hold(&url, "SEEN").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "DO $$ BEGIN CREATE ROLE limited_screen LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         GRANT SELECT ON entry_locks TO limited_screen",
+    )
+    .await;
+    // Someone else's advisory wait: the limited role still finds it through pg_locks.
+    let mut holder = connect_as(&url, "scheduler-a").await;
+    exec(&mut holder, "SELECT pg_advisory_lock(31)").await;
+    let mut waiter = connect_as(&url, "scheduler-b").await;
+    let waiting = tokio::spawn(async move {
+        exec(&mut waiter, "SELECT pg_advisory_lock(31)").await;
+        waiter
+    });
+    common::wait_for_lock_waiters(&url, 1).await;
+
+    let limited = url.replacen("postgres://postgres@", "postgres://limited_screen@", 1);
+    assert_ne!(limited, url, "the harness URL names its user");
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &limited, "--interval", "500ms"]);
+        let screen = tui.wait_for("role lacks pg_monitor");
+        let screen = if screen.contains("advisory 31") {
+            screen
+        } else {
+            tui.wait_for("advisory 31")
+        };
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        screen
+    })
+    .await
+    .expect("pty");
+    assert!(screen.contains("SEEN"), "{screen}");
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    drop(waiting.await);
+}
