@@ -11,6 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
+    /// The dashboard's options, for `locktop` without a command (`locktop --theme light`).
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -52,15 +55,6 @@ pub struct WatchArgs {
     /// No colour (also when NO_COLOR is set): emphasis by bold, reverse and underline only.
     #[arg(long)]
     pub no_color: bool,
-}
-
-impl Default for WatchArgs {
-    fn default() -> Self {
-        Self {
-            theme: "default".into(),
-            no_color: false,
-        }
-    }
 }
 
 /// Options of `demo`.

@@ -39,6 +39,8 @@ pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
     /// `pg_hba.conf` lines put before the default `trust` ones, e.g. to make a role log in with a password.
     pub hba: Vec<String>,
+    /// Serve TLS with a fresh self-signed certificate for `localhost` (made with the `openssl` command).
+    pub tls: bool,
 }
 
 /// A running throwaway cluster. Dropping it stops the server and removes its files.
@@ -98,6 +100,29 @@ impl Cluster {
         run(&mut initdb, "initdb")?;
 
         let mut conf = String::new();
+        if options.tls {
+            let mut openssl = Command::new("openssl");
+            if let Some((uid, gid)) = run_as {
+                openssl.uid(uid).gid(gid);
+            }
+            openssl.current_dir(&data).args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.crt",
+            ]);
+            run(&mut openssl, "openssl (a self-signed certificate)")?;
+            let _ = writeln!(conf, "ssl = on");
+        }
         let defaults = [
             (
                 "listen_addresses",

@@ -4,13 +4,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use locktop::cli::{Cli, Command};
 use locktop::cmd;
 
 fn main() -> ExitCode {
     // Installed first: its panic hook is the one the terminal-restoring hook chains to.
     let _ = color_eyre::install();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let result = cmd::init_logging(cli.common.log_file.as_deref()).and_then(|()| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -21,7 +25,7 @@ fn main() -> ExitCode {
                 Some(Command::Snapshot(args)) => cmd::snapshot::run(&cli.common, args).await,
                 Some(Command::Watch(args)) => cmd::watch::run(&cli.common, args).await,
                 Some(Command::Demo(args)) => cmd::demo::run(&cli.common, args).await,
-                None => cmd::watch::run(&cli.common, &locktop::cli::WatchArgs::default()).await,
+                None => cmd::watch::run(&cli.common, &cli.watch).await,
             }
         })
     });
@@ -34,4 +38,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes one line on stderr, with clap's tip
+/// when it has one, and status 1 (2 means "escalated" to `snapshot`'s callers).
+fn usage_error(e: &clap::Error) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    eprintln!("locktop: {}; see locktop --help", parts.join("; "));
+    ExitCode::FAILURE
 }
