@@ -775,3 +775,32 @@ async fn the_poller_publishes_each_interval_and_stops_when_nobody_listens() {
         .expect("the poller ends once its receiver is gone")
         .expect("no panic");
 }
+
+#[tokio::test]
+async fn waits_in_another_database_are_not_this_monitors_business() {
+    let elsewhere = database("elsewhere").await;
+    let here = database("here").await;
+    let mut holder = connect_as(&elsewhere, "holder").await;
+    exec(&mut holder, "SELECT pg_advisory_lock(77)").await;
+    let mut waiter = connect_as(&elsewhere, "waiter").await;
+    let waiting = tokio::spawn(async move {
+        exec(&mut waiter, "SELECT pg_advisory_lock(77)").await;
+        waiter
+    });
+    wait_for_lock_waiters(&elsewhere, 1).await;
+
+    let mut m = monitor(&here, &LeaseMapping::default())
+        .await
+        .expect("connects");
+    let s = m.poll().await.expect("poll");
+    assert!(s.waits.is_empty(), "{:?}", s.waits);
+    assert!(
+        s.sessions
+            .iter()
+            .all(|x| x.application.as_deref() != Some("waiter")),
+        "only this database's sessions"
+    );
+    assert_eq!(m.pg_locks_reads(), 0);
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    drop(waiting.await);
+}

@@ -21,6 +21,10 @@ pub enum SourceError {
     DatabaseMissing { target: String, reason: String },
     #[error("TLS to {target} failed: {reason}; check sslmode and sslrootcert")]
     Tls { target: String, reason: String },
+    #[error(
+        "{target} accepts only TLS connections ({reason}); connect with sslmode=require, or sslmode=verify-full with sslrootcert=CA file"
+    )]
+    TlsRequired { target: String, reason: String },
     #[error("lease table {table} not found; create it or set [lease] table in the config file")]
     TableMissing { table: String },
     #[error(
@@ -97,6 +101,10 @@ impl SourceError {
             sqlx::Error::Database(db) => {
                 let reason = one_line(db.message());
                 match db.code().unwrap_or_default().as_ref() {
+                    // pg_hba.conf has an entry for this client only with encryption.
+                    "28000" if reason.ends_with("no encryption") => {
+                        Self::TlsRequired { target, reason }
+                    }
                     "28P01" | "28000" => Self::Auth { target, reason },
                     "3D000" => Self::DatabaseMissing { target, reason },
                     "42501" => Self::Permission(reason),

@@ -82,6 +82,12 @@ impl Monitor {
             }
             Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
         };
+        tracing::info!(
+            target = target.description(),
+            table = lease.name,
+            ?visibility,
+            "connected"
+        );
         Ok(Self {
             conn,
             lease,
@@ -428,7 +434,6 @@ pub async fn run_poller(
             None => match Monitor::connect(&settings.target, &settings.mapping, limits).await {
                 Ok(mut m) => {
                     m.set_detail(detail);
-                    tracing::info!(target = settings.target.description(), "connected");
                     let result = m.poll().await;
                     monitor = Some(m);
                     result

@@ -15,11 +15,17 @@ pub struct Tui {
 }
 
 impl Tui {
+    /// The binary with `args` on a 120×40 terminal.
     pub fn start(args: &[&str]) -> Self {
+        Self::spawn(args, &[], (40, 120))
+    }
+
+    /// The binary with `args`, extra environment variables, on a terminal of `(rows, cols)`.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], (rows, cols): (u16, u16)) -> Self {
         let pty = native_pty_system()
             .openpty(PtySize {
-                rows: 40,
-                cols: 120,
+                rows,
+                cols,
                 pixel_width: 0,
                 pixel_height: 0,
             })
@@ -29,6 +35,9 @@ impl Tui {
         cmd.env("TERM", "xterm-256color");
         cmd.env("LANG", "C.UTF-8");
         cmd.env_remove("NO_COLOR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pty.slave.spawn_command(cmd).expect("spawn");
         drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().expect("reader");
@@ -53,7 +62,8 @@ impl Tui {
     }
 
     pub fn screen(&self) -> String {
-        let mut parser = vt100::Parser::new(40, 120, 0);
+        let size = self.master.get_size().expect("size");
+        let mut parser = vt100::Parser::new(size.rows, size.cols, 0);
         parser.process(&self.output.lock().expect("lock"));
         parser.screen().contents()
     }
