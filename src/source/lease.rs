@@ -13,6 +13,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{Row, postgres::PgRow};
 
 use super::error::SourceError;
+use super::text::{Lossy, text};
 use crate::config::LeaseMapping;
 use crate::model::LeaseRow;
 use crate::model::snapshot::ProfileSummary;
@@ -220,20 +221,20 @@ impl LeaseTable {
             match r.kind {
                 2 => server_now = r.server_now,
                 0 => summaries.push(ProfileSummary {
-                    group: r.group,
+                    group: text(r.group),
                     rows: r.n_rows.unwrap_or(0),
                     held: r.n_held.unwrap_or(0),
-                    sample_key: r.key,
-                    sample_owner: r.owner,
+                    sample_key: text(r.key),
+                    sample_owner: text(r.owner),
                     sample_acquired_at: r.acquired_at,
                     next_expiry: r.expires_at,
                     failure_total: r.contention_count,
                     latest_contended_since: r.contended_since,
                 }),
                 _ => leases.push(LeaseRow {
-                    group: r.group,
-                    key: r.key,
-                    owner: r.owner,
+                    group: text(r.group),
+                    key: text(r.key),
+                    owner: text(r.owner),
                     expires_at: r.expires_at,
                     acquired_at: r.acquired_at,
                     contention_count: r.contention_count,
@@ -286,21 +287,21 @@ impl LeaseTable {
         conn: &mut PgConnection,
         tids: &[(u32, u16)],
     ) -> Result<Vec<((u32, u16), (Option<String>, Option<String>))>, SourceError> {
-        let text: Vec<String> = tids.iter().map(|(p, t)| format!("({p},{t})")).collect();
+        let addresses: Vec<String> = tids.iter().map(|(p, t)| format!("({p},{t})")).collect();
         let sql = format!(
             "SELECT (t.ctid::text::point)[0]::int8, (t.ctid::text::point)[1]::int8, {}, {} \
              FROM {} AS t WHERE t.ctid = ANY($1::text[]::tid[])",
             self.group_expr, self.key_expr, self.name
         );
-        let rows: Vec<(i64, i64, Option<String>, Option<String>)> =
+        let rows: Vec<(i64, i64, Option<Lossy>, Option<Lossy>)> =
             sqlx::query_as(AssertSqlSafe(sql))
-                .bind(text)
+                .bind(addresses)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| SourceError::from_query(&e))?;
         Ok(rows
             .into_iter()
-            .map(|(p, t, g, k)| ((p as u32, t as u16), (g, k)))
+            .map(|(p, t, g, k)| ((p as u32, t as u16), (text(g), text(k))))
             .collect())
     }
 }
@@ -309,9 +310,9 @@ impl LeaseTable {
 struct SummaryRow {
     kind: i32,
     server_now: Option<DateTime<Utc>>,
-    group: Option<String>,
-    key: Option<String>,
-    owner: Option<String>,
+    group: Option<Lossy>,
+    key: Option<Lossy>,
+    owner: Option<Lossy>,
     expires_at: Option<DateTime<Utc>>,
     acquired_at: Option<DateTime<Utc>>,
     contention_count: Option<i64>,
@@ -390,7 +391,7 @@ fn at<T: Clone>(v: Option<&Vec<Option<T>>>, i: usize) -> Option<T> {
 }
 
 fn decode(row: &PgRow, has: Optional) -> Result<(DateTime<Utc>, Vec<LeaseRow>), sqlx::Error> {
-    type Texts = Option<Vec<Option<String>>>;
+    type Texts = Option<Vec<Option<Lossy>>>;
     type Times = Option<Vec<Option<DateTime<Utc>>>>;
     let server_now: DateTime<Utc> = row.try_get("server_now")?;
     let groups: Texts = row.try_get("group")?;
@@ -418,9 +419,9 @@ fn decode(row: &PgRow, has: Optional) -> Result<(DateTime<Utc>, Vec<LeaseRow>), 
         .into_iter()
         .enumerate()
         .map(|(i, group)| LeaseRow {
-            group,
-            key: keys.next().flatten(),
-            owner: owners.next().flatten(),
+            group: text(group),
+            key: text(keys.next().flatten()),
+            owner: text(owners.next().flatten()),
             expires_at: at(expires.as_ref(), i),
             acquired_at: at(acquired.as_ref(), i),
             contention_count: at(counts.as_ref(), i),

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnection;
 
 use super::error::SourceError;
+use super::text::{Lossy, text};
 use crate::model::{AdvisoryKey, LockWait, Session, Visibility};
 
 /// Longest query text fetched per session: the screen truncates further; 1 MB queries never cross the link.
@@ -70,11 +71,11 @@ const WAITS_SQL: &str = "\
 struct SessionRow {
     server_now: DateTime<Utc>,
     pid: i32,
-    application_name: Option<String>,
-    usename: Option<String>,
+    application_name: Option<Lossy>,
+    usename: Option<Lossy>,
     client_addr: Option<String>,
-    state: Option<String>,
-    query: Option<String>,
+    state: Option<Lossy>,
+    query: Option<Lossy>,
     xact_start: Option<DateTime<Utc>>,
     query_start: Option<DateTime<Utc>>,
     backend_type: Option<String>,
@@ -89,7 +90,7 @@ struct WaitRow {
     locktype: String,
     mode: String,
     relation_oid: Option<i64>,
-    relation: Option<String>,
+    relation: Option<Lossy>,
     page: Option<i64>,
     tuple: Option<i64>,
     classid: Option<i64>,
@@ -110,7 +111,7 @@ impl WaitRow {
                 .flatten(),
             locktype: self.locktype,
             mode: self.mode,
-            relation: self.relation,
+            relation: text(self.relation),
             relation_oid: self.relation_oid.and_then(|o| u32::try_from(o).ok()),
             tuple: self
                 .page
@@ -196,12 +197,12 @@ impl ActivityReader {
             }
             out.sessions.push(Session {
                 pid: r.pid,
-                application: r.application_name,
-                user: r.usename,
+                application: text(r.application_name),
+                user: text(r.usename),
                 client_addr: r.client_addr,
-                state: r.state,
+                state: text(r.state),
                 // What a role without pg_read_all_stats gets instead of another role's query.
-                query: r.query.filter(|q| q != "<insufficient privilege>"),
+                query: text(r.query).filter(|q| q != "<insufficient privilege>"),
                 xact_start: r.xact_start,
                 backend_type: r.backend_type,
             });

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod error;
 pub mod lease;
 pub mod locks;
+pub mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +71,7 @@ impl Monitor {
     ) -> Result<Self, SourceError> {
         let mut conn = target.connect(limits).await?;
         let setup = async {
+            text::accept_any_bytes(&mut conn).await?;
             let lease = LeaseTable::resolve(&mut conn, mapping).await?;
             let visibility = locks::visibility(&mut conn).await?;
             Ok::<_, SourceError>((lease, visibility))

@@ -1,0 +1,320 @@
+//! Data the engine must survive without a panic, and text from the database that must never drive the
+//! operator's terminal: NULL in every mapped column, 10 KB owner tokens full of escape sequences, bytes that are
+//! not UTF-8 (a SQL_ASCII database), 1 MB query texts, 100,000 lease rows.
+//!
+//! A cluster of its own: `track_activity_query_size = 1MB`, so that the server keeps query texts that long.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::pty::Tui;
+use locktop::app::App;
+use locktop::cluster::{Cluster, ClusterOptions};
+use locktop::config::Config;
+use locktop::model::{Rules, Status};
+use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
+use locktop::theme::{ColorDepth, Theme};
+use locktop::ui::{self, Glyphs};
+
+/// Sequences a hostile text could use: set the window title, blink, ask the terminal to answer (which types
+/// into the operator's shell), and clear the screen.
+const ESCAPES: [&str; 4] = ["\x1b]0;pwned\x07", "\x1b[5m", "\x1b[6n", "\x1bP+q\x1b\\"];
+
+struct Hostile {
+    _cluster: Cluster,
+    admin: String,
+    url_of: Box<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+fn server() -> &'static Hostile {
+    static SERVER: OnceLock<Hostile> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let cluster = Cluster::start(&ClusterOptions {
+            settings: vec![
+                ("track_activity_query_size".into(), "1MB".into()),
+                ("max_connections".into(), "30".into()),
+            ],
+            ..ClusterOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let pattern = cluster.url("{db}");
+        Hostile {
+            admin: cluster.url("postgres"),
+            _cluster: cluster,
+            url_of: Box::new(move |db| pattern.replace("{db}", db)),
+        }
+    })
+}
+
+/// A new database (with the given encoding) holding the reference schema.
+async fn database(name: &str, encoding: &str) -> String {
+    let s = server();
+    let mut admin = common::connect(&s.admin).await;
+    common::exec(
+        &mut admin,
+        &format!(
+            "CREATE DATABASE {name} ENCODING '{encoding}' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+        ),
+    )
+    .await;
+    let url = (s.url_of)(name);
+    let mut conn = common::connect(&url).await;
+    common::exec(&mut conn, common::REFERENCE_SCHEMA).await;
+    url
+}
+
+fn limits() -> SessionLimits {
+    SessionLimits::for_interval(Duration::from_secs(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_terminal() {
+    let url = database("escapes", "UTF8").await;
+    let evil = format!("{}{}", ESCAPES.concat(), "A".repeat(10 * 1024));
+    let mut conn = common::connect(&url).await;
+    sqlx::query(
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at, contention_count, \
+         contended_since, last_contended_at) \
+         VALUES ($1, $2, $3, now() + interval '1 hour', 5, now() - interval '10 s', now())",
+    )
+    .bind(format!("EVIL{}", ESCAPES[1]))
+    .bind(format!("K{}\r\n\t\x08\x7f", ESCAPES[2]))
+    .bind(&evil)
+    .execute(&mut conn)
+    .await
+    .expect("insert");
+    // A waiter whose query text is 1 MB long and full of escapes, blocked by a holder.
+    let mut holder = common::connect_as(&url, "holder").await;
+    common::exec(&mut holder, "SELECT pg_advisory_lock(3)").await;
+    let mut waiter = common::connect_as(&url, "waiter").await;
+    let long_query = format!(
+        "SELECT pg_advisory_lock(3) /* {} {} */",
+        ESCAPES.concat(),
+        "x".repeat(1024 * 1024 - 100)
+    );
+    let waiting = tokio::spawn(async move {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(long_query))
+            .execute(&mut waiter)
+            .await;
+        waiter
+    });
+    common::wait_for_lock_waiters(&url, 1).await;
+
+    let tui_url = url.clone();
+    let (screen, raw) = tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &tui_url, "--interval", "500ms"]);
+        tui.wait_for("EVIL");
+        tui.wait_for("advisory 3");
+        // Query texts on, the locks pane focused, the detail of the evil profile open.
+        tui.keys("t");
+        tui.wait_for("/*");
+        tui.keys("\t");
+        tui.keys("\t\r");
+        let screen = tui.wait_for("(Esc closes)");
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        (screen, tui.raw_output())
+    })
+    .await
+    .expect("pty");
+    for escape in ESCAPES {
+        assert!(!raw.contains(escape), "{escape:?} reached the terminal");
+    }
+    assert!(screen.contains("EVIL?[5m"), "shown, defused:\n{screen}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--format", "table", "--dsn", &url])
+        .output()
+        .expect("snapshot");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("EVIL"), "{table}");
+    assert!(
+        !table.contains('\x1b'),
+        "no escape in the table output: {table:?}"
+    );
+    common::exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    drop(waiting.await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_utf8_are_shown_replaced_not_a_failed_poll() {
+    let url = database("not_utf8", "SQL_ASCII").await;
+    let mut conn = common::connect(&url).await;
+    // In a SQL_ASCII database text may hold any byte; these are not UTF-8.
+    common::exec(
+        &mut conn,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         VALUES (E'prof\\xff', E'sym\\xc3', E'own\\xfe\\xfeer', now() + interval '1 hour')",
+    )
+    .await;
+    let mut holder = common::connect_as(&url, "holder").await;
+    common::exec(&mut holder, "SELECT pg_advisory_lock(4)").await;
+    let mut waiter = common::connect_as(&url, "waiter").await;
+    let waiting = tokio::spawn(async move {
+        let _ = sqlx::raw_sql("SELECT pg_advisory_lock(4) /* caf\u{e9} */")
+            .execute(&mut waiter)
+            .await;
+        waiter
+    });
+    common::wait_for_lock_waiters(&url, 1).await;
+
+    for detail in [
+        LeaseDetail::Full,
+        LeaseDetail::Summary {
+            ttl: Duration::from_secs(30),
+            focus: Vec::new(),
+        },
+    ] {
+        let mut m = Monitor::connect(
+            &Target::new(Some(&url)).expect("url"),
+            &Config::default().lease,
+            limits(),
+        )
+        .await
+        .expect("monitor");
+        m.set_detail(detail.clone());
+        let snapshot = m.poll().await.unwrap_or_else(|e| panic!("{detail:?}: {e}"));
+        // Every row in full detail; a calm profile as its per-profile summary.
+        let (group, key, owner) = match (snapshot.leases.first(), snapshot.summaries.first()) {
+            (Some(row), _) => (row.group.clone(), row.key.clone(), row.owner.clone()),
+            (None, Some(sum)) => (
+                sum.group.clone(),
+                sum.sample_key.clone(),
+                sum.sample_owner.clone(),
+            ),
+            (None, None) => panic!("{detail:?}: no row"),
+        };
+        assert_eq!(group.as_deref(), Some("prof\u{fffd}"), "{detail:?}");
+        assert_eq!(key.as_deref(), Some("sym\u{fffd}"));
+        assert_eq!(owner.as_deref(), Some("own\u{fffd}\u{fffd}er"));
+        assert_eq!(snapshot.waits.len(), 1, "{detail:?}");
+        assert!(
+            snapshot
+                .sessions
+                .iter()
+                .any(|s| s.query.as_deref().is_some_and(|q| q.contains("caf\u{e9}"))),
+            "UTF-8 in a SQL_ASCII database reads as it was written"
+        );
+    }
+    common::exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    drop(waiting.await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_in_every_mapped_column_is_shown_not_a_crash() {
+    let url = database("nulls", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    common::exec(
+        &mut conn,
+        "CREATE TABLE loose (profile_id text, symbol text, owner_token text, acquired_at timestamptz, \
+           expires_at timestamptz, contention_count bigint, contended_since timestamptz, last_contended_at timestamptz); \
+         INSERT INTO loose VALUES \
+           (NULL, 'A', 'o', now(), now() + interval '1 min', 1, now(), now()), \
+           ('p1', NULL, 'o', now(), now() + interval '1 min', 1, now(), now()), \
+           ('p2', 'A', NULL, now(), now() + interval '1 min', 1, now(), now()), \
+           ('p3', 'A', 'o', NULL, now() + interval '1 min', 1, now(), now()), \
+           ('p4', 'A', 'o', now(), NULL, 1, now(), now()), \
+           ('p5', 'A', 'o', now(), now() + interval '1 min', NULL, now(), now()), \
+           ('p6', 'A', 'o', now(), now() + interval '1 min', 1, NULL, now()), \
+           ('p7', 'A', 'o', now(), now() + interval '1 min', 1, now(), NULL), \
+           (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .await;
+    let config = Config::parse("[lease]\ntable = \"loose\"\n").expect("config");
+    for detail in [
+        LeaseDetail::Full,
+        LeaseDetail::Summary {
+            ttl: Duration::from_secs(30),
+            focus: Vec::new(),
+        },
+    ] {
+        let mut m = Monitor::connect(
+            &Target::new(Some(&url)).expect("url"),
+            &config.lease,
+            limits(),
+        )
+        .await
+        .expect("monitor");
+        m.set_detail(detail.clone());
+        let snapshot = m.poll().await.unwrap_or_else(|e| panic!("{detail:?}: {e}"));
+        let mut app = App::new(
+            "t".into(),
+            Rules::default(),
+            Duration::from_secs(1),
+            Vec::new(),
+        );
+        let now = snapshot.server_now;
+        app.show_at(snapshot, now);
+        let board = app.board.clone().expect("board");
+        let names: Vec<&str> = board.profiles.iter().map(|p| p.profile.as_str()).collect();
+        for p in ["p1", "p2", "p3", "p4", "p5", "p6", "p7"] {
+            assert!(names.contains(&p), "{detail:?}: {p} missing from {names:?}");
+        }
+        assert!(
+            board.profiles.iter().all(|p| p.status != Status::Escalated),
+            "{detail:?}: NULLs are not an incident"
+        );
+        // And the screen draws it.
+        let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
+        terminal
+            .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
+            .expect("draw");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_lease_rows_poll_and_draw() {
+    let url = database("many", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    common::exec(
+        &mut conn,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at, contention_count, \
+           contended_since, last_contended_at) \
+         SELECT 'p' || g, 'BTC', 'w' || g, now() + (10 + g % 60) * interval '1 s', (g % 1000 = 0)::int * 3, \
+           CASE WHEN g % 1000 = 0 THEN now() - interval '5 s' END, CASE WHEN g % 1000 = 0 THEN now() END \
+         FROM generate_series(1, 100000) g",
+    )
+    .await;
+    let mut m = Monitor::connect(
+        &Target::new(Some(&url)).expect("url"),
+        &Config::default().lease,
+        limits(),
+    )
+    .await
+    .expect("monitor");
+    m.set_detail(LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    let snapshot = m.poll().await.expect("poll");
+    let mut app = App::new(
+        "t".into(),
+        Rules::default(),
+        Duration::from_secs(1),
+        Vec::new(),
+    );
+    let now = snapshot.server_now;
+    app.show_at(snapshot, now);
+    let board = app.board.clone().expect("board");
+    assert_eq!(board.profiles.len(), 100_000);
+    assert_eq!(
+        board
+            .profiles
+            .iter()
+            .filter(|p| p.status == Status::Contended)
+            .count(),
+        100
+    );
+    let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
+    terminal
+        .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
+        .expect("draw");
+    let text = format!("{}", terminal.backend());
+    assert!(text.contains("profiles (100000)"), "{text}");
+}
