@@ -159,14 +159,25 @@ fn demo_then(
     check: impl FnOnce(&mut Tui),
     exit: impl FnOnce(&mut Tui),
 ) -> (PathBuf, String) {
+    demo_with(args, &[], check, exit, 0)
+}
+
+/// [`demo_then`] with extra environment variables and the exit status expected.
+fn demo_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    check: impl FnOnce(&mut Tui),
+    exit: impl FnOnce(&mut Tui),
+    status: u32,
+) -> (PathBuf, String) {
     let mut command = vec!["demo"];
     command.extend_from_slice(args);
-    let mut tui = Tui::start(&command);
+    let mut tui = Tui::spawn(&command, env, (40, 120));
     let dir = cluster_dir(&tui);
     let postmaster = postmaster_pid(&dir);
     check(&mut tui);
     exit(&mut tui);
-    assert_eq!(tui.wait_exit(), 0, "{}", tui.raw_output());
+    assert_eq!(tui.wait_exit(), status, "{}", tui.raw_output());
     assert!(tui.cooked(), "the terminal is restored");
     assert!(!dir.exists(), "{} is left behind", dir.display());
     let alive = Path::new(&format!("/proc/{postmaster}")).exists();
@@ -225,6 +236,19 @@ fn sigterm_ends_the_demo_and_leaves_nothing_behind() {
         },
         Tui::terminate,
     );
+}
+
+#[test]
+fn a_panic_in_the_demo_still_stops_and_removes_its_cluster() {
+    // A debug build panics on purpose once the first poll arrived when LOCKTOP_TEST_PANIC is set.
+    let (_, raw) = demo_with(
+        &["--scenario", "steady"],
+        &[("LOCKTOP_TEST_PANIC", "1"), ("RUST_BACKTRACE", "0")],
+        |_| {},
+        |_| {},
+        101,
+    );
+    assert!(raw.contains("a deliberate panic"), "{raw}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,3 +127,37 @@ async fn a_resize_redraws_and_sigterm_exits_cleanly() {
     .await
     .expect("pty test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_restores_the_terminal_before_its_message_is_printed() {
+    let url = database("tui_panic").await;
+    let _holder = connect_as(&url, "w1").await;
+    tokio::task::spawn_blocking(move || {
+        // A debug build panics on purpose once data is on screen when LOCKTOP_TEST_PANIC is set.
+        let mut tui = Tui::spawn(
+            &["--dsn", &url, "--interval", "200ms"],
+            &[("LOCKTOP_TEST_PANIC", "1"), ("RUST_BACKTRACE", "0")],
+            (40, 120),
+        );
+        let code = tui.wait_exit();
+        std::thread::sleep(Duration::from_millis(100));
+        let raw = tui.raw_output();
+        assert_ne!(code, 0, "a panic is a failure: {raw:?}");
+        assert!(tui.cooked(), "raw mode is left after a panic");
+        let entered = raw
+            .find("\x1b[?1049h")
+            .expect("the dashboard was on screen");
+        let left = raw
+            .find("\x1b[?1049l")
+            .expect("the alternate screen is left");
+        let message = raw
+            .find("a deliberate panic")
+            .expect("the panic message is printed");
+        assert!(
+            entered < left && left < message,
+            "restored first, then the message: {raw:?}"
+        );
+    })
+    .await
+    .expect("pty");
+}

@@ -185,6 +185,12 @@ async fn event_loop(
         if app.quit {
             return Ok(());
         }
+        // Debug builds only: lets the tests prove that a panic restores the terminal.
+        #[cfg(debug_assertions)]
+        assert!(
+            app.snapshot.is_none() || std::env::var_os("LOCKTOP_TEST_PANIC").is_none(),
+            "LOCKTOP_TEST_PANIC: a deliberate panic once the first poll arrived"
+        );
         if redraw {
             term.draw(|f| ui::draw(f, app, theme, glyphs))?;
             term.backend_mut().flush()?;
