@@ -212,6 +212,13 @@ impl App {
         (age > self.interval * 2).then_some(age)
     }
 
+    /// When the shown data turns stale, if it is fresh now: the screen is redrawn at that moment rather than at
+    /// the next tick.
+    pub fn stale_at(&self) -> Option<Instant> {
+        let at = self.received_at? + self.interval * 2 + Duration::from_millis(1);
+        (at > Instant::now()).then_some(at)
+    }
+
     /// Takes what the poller published. Returns whether anything visible changed.
     pub fn on_feed(&mut self, feed: &Feed) -> bool {
         let link_changed = self.link != feed.link;

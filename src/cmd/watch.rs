@@ -151,6 +151,7 @@ async fn event_loop(
     let mut interrupt = signal(SignalKind::interrupt())?;
     term.draw(|f| ui::draw(f, app, theme, glyphs))?;
     loop {
+        let stale_at = app.stale_at();
         let redraw = tokio::select! {
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
@@ -178,6 +179,8 @@ async fn event_loop(
                 // Countdowns and the stale/reconnecting timers move every second.
                 true
             },
+            // Data that stops coming is marked stale the moment it is two intervals old.
+            () = sleep_until_or_never(stale_at) => true,
             _ = term_signal.recv() => { app.quit = true; false },
             _ = hangup.recv() => { app.quit = true; false },
             _ = interrupt.recv() => { app.quit = true; false },
@@ -195,5 +198,12 @@ async fn event_loop(
             term.draw(|f| ui::draw(f, app, theme, glyphs))?;
             term.backend_mut().flush()?;
         }
+    }
+}
+
+async fn sleep_until_or_never(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
