@@ -44,6 +44,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
     Snapshot(SnapshotArgs),
+    /// Print a shell completion script: `locktop completions bash > /etc/bash_completion.d/locktop`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `locktop man > /usr/local/share/man/man1/locktop.1`.
+    Man,
 }
 
 /// Options of the dashboard.

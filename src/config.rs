@@ -132,6 +132,20 @@ impl Thresholds {
     }
 }
 
+/// Where the user's config file and themes live: `$XDG_CONFIG_HOME/locktop`, else `~/.config/locktop`.
+pub fn config_dir() -> Option<std::path::PathBuf> {
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|home| home.join(".config"))
+    })?;
+    Some(base.join("locktop"))
+}
+
 /// Parses a duration with a unit (`30s`, `1m30s`, `500ms`); the error names the value and the expected form.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
                 Some(Command::Snapshot(args)) => cmd::snapshot::run(&cli.common, args).await,
                 Some(Command::Watch(args)) => cmd::watch::run(&cli.common, args).await,
                 Some(Command::Demo(args)) => cmd::demo::run(&cli.common, args).await,
+                Some(Command::Completions { shell }) => {
+                    cmd::docs::print(&cmd::docs::completions(*shell))
+                }
+                Some(Command::Man) => cmd::docs::man().and_then(|page| cmd::docs::print(&page)),
                 None => cmd::watch::run(&cli.common, &cli.watch).await,
             }
         })

@@ -45,7 +45,7 @@ pub const ROLES: [&str; 14] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ThemeError {
     #[error(
-        "unknown theme {0:?}: use one of default, light, high-contrast, monochrome, or a path to a .toml file"
+        "unknown theme {0:?}: use one of default, light, high-contrast, monochrome, a theme in ~/.config/locktop/themes/, or a path to a .toml file"
     )]
     Unknown(String),
     #[error("cannot read theme file {path}: {reason}")]
@@ -172,16 +172,31 @@ pub struct Theme {
 }
 
 impl Theme {
-    /// A built-in theme by name, or a theme file by path; monochrome whenever there is no colour.
+    /// A theme by name — the user's `themes/NAME.toml` in the config directory first (so a user can restyle a
+    /// built-in one), then the built-in themes — or a theme file by path; monochrome whenever there is no colour.
     pub fn load(name_or_path: &str, depth: ColorDepth) -> Result<Self, ThemeError> {
         if depth == ColorDepth::None {
             return Self::parse("monochrome", BUILT_IN[3].1, depth);
+        }
+        let is_path = Path::new(name_or_path)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+            || name_or_path.contains('/');
+        let user = crate::config::config_dir()
+            .map(|d| d.join("themes").join(format!("{name_or_path}.toml")))
+            .filter(|p| !is_path && p.is_file());
+        if let Some(user) = user {
+            let text = std::fs::read_to_string(&user).map_err(|e| ThemeError::Read {
+                path: user.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            return Self::parse(&user.display().to_string(), &text, depth);
         }
         if let Some((name, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
             return Self::parse(name, text, depth);
         }
         let path = Path::new(name_or_path);
-        if path.extension().is_some_and(|e| e == "toml") || name_or_path.contains('/') {
+        if is_path {
             let text = std::fs::read_to_string(path).map_err(|e| ThemeError::Read {
                 path: name_or_path.to_owned(),
                 reason: e.to_string(),

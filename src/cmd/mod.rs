@@ -1,6 +1,7 @@
 //! The subcommands, each wiring config, source and model for one use.
 
 pub mod demo;
+pub mod docs;
 pub mod snapshot;
 pub mod watch;
 
@@ -10,11 +11,18 @@ use color_eyre::eyre::{Result, WrapErr};
 
 use crate::config::Config;
 
-/// The config file given on the command line, or the defaults of the reference schema.
+/// The config file given on the command line, else `config.toml` in the user's config directory when there
+/// is one, else the defaults of the reference schema.
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None => Ok(Config::default()),
+    if let Some(p) = path {
+        return Ok(Config::load(p)?);
+    }
+    match crate::config::config_dir().map(|d| d.join("config.toml")) {
+        Some(found) if found.is_file() => {
+            tracing::info!(path = %found.display(), "config file");
+            Ok(Config::load(&found)?)
+        }
+        _ => Ok(Config::default()),
     }
 }
 

@@ -1,0 +1,132 @@
+//! The command line around the dashboard: shell completions and the man page come from the clap definitions,
+//! and the config file and themes are found in the user's config directory (XDG) when not given.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::pty::Tui;
+
+fn locktop(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_locktop"));
+    cmd.args(args)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("LOCKTOP_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run locktop")
+}
+
+#[test]
+fn completions_for_every_shell_and_the_man_page_come_from_the_cli_definitions() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = locktop(&["completions", shell], &[]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["snapshot", "demo", "dsn", "interval", "theme"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let bash = locktop(&["completions", "bash"], &[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("locktop.bash");
+    std::fs::write(&file, &bash.stdout).expect("write");
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .status()
+        .expect("bash");
+    assert!(syntax.success(), "the bash completion parses");
+
+    let man = locktop(&["man"], &[]);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.contains(".TH locktop 1"), "{page}");
+    for word in ["snapshot", "completions", "\\-\\-dsn"] {
+        assert!(page.contains(word), "the man page lacks {word}");
+    }
+    let bad = locktop(&["completions", "tcsh"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("bash"), "names the shells it knows: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_is_found_in_xdg_config_home_then_in_dot_config_and_an_explicit_one_wins() {
+    let url = common::database("xdg").await;
+    let xdg = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(xdg.path().join("locktop")).expect("mkdir");
+    std::fs::write(
+        xdg.path().join("locktop/config.toml"),
+        "[lease]\ntable = \"public.from_xdg\"\n",
+    )
+    .expect("write");
+    let home = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(home.path().join(".config/locktop")).expect("mkdir");
+    std::fs::write(
+        home.path().join(".config/locktop/config.toml"),
+        "[lease]\ntable = \"public.from_home\"\n",
+    )
+    .expect("write");
+    let explicit = home.path().join("explicit.toml");
+    std::fs::write(&explicit, "[lease]\ntable = \"public.entry_locks\"\n").expect("write");
+
+    let snapshot = ["snapshot", "--dsn", url.as_str()];
+    let out = locktop(
+        &snapshot,
+        &[("XDG_CONFIG_HOME", xdg.path()), ("HOME", home.path())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public.from_xdg"),
+        "{out:?}"
+    );
+
+    let out = locktop(&snapshot, &[("HOME", home.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public.from_home"),
+        "{out:?}"
+    );
+
+    let mut with_config = snapshot.to_vec();
+    let explicit = explicit.display().to_string();
+    with_config.extend(["--config", explicit.as_str()]);
+    let out = locktop(
+        &with_config,
+        &[("XDG_CONFIG_HOME", xdg.path()), ("HOME", home.path())],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn a_theme_name_is_looked_up_in_the_user_config_directory_first() {
+    let xdg = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(xdg.path().join("locktop/themes")).expect("mkdir");
+    std::fs::write(
+        xdg.path().join("locktop/themes/mine.toml"),
+        "[roles]\nok = { fg = \"blurple\" }\n",
+    )
+    .expect("write");
+    let xdg_dir = xdg.path().display().to_string();
+    let mut tui = Tui::spawn(
+        &[
+            "--dsn",
+            "postgres://nobody@127.0.0.1:1/x",
+            "--theme",
+            "mine",
+        ],
+        &[("XDG_CONFIG_HOME", &xdg_dir)],
+        (40, 120),
+    );
+    assert_eq!(tui.wait_exit(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let text = tui.raw_output();
+    assert!(
+        text.contains("themes/mine.toml") && text.contains("blurple"),
+        "the user's theme was read: {text:?}"
+    );
+}
