@@ -146,6 +146,8 @@ pub struct App {
     polls_seen: u64,
     /// A fixed server time instead of the ticking one (view tests, screenshots).
     fixed_now: Option<DateTime<Utc>>,
+    /// Set by `locktop replay`: the player's state line, shown in the header instead of the link state.
+    pub replay: Option<String>,
 }
 
 impl App {
@@ -176,6 +178,7 @@ impl App {
             page: 10,
             polls_seen: 0,
             fixed_now: None,
+            replay: None,
         }
     }
 
@@ -187,6 +190,12 @@ impl App {
         self.snapshot = Some(snapshot);
         self.received_at = Some(Instant::now());
         self.link = Link::Connected;
+        self.fixed_now = Some(now);
+        self.reevaluate();
+    }
+
+    /// Moves a fixed clock (a replay's) to `now` and re-applies the rules, without new data.
+    pub fn set_clock(&mut self, now: DateTime<Utc>) {
         self.fixed_now = Some(now);
         self.reevaluate();
     }

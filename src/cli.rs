@@ -44,6 +44,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
     Snapshot(SnapshotArgs),
+    /// Play a `--record` file back in the dashboard (or `--summary`: a text report of the incident).
+    Replay(ReplayArgs),
     /// Print a shell completion script: `locktop completions bash > /etc/bash_completion.d/locktop`.
     Completions {
         #[arg(value_enum)]
@@ -62,6 +64,12 @@ pub struct WatchArgs {
     /// No colour (also when NO_COLOR is set): emphasis by bold, reverse and underline only.
     #[arg(long)]
     pub no_color: bool,
+    /// Append every poll to FILE (JSON Lines, mode 0600) for `locktop replay`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Also record query texts (left out by default: they may hold data).
+    #[arg(long, requires = "record")]
+    pub record_queries: bool,
 }
 
 /// Options of `demo`.
@@ -109,4 +117,34 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// Options of `replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The recording, as written by `--record`.
+    pub file: PathBuf,
+    /// Print when each profile was contended and escalated, who held it, and the peak, instead of the dashboard.
+    #[arg(long)]
+    pub summary: bool,
+    /// Playback speed (+ and - change it while playing).
+    #[arg(long, default_value_t = 1, value_parser = parse_speed)]
+    pub speed: u32,
+    /// Theme: default, light, high-contrast, monochrome, or a path to a theme file.
+    #[arg(long, env = "LOCKTOP_THEME", default_value = "default")]
+    pub theme: String,
+    /// No colour (also when NO_COLOR is set).
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+/// The playback speeds `replay` offers.
+pub const SPEEDS: [u32; 3] = [1, 10, 60];
+
+fn parse_speed(text: &str) -> Result<u32, String> {
+    text.trim_end_matches(['x', '×'])
+        .parse()
+        .ok()
+        .filter(|s| SPEEDS.contains(s))
+        .ok_or_else(|| format!("the speed is one of 1, 10 or 60, not {text:?}"))
 }

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod config;
 pub mod demo;
 pub mod model;
+pub mod recording;
 pub mod source;
 pub mod theme;
 pub mod ui;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
                 Some(Command::Completions { shell }) => {
                     cmd::docs::print(&cmd::docs::completions(*shell))
                 }
+                Some(Command::Replay(args)) => cmd::replay::run(args).await,
                 Some(Command::Man) => cmd::docs::man().and_then(|page| cmd::docs::print(&page)),
                 None => cmd::watch::run(&cli.common, &cli.watch).await,
             }

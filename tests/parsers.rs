@@ -1,9 +1,10 @@
-//! The config and theme parsers take whatever a user's file holds: random text, mutated valid files and
+//! The config, theme and recording readers take whatever a file holds: random text, mutated valid files and
 //! grammar-shaped nonsense never panic, and every refusal is one line with a line number inside the file.
 
 use std::time::Duration;
 
 use locktop::config::{Config, parse_duration};
+use locktop::recording;
 use locktop::theme::{BUILT_IN, ColorDepth, ROLES, Theme};
 use proptest::prelude::*;
 
@@ -125,8 +126,48 @@ fn grammar_text() -> impl Strategy<Value = String> {
     .prop_map(|lines| lines.join("\n"))
 }
 
+/// A small valid recording: a header, a poll with a lease row and a wait, a failed poll.
+const RECORDING: &str = concat!(
+    r#"{"locktop_recording":1,"version":"0.1.0","target":"u@h:5432/db","interval_ms":1000,"ttl_s":30.0,"#,
+    r#""escalate_after_s":90.0,"queries":false,"started_at":"2026-11-23T12:00:00Z"}"#,
+    "\n",
+    r#"{"snapshot":{"server_now":"2026-11-23T12:00:01Z","poll_ms":1.5,"leases":[{"group":"p1","key":"BTC","#,
+    r#""owner":"w1","expires_at":"2026-11-23T12:00:30Z","acquired_at":null,"contention_count":3,"#,
+    r#""contended_since":"2026-11-23T12:00:00Z","last_contended_at":"2026-11-23T12:00:01Z"}],"summaries":[],"#,
+    r#""sessions":[],"waits":[{"pid":7,"blocked_by":[6],"locktype":"advisory","mode":"ExclusiveLock","#,
+    r#""relation":null,"relation_oid":null,"tuple":null,"advisory_key":5,"transactionid":null,"#,
+    r#""waitstart":null,"lease_row":null}],"visibility":"full","lease_error":null},"#,
+    r#""statuses":{"p1":"contended"},"alerts":[]}"#,
+    "\n",
+    r#"{"error":"connection lost","statuses":{},"alerts":[]}"#,
+    "\n",
+);
+
+fn assert_recording_outcome(text: &[u8]) {
+    match recording::read(text) {
+        Ok(r) => {
+            if let Some(d) = r.damage {
+                assert!(d.line >= 2, "{d:?}");
+                assert!(!d.reason.contains('\n'), "{d:?}");
+            }
+        }
+        Err(e) => assert!(!e.contains('\n'), "{e:?}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_bytes_or_mutated_recordings_are_read_or_refused_without_a_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>(), toml_char()), 1..8),
+        cut in 0..RECORDING.len(),
+    ) {
+        assert_recording_outcome(&bytes);
+        assert_recording_outcome(mutate(RECORDING, &edits).as_bytes());
+        assert_recording_outcome(&RECORDING.as_bytes()[..cut]);
+    }
 
     #[test]
     fn any_text_is_parsed_or_refused_without_a_panic(text in prop::collection::vec(toml_char(), 0..400)) {
@@ -160,6 +201,8 @@ proptest! {
 
 #[test]
 fn the_shipped_files_parse_so_mutations_start_from_valid_text() {
+    let r = recording::read(RECORDING.as_bytes()).expect("the sample recording reads");
+    assert_eq!((r.polls.len(), r.damage), (2, None));
     assert!(Config::parse(DEFAULT_CONFIG).is_ok());
     for (name, text) in BUILT_IN {
         assert!(

@@ -434,13 +434,25 @@ fn assert_every_statement_is_a_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_password_appears_nowhere_on_screen_in_messages_or_in_the_log_file() {
+async fn the_password_appears_nowhere_on_screen_in_messages_in_the_log_or_in_a_recording() {
     let s = server();
     let log = s.files.path().join("locktop.log");
+    let record = s.files.path().join("secret.jsonl");
     let dsn = format!("postgres://pwuser:{PASSWORD}@{}/postgres", s.tcp);
     let log_arg = log.display().to_string();
+    let record_arg = record.display().to_string();
     let screen_and_raw = tokio::task::spawn_blocking(move || {
-        let mut tui = Tui::start(&["--dsn", &dsn, "--interval", "200ms", "--log-file", &log_arg]);
+        let mut tui = Tui::start(&[
+            "--dsn",
+            &dsn,
+            "--interval",
+            "200ms",
+            "--log-file",
+            &log_arg,
+            "--record",
+            &record_arg,
+            "--record-queries",
+        ]);
         let screen = tui.wait_for("pwuser@127.0.0.1");
         tui.keys("?");
         tui.wait_for("help (? or Esc closes)");
@@ -482,4 +494,7 @@ async fn the_password_appears_nowhere_on_screen_in_messages_or_in_the_log_file()
     let logged = std::fs::read_to_string(&log).expect("the log file was written");
     assert!(logged.contains("connected"), "{logged}");
     assert!(!logged.contains(PASSWORD), "in the log file");
+    let recorded = std::fs::read_to_string(&record).expect("the recording was written");
+    assert!(recorded.contains("pwuser@127.0.0.1"), "{recorded}");
+    assert!(!recorded.contains(PASSWORD), "in the recording");
 }

@@ -78,7 +78,13 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
         ..Config::default()
     };
     let target = Target::new(Some(&url))?;
-    let result = super::watch::dashboard(&target, &config, common.interval, &theme, notes).await;
+    let result = match super::watch::open_recorder(&args.watch, &target, &config, common.interval) {
+        Ok(recorder) => {
+            super::watch::dashboard(&target, &config, common.interval, &theme, notes, recorder)
+                .await
+        }
+        Err(e) => Err(e),
+    };
 
     sessions.abort_all();
     while sessions.join_next().await.is_some() {}

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod docs;
+pub mod replay;
 pub mod snapshot;
 pub mod watch;
 

@@ -8,7 +8,7 @@
 use std::io::{BufWriter, IsTerminal, Write};
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, bail};
+use color_eyre::eyre::{Result, WrapErr, bail};
 use crossterm::event::{Event, EventStream, KeyEventKind};
 use crossterm::{cursor, execute, terminal};
 use futures_util::StreamExt;
@@ -19,17 +19,20 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, keymap};
 use crate::cli::{Common, WatchArgs};
 use crate::config::Config;
+use crate::recording::{self, Recorder};
 use crate::source::{
-    Feed, LeaseDetail, Monitor, PollerSettings, SessionLimits, Target, run_poller,
+    Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, run_poller,
 };
 use crate::theme::{ColorDepth, Theme};
 use crate::ui::{self, Glyphs};
 
 /// Restores the terminal when dropped, and from the panic hook.
-struct TerminalGuard;
+#[derive(Debug)]
+pub struct TerminalGuard;
 
 impl TerminalGuard {
-    fn enter() -> Result<Self> {
+    /// Raw mode and the alternate screen, undone on drop and on a panic.
+    pub fn enter() -> Result<Self> {
         terminal::enable_raw_mode()?;
         let guard = Self;
         execute!(
@@ -72,17 +75,73 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
     let target = Target::new(common.dsn.as_deref())?;
     let notes = config.lease.missing_signals();
-    dashboard(&target, &config, common.interval, &theme, notes).await
+    let recorder = open_recorder(args, &target, &config, common.interval)?;
+    dashboard(&target, &config, common.interval, &theme, notes, recorder).await
+}
+
+/// The `--record` file, opened before the terminal is touched so that a bad path is a one-line error.
+pub fn open_recorder(
+    args: &WatchArgs,
+    target: &Target,
+    config: &Config,
+    interval: Duration,
+) -> Result<Option<Recorder>> {
+    let Some(path) = &args.record else {
+        return Ok(None);
+    };
+    let header = recording::Header {
+        locktop_recording: recording::FORMAT,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        target: target.description().to_owned(),
+        interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        ttl_s: config.thresholds.ttl.as_secs_f64(),
+        escalate_after_s: config.thresholds.escalate_after.as_secs_f64(),
+        queries: args.record_queries,
+        started_at: chrono::Utc::now(),
+    };
+    let recorder = Recorder::create(path, &header).wrap_err_with(|| {
+        format!(
+            "cannot write the recording {}; check --record",
+            path.display()
+        )
+    })?;
+    Ok(Some(recorder))
+}
+
+/// Writes every poll the poller publishes to the recording, apart from the UI (which may pause or lag).
+async fn record_polls(mut rx: tokio::sync::watch::Receiver<Feed>, mut recorder: Recorder) {
+    let mut seen = 0;
+    while rx.changed().await.is_ok() {
+        let feed = rx.borrow_and_update().clone();
+        if feed.polls == seen {
+            continue;
+        }
+        seen = feed.polls;
+        let written = match (&feed.snapshot, feed.last_poll_failed, &feed.link) {
+            (_, true, Link::Reconnecting { error, .. }) => recorder.failed(error),
+            (Some(snapshot), false, _) => recorder.poll(snapshot),
+            _ => Ok(()),
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, "recording stopped");
+            return;
+        }
+    }
 }
 
 /// The checks made before the terminal is touched: a terminal, large enough, and a usable theme.
 pub fn check_terminal(args: &WatchArgs) -> Result<Theme> {
+    check_terminal_for(&args.theme, args.no_color)
+}
+
+/// [`check_terminal`] for a theme name or path and the `--no-color` flag.
+pub fn check_terminal_for(theme: &str, no_color_flag: bool) -> Result<Theme> {
     if !std::io::stdout().is_terminal() {
         bail!(
             "stdout is not a terminal: the dashboard needs one; for scripts use `locktop snapshot --format json`"
         );
     }
-    let theme = Theme::load(&args.theme, ColorDepth::detect(no_color(args.no_color)))?;
+    let theme = Theme::load(theme, ColorDepth::detect(no_color(no_color_flag)))?;
     let (width, height) = terminal::size()?;
     if width < ui::MIN_WIDTH || height < ui::MIN_HEIGHT {
         bail!(
@@ -101,6 +160,7 @@ pub async fn dashboard(
     interval: Duration,
     theme: &Theme,
     notes: Vec<String>,
+    recorder: Option<Recorder>,
 ) -> Result<i32> {
     let limits = SessionLimits::for_interval(interval);
     let mut monitor = Monitor::connect(target, &config.lease, limits).await?;
@@ -117,6 +177,7 @@ pub async fn dashboard(
         interval,
         ttl,
     };
+    let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r)));
     let poller = tokio::spawn(run_poller(settings, Some(monitor), tx));
 
     let mut app = App::new(
@@ -133,6 +194,11 @@ pub async fn dashboard(
     drop(term);
     drop(guard);
     poller.abort();
+    if let Some(recording) = recording {
+        // The poller is gone, so the channel closes and the recorder finishes its last line.
+        let _ = poller.await;
+        let _ = recording.await;
+    }
     result.map(|()| 0)
 }
 

@@ -20,7 +20,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         return;
     }
     let sort = format!("sort:{}", app.sort.label());
-    let keys: [(&str, &str); 8] = [
+    let live: [(&str, &str); 8] = [
         ("q", "quit"),
         ("?", "help"),
         ("/", "filter"),
@@ -30,6 +30,17 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         ("Tab", "pane"),
         ("t", "queries"),
     ];
+    let replay: [(&str, &str); 8] = [
+        ("q", "quit"),
+        ("p", "pause"),
+        ("+/-", "speed"),
+        (".", "step"),
+        ("e", "next escalation"),
+        ("/", "filter"),
+        ("Enter", "detail"),
+        ("Tab", "pane"),
+    ];
+    let keys = if app.replay.is_some() { replay } else { live };
     let mut spans = Vec::new();
     for (k, what) in keys {
         spans.push(Span::styled(format!(" {k}"), theme.key));

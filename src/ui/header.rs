@@ -42,6 +42,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 fn state_span(app: &App, theme: &Theme) -> Span<'static> {
+    if let Some(replay) = &app.replay {
+        return Span::styled(format!(" {} ", text::clean(replay, 80)), theme.stale);
+    }
     match &app.link {
         Link::Connecting => Span::styled(" connecting… ", theme.stale),
         Link::Reconnecting {

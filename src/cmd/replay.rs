@@ -1,0 +1,420 @@
+//! `locktop replay FILE`: the dashboard on a recording, on a clock of its own — 1×, 10× or 60×, paused,
+//! stepped poll by poll, or jumped to the next escalation — with the same rules and history as when it was
+//! recorded; or, with `--summary`, a text report of the incident for the review.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use color_eyre::eyre::{Result, WrapErr, eyre};
+use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use crate::app::{App, keymap};
+use crate::cli::{ReplayArgs, SPEEDS};
+use crate::model::rules;
+use crate::model::{History, Status, human_duration};
+use crate::recording::{self, Poll, Recording};
+use crate::theme::Theme;
+use crate::ui::{self, Glyphs};
+
+/// Runs `replay`; returns the exit status.
+pub async fn run(args: &ReplayArgs) -> Result<i32> {
+    let recording = load(&args.file)?;
+    if args.summary {
+        let mut out = std::io::stdout().lock();
+        out.write_all(summary(&recording).as_bytes())?;
+        out.flush()?;
+        return Ok(0);
+    }
+    let theme = super::watch::check_terminal_for(&args.theme, args.no_color)?;
+    if !recording.polls.iter().any(|p| p.snapshot.is_some()) {
+        return Err(eyre!(
+            "{} holds no successful poll to replay",
+            args.file.display()
+        ));
+    }
+    play(recording, args.speed, &theme).await
+}
+
+/// Reads the file; an unreadable file or one that is not a recording is a one-line error.
+pub fn load(path: &std::path::Path) -> Result<Recording> {
+    let file = std::fs::File::open(path)
+        .wrap_err_with(|| format!("cannot read the recording {}", path.display()))?;
+    recording::read(std::io::BufReader::new(file)).map_err(|e| eyre!("{}: {e}", path.display()))
+}
+
+fn clock(at: DateTime<Utc>) -> String {
+    at.format("%H:%M:%S").to_string()
+}
+
+/// What one profile went through in a recording.
+#[derive(Default)]
+struct Seen {
+    contended: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    escalated: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    holders: BTreeSet<String>,
+}
+
+/// The recording run through the rules, poll by poll.
+#[derive(Default)]
+struct Tally {
+    seen: BTreeMap<String, Seen>,
+    profiles: BTreeSet<String>,
+    /// Most profiles contended at once, when, and which.
+    peak: (usize, Option<DateTime<Utc>>, Vec<String>),
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    failed: usize,
+}
+
+/// Extends the last span when it ended at the previous poll, or opens a new one.
+fn extend(
+    spans: &mut Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    at: DateTime<Utc>,
+    prev: Option<DateTime<Utc>>,
+) {
+    match spans.last_mut() {
+        Some(last) if Some(last.1) == prev => last.1 = at,
+        _ => spans.push((at, at)),
+    }
+}
+
+fn tally(recording: &Recording) -> Tally {
+    let rules = recording.header.rules();
+    let mut history = History::default();
+    let mut t = Tally::default();
+    let mut prev = None;
+    for poll in &recording.polls {
+        let Some(snapshot) = &poll.snapshot else {
+            history.record_missed();
+            t.failed += 1;
+            continue;
+        };
+        let at = snapshot.server_now;
+        t.first = t.first.or(Some(at));
+        t.last = Some(at);
+        rules::record(&mut history, snapshot, &rules);
+        let board = rules::evaluate(snapshot, &history, &rules, at);
+        let mut contended_now = Vec::new();
+        for p in &board.profiles {
+            t.profiles.insert(p.profile.clone());
+            if !matches!(p.status, Status::Contended | Status::Escalated) {
+                continue;
+            }
+            contended_now.push(p.profile.clone());
+            let s = t.seen.entry(p.profile.clone()).or_default();
+            extend(&mut s.contended, at, prev);
+            if p.status == Status::Escalated {
+                extend(&mut s.escalated, at, prev);
+            }
+            s.holders
+                .extend(p.holders().filter_map(|r| r.owner.clone()));
+        }
+        if contended_now.len() > t.peak.0 {
+            t.peak = (contended_now.len(), Some(at), contended_now);
+        }
+        prev = Some(at);
+    }
+    t
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// What a recording says happened: when each profile was contended and escalated, for how long, who held it,
+/// and the peak number of profiles contended at once.
+pub fn summary(recording: &Recording) -> String {
+    let header = &recording.header;
+    let rules = header.rules();
+    let t = tally(recording);
+    let mut out = String::new();
+    let span = |(a, b): (DateTime<Utc>, DateTime<Utc>)| {
+        format!("{}–{} ({})", clock(a), clock(b), human_duration(b - a))
+    };
+    let _ = writeln!(
+        out,
+        "recording of {}: {} – {} UTC, {} polls ({} failed), TTL {}, escalate after {}",
+        header.target,
+        t.first.map_or_else(
+            || "-".into(),
+            |at| at.format("%Y-%m-%d %H:%M:%S").to_string()
+        ),
+        t.last.map_or_else(|| "-".into(), clock),
+        recording.polls.len(),
+        t.failed,
+        human_duration(rules.ttl),
+        human_duration(rules.escalate_after),
+    );
+    if let Some(d) = &recording.damage {
+        let _ = writeln!(
+            out,
+            "damaged: the recording stops at line {} ({}); the {} polls before it are replayed",
+            d.line,
+            d.reason,
+            recording.polls.len()
+        );
+    }
+    match t.peak.1 {
+        Some(at) => {
+            let _ = writeln!(
+                out,
+                "peak: {} profile{} contended at once, at {} UTC: {}",
+                t.peak.0,
+                plural(t.peak.0),
+                clock(at),
+                t.peak.2.join(", ")
+            );
+        }
+        None => out.push_str("no profile was contended\n"),
+    }
+    for (profile, s) in &t.seen {
+        let contended: Vec<String> = s.contended.iter().map(|&x| span(x)).collect();
+        let _ = write!(out, "{profile}: contended {}", contended.join(", "));
+        if !s.escalated.is_empty() {
+            let escalated: Vec<String> = s.escalated.iter().map(|&x| span(x)).collect();
+            let _ = write!(out, "; escalated {}", escalated.join(", "));
+        }
+        if !s.holders.is_empty() {
+            let holders: Vec<&str> = s.holders.iter().map(String::as_str).collect();
+            let _ = write!(out, "; held by {}", holders.join(", "));
+        }
+        out.push('\n');
+    }
+    let calm = t.profiles.len() - t.seen.len();
+    if calm > 0 {
+        let _ = writeln!(out, "{calm} other profile{} never contended", plural(calm));
+    }
+    out
+}
+
+/// The player: which polls were shown, the replay clock and its speed.
+struct Player {
+    polls: Vec<Poll>,
+    /// The next poll to show.
+    next: usize,
+    now: DateTime<Utc>,
+    speed: u32,
+    paused: bool,
+    note: Option<String>,
+}
+
+impl Player {
+    /// Shows every poll up to the clock.
+    fn catch_up(&mut self, app: &mut App) {
+        while let Some(poll) = self.polls.get(self.next) {
+            match poll.at() {
+                Some(at) if at > self.now => break,
+                _ => self.show_next(app),
+            }
+        }
+        if self.next == self.polls.len() {
+            self.paused = true;
+            self.note = Some("end of the recording".into());
+            if let Some(last) = self.polls.iter().rev().find_map(Poll::at) {
+                self.now = last;
+            }
+        }
+        app.set_clock(self.now);
+    }
+
+    fn show_next(&mut self, app: &mut App) {
+        let Some(poll) = self.polls.get(self.next) else {
+            return;
+        };
+        match &poll.snapshot {
+            Some(snapshot) => {
+                self.now = self.now.max(snapshot.server_now);
+                app.show_at(snapshot.clone(), self.now);
+            }
+            None => app.history.record_missed(),
+        }
+        self.next += 1;
+    }
+
+    /// Moves to the next poll at which an escalation begins: a profile turns escalated, or alerts start.
+    fn next_escalation(&mut self, app: &mut App) {
+        fn escalated(p: &Poll) -> BTreeSet<&str> {
+            p.statuses
+                .iter()
+                .filter(|(_, s)| *s == Status::Escalated.word())
+                .map(|(k, _)| k.as_str())
+                .collect()
+        }
+        let onset = (self.next..self.polls.len()).find(|&j| {
+            let now = &self.polls[j];
+            let Some(before) = j.checked_sub(1).map(|i| &self.polls[i]) else {
+                return !now.alerts.is_empty();
+            };
+            (!now.alerts.is_empty() && before.alerts.is_empty())
+                || !escalated(now).is_subset(&escalated(before))
+        });
+        match onset {
+            Some(j) => {
+                while self.next <= j {
+                    self.show_next(app);
+                }
+                self.note = None;
+                app.set_clock(self.now);
+            }
+            None => self.note = Some("no later escalation".into()),
+        }
+        self.paused = true;
+    }
+
+    fn status(&self) -> String {
+        let state = if self.paused {
+            "paused".to_owned()
+        } else {
+            format!("{}×", self.speed)
+        };
+        let mut line = format!(
+            "REPLAY {state} · {} UTC · poll {}/{}",
+            self.now.format("%Y-%m-%d %H:%M:%S"),
+            self.next,
+            self.polls.len(),
+        );
+        if let Some(note) = &self.note {
+            let _ = write!(line, " · {note}");
+        }
+        line
+    }
+}
+
+async fn play(recording: Recording, speed: u32, theme: &Theme) -> Result<i32> {
+    let header = &recording.header;
+    let interval = Duration::from_millis(header.interval_ms.max(1));
+    let mut notes = Vec::new();
+    if let Some(d) = &recording.damage {
+        notes.push(format!(
+            "the recording stops at line {} ({}): replaying the {} polls before it",
+            d.line,
+            d.reason,
+            recording.polls.len()
+        ));
+    }
+    let mut app = App::new(header.target.clone(), header.rules(), interval, notes);
+    let start = recording
+        .polls
+        .iter()
+        .find_map(Poll::at)
+        .unwrap_or_else(Utc::now);
+    let mut player = Player {
+        polls: recording.polls,
+        next: 0,
+        now: start,
+        speed,
+        paused: false,
+        note: None,
+    };
+    player.catch_up(&mut app);
+    app.replay = Some(player.status());
+
+    let glyphs = Glyphs::detect();
+    let guard = super::watch::TerminalGuard::enter()?;
+    let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let mut term = Terminal::new(backend)?;
+    let result = replay_loop(&mut term, &mut app, &mut player, theme, glyphs).await;
+    drop(term);
+    drop(guard);
+    result.map(|()| 0)
+}
+
+async fn replay_loop(
+    term: &mut Terminal<CrosstermBackend<BufWriter<std::io::Stdout>>>,
+    app: &mut App,
+    player: &mut Player,
+    theme: &Theme,
+    glyphs: Glyphs,
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut keys = EventStream::new();
+    let step = Duration::from_millis(100);
+    let mut tick = tokio::time::interval(step);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut term_signal = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    term.draw(|f| ui::draw(f, app, theme, glyphs))?;
+    loop {
+        let redraw = tokio::select! {
+            event = keys.next() => match event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
+                    if app.editing_filter {
+                        keymap(key, true).map(|a| app.apply(a)).is_some()
+                    } else {
+                        player_key(key.code, player, app)
+                            || keymap(key, false).map(|a| app.apply(a)).is_some()
+                    }
+                }
+                Some(Ok(Event::Resize(..))) => true,
+                Some(Ok(_)) => false,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            _ = tick.tick() => {
+                if player.paused {
+                    false
+                } else {
+                    let advance = chrono::Duration::from_std(step * player.speed).unwrap_or_default();
+                    player.now += advance;
+                    player.catch_up(app);
+                    true
+                }
+            },
+            _ = term_signal.recv() => { app.quit = true; false },
+            _ = hangup.recv() => { app.quit = true; false },
+        };
+        if app.quit {
+            return Ok(());
+        }
+        if redraw {
+            app.replay = Some(player.status());
+            term.draw(|f| ui::draw(f, app, theme, glyphs))?;
+            term.backend_mut().flush()?;
+        }
+    }
+}
+
+/// The player's own keys; returns whether the key was one of them.
+fn player_key(code: KeyCode, player: &mut Player, app: &mut App) -> bool {
+    match code {
+        KeyCode::Char('p' | ' ') => {
+            if !player.paused {
+                player.paused = true;
+            } else if player.next < player.polls.len() {
+                // At the end there is nothing to resume.
+                player.paused = false;
+                player.note = None;
+            }
+        }
+        KeyCode::Char('+' | '=') => {
+            player.speed = SPEEDS
+                .iter()
+                .copied()
+                .find(|&s| s > player.speed)
+                .unwrap_or(player.speed);
+        }
+        KeyCode::Char('-') => {
+            player.speed = SPEEDS
+                .iter()
+                .rev()
+                .copied()
+                .find(|&s| s < player.speed)
+                .unwrap_or(player.speed);
+        }
+        KeyCode::Char('.' | 'n') => {
+            player.paused = true;
+            player.note = None;
+            player.show_next(app);
+            app.set_clock(player.now);
+        }
+        KeyCode::Char('e') => player.next_escalation(app),
+        _ => return false,
+    }
+    true
+}

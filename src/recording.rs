@@ -1,0 +1,277 @@
+//! The `--record` file and its reader, for the incident review (`locktop replay`).
+//!
+//! JSON Lines: a header (target, interval, the rules in force), then one line per poll attempt with the poll's
+//! snapshot — the model's input, so that a replay runs the same rules over the same history — its timing
+//! (`poll_ms`), and the statuses and alerts the rules gave when it was recorded. To keep files small, the
+//! per-profile aggregates are written only when they were refreshed, sessions only when a holder or a wait
+//! refers to them, and query texts only with `--record-queries`. Each line is flushed whole, so a crash or a
+//! full disk leaves at most one cut line, which the reader reports and stops at.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::rules::{self, Rules};
+use crate::model::snapshot::ProfileSummary;
+use crate::model::{History, Snapshot, Status};
+
+/// The format's version, in the header.
+pub const FORMAT: u32 = 1;
+
+/// The first line of a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`]: tells a recording from any other JSON.
+    pub locktop_recording: u32,
+    pub version: String,
+    /// `user@host:port/db`, never a password.
+    pub target: String,
+    pub interval_ms: u64,
+    pub ttl_s: f64,
+    pub escalate_after_s: f64,
+    /// Whether query texts were recorded.
+    pub queries: bool,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Header {
+    /// The rules the recording was made with.
+    pub fn rules(&self) -> Rules {
+        let ms = |s: f64| chrono::Duration::milliseconds((s * 1000.0) as i64);
+        Rules {
+            ttl: ms(self.ttl_s),
+            escalate_after: ms(self.escalate_after_s),
+        }
+    }
+}
+
+/// One poll attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Poll {
+    /// What the poll read; `None` for a failed poll (a gap in the history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+    /// Why the poll failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The aggregates were not refreshed by this poll: they are the previous line's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub summaries_unchanged: bool,
+    /// Profiles that were not `ok` when recorded, with their status word.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, String>,
+    /// The escalation messages in force when recorded.
+    #[serde(default)]
+    pub alerts: Vec<String>,
+}
+
+impl Poll {
+    /// The server time of the poll, for a successful one.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        self.snapshot.as_ref().map(|s| s.server_now)
+    }
+}
+
+/// Writes a recording as polls arrive.
+#[derive(Debug)]
+pub struct Recorder {
+    out: std::io::BufWriter<std::fs::File>,
+    queries: bool,
+    rules: Rules,
+    history: History,
+    last_summaries: Option<Arc<Vec<ProfileSummary>>>,
+}
+
+impl Recorder {
+    /// Creates (mode 0600: lock rows and sessions are operational data) or appends to `path`, and writes the
+    /// header.
+    pub fn create(path: &Path, header: &Header) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let mut recorder = Self {
+            out: std::io::BufWriter::new(file),
+            queries: header.queries,
+            rules: header.rules(),
+            history: History::default(),
+            last_summaries: None,
+        };
+        recorder.line(header)?;
+        Ok(recorder)
+    }
+
+    /// Records a successful poll, with the statuses the rules give it now.
+    pub fn poll(&mut self, snapshot: &Snapshot) -> std::io::Result<()> {
+        rules::record(&mut self.history, snapshot, &self.rules);
+        let board = rules::evaluate(snapshot, &self.history, &self.rules, snapshot.server_now);
+        let statuses = board
+            .profiles
+            .iter()
+            .filter(|p| p.status != Status::Ok)
+            .map(|p| (p.profile.clone(), p.status.word().to_owned()))
+            .collect();
+        let alerts = board
+            .alerts
+            .iter()
+            .map(|a| a.message().to_owned())
+            .collect();
+        let unchanged = self
+            .last_summaries
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, &snapshot.summaries));
+        self.last_summaries = Some(Arc::clone(&snapshot.summaries));
+        let mut kept = snapshot.clone();
+        if unchanged {
+            kept.summaries = Arc::default();
+        }
+        kept.sessions = relevant_sessions(snapshot, self.queries);
+        self.line(&Poll {
+            snapshot: Some(kept),
+            error: None,
+            summaries_unchanged: unchanged,
+            statuses,
+            alerts,
+        })
+    }
+
+    /// Records a failed poll.
+    pub fn failed(&mut self, error: &str) -> std::io::Result<()> {
+        self.history.record_missed();
+        self.line(&Poll {
+            snapshot: None,
+            error: Some(error.to_owned()),
+            summaries_unchanged: false,
+            statuses: BTreeMap::new(),
+            alerts: Vec::new(),
+        })
+    }
+
+    fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+/// The sessions the rules can refer to: waiters, their blockers, and holders linked by application name.
+fn relevant_sessions(snapshot: &Snapshot, queries: bool) -> Vec<crate::model::Session> {
+    let owners: std::collections::HashSet<&str> = snapshot
+        .leases
+        .iter()
+        .filter_map(|r| r.owner.as_deref())
+        .chain(
+            snapshot
+                .summaries
+                .iter()
+                .filter_map(|s| s.sample_owner.as_deref()),
+        )
+        .collect();
+    let pids: std::collections::HashSet<i32> = snapshot
+        .waits
+        .iter()
+        .flat_map(|w| std::iter::once(w.pid).chain(w.blocked_by.iter().copied()))
+        .collect();
+    snapshot
+        .sessions
+        .iter()
+        .filter(|s| {
+            pids.contains(&s.pid) || s.application.as_deref().is_some_and(|a| owners.contains(a))
+        })
+        .map(|s| {
+            let mut s = s.clone();
+            if !queries {
+                s.query = None;
+            }
+            s
+        })
+        .collect()
+}
+
+/// Where and why a recording stops early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// 1-based line number of the first line that could not be read.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A recording as read back.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub header: Header,
+    pub polls: Vec<Poll>,
+    /// Set when the file is cut or corrupt: the polls before it are all there is.
+    pub damage: Option<Damage>,
+}
+
+/// Reads a recording; a damaged line ends it (and is reported), a file that is not a recording is an error.
+pub fn read(input: impl BufRead) -> Result<Recording, String> {
+    let mut lines = input.split(b'\n');
+    let first = lines
+        .next()
+        .ok_or_else(|| "the file is empty".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let header: Header = serde_json::from_slice(&first)
+        .map_err(|e| format!("not a locktop recording (line 1: {e})"))?;
+    if header.locktop_recording != FORMAT {
+        return Err(format!(
+            "recording format {} is not supported (this locktop reads format {FORMAT})",
+            header.locktop_recording
+        ));
+    }
+    let mut polls: Vec<Poll> = Vec::new();
+    let mut damage = None;
+    let mut summaries: Arc<Vec<ProfileSummary>> = Arc::default();
+    for (i, line) in lines.enumerate() {
+        let number = i + 2;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                damage = Some(Damage {
+                    line: number,
+                    reason: e.to_string(),
+                });
+                break;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Poll>(&line) {
+            Ok(mut poll) => {
+                if let Some(s) = poll.snapshot.as_mut() {
+                    if poll.summaries_unchanged {
+                        s.summaries = Arc::clone(&summaries);
+                    } else {
+                        summaries = Arc::clone(&s.summaries);
+                    }
+                }
+                polls.push(poll);
+            }
+            Err(e) => {
+                let reason = if e.is_eof() {
+                    "the line is cut short".to_owned()
+                } else {
+                    e.to_string()
+                };
+                damage = Some(Damage {
+                    line: number,
+                    reason,
+                });
+                break;
+            }
+        }
+    }
+    Ok(Recording {
+        header,
+        polls,
+        damage,
+    })
+}
