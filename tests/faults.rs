@@ -369,7 +369,7 @@ async fn a_table_lock_nobody_queues_for_costs_one_lock_timeout_then_the_monitor_
     let error = first.lease_error.unwrap_or_default();
     assert!(
         error.contains(&format!(
-            "pid {migration_pid} (migration, idle in transaction) holds AccessExclusiveLock"
+            "pid {migration_pid} holds AccessExclusiveLock (migration, idle in transaction)"
         )),
         "{error:?}"
     );

@@ -149,3 +149,22 @@ fn a_minute_of_polls_fills_the_sparklines_and_a_recovered_profile_reads_ok_again
     assert!(blip.contains("✓ ok"), "blip-1 recovered: {blip}");
     insta::assert_snapshot!("incident_over_time_120x40", terminal.backend());
 }
+
+#[test]
+fn a_locked_lease_table_is_named_on_screen_with_its_holder_and_the_waits_stay() {
+    let mut snapshot = incident();
+    snapshot.leases.clear();
+    snapshot.lease_error = Some(
+        "public.entry_locks locked: pid 4242 holds AccessExclusiveLock (migration, idle in transaction); lease rows skipped, not queueing behind it".into(),
+    );
+    let mut app = app_showing(snapshot);
+    let text = format!("{}", render(&mut app, 120, 40, &theme()).backend());
+    assert!(
+        text.contains("pid 4242 holds AccessExclusiveLock (migration, idle in transaction)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("└─ pid 102"),
+        "the lock-wait tree stays:\n{text}"
+    );
+}

@@ -300,7 +300,7 @@ fn table_locked_text(table: &str, lockers: &[(Option<i32>, bool)], sessions: &[S
                 .filter(|t| !t.is_empty())
                 .map(|t| format!(" ({t})"))
                 .unwrap_or_default();
-            format!("pid {pid}{about} {verb} AccessExclusiveLock")
+            format!("pid {pid} {verb} AccessExclusiveLock{about}")
         })
         .collect();
     if who.is_empty() {
@@ -309,7 +309,7 @@ fn table_locked_text(table: &str, lockers: &[(Option<i32>, bool)], sessions: &[S
         )
     } else {
         format!(
-            "lease rows unavailable: {table} is locked: {}; the monitor does not queue behind it",
+            "{table} locked: {}; lease rows skipped, not queueing behind it",
             who.join("; ")
         )
     }
