@@ -7,9 +7,13 @@
 //! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
 //!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
 
-use std::io::{Read, Write};
+#[allow(dead_code)] // the benchmark uses the pty helper's spawn, keys and exit only
+#[path = "../tests/common/pty.rs"]
+mod pty;
+
+use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -187,7 +191,6 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn real_binary() {
-    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
     let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
     let url = cluster.url("postgres");
     let psql = locktop::cluster::find_bindir()
@@ -227,48 +230,22 @@ fn real_binary() {
                 sessions.push(spawn("SELECT pg_advisory_lock(7)"));
             }
         }
-        let pty = native_pty_system()
-            .openpty(PtySize {
-                rows,
-                cols,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .expect("pty");
-        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_locktop"));
-        cmd.args(["--dsn", &url, "--interval", "1s"]);
-        cmd.env("TERM", "xterm-256color");
-        cmd.env("LANG", "C.UTF-8");
-        let mut child = pty.slave.spawn_command(cmd).expect("spawn");
-        drop(pty.slave);
-        let mut reader = pty.master.try_clone_reader().expect("reader");
-        let bytes = Arc::new(Mutex::new(0_usize));
-        let sink = Arc::clone(&bytes);
-        std::thread::spawn(move || {
-            let mut buf = [0_u8; 8192];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                *sink.lock().expect("lock") += n;
-            }
-        });
+        let mut tui = pty::Tui::spawn(&["--dsn", &url, "--interval", "1s"], &[], (rows, cols));
+        let bytes = || tui.output.lock().expect("lock").len();
         std::thread::sleep(Duration::from_secs(3));
-        let pid = child.process_id().expect("pid");
-        let (b0, c0) = (*bytes.lock().expect("lock"), cpu_ticks(pid));
+        let pid = tui.child.process_id().expect("pid");
+        let (b0, c0) = (bytes(), cpu_ticks(pid));
         let window = Duration::from_secs(20);
         std::thread::sleep(window);
-        let (b1, c1) = (*bytes.lock().expect("lock"), cpu_ticks(pid));
+        let (b1, c1) = (bytes(), cpu_ticks(pid));
         let ticks_per_s = 100.0; // USER_HZ on Linux
         let cpu = (c1 - c0) as f64 / ticks_per_s / window.as_secs_f64() * 100.0;
         println!(
             "real binary {cols}x{rows}, {what}, 1 s polling: {:.0} B/s to the terminal, CPU {cpu:.2} % of one core",
             (b1 - b0) as f64 / window.as_secs_f64()
         );
-        let mut writer = pty.master.take_writer().expect("writer");
-        writer.write_all(b"q").expect("quit");
-        drop(writer);
-        let _ = child.wait();
+        tui.keys("q");
+        let _ = tui.wait_exit();
         for mut session in sessions {
             let _ = session.kill();
             let _ = session.wait();

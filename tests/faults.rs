@@ -13,15 +13,16 @@ use common::{connect, connect_as, database, exec, pid, tcp_upstream, url_via};
 use locktop::config::LeaseMapping;
 use locktop::source::{Monitor, SessionLimits, SourceError, Target};
 
-async fn hold(url: &str, profile: &str) -> sqlx::PgConnection {
-    let mut holder = connect_as(url, "w1").await;
-    let ok: bool = sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row($1, 'BTC', 'w1')")
-        .bind(profile)
-        .fetch_one(&mut holder)
-        .await
-        .expect("acquire");
-    assert!(ok);
-    holder
+/// A migration's session holding ACCESS EXCLUSIVE on the lease table in an open transaction, and its pid.
+async fn lock_table(url: &str) -> (sqlx::PgConnection, i32) {
+    let mut migration = connect_as(url, "migration").await;
+    let migration_pid = pid(&mut migration).await;
+    exec(
+        &mut migration,
+        "BEGIN; LOCK TABLE entry_locks IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
+    (migration, migration_pid)
 }
 
 /// Waits for the screen to show `what`, and returns how long it took.
@@ -34,7 +35,7 @@ fn time_until(tui: &Tui, what: &str) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminated_backend_shows_reconnecting_keeps_the_data_and_is_back_within_the_backoff() {
     let url = database("terminated").await;
-    let _holder = hold(&url, "KEPT").await;
+    let _holder = common::acquire(&url, "KEPT", "w1").await;
     let db = url.clone();
     let mut tui = tokio::task::spawn_blocking(move || {
         let tui = Tui::start(&["--dsn", &db, "--interval", "500ms"]);
@@ -85,7 +86,7 @@ async fn a_terminated_backend_shows_reconnecting_keeps_the_data_and_is_back_with
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_network_marks_the_data_stale_keys_still_answer_and_locktop_reconnects() {
     let url = database("stalled").await;
-    let _holder = hold(&url, "STALLED").await;
+    let _holder = common::acquire(&url, "STALLED", "w1").await;
     let proxy = Proxy::start(tcp_upstream(&url)).await;
     let via = url_via(&url, proxy.addr);
 
@@ -178,16 +179,7 @@ async fn a_stalled_network_marks_the_data_stale_keys_still_answer_and_locktop_re
 async fn a_pg_locks_answer_that_never_comes_is_cut_by_the_client_timeout() {
     let url = database("slow_locks").await;
     // A lock wait, so that the first poll reads pg_locks.
-    let mut holder = connect_as(&url, "holder").await;
-    exec(&mut holder, "SELECT pg_advisory_lock(99)").await;
-    let mut waiter = connect_as(&url, "waiter").await;
-    let waiting = tokio::spawn(async move {
-        let _ = sqlx::raw_sql("SELECT pg_advisory_lock(99)")
-            .execute(&mut waiter)
-            .await;
-        waiter
-    });
-    common::wait_for_lock_waiters(&url, 1).await;
+    let wait = common::AdvisoryWait::start(&url, 99, "holder", "SELECT pg_advisory_lock(99)").await;
 
     let proxy = Proxy::start(tcp_upstream(&url)).await;
     let limits = SessionLimits::for_interval(Duration::from_millis(500));
@@ -218,21 +210,14 @@ async fn a_pg_locks_answer_that_never_comes_is_cut_by_the_client_timeout() {
         limits.client_timeout
     );
     proxy.resume();
-    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
-    drop(waiting.await);
+    wait.release().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_exclusive_on_the_lease_table_names_its_holder_and_the_monitor_never_queues() {
     let url = database("access_exclusive").await;
-    let _holder = hold(&url, "LOCKED").await;
-    let mut migration = connect_as(&url, "migration").await;
-    let migration_pid = pid(&mut migration).await;
-    exec(
-        &mut migration,
-        "BEGIN; LOCK TABLE entry_locks IN ACCESS EXCLUSIVE MODE",
-    )
-    .await;
+    let _holder = common::acquire(&url, "LOCKED", "w1").await;
+    let (mut migration, migration_pid) = lock_table(&url).await;
     // A worker queues behind the migration, as the trading loop would.
     let worker_url = url.clone();
     let worker = tokio::spawn(async move {
@@ -343,14 +328,8 @@ async fn the_monitor_asks_the_server_for_tcp_keepalives_over_tcp() {
 async fn a_table_lock_nobody_queues_for_costs_one_lock_timeout_then_the_monitor_stays_out_of_the_queue()
  {
     let url = database("access_exclusive_alone").await;
-    let _holder = hold(&url, "ALONE").await;
-    let mut migration = connect_as(&url, "migration").await;
-    let migration_pid = pid(&mut migration).await;
-    exec(
-        &mut migration,
-        "BEGIN; LOCK TABLE entry_locks IN ACCESS EXCLUSIVE MODE",
-    )
-    .await;
+    let _holder = common::acquire(&url, "ALONE", "w1").await;
+    let (mut migration, migration_pid) = lock_table(&url).await;
     let limits = SessionLimits::for_interval(Duration::from_millis(500));
     let mut m = Monitor::connect(
         &Target::new(Some(&url)).expect("url"),
@@ -415,7 +394,7 @@ async fn a_table_lock_nobody_queues_for_costs_one_lock_timeout_then_the_monitor_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_pg_monitor_sees_a_note_on_screen_not_a_calm_empty_board() {
     let url = database("limited_screen").await;
-    let _holder = hold(&url, "SEEN").await;
+    let _holder = common::acquire(&url, "SEEN", "w1").await;
     let mut admin = connect(&url).await;
     exec(
         &mut admin,
@@ -424,14 +403,8 @@ async fn a_role_without_pg_monitor_sees_a_note_on_screen_not_a_calm_empty_board(
     )
     .await;
     // Someone else's advisory wait: the limited role still finds it through pg_locks.
-    let mut holder = connect_as(&url, "scheduler-a").await;
-    exec(&mut holder, "SELECT pg_advisory_lock(31)").await;
-    let mut waiter = connect_as(&url, "scheduler-b").await;
-    let waiting = tokio::spawn(async move {
-        exec(&mut waiter, "SELECT pg_advisory_lock(31)").await;
-        waiter
-    });
-    common::wait_for_lock_waiters(&url, 1).await;
+    let wait =
+        common::AdvisoryWait::start(&url, 31, "scheduler-a", "SELECT pg_advisory_lock(31)").await;
 
     let limited = url.replacen("postgres://postgres@", "postgres://limited_screen@", 1);
     assert_ne!(limited, url, "the harness URL names its user");
@@ -450,6 +423,5 @@ async fn a_role_without_pg_monitor_sees_a_note_on_screen_not_a_calm_empty_board(
     .await
     .expect("pty");
     assert!(screen.contains("SEEN"), "{screen}");
-    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
-    drop(waiting.await);
+    wait.release().await;
 }

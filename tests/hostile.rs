@@ -65,8 +65,23 @@ async fn database(name: &str, encoding: &str) -> String {
     url
 }
 
-fn limits() -> SessionLimits {
-    SessionLimits::for_interval(Duration::from_secs(2))
+/// One poll of the database at `url` with the lease mapping and detail given.
+/// (A generous interval, so statement timeout, where a test is about surviving sizes, not about speed: the
+/// poll benchmark measures that, and CI machines are sometimes slow.)
+async fn poll(
+    url: &str,
+    lease: &locktop::config::LeaseMapping,
+    detail: &LeaseDetail,
+) -> locktop::model::Snapshot {
+    let mut m = Monitor::connect(
+        &Target::new(Some(url)).expect("url"),
+        lease,
+        SessionLimits::for_interval(Duration::from_secs(10)),
+    )
+    .await
+    .expect("monitor");
+    m.set_detail(detail.clone());
+    m.poll().await.unwrap_or_else(|e| panic!("{detail:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,21 +101,12 @@ async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_termina
     .await
     .expect("insert");
     // A waiter whose query text is 1 MB long and full of escapes, blocked by a holder.
-    let mut holder = common::connect_as(&url, "holder").await;
-    common::exec(&mut holder, "SELECT pg_advisory_lock(3)").await;
-    let mut waiter = common::connect_as(&url, "waiter").await;
     let long_query = format!(
         "SELECT pg_advisory_lock(3) /* {} {} */",
         ESCAPES.concat(),
         "x".repeat(1024 * 1024 - 100)
     );
-    let waiting = tokio::spawn(async move {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(long_query))
-            .execute(&mut waiter)
-            .await;
-        waiter
-    });
-    common::wait_for_lock_waiters(&url, 1).await;
+    let wait = common::AdvisoryWait::start(&url, 3, "holder", &long_query).await;
 
     let tui_url = url.clone();
     let (screen, raw) = tokio::task::spawn_blocking(move || {
@@ -134,8 +140,7 @@ async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_termina
         !table.contains('\x1b'),
         "no escape in the table output: {table:?}"
     );
-    common::exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
-    drop(waiting.await);
+    wait.release().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,16 +154,13 @@ async fn bytes_that_are_not_utf8_are_shown_replaced_not_a_failed_poll() {
          VALUES (E'prof\\xff', E'sym\\xc3', E'own\\xfe\\xfeer', now() + interval '1 hour')",
     )
     .await;
-    let mut holder = common::connect_as(&url, "holder").await;
-    common::exec(&mut holder, "SELECT pg_advisory_lock(4)").await;
-    let mut waiter = common::connect_as(&url, "waiter").await;
-    let waiting = tokio::spawn(async move {
-        let _ = sqlx::raw_sql("SELECT pg_advisory_lock(4) /* caf\u{e9} */")
-            .execute(&mut waiter)
-            .await;
-        waiter
-    });
-    common::wait_for_lock_waiters(&url, 1).await;
+    let wait = common::AdvisoryWait::start(
+        &url,
+        4,
+        "holder",
+        "SELECT pg_advisory_lock(4) /* caf\u{e9} */",
+    )
+    .await;
 
     for detail in [
         LeaseDetail::Full,
@@ -167,15 +169,7 @@ async fn bytes_that_are_not_utf8_are_shown_replaced_not_a_failed_poll() {
             focus: Vec::new(),
         },
     ] {
-        let mut m = Monitor::connect(
-            &Target::new(Some(&url)).expect("url"),
-            &Config::default().lease,
-            limits(),
-        )
-        .await
-        .expect("monitor");
-        m.set_detail(detail.clone());
-        let snapshot = m.poll().await.unwrap_or_else(|e| panic!("{detail:?}: {e}"));
+        let snapshot = poll(&url, &Config::default().lease, &detail).await;
         // Every row in full detail; a calm profile as its per-profile summary.
         let (group, key, owner) = match (snapshot.leases.first(), snapshot.summaries.first()) {
             (Some(row), _) => (row.group.clone(), row.key.clone(), row.owner.clone()),
@@ -198,8 +192,7 @@ async fn bytes_that_are_not_utf8_are_shown_replaced_not_a_failed_poll() {
             "UTF-8 in a SQL_ASCII database reads as it was written"
         );
     }
-    common::exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
-    drop(waiting.await);
+    wait.release().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,15 +223,7 @@ async fn null_in_every_mapped_column_is_shown_not_a_crash() {
             focus: Vec::new(),
         },
     ] {
-        let mut m = Monitor::connect(
-            &Target::new(Some(&url)).expect("url"),
-            &config.lease,
-            limits(),
-        )
-        .await
-        .expect("monitor");
-        m.set_detail(detail.clone());
-        let snapshot = m.poll().await.unwrap_or_else(|e| panic!("{detail:?}: {e}"));
+        let snapshot = poll(&url, &config.lease, &detail).await;
         let mut app = App::new(
             "t".into(),
             Rules::default(),
@@ -279,20 +264,15 @@ async fn a_hundred_thousand_lease_rows_poll_and_draw() {
          FROM generate_series(1, 100000) g",
     )
     .await;
-    // A generous statement timeout: this test is about surviving the size, not about speed (the poll
-    // benchmark measures that), and CI machines are sometimes slow.
-    let mut m = Monitor::connect(
-        &Target::new(Some(&url)).expect("url"),
+    let snapshot = poll(
+        &url,
         &Config::default().lease,
-        SessionLimits::for_interval(Duration::from_secs(10)),
+        &LeaseDetail::Summary {
+            ttl: Duration::from_secs(30),
+            focus: Vec::new(),
+        },
     )
-    .await
-    .expect("monitor");
-    m.set_detail(LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: Vec::new(),
-    });
-    let snapshot = m.poll().await.expect("poll");
+    .await;
     assert_eq!(snapshot.lease_error, None);
     let mut app = App::new(
         "t".into(),

@@ -11,16 +11,9 @@ use common::{connect_as, database};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_contention_answers_keys_and_restores_the_terminal() {
     let url = database("tui").await;
-    let mut holder = connect_as(&url, "w1").await;
+    let _hot = common::acquire(&url, "HOT", "w1").await;
+    let _calm = common::acquire(&url, "CALM", "w1").await;
     let mut rival = connect_as(&url, "w2").await;
-    for profile in ["HOT", "CALM"] {
-        let ok: bool = sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row($1, 'BTC', 'w1')")
-            .bind(profile)
-            .fetch_one(&mut holder)
-            .await
-            .expect("acquire");
-        assert!(ok);
-    }
     let failed: bool =
         sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row('HOT', 'BTC', 'w2')")
             .fetch_one(&mut rival)

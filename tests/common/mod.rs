@@ -211,3 +211,46 @@ pub async fn pid(conn: &mut PgConnection) -> i32 {
         .await
         .expect("pid")
 }
+
+/// Takes a lease row as `owner` (the session's application name too); returns the session.
+pub async fn acquire(url: &str, profile: &str, owner: &str) -> PgConnection {
+    let mut conn = connect_as(url, owner).await;
+    let ok: bool = sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row($1, 'BTC', $2)")
+        .bind(profile)
+        .bind(owner)
+        .fetch_one(&mut conn)
+        .await
+        .expect("acquire");
+    assert!(ok, "{owner} takes {profile}");
+    conn
+}
+
+/// A session holding advisory lock `key` and another waiting for it with `waiter_sql` (which must ask for the
+/// same key); returns once the wait is visible.
+pub struct AdvisoryWait {
+    holder: PgConnection,
+    waiter: tokio::task::JoinHandle<PgConnection>,
+}
+
+impl AdvisoryWait {
+    pub async fn start(url: &str, key: i64, holder_app: &str, waiter_sql: &str) -> Self {
+        let mut holder = connect_as(url, holder_app).await;
+        exec(&mut holder, &format!("SELECT pg_advisory_lock({key})")).await;
+        let mut conn = connect_as(url, "waiter").await;
+        let sql = waiter_sql.to_owned();
+        let waiter = tokio::spawn(async move {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await;
+            conn
+        });
+        wait_for_lock_waiters(url, 1).await;
+        Self { holder, waiter }
+    }
+
+    /// Lets the waiter through and waits for it.
+    pub async fn release(mut self) {
+        exec(&mut self.holder, "SELECT pg_advisory_unlock_all()").await;
+        drop(self.waiter.await);
+    }
+}
