@@ -301,3 +301,56 @@ async fn a_hundred_thousand_lease_rows_poll_and_draw() {
     let text = format!("{}", terminal.backend());
     assert!(text.contains("profiles (100000)"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that_matter_on_screen()
+{
+    let url = database("slow_aggregates", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    // 300,000 calm profiles (their aggregates take a few hundred ms) and three contended ones.
+    common::exec(
+        &mut conn,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         SELECT 'p' || g, 'BTC', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 300000) g; \
+         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at, contention_count, contended_since, \
+           last_contended_at) \
+         SELECT 'hot-' || g, 'BTC', 'w', now() + interval '1 hour', 5, now() - interval '5 s', now() \
+         FROM generate_series(1, 3) g; ANALYZE entry_locks",
+    )
+    .await;
+    let limits = SessionLimits {
+        statement_timeout: Duration::from_millis(60),
+        lock_timeout: Duration::from_millis(50),
+        client_timeout: Duration::from_secs(5),
+    };
+    let mut m = Monitor::connect(
+        &Target::new(Some(&url)).expect("url"),
+        &Config::default().lease,
+        limits,
+    )
+    .await
+    .expect("monitor");
+    m.set_detail(LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    for poll in 1..=3 {
+        let snapshot = m.poll().await.expect("the poll itself succeeds");
+        let hot: Vec<_> = snapshot
+            .leases
+            .iter()
+            .filter_map(|r| r.group.as_deref())
+            .filter(|g| g.starts_with("hot-"))
+            .collect();
+        assert_eq!(
+            hot.len(),
+            3,
+            "poll {poll}: the contended profiles are read: {hot:?}"
+        );
+        let note = snapshot.lease_error.unwrap_or_default();
+        assert!(
+            note.contains("aggregates take longer than the statement timeout (60 ms)"),
+            "poll {poll}: says why calm profiles are missing: {note:?}"
+        );
+    }
+}

@@ -42,6 +42,8 @@ pub struct Monitor {
     /// The last per-profile aggregates (summary mode) and when they were read.
     summaries: Arc<Vec<crate::model::snapshot::ProfileSummary>>,
     summaries_at: Option<Instant>,
+    /// Aggregate refreshes in a row that hit the statement timeout: each one doubles the wait before the next.
+    slow_aggregates: u32,
     /// The lease table was found locked ACCESS EXCLUSIVE: until that lock is gone, polls ask `pg_locks` instead
     /// of queueing a read behind it.
     table_locked: bool,
@@ -100,6 +102,7 @@ impl Monitor {
             summaries: Arc::default(),
             summaries_at: None,
             table_locked: false,
+            slow_aggregates: 0,
         })
     }
 
@@ -160,7 +163,7 @@ impl Monitor {
                 self.read_leases(read_pg_locks).await
             };
             let (leases, lease_error) = match fetched {
-                Ok(found) => (Some(found), None),
+                Ok((found, note)) => (Some(found), note),
                 Err(SourceError::LockTimeout) => {
                     if !self.table_locked {
                         lockers = self.lease.exclusive_lockers(&mut self.conn).await?;
@@ -202,31 +205,61 @@ impl Monitor {
         })
     }
 
-    /// The lease rows as the detail mode asks: every row, or the summary with the rows that matter.
-    async fn read_leases(&mut self, read_pg_locks: bool) -> Result<LeaseRead, SourceError> {
+    /// The lease rows as the detail mode asks: every row, or the summary with the rows that matter; and a note
+    /// for the screen when the per-profile aggregates are too slow for the statement timeout.
+    async fn read_leases(
+        &mut self,
+        read_pg_locks: bool,
+    ) -> Result<(LeaseRead, Option<String>), SourceError> {
         match &self.detail {
             LeaseDetail::Full => self
                 .lease
                 .fetch(&mut self.conn)
                 .await
-                .map(|(now, rows)| (now, rows, Arc::default())),
+                .map(|(now, rows)| ((now, rows, Arc::default()), None)),
             LeaseDetail::Summary { ttl, focus } => {
                 // At least every third of a TTL, so a summarised expiry is never far behind; postponed
                 // once when this poll already read pg_locks, never twice (waits that churn every poll
-                // would otherwise starve the aggregates).
-                let every = SUMMARY_REFRESH.min(*ttl / 3);
+                // would otherwise starve the aggregates). Slower after refreshes that timed out.
+                let every = (SUMMARY_REFRESH.min(*ttl / 3) * (1 << self.slow_aggregates.min(4)))
+                    .min(Duration::from_mins(1));
                 let age = self.summaries_at.map(|at| at.elapsed());
                 let refresh =
                     age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks));
-                let (now, rows, fresh) = self
+                let read = self
                     .lease
                     .fetch_summary(&mut self.conn, *ttl, focus, refresh)
-                    .await?;
-                if refresh {
+                    .await;
+                let (now, rows, fresh) = match read {
+                    Err(SourceError::StatementTimeout) if refresh => {
+                        // Too slow for this interval: keep the last aggregates, try again later, and read
+                        // the rows that matter now (an index lookup of the few hot profiles).
+                        self.slow_aggregates += 1;
+                        self.summaries_at = Some(Instant::now());
+                        let (now, rows, _) = self
+                            .lease
+                            .fetch_summary(&mut self.conn, *ttl, focus, false)
+                            .await?;
+                        (now, rows, None)
+                    }
+                    other => {
+                        let (now, rows, fresh) = other?;
+                        (now, rows, refresh.then_some(fresh))
+                    }
+                };
+                if let Some(fresh) = fresh {
                     self.summaries = Arc::new(fresh);
                     self.summaries_at = Some(Instant::now());
+                    self.slow_aggregates = 0;
                 }
-                Ok((now, rows, Arc::clone(&self.summaries)))
+                let note = (self.slow_aggregates > 0).then(|| {
+                    format!(
+                        "per-profile aggregates take longer than the statement timeout ({} ms): calm \
+                         profiles are refreshed less often; a longer --interval gives them more time",
+                        self.limits.statement_timeout.as_millis()
+                    )
+                });
+                Ok(((now, rows, Arc::clone(&self.summaries)), note))
             }
         }
     }
