@@ -123,7 +123,6 @@ fn a_theme_name_is_looked_up_in_the_user_config_directory_first() {
         (40, 120),
     );
     assert_eq!(tui.wait_exit(), 1);
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let text = tui.raw_output();
     assert!(
         text.contains("themes/mine.toml") && text.contains("blurple"),

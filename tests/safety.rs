@@ -90,8 +90,6 @@ fn server_log() -> String {
 fn refused(args: &[&str], size: (u16, u16), needles: &[&str], secrets: &[&str]) {
     let mut tui = Tui::spawn(args, &[], size);
     let code = tui.wait_exit();
-    // The reader thread may still be copying the last bytes.
-    std::thread::sleep(Duration::from_millis(100));
     let raw = tui.raw_output();
     assert_eq!(code, 1, "{args:?}: {raw:?}");
     assert!(

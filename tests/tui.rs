@@ -64,7 +64,6 @@ async fn a_bad_dsn_exits_non_zero_with_one_line_before_touching_the_terminal() {
     let result = tokio::task::spawn_blocking(|| {
         let mut tui = Tui::start(&["--dsn", "postgres://nobody:s3cret@127.0.0.1:1/nowhere"]);
         let code = tui.wait_exit();
-        std::thread::sleep(Duration::from_millis(100));
         (code, tui.raw_output())
     })
     .await
@@ -133,7 +132,6 @@ async fn a_panic_restores_the_terminal_before_its_message_is_printed() {
             (40, 120),
         );
         let code = tui.wait_exit();
-        std::thread::sleep(Duration::from_millis(100));
         let raw = tui.raw_output();
         assert_ne!(code, 0, "a panic is a failure: {raw:?}");
         assert!(tui.cooked(), "raw mode is left after a panic");

@@ -12,6 +12,8 @@ pub struct Tui {
     writer: Box<dyn Write + Send>,
     pub output: Arc<Mutex<Vec<u8>>>,
     master: Box<dyn portable_pty::MasterPty + Send>,
+    /// Set when the reader has seen the end of the output (the program and its terminal are gone).
+    drained: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Tui {
@@ -43,6 +45,8 @@ impl Tui {
         let mut reader = pty.master.try_clone_reader().expect("reader");
         let output = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&output);
+        let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&drained);
         std::thread::spawn(move || {
             let mut buf = [0_u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
@@ -51,6 +55,7 @@ impl Tui {
                 }
                 sink.lock().expect("lock").extend_from_slice(&buf[..n]);
             }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         let writer = pty.master.take_writer().expect("writer");
         Self {
@@ -58,6 +63,7 @@ impl Tui {
             writer,
             output,
             master: pty.master,
+            drained,
         }
     }
 
@@ -88,15 +94,22 @@ impl Tui {
         self.writer.flush().expect("flush");
     }
 
+    /// Waits for the program to exit and for its last output to be read; returns the exit status.
     pub fn wait_exit(&mut self) -> u32 {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let code = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.exit_code();
+                break status.exit_code();
             }
             assert!(Instant::now() < deadline, "locktop did not exit");
             std::thread::sleep(Duration::from_millis(20));
+        };
+        // The last bytes (leaving the alternate screen) may still be in the pty when the process is reaped.
+        let drained = Instant::now() + Duration::from_secs(2);
+        while !self.drained.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        code
     }
 
     pub fn resize(&self, rows: u16, cols: u16) {
