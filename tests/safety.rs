@@ -236,6 +236,14 @@ fn a_bad_mapping_config_theme_or_terminal_is_refused_with_one_line_naming_the_fi
             (10, 40),
             vec!["terminal too small: 40x10", "enlarge"],
         ),
+        (
+            vec!["--dsn", url, "--record", "/dev/full"],
+            (40, 120),
+            vec![
+                "cannot write the recording /dev/full",
+                "No space left on device",
+            ],
+        ),
     ];
     std::thread::scope(|scope| {
         for (args, size, needles) in &cases {

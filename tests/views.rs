@@ -168,3 +168,23 @@ fn a_locked_lease_table_is_named_on_screen_with_its_holder_and_the_waits_stay() 
         "the lock-wait tree stays:\n{text}"
     );
 }
+
+#[test]
+fn in_a_replay_the_header_shows_the_player_and_help_and_footer_list_its_keys() {
+    let mut app = app_showing(incident());
+    app.replay = Some("REPLAY 10× · 2025-11-23 12:13:20 UTC · poll 13/24".into());
+    app.apply(Action::ToggleHelp);
+    let text = format!("{}", render(&mut app, 120, 40, &theme()).backend());
+    assert!(
+        text.contains("REPLAY 10× · 2025-11-23 12:13:20 UTC · poll 13/24"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+/- speed 1×/10×/60×  . step  e next escalation"),
+        "{text}"
+    );
+    insta::assert_snapshot!(
+        "replay_help_120x40",
+        render(&mut app, 120, 40, &theme()).backend()
+    );
+}

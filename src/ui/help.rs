@@ -28,10 +28,17 @@ const HELP: &[&str] = &[
     "locktop only reads: no key writes to the database.",
 ];
 
-/// Draws the overlay centred on `area`.
-pub fn draw(frame: &mut Frame, theme: &Theme, glyphs: Glyphs, area: Rect) {
-    let w = (HELP.iter().map(|l| l.chars().count()).max().unwrap_or(40) as u16 + 4).min(area.width);
-    let h = (HELP.len() as u16 + 2).min(area.height);
+/// The player's keys, shown too during `locktop replay`.
+const REPLAY: &str = "replay       p/Space pause  +/- speed 1×/10×/60×  . step  e next escalation";
+
+/// Draws the overlay centred on `area`; `replay` adds the player's keys.
+pub fn draw(frame: &mut Frame, theme: &Theme, glyphs: Glyphs, area: Rect, replay: bool) {
+    let mut help: Vec<&str> = HELP.to_vec();
+    if replay {
+        help.insert(6, REPLAY);
+    }
+    let w = (help.iter().map(|l| l.chars().count()).max().unwrap_or(40) as u16 + 4).min(area.width);
+    let h = (help.len() as u16 + 2).min(area.height);
     let rect = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
@@ -43,7 +50,7 @@ pub fn draw(frame: &mut Frame, theme: &Theme, glyphs: Glyphs, area: Rect) {
         .border_set(border_set(glyphs))
         .border_style(theme.title)
         .title(Line::styled(" help (? or Esc closes) ", theme.title));
-    let lines: Vec<Line> = HELP.iter().map(|l| Line::raw(*l)).collect();
+    let lines: Vec<Line> = help.iter().map(|l| Line::raw(*l)).collect();
     frame.render_widget(Clear, rect);
     frame.render_widget(Paragraph::new(lines).block(block), rect);
 }

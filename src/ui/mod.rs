@@ -104,7 +104,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
     }
     footer::draw(frame, app, theme, foot);
     if app.help {
-        help::draw(frame, theme, glyphs, area);
+        help::draw(frame, theme, glyphs, area, app.replay.is_some());
     }
 }
 
