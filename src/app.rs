@@ -185,13 +185,18 @@ impl App {
     /// Shows `snapshot` at a fixed server time `now` (for view tests and screenshots): records it in the
     /// history and evaluates it, as a poll would.
     pub fn show_at(&mut self, snapshot: Snapshot, now: DateTime<Utc>) {
+        self.take(snapshot);
+        self.set_clock(now);
+    }
+
+    /// Records `snapshot` in the history and makes it the shown one, without evaluating it: a replay that
+    /// catches up several polls evaluates once, at its clock, with [`Self::set_clock`].
+    pub fn take(&mut self, snapshot: Snapshot) {
         let snapshot = std::sync::Arc::new(snapshot);
         rules::record(&mut self.history, &snapshot, &self.rules);
         self.snapshot = Some(snapshot);
         self.received_at = Some(Instant::now());
         self.link = Link::Connected;
-        self.fixed_now = Some(now);
-        self.reevaluate();
     }
 
     /// Moves a fixed clock (a replay's) to `now` and re-applies the rules, without new data.

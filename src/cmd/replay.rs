@@ -20,7 +20,7 @@ use crate::model::rules;
 use crate::model::{History, Status, human_duration};
 use crate::recording::{self, Poll, Recording};
 use crate::theme::Theme;
-use crate::ui::{self, Glyphs};
+use crate::ui::{self, Glyphs, text};
 
 /// Runs `replay`; returns the exit status.
 pub async fn run(args: &ReplayArgs) -> Result<i32> {
@@ -123,10 +123,6 @@ fn tally(recording: &Recording) -> Tally {
     t
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// What a recording says happened: when each profile was contended and escalated, for how long, who held it,
 /// and the peak number of profiles contended at once.
 pub fn summary(recording: &Recording) -> String {
@@ -164,9 +160,8 @@ pub fn summary(recording: &Recording) -> String {
         Some(at) => {
             let _ = writeln!(
                 out,
-                "peak: {} profile{} contended at once, at {} UTC: {}",
-                t.peak.0,
-                plural(t.peak.0),
+                "peak: {} contended at once, at {} UTC: {}",
+                text::count(t.peak.0 as u64, "profile"),
                 clock(at),
                 t.peak.2.join(", ")
             );
@@ -188,7 +183,11 @@ pub fn summary(recording: &Recording) -> String {
     }
     let calm = t.profiles.len() - t.seen.len();
     if calm > 0 {
-        let _ = writeln!(out, "{calm} other profile{} never contended", plural(calm));
+        let _ = writeln!(
+            out,
+            "{} never contended",
+            text::count(calm as u64, "other profile")
+        );
     }
     out
 }
@@ -223,6 +222,7 @@ impl Player {
         app.set_clock(self.now);
     }
 
+    /// Takes the next poll into the history and the screen; the caller evaluates once with `set_clock`.
     fn show_next(&mut self, app: &mut App) {
         let Some(poll) = self.polls.get(self.next) else {
             return;
@@ -230,7 +230,7 @@ impl Player {
         match &poll.snapshot {
             Some(snapshot) => {
                 self.now = self.now.max(snapshot.server_now);
-                app.show_at(snapshot.clone(), self.now);
+                app.take(snapshot.clone());
             }
             None => app.history.record_missed(),
         }
