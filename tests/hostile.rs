@@ -349,7 +349,8 @@ async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that
         assert_eq!(
             hot.len(),
             3,
-            "poll {poll}: the contended profiles are read: {hot:?}"
+            "poll {poll}: the contended profiles are read: {hot:?} ({:?})",
+            snapshot.lease_error
         );
         let note = snapshot.lease_error.unwrap_or_default();
         assert!(

@@ -337,10 +337,12 @@ fn summary_sql(
             .find(|(k, _)| *k == key)
             .map_or_else(|| format!("NULL::{cast}"), |(_, e)| e.clone())
     };
+    // Plain `now()` (stable within the statement), not an InitPlan subquery: the planner then estimates the
+    // predicate and can use indexes on the columns when the table's owners have made them.
     let interesting = if has.last_contended_at {
-        "(lc >= (SELECT now() - make_interval(secs => $1::float8)) OR (o IS NOT NULL AND e <= (SELECT now())))"
+        "(lc >= now() - make_interval(secs => $1::float8) OR (o IS NOT NULL AND e <= now()))"
     } else {
-        "(o IS NOT NULL AND e <= (SELECT now()))"
+        "(o IS NOT NULL AND e <= now())"
     };
     let columns = format!(
         "SELECT {g} AS g, {k} AS k, {o} AS o, {e} AS e, {a} AS a, {cc} AS cc, {cs} AS cs, {lc} AS lc \
