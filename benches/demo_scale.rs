@@ -4,33 +4,13 @@
 //! shows, the time from a key to the screen showing its effect (a filter typed and cleared, 10 times), the
 //! process's CPU (locktop plus the 200 workers' client side, which the demo runs in the same process) and RSS.
 
+#[allow(dead_code)] // each benchmark reads only some of /proc
+mod common;
 #[allow(dead_code)] // the benchmark uses the pty helper's spawn, screen, keys and exit only
 #[path = "../tests/common/pty.rs"]
 mod pty;
 
 use std::time::{Duration, Instant};
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| {
-            r.split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    (fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)) as f64 / 100.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// The poll latency in the header, in ms.
 fn poll_ms(screen: &str) -> Option<f64> {
@@ -57,7 +37,7 @@ fn main() {
     let mut keys = Vec::new();
     let mut terminal = vt100::Parser::new(40, 120, 0);
     let mut consumed = 0;
-    let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
+    let (cpu0, t0) = (common::cpu_seconds(pid), Instant::now());
     for i in 0..10 {
         {
             let out = tui.output.lock().expect("lock");
@@ -92,7 +72,7 @@ fn main() {
         tui.keys("\x1b");
         std::thread::sleep(Duration::from_millis(900));
     }
-    let cpu = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+    let cpu = (common::cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     keys.sort_by(f64::total_cmp);
     polls.sort_by(f64::total_cmp);
     let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
@@ -108,7 +88,7 @@ fn main() {
     );
     println!(
         "  CPU {cpu:.1} % of one core (locktop and the workload's client side), RSS {} KiB",
-        rss_kib(pid)
+        common::status_kib(&pid.to_string(), "VmRSS:")
     );
     tui.keys("q");
     let code = tui.wait_exit();

@@ -6,6 +6,9 @@
 //! that refreshes the per-profile aggregates, as summary mode does every 5 s) and of the model's evaluation of it; then the process RSS before and after 3,600 simulated
 //! polls of 1,000 profiles through the history and the rules.
 
+#[allow(dead_code)] // each benchmark reads only some of /proc
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -162,17 +165,6 @@ async fn measure(url: &str, rows: i64, locks: i64, summary: bool) {
     monitor.close().await;
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// 3,600 polls (an hour at 1 s) of 1,000 profiles, with contention moving between profiles.
 fn model_memory() {
     let rules = Rules::default();
@@ -210,17 +202,17 @@ fn model_memory() {
     rules::record(&mut history, &first, &rules);
     std::hint::black_box(rules::evaluate(&first, &history, &rules, first.server_now));
     drop(first);
-    let before = rss_kib();
+    let before = common::status_kib("self", "VmRSS:");
     let mut mid = 0;
     for i in 1..=3_600 {
         let s = snapshot_at(i);
         rules::record(&mut history, &s, &rules);
         std::hint::black_box(rules::evaluate(&s, &history, &rules, s.server_now));
         if i == 600 {
-            mid = rss_kib();
+            mid = common::status_kib("self", "VmRSS:");
         }
     }
-    let after = rss_kib();
+    let after = common::status_kib("self", "VmRSS:");
     println!(
         "\nmodel memory, 1,000 profiles: RSS {before} KiB after 1 poll, {mid} KiB after 600, {after} KiB after 3,600 polls; \
          history keeps {} samples for {} profiles",

@@ -7,6 +7,8 @@
 //! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
 //!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
 
+#[allow(dead_code)] // each benchmark reads only some of /proc
+mod common;
 #[allow(dead_code)] // the benchmark uses the pty helper's spawn, keys and exit only
 #[path = "../tests/common/pty.rs"]
 mod pty;
@@ -174,22 +176,6 @@ fn bytes_per_second(
     )
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
 fn real_binary() {
     let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
     let url = cluster.url("postgres");
@@ -234,12 +220,11 @@ fn real_binary() {
         let bytes = || tui.output.lock().expect("lock").len();
         std::thread::sleep(Duration::from_secs(3));
         let pid = tui.child.process_id().expect("pid");
-        let (b0, c0) = (bytes(), cpu_ticks(pid));
+        let (b0, c0) = (bytes(), common::cpu_seconds(pid));
         let window = Duration::from_secs(20);
         std::thread::sleep(window);
-        let (b1, c1) = (bytes(), cpu_ticks(pid));
-        let ticks_per_s = 100.0; // USER_HZ on Linux
-        let cpu = (c1 - c0) as f64 / ticks_per_s / window.as_secs_f64() * 100.0;
+        let (b1, c1) = (bytes(), common::cpu_seconds(pid));
+        let cpu = (c1 - c0) / window.as_secs_f64() * 100.0;
         println!(
             "real binary {cols}x{rows}, {what}, 1 s polling: {:.0} B/s to the terminal, CPU {cpu:.2} % of one core",
             (b1 - b0) as f64 / window.as_secs_f64()

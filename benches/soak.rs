@@ -5,6 +5,8 @@
 //! prints the monitor's RSS and CPU time once a minute for `LOCKTOP_SOAK_MINUTES` (default 30), then the growth
 //! after the first five minutes (history rings fill up to 600 polls, i.e. ten minutes at 1 s).
 
+#[allow(dead_code)] // each benchmark reads only some of /proc
+mod common;
 #[allow(dead_code)] // the soak uses the pty helper's start, screen and keys only
 #[path = "../tests/common/pty.rs"]
 mod pty;
@@ -13,29 +15,6 @@ use std::time::{Duration, Instant};
 
 use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::demo::{self, Scenario, Workload};
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| {
-            r.split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state letter is dropped.
-    (fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)) as f64 / 100.0
-}
 
 fn main() {
     let minutes: u64 = std::env::var("LOCKTOP_SOAK_MINUTES")
@@ -71,9 +50,9 @@ fn main() {
     for minute in 0..=minutes {
         let due = started + Duration::from_secs(60 * minute);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let rss = status_kib(pid, "VmRSS:");
-        let hwm = status_kib(pid, "VmHWM:");
-        let cpu = cpu_seconds(pid);
+        let rss = common::status_kib(&pid.to_string(), "VmRSS:");
+        let hwm = common::status_kib(&pid.to_string(), "VmHWM:");
+        let cpu = common::cpu_seconds(pid);
         println!("  {minute:>3} min  RSS {rss:>7} KiB  peak {hwm:>7} KiB  CPU {cpu:>7.1} s");
         samples.push(rss);
         // Keep the pty's captured output small: only the latest frames matter.
