@@ -14,7 +14,7 @@ use locktop::config::LeaseMapping;
 use locktop::demo::{self, Scenario, Workload};
 use locktop::model::rules::{self, Alert, Rules};
 use locktop::model::{AdvisoryKey, History, Status};
-use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
+use locktop::source::{LeaseDetail, SessionLimits};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
@@ -34,13 +34,7 @@ async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
     let mut sessions = demo::start(&workload).await.expect("workload starts");
 
     let limits = SessionLimits::for_interval(Duration::from_millis(200));
-    let mut m = Monitor::connect(
-        &Target::new(Some(&url)).expect("url"),
-        &LeaseMapping::default(),
-        limits,
-    )
-    .await
-    .expect("monitor");
+    let mut m = common::monitor(&url, &LeaseMapping::default(), limits).await;
     m.set_detail(LeaseDetail::Summary {
         ttl,
         focus: Vec::new(),

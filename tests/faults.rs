@@ -11,7 +11,7 @@ use common::proxy::Proxy;
 use common::pty::Tui;
 use common::{connect, connect_as, database, exec, pid, tcp_upstream, url_via};
 use locktop::config::LeaseMapping;
-use locktop::source::{Monitor, SessionLimits, SourceError, Target};
+use locktop::source::{SessionLimits, SourceError};
 
 /// A migration's session holding ACCESS EXCLUSIVE on the lease table in an open transaction, and its pid.
 async fn lock_table(url: &str) -> (sqlx::PgConnection, i32) {
@@ -183,10 +183,7 @@ async fn a_pg_locks_answer_that_never_comes_is_cut_by_the_client_timeout() {
 
     let proxy = Proxy::start(tcp_upstream(&url)).await;
     let limits = SessionLimits::for_interval(Duration::from_millis(500));
-    let target = Target::new(Some(&url_via(&url, proxy.addr))).expect("url");
-    let mut m = Monitor::connect(&target, &LeaseMapping::default(), limits)
-        .await
-        .expect("monitor");
+    let mut m = common::monitor(&url_via(&url, proxy.addr), &LeaseMapping::default(), limits).await;
     proxy.stall_answers_after("pg_locks");
     let started = Instant::now();
     let result = m.poll().await;
@@ -229,10 +226,8 @@ async fn access_exclusive_on_the_lease_table_names_its_holder_and_the_monitor_ne
     common::wait_for_lock_waiters(&url, 1).await;
 
     let limits = SessionLimits::for_interval(Duration::from_millis(500));
-    let target = Target::new(Some(&url)).expect("url");
-    let mut m = Monitor::connect(&target, &LeaseMapping::default(), limits)
-        .await
-        .expect("connecting does not need the table's lock");
+    // Connecting does not need the table's lock.
+    let mut m = common::monitor(&url, &LeaseMapping::default(), limits).await;
     let monitor_pid = pid(m.connection()).await;
 
     // Watch the monitor's backend from outside while it polls: it must not sit in the lock queue.
@@ -303,14 +298,12 @@ async fn access_exclusive_on_the_lease_table_names_its_holder_and_the_monitor_ne
 async fn the_monitor_asks_the_server_for_tcp_keepalives_over_tcp() {
     let url = database("keepalive").await;
     let proxy = Proxy::start(tcp_upstream(&url)).await;
-    let target = Target::new(Some(&url_via(&url, proxy.addr))).expect("url");
-    let mut m = Monitor::connect(
-        &target,
+    let mut m = common::monitor(
+        &url_via(&url, proxy.addr),
         &LeaseMapping::default(),
         SessionLimits::for_interval(Duration::from_secs(1)),
     )
-    .await
-    .expect("monitor");
+    .await;
     for (setting, want) in [
         ("tcp_keepalives_idle", "30"),
         ("tcp_keepalives_interval", "10"),
@@ -331,13 +324,7 @@ async fn a_table_lock_nobody_queues_for_costs_one_lock_timeout_then_the_monitor_
     let _holder = common::acquire(&url, "ALONE", "w1").await;
     let (mut migration, migration_pid) = lock_table(&url).await;
     let limits = SessionLimits::for_interval(Duration::from_millis(500));
-    let mut m = Monitor::connect(
-        &Target::new(Some(&url)).expect("url"),
-        &LeaseMapping::default(),
-        limits,
-    )
-    .await
-    .expect("monitor");
+    let mut m = common::monitor(&url, &LeaseMapping::default(), limits).await;
     let monitor_pid = pid(m.connection()).await;
 
     // Nobody else queues, so only trying tells: the first read waits lock_timeout and gives up.

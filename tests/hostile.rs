@@ -14,7 +14,7 @@ use locktop::app::App;
 use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::Config;
 use locktop::model::{Rules, Status};
-use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
+use locktop::source::{LeaseDetail, SessionLimits};
 use locktop::theme::{ColorDepth, Theme};
 use locktop::ui::{self, Glyphs};
 
@@ -73,13 +73,12 @@ async fn poll(
     lease: &locktop::config::LeaseMapping,
     detail: &LeaseDetail,
 ) -> locktop::model::Snapshot {
-    let mut m = Monitor::connect(
-        &Target::new(Some(url)).expect("url"),
+    let mut m = common::monitor(
+        url,
         lease,
         SessionLimits::for_interval(Duration::from_secs(10)),
     )
-    .await
-    .expect("monitor");
+    .await;
     m.set_detail(detail.clone());
     m.poll().await.unwrap_or_else(|e| panic!("{detail:?}: {e}"))
 }
@@ -327,13 +326,7 @@ async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that
         lock_timeout: Duration::from_millis(50),
         client_timeout: Duration::from_secs(5),
     };
-    let mut m = Monitor::connect(
-        &Target::new(Some(&url)).expect("url"),
-        &Config::default().lease,
-        limits,
-    )
-    .await
-    .expect("monitor");
+    let mut m = common::monitor(&url, &Config::default().lease, limits).await;
     m.set_detail(LeaseDetail::Summary {
         ttl: Duration::from_secs(30),
         focus: Vec::new(),

@@ -254,3 +254,15 @@ impl AdvisoryWait {
         drop(self.waiter.await);
     }
 }
+
+/// A monitor on `url` with the lease mapping and limits given; a test that expects it to connect.
+pub async fn monitor(
+    url: &str,
+    mapping: &locktop::config::LeaseMapping,
+    limits: locktop::source::SessionLimits,
+) -> locktop::source::Monitor {
+    let target = locktop::source::Target::new(Some(url)).expect("url");
+    locktop::source::Monitor::connect(&target, mapping, limits)
+        .await
+        .expect("the monitor connects")
+}
