@@ -195,6 +195,7 @@ fn model_memory() {
             waits: Vec::<LockWait>::new(),
             visibility: Visibility::Full,
             lease_error: None,
+            pooled: false,
         }
     };
     // Warm up: the first snapshot's allocations are not growth.

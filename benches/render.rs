@@ -68,6 +68,7 @@ fn snapshot(profiles: usize, waits: usize) -> Snapshot {
             .collect(),
         visibility: Visibility::Full,
         lease_error: None,
+        pooled: false,
     }
 }
 

@@ -24,6 +24,17 @@ pub struct Common {
     /// PostgreSQL URL or key=value DSN; without it the PG* variables and ~/.pgpass are used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub dsn: Option<String>,
+    /// What sits in front of the server: `transaction` for a transaction-mode pooler (PgBouncer, Supabase's
+    /// port 6543): each poll is then one simple-protocol transaction. A pooler that refuses the startup
+    /// parameters of a plain session is detected without it.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "none",
+        env = "LOCKTOP_POOLER",
+        global = true
+    )]
+    pub pooler: crate::source::Pooler,
     /// Config file (TOML): lease table mapping and thresholds.
     #[arg(long, short = 'c', env = "LOCKTOP_CONFIG", global = true)]
     pub config: Option<PathBuf>,

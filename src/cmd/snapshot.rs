@@ -18,7 +18,7 @@ pub const EXIT_ESCALATED: i32 = 2;
 /// Polls once and prints; returns the exit status.
 pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
-    let target = Target::new(common.dsn.as_deref())?;
+    let target = Target::new(common.dsn.as_deref())?.with_pooler(common.pooler);
     let limits = SessionLimits::for_interval(common.interval);
     let mut monitor = Monitor::connect(&target, &config.lease, limits).await?;
     let polled = monitor.poll().await;
@@ -35,6 +35,9 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         .collect();
     notes.extend(config.lease.missing_signals());
     notes.extend(snapshot.lease_error.clone());
+    if snapshot.pooled {
+        notes.push(crate::model::snapshot::POOLED_NOTE.to_owned());
+    }
 
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -73,7 +73,7 @@ pub fn no_color(flag: bool) -> bool {
 pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let theme = check_terminal(args)?;
     let config = super::load_config(common.config.as_deref())?;
-    let target = Target::new(common.dsn.as_deref())?;
+    let target = Target::new(common.dsn.as_deref())?.with_pooler(common.pooler);
     let notes = config.lease.missing_signals();
     let recorder = open_recorder(args, &target, &config, common.interval)?;
     dashboard(&target, &config, common.interval, &theme, notes, recorder).await

@@ -29,6 +29,10 @@ pub struct Snapshot {
     /// Why the lease rows are missing from this snapshot (e.g. the table is locked by a migration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_error: Option<String>,
+    /// Read through a transaction-mode pooler: each poll may run on another backend, so a pid and the session
+    /// details beside it may come from different moments of different backends' lives.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pooled: bool,
 }
 
 impl Snapshot {
@@ -43,9 +47,14 @@ impl Snapshot {
             waits: Vec::new(),
             visibility: Visibility::Full,
             lease_error: None,
+            pooled: false,
         }
     }
 }
+
+/// What the screen and the snapshot's notes say about a read through a transaction-mode pooler.
+pub const POOLED_NOTE: &str =
+    "via pooler: pids and session details may come from different backends";
 
 fn summaries_empty(s: &std::sync::Arc<Vec<ProfileSummary>>) -> bool {
     s.is_empty()

@@ -22,6 +22,20 @@ pub const APPLICATION_NAME: &str = "locktop";
 pub struct Target {
     options: PgConnectOptions,
     description: String,
+    pooler: Pooler,
+}
+
+/// What sits between the monitor and the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    /// The server itself, or a session-mode pooler: one backend for the whole session.
+    #[default]
+    None,
+    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`, Supabase's port 6543): each
+    /// transaction may run on another backend, so every poll is one simple-protocol transaction, with no
+    /// prepared statements and no startup parameters.
+    Transaction,
 }
 
 /// Timeouts of the monitor's session, derived from the poll interval.
@@ -63,7 +77,20 @@ impl Target {
         Ok(Self {
             options,
             description,
+            pooler: Pooler::None,
         })
+    }
+
+    /// The same database behind a pooler of this kind.
+    #[must_use]
+    pub fn with_pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
+        self
+    }
+
+    /// The pooler between the monitor and the server.
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     /// `user@host:port/dbname`, for the header and for messages; never the password.
@@ -72,26 +99,20 @@ impl Target {
     }
 
     /// Opens the monitor's dedicated session with the read-only settings and the given limits.
+    ///
+    /// Behind a transaction-mode pooler the session settings would stay on whichever backend the pooler
+    /// picked, and the pooler refuses the `options` and `extra_float_digits` startup parameters: none are
+    /// sent, and each poll sets its limits with `SET LOCAL` in its own transaction instead.
     pub async fn connect(&self, limits: SessionLimits) -> Result<PgConnection, SourceError> {
-        let ms = |d: Duration| d.as_millis().to_string();
         let options = self
             .options
             .clone()
             .application_name(APPLICATION_NAME)
-            .options([
-                ("default_transaction_read_only", "on".to_owned()),
-                ("statement_timeout", ms(limits.statement_timeout)),
-                ("lock_timeout", ms(limits.lock_timeout)),
-                (
-                    "idle_in_transaction_session_timeout",
-                    ms(limits.client_timeout * 2),
-                ),
-                // Reap the session on the server if the bastion vanishes (ignored on Unix sockets).
-                ("tcp_keepalives_idle", "30".to_owned()),
-                ("tcp_keepalives_interval", "10".to_owned()),
-                ("tcp_keepalives_count", "3".to_owned()),
-            ])
             .disable_statement_logging();
+        let options = match self.pooler {
+            Pooler::Transaction => options.extra_float_digits(None),
+            Pooler::None => Self::session_settings(options, limits),
+        };
         let connecting = PgConnection::connect_with(&options);
         match tokio::time::timeout(
             limits.client_timeout.max(Duration::from_secs(5)),
@@ -106,6 +127,24 @@ impl Target {
                 reason: "no answer within the connect timeout".into(),
             }),
         }
+    }
+
+    /// The read-only session with its timeouts, as startup parameters of a direct connection.
+    fn session_settings(options: PgConnectOptions, limits: SessionLimits) -> PgConnectOptions {
+        let ms = |d: Duration| d.as_millis().to_string();
+        options.options([
+            ("default_transaction_read_only", "on".to_owned()),
+            ("statement_timeout", ms(limits.statement_timeout)),
+            ("lock_timeout", ms(limits.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                ms(limits.client_timeout * 2),
+            ),
+            // Reap the session on the server if the bastion vanishes (ignored on Unix sockets).
+            ("tcp_keepalives_idle", "30".to_owned()),
+            ("tcp_keepalives_interval", "10".to_owned()),
+            ("tcp_keepalives_count", "3".to_owned()),
+        ])
     }
 }
 

@@ -25,6 +25,10 @@ pub enum SourceError {
         "{target} accepts only TLS connections ({reason}); connect with sslmode=require, or sslmode=verify-full with sslrootcert=CA file"
     )]
     TlsRequired { target: String, reason: String },
+    #[error(
+        "{target} refused a startup parameter ({reason}): a pooler such as PgBouncer; run with --pooler transaction"
+    )]
+    PoolerRefused { target: String, reason: String },
     #[error("lease table {table} not found; create it or set [lease] table in the config file")]
     TableMissing { table: String },
     #[error(
@@ -100,6 +104,10 @@ impl SourceError {
         match e {
             sqlx::Error::Database(db) => {
                 let reason = one_line(db.message());
+                if reason.starts_with("unsupported startup parameter") {
+                    // PgBouncer's word for `options` and `extra_float_digits`; the server itself takes both.
+                    return Self::PoolerRefused { target, reason };
+                }
                 match db.code().unwrap_or_default().as_ref() {
                     // pg_hba.conf has an entry for this client only with encryption.
                     "28000" if reason.ends_with("no encryption") => {

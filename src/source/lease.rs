@@ -8,11 +8,12 @@
 //! message instead of one per lease row, which keeps a poll of 100,000 rows cheap to decode.
 
 use chrono::{DateTime, Utc};
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 use sqlx::{Row, postgres::PgRow};
 
+use super::connect::SessionLimits;
 use super::error::SourceError;
+use super::simple::{self, Param};
 use super::text::{Lossy, text};
 use crate::config::LeaseMapping;
 use crate::model::LeaseRow;
@@ -95,26 +96,31 @@ impl Kind {
 impl LeaseTable {
     /// Resolves the mapping against the catalog: the table must exist and be readable, every mapped column
     /// must exist with a usable type. The error names what is missing and how to fix it.
+    ///
+    /// `pooled` carries the limits of a transaction-mode pooler's connection (see [`simple`]).
     pub async fn resolve(
         conn: &mut PgConnection,
+        pooled: Option<SessionLimits>,
         mapping: &LeaseMapping,
     ) -> Result<Self, SourceError> {
-        let found: Option<(i64, String, bool)> = sqlx::query_as(
+        let found = simple::fetch(
+            conn,
+            pooled,
             "SELECT c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
                     has_table_privilege(c.oid, 'SELECT') \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[Param::Text(mapping.table.clone())],
         )
-        .bind(&mapping.table)
-        .fetch_optional(&mut *conn)
         .await
-        .map_err(|e| match SourceError::from_query(&e) {
+        .map_err(|e| match e {
             // to_regclass raises on malformed names such as "a.b.c.d".
             SourceError::Query(_) => SourceError::TableMissing {
                 table: mapping.table.clone(),
             },
             other => other,
         })?;
+        let found: Option<(i64, String, bool)> = simple::decode(&found)?.pop();
         let Some((oid, name, readable)) = found else {
             return Err(SourceError::TableMissing {
                 table: mapping.table.clone(),
@@ -129,14 +135,16 @@ impl LeaseTable {
             table: name.clone(),
         })?;
 
-        let columns: Vec<(String, String)> = sqlx::query_as(
-            "SELECT attname::text, format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
-             WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        )
-        .bind(i64::from(oid))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| SourceError::from_query(&e))?;
+        let columns: Vec<(String, String)> = simple::decode(
+            &simple::fetch(
+                conn,
+                pooled,
+                "SELECT attname::text, format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
+                 WHERE attrelid = $1::int8::oid AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                &[Param::Int(i64::from(oid))],
+            )
+            .await?,
+        )?;
 
         let mut select = Vec::new();
         let mut exprs: Vec<(&'static str, String)> = Vec::new();
@@ -206,18 +214,34 @@ impl LeaseTable {
         ttl: std::time::Duration,
         focus: &[String],
         aggregates: bool,
-    ) -> Result<(DateTime<Utc>, Vec<LeaseRow>, Vec<ProfileSummary>), SourceError> {
+    ) -> Result<SummaryRead, SourceError> {
+        let (sql, params) = self.summary_statement(ttl, focus, aggregates);
+        Self::summary_from(&simple::fetch(conn, None, sql, &params).await?)
+    }
+
+    /// The statement of [`Self::fetch_summary`] and its parameters.
+    pub fn summary_statement(
+        &self,
+        ttl: std::time::Duration,
+        focus: &[String],
+        aggregates: bool,
+    ) -> (&str, [Param; 2]) {
         let sql = if aggregates { &self.summary } else { &self.hot };
-        let rows: Vec<SummaryRow> = sqlx::query_as(AssertSqlSafe(sql.clone()))
-            .bind(ttl.as_secs_f64())
-            .bind(focus)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| SourceError::from_query(&e))?;
+        (
+            sql,
+            [
+                Param::Float(ttl.as_secs_f64()),
+                Param::Texts(focus.to_vec()),
+            ],
+        )
+    }
+
+    /// Decodes the result of the summary statement.
+    pub fn summary_from(rows: &[PgRow]) -> Result<SummaryRead, SourceError> {
         let mut server_now = None;
         let mut leases = Vec::new();
         let mut summaries = Vec::new();
-        for r in rows {
+        for r in simple::decode::<SummaryRow>(rows)? {
             match r.kind {
                 2 => server_now = r.server_now,
                 0 => summaries.push(ProfileSummary {
@@ -253,11 +277,20 @@ impl LeaseTable {
         &self,
         conn: &mut PgConnection,
     ) -> Result<(DateTime<Utc>, Vec<LeaseRow>), SourceError> {
-        let row = sqlx::query(AssertSqlSafe(self.select.clone()))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| SourceError::from_query(&e))?;
-        decode(&row, self.has).map_err(|e| SourceError::Query(format!("decoding lease rows: {e}")))
+        self.full_from(&simple::fetch(conn, None, &self.select, &[]).await?)
+    }
+
+    /// The statement of [`Self::fetch`] (it has no parameters).
+    pub fn full_statement(&self) -> &str {
+        &self.select
+    }
+
+    /// Decodes the result of the full statement.
+    pub fn full_from(&self, rows: &[PgRow]) -> Result<(DateTime<Utc>, Vec<LeaseRow>), SourceError> {
+        let row = rows
+            .first()
+            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
+        decode(row, self.has).map_err(|e| SourceError::Query(format!("decoding lease rows: {e}")))
     }
 
     /// Sessions that hold or request ACCESS EXCLUSIVE on the lease table, the only mode that blocks a plain
@@ -267,17 +300,20 @@ impl LeaseTable {
         &self,
         conn: &mut PgConnection,
     ) -> Result<Vec<(Option<i32>, bool)>, SourceError> {
-        sqlx::query_as(
+        let (sql, params) = self.lockers_statement();
+        simple::decode(&simple::fetch(conn, None, sql, &params).await?)
+    }
+
+    /// The statement of [`Self::exclusive_lockers`] and its parameters; decode with [`simple::decode`].
+    pub fn lockers_statement(&self) -> (&'static str, [Param; 1]) {
+        (
             "SELECT pid, granted FROM pg_locks \
              WHERE locktype = 'relation' AND relation = $1::int8::oid AND mode = 'AccessExclusiveLock' \
                AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND pid IS DISTINCT FROM pg_backend_pid() \
              ORDER BY granted DESC, pid",
+            [Param::Int(i64::from(self.oid))],
         )
-        .bind(i64::from(self.oid))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| SourceError::from_query(&e))
     }
 
     /// Looks up the (group, key) of rows by physical address, for row-lock waits. Best effort: a row may have
@@ -286,25 +322,37 @@ impl LeaseTable {
         &self,
         conn: &mut PgConnection,
         tids: &[(u32, u16)],
-    ) -> Result<Vec<((u32, u16), (Option<String>, Option<String>))>, SourceError> {
+    ) -> Result<Vec<RowAt>, SourceError> {
+        let (sql, params) = self.rows_at_statement(tids);
+        Self::rows_at_from(&simple::fetch(conn, None, &sql, &params).await?)
+    }
+
+    /// The statement of [`Self::rows_at`] and its parameters.
+    pub fn rows_at_statement(&self, tids: &[(u32, u16)]) -> (String, [Param; 1]) {
         let addresses: Vec<String> = tids.iter().map(|(p, t)| format!("({p},{t})")).collect();
         let sql = format!(
             "SELECT (t.ctid::text::point)[0]::int8, (t.ctid::text::point)[1]::int8, {}, {} \
              FROM {} AS t WHERE t.ctid = ANY($1::text[]::tid[])",
             self.group_expr, self.key_expr, self.name
         );
-        let rows: Vec<(i64, i64, Option<Lossy>, Option<Lossy>)> =
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(addresses)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| SourceError::from_query(&e))?;
+        (sql, [Param::Texts(addresses)])
+    }
+
+    /// Decodes the result of the row lookup.
+    pub fn rows_at_from(rows: &[PgRow]) -> Result<Vec<RowAt>, SourceError> {
+        let rows: Vec<(i64, i64, Option<Lossy>, Option<Lossy>)> = simple::decode(rows)?;
         Ok(rows
             .into_iter()
             .map(|(p, t, g, k)| ((p as u32, t as u16), (text(g), text(k))))
             .collect())
     }
 }
+
+/// A summary read: the server's clock, the detail rows, the per-profile aggregates.
+pub type SummaryRead = (DateTime<Utc>, Vec<LeaseRow>, Vec<ProfileSummary>);
+
+/// A lease row found at a physical address (page, tuple): its (group, key).
+pub type RowAt = ((u32, u16), (Option<String>, Option<String>));
 
 #[derive(sqlx::FromRow)]
 struct SummaryRow {

@@ -19,9 +19,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgRow};
 
+use super::connect::SessionLimits;
 use super::error::SourceError;
+use super::simple;
 use super::text::{Lossy, text};
 use crate::model::{AdvisoryKey, LockWait, Session, Visibility};
 
@@ -33,7 +35,7 @@ pub const DETAIL_REFRESH: Duration = Duration::from_secs(5);
 
 const SESSIONS_SQL: &str = "\
     SELECT now() AS server_now, a.pid, a.application_name::text, a.usename::text, a.client_addr::text, \
-           a.state::text, left(a.query, $1) AS query, a.xact_start, a.query_start, a.backend_type::text, \
+           a.state::text, left(a.query, $1::int4) AS query, a.xact_start, a.query_start, a.backend_type::text, \
            a.wait_event_type::text, a.wait_event::text, \
            CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocked_by \
     FROM pg_catalog.pg_stat_activity a \
@@ -181,70 +183,88 @@ impl ActivityReader {
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| SourceError::from_query(&e))?;
-        let mut out = Activity {
-            server_now: rows.first().map(|r| r.server_now),
-            ..Activity::default()
-        };
-        let mut waiting: Vec<(i32, WaitIdentity, Vec<i32>)> = Vec::new();
-        for r in rows {
-            if r.wait_event_type.as_deref() == Some("Lock") {
-                let identity = WaitIdentity {
-                    wait_event: r.wait_event,
-                    query_start: r.query_start,
-                    xact_start: r.xact_start,
-                };
-                waiting.push((r.pid, identity, r.blocked_by.unwrap_or_default()));
-            }
-            out.sessions.push(Session {
-                pid: r.pid,
-                application: text(r.application_name),
-                user: text(r.usename),
-                client_addr: r.client_addr,
-                state: text(r.state),
-                // What a role without pg_read_all_stats gets instead of another role's query.
-                query: text(r.query).filter(|q| q != "<insufficient privilege>"),
-                xact_start: r.xact_start,
-                backend_type: r.backend_type,
-            });
-        }
-
+        let (mut out, waiting) = sessions_from(rows);
         match self.visibility {
             Visibility::OwnSessionsOnly => {
                 // Wait events of other roles are hidden: pg_locks is the only source, every poll.
-                let mut waits = self.read_waits(conn, true).await?;
-                // pg_locks lists every database's waits; the sessions read are this database's.
-                waits.retain(|w| out.sessions.iter().any(|s| s.pid == w.pid));
-                out.new_waits = waits.iter().map(|w| w.pid).collect();
-                out.waits = waits;
+                let waits = self.read_waits(conn, true).await?;
+                own_waits(waits, &mut out);
             }
-            Visibility::Full => self.waits_from_memory(conn, waiting, &mut out).await?,
+            Visibility::Full => {
+                let details = if self.needs_details(&waiting) {
+                    Some(self.read_waits(conn, false).await?)
+                } else {
+                    None
+                };
+                self.merge(waiting, details, &mut out);
+            }
         }
         Ok(out)
     }
 
-    async fn waits_from_memory(
+    /// The statements of one poll's activity behind a transaction-mode pooler, where a poll is one round
+    /// trip: the sessions, and the waits whenever anyone in this database waits for a lock (details cannot
+    /// be taken from memory when the read that would tell which are new is in the same round trip).
+    pub fn pooled_statements(&self) -> [String; 2] {
+        let sessions = simple::inline(SESSIONS_SQL, &[simple::Param::Int(QUERY_TEXT_LIMIT.into())]);
+        let own = self.visibility == Visibility::OwnSessionsOnly;
+        let waits = simple::inline(WAITS_SQL, &[simple::Param::Bool(own)]);
+        let waits = if own {
+            waits
+        } else {
+            // A one-time filter: pg_locks is not read at all while nobody waits.
+            format!(
+                "SELECT * FROM ({waits}) w WHERE EXISTS (SELECT FROM pg_catalog.pg_stat_activity a \
+                 WHERE a.wait_event_type = 'Lock' AND a.datname = current_database() \
+                   AND a.pid <> pg_backend_pid())"
+            )
+        };
+        [sessions, waits]
+    }
+
+    /// The activity from the results of [`Self::pooled_statements`].
+    pub fn pooled_from(
         &mut self,
-        conn: &mut PgConnection,
-        waiting: Vec<(i32, WaitIdentity, Vec<i32>)>,
-        out: &mut Activity,
-    ) -> Result<(), SourceError> {
+        sessions: &[PgRow],
+        waits: &[PgRow],
+    ) -> Result<Activity, SourceError> {
+        let (mut out, waiting) = sessions_from(simple::decode(sessions)?);
+        let waits: Vec<LockWait> = simple::decode::<WaitRow>(waits)?
+            .into_iter()
+            .map(WaitRow::into_wait)
+            .collect();
+        if !waits.is_empty() {
+            self.pg_locks_reads += 1;
+            self.read_at = Some(Instant::now());
+        }
+        match self.visibility {
+            Visibility::OwnSessionsOnly => own_waits(waits, &mut out),
+            Visibility::Full => {
+                self.needs_details(&waiting);
+                self.merge(waiting, Some(waits), &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets waits that ended; whether `pg_locks` must be read for the details of this poll's waiters.
+    fn needs_details(&mut self, waiting: &[Waiting]) -> bool {
         self.known
             .retain(|pid, (identity, _)| waiting.iter().any(|(p, i, _)| p == pid && i == identity));
         if waiting.is_empty() {
             self.read_at = None;
-            return Ok(());
+            return false;
         }
         let unknown = waiting
             .iter()
             .any(|(pid, _, _)| !self.known.contains_key(pid));
-        let due = self.read_at.is_none_or(|at| at.elapsed() >= DETAIL_REFRESH);
-        if unknown || due {
-            let details: HashMap<i32, LockWait> = self
-                .read_waits(conn, false)
-                .await?
-                .into_iter()
-                .map(|w| (w.pid, w))
-                .collect();
+        unknown || self.read_at.is_none_or(|at| at.elapsed() >= DETAIL_REFRESH)
+    }
+
+    /// This poll's waits: the known details of each waiter, updated from `details` when they were read.
+    fn merge(&mut self, waiting: Vec<Waiting>, details: Option<Vec<LockWait>>, out: &mut Activity) {
+        if let Some(details) = details {
+            let details: HashMap<i32, LockWait> = details.into_iter().map(|w| (w.pid, w)).collect();
             for (pid, identity, _) in &waiting {
                 if let Some(mut wait) = details.get(pid).cloned() {
                     match self.known.get(pid) {
@@ -266,7 +286,6 @@ impl ActivityReader {
                 });
             }
         }
-        Ok(())
     }
 
     async fn read_waits(
@@ -285,6 +304,48 @@ impl ActivityReader {
     }
 }
 
+/// A backend waiting for a lock, as `pg_stat_activity` shows it: pid, what identifies the wait, blockers.
+type Waiting = (i32, WaitIdentity, Vec<i32>);
+
+/// The sessions of a poll, and which of them wait for a lock.
+fn sessions_from(rows: Vec<SessionRow>) -> (Activity, Vec<Waiting>) {
+    let mut out = Activity {
+        server_now: rows.first().map(|r| r.server_now),
+        ..Activity::default()
+    };
+    let mut waiting: Vec<Waiting> = Vec::new();
+    for r in rows {
+        if r.wait_event_type.as_deref() == Some("Lock") {
+            let identity = WaitIdentity {
+                wait_event: r.wait_event,
+                query_start: r.query_start,
+                xact_start: r.xact_start,
+            };
+            waiting.push((r.pid, identity, r.blocked_by.unwrap_or_default()));
+        }
+        out.sessions.push(Session {
+            pid: r.pid,
+            application: text(r.application_name),
+            user: text(r.usename),
+            client_addr: r.client_addr,
+            state: text(r.state),
+            // What a role without pg_read_all_stats gets instead of another role's query.
+            query: text(r.query).filter(|q| q != "<insufficient privilege>"),
+            xact_start: r.xact_start,
+            backend_type: r.backend_type,
+        });
+    }
+    (out, waiting)
+}
+
+/// The waits of a role that sees only its own sessions' wait events: every wait read from `pg_locks` is new.
+fn own_waits(mut waits: Vec<LockWait>, out: &mut Activity) {
+    // pg_locks lists every database's waits; the sessions read are this database's.
+    waits.retain(|w| out.sessions.iter().any(|s| s.pid == w.pid));
+    out.new_waits = waits.iter().map(|w| w.pid).collect();
+    out.waits = waits;
+}
+
 fn same_lock(a: &LockWait, b: &LockWait) -> bool {
     a.locktype == b.locktype
         && a.mode == b.mode
@@ -296,14 +357,21 @@ fn same_lock(a: &LockWait, b: &LockWait) -> bool {
 
 /// Whether the monitor's role sees other sessions' details (superuser or `pg_read_all_stats`, which
 /// `pg_monitor` includes).
-pub async fn visibility(conn: &mut PgConnection) -> Result<Visibility, SourceError> {
-    let full: bool = sqlx::query_scalar(
+pub async fn visibility(
+    conn: &mut PgConnection,
+    pooled: Option<SessionLimits>,
+) -> Result<Visibility, SourceError> {
+    let rows = simple::fetch(
+        conn,
+        pooled,
         "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') \
          FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+        &[],
     )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| SourceError::from_query(&e))?;
+    .await?;
+    let full = simple::decode::<(bool,)>(&rows)?
+        .first()
+        .is_some_and(|(full,)| *full);
     Ok(if full {
         Visibility::Full
     } else {

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod error;
 pub mod lease;
 pub mod locks;
+pub mod simple;
 pub mod text;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnection;
 use tokio::sync::watch;
 
-pub use connect::{SessionLimits, Target};
+pub use connect::{Pooler, SessionLimits, Target};
 pub use error::SourceError;
 use lease::LeaseTable;
 use locks::ActivityReader;
@@ -47,6 +48,10 @@ pub struct Monitor {
     /// The lease table was found locked ACCESS EXCLUSIVE: until that lock is gone, polls ask `pg_locks` instead
     /// of queueing a read behind it.
     table_locked: bool,
+    /// Behind a transaction-mode pooler: the limits each poll's transaction sets (see [`simple`]).
+    pooled: Option<SessionLimits>,
+    /// Behind a pooler, the rows of row-lock waits are named by the next poll's round trip: their addresses.
+    pending_rows: Vec<(u32, u16)>,
 }
 
 /// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
@@ -71,11 +76,23 @@ impl Monitor {
         mapping: &LeaseMapping,
         limits: SessionLimits,
     ) -> Result<Self, SourceError> {
-        let mut conn = target.connect(limits).await?;
+        let (mut conn, kind) = match target.connect(limits).await {
+            Err(SourceError::PoolerRefused { .. }) if target.pooler() == Pooler::None => {
+                // Only a pooler refuses the startup parameters of a plain session: connect as behind one.
+                tracing::info!(
+                    target = target.description(),
+                    "startup parameters refused: polling as through a transaction-mode pooler"
+                );
+                let target = target.clone().with_pooler(Pooler::Transaction);
+                (target.connect(limits).await?, Pooler::Transaction)
+            }
+            other => (other?, target.pooler()),
+        };
+        let pooled = (kind == Pooler::Transaction).then_some(limits);
         let setup = async {
-            text::accept_any_bytes(&mut conn).await?;
-            let lease = LeaseTable::resolve(&mut conn, mapping).await?;
-            let visibility = locks::visibility(&mut conn).await?;
+            text::accept_any_bytes(&mut conn, pooled).await?;
+            let lease = LeaseTable::resolve(&mut conn, pooled, mapping).await?;
+            let visibility = locks::visibility(&mut conn, pooled).await?;
             Ok::<_, SourceError>((lease, visibility))
         };
         let (lease, visibility) = match tokio::time::timeout(limits.client_timeout, setup).await {
@@ -103,6 +120,8 @@ impl Monitor {
             summaries_at: None,
             table_locked: false,
             slow_aggregates: 0,
+            pooled,
+            pending_rows: Vec::new(),
         })
     }
 
@@ -141,6 +160,9 @@ impl Monitor {
     /// ACCESS EXCLUSIVE on it and skip the read until that lock is gone.
     pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
         let started = Instant::now();
+        if let Some(limits) = self.pooled {
+            return self.poll_pooled(started, limits).await;
+        }
         let client_timeout = self.limits.client_timeout;
         let fut = async {
             let locks_reads = self.activity.pg_locks_reads();
@@ -185,6 +207,17 @@ impl Monitor {
         let (leases, lease_error, activity) = tokio::time::timeout(client_timeout, fut)
             .await
             .map_err(|_| SourceError::Timeout(client_timeout))??;
+        Ok(self.snapshot(started, leases, lease_error, activity))
+    }
+
+    /// The snapshot of a poll; without lease rows, its clock is that of the activity read.
+    fn snapshot(
+        &self,
+        started: Instant,
+        leases: Option<LeaseRead>,
+        lease_error: Option<String>,
+        activity: locks::Activity,
+    ) -> Snapshot {
         let (server_now, leases, summaries) = match leases {
             Some(found) => found,
             None => (
@@ -193,7 +226,7 @@ impl Monitor {
                 Arc::default(),
             ),
         };
-        Ok(Snapshot {
+        Snapshot {
             server_now,
             poll_ms: started.elapsed().as_secs_f64() * 1000.0,
             leases,
@@ -202,6 +235,194 @@ impl Monitor {
             waits: activity.waits,
             visibility: self.visibility,
             lease_error,
+            pooled: self.pooled.is_some(),
+        }
+    }
+
+    /// One poll behind a transaction-mode pooler: one round trip, one read-only transaction with the sessions,
+    /// the waits, and then either the lease rows or (while the table is known to be locked) who locks it.
+    /// What needs a second read in a direct session waits for the next poll: the names of row-lock waits'
+    /// rows, and the lockers' names after a read first hit `lock_timeout`.
+    async fn poll_pooled(
+        &mut self,
+        started: Instant,
+        limits: SessionLimits,
+    ) -> Result<Snapshot, SourceError> {
+        let mut statements = self.activity.pooled_statements().to_vec();
+        let push = |statements: &mut Vec<String>, sql: String| {
+            statements.push(sql);
+            statements.len() - 1
+        };
+        let lockers_at = self.table_locked.then(|| {
+            let (sql, params) = self.lease.lockers_statement();
+            push(&mut statements, simple::inline(sql, &params))
+        });
+        let mut refresh = false;
+        let lease_at = (!self.table_locked).then(|| match &self.detail {
+            LeaseDetail::Full => push(&mut statements, self.lease.full_statement().to_owned()),
+            LeaseDetail::Summary { ttl, focus } => {
+                refresh = self.aggregates_due(*ttl, false);
+                let (sql, params) = self.lease.summary_statement(*ttl, focus, refresh);
+                push(&mut statements, simple::inline(sql, &params))
+            }
+        });
+        let rows_at = (!self.table_locked && !self.pending_rows.is_empty()).then(|| {
+            let (sql, params) = self.lease.rows_at_statement(&self.pending_rows);
+            push(&mut statements, simple::inline(&sql, &params))
+        });
+
+        let transaction = simple::transaction(&mut self.conn, limits, &statements);
+        let outcome = tokio::time::timeout(limits.client_timeout, transaction)
+            .await
+            .map_err(|_| SourceError::Timeout(limits.client_timeout))?;
+        let failed_at = outcome.error.as_ref().map(|_| outcome.results.len());
+        let (Some(sessions), Some(waits)) = (outcome.rows(0), outcome.rows(1)) else {
+            return Err(outcome.error.unwrap_or_else(|| {
+                SourceError::Query("the poll's transaction returned no sessions".into())
+            }));
+        };
+        let mut activity = self.activity.pooled_from(sessions, waits)?;
+
+        let mut lockers = Vec::new();
+        if let Some(rows) = lockers_at.and_then(|i| outcome.rows(i)) {
+            lockers = simple::decode(rows)?;
+            self.table_locked = !lockers.is_empty();
+        }
+        let (leases, lease_error) = match lease_at {
+            Some(i) => self.pooled_leases(&outcome, i, refresh, &activity.sessions)?,
+            None => (
+                None,
+                Some(table_locked_text(
+                    &self.lease.name,
+                    &lockers,
+                    &activity.sessions,
+                )),
+            ),
+        };
+        if let Some(e) = &outcome.error
+            && failed_at.is_some_and(|i| Some(i) != lease_at)
+            && rows_at.is_none_or(|r| failed_at != Some(r))
+        {
+            return Err(e.clone());
+        }
+
+        self.name_rows_pooled(rows_at.and_then(|i| outcome.rows(i)), &mut activity)?;
+        Ok(self.snapshot(started, leases, lease_error, activity))
+    }
+
+    /// The lease rows of a pooled poll, or why they are missing (the read was statement `i`).
+    fn pooled_leases(
+        &mut self,
+        outcome: &simple::Outcome,
+        i: usize,
+        refresh: bool,
+        sessions: &[Session],
+    ) -> Result<(Option<LeaseRead>, Option<String>), SourceError> {
+        let failed_here = outcome.results.len() == i;
+        match (outcome.rows(i), &outcome.error) {
+            (Some(rows), _) => {
+                let read = match &self.detail {
+                    LeaseDetail::Full => {
+                        let (now, rows) = self.lease.full_from(rows)?;
+                        (now, rows, Arc::default())
+                    }
+                    LeaseDetail::Summary { .. } => {
+                        let (now, rows, fresh) = LeaseTable::summary_from(rows)?;
+                        if refresh {
+                            self.aggregates_read(fresh);
+                        }
+                        (now, rows, Arc::clone(&self.summaries))
+                    }
+                };
+                Ok((Some(read), self.aggregates_note()))
+            }
+            (None, Some(SourceError::LockTimeout)) if failed_here => {
+                // Who holds the lock is asked by the next poll, instead of the rows.
+                self.table_locked = true;
+                Ok((
+                    None,
+                    Some(table_locked_text(&self.lease.name, &[], sessions)),
+                ))
+            }
+            (None, Some(e @ SourceError::StatementTimeout)) if failed_here => {
+                if refresh {
+                    self.slow_aggregates += 1;
+                    self.summaries_at = Some(Instant::now());
+                }
+                Ok((None, Some(format!("lease rows unavailable: {e}"))))
+            }
+            (None, error) => Err(error
+                .clone()
+                .unwrap_or_else(|| SourceError::Query("the lease read returned no result".into()))),
+        }
+    }
+
+    /// Behind a pooler: notes whether someone queues for the table itself (the next poll then asks who locks
+    /// it instead of queueing too), names the rows of row-lock waits from this poll's lookup, and keeps the
+    /// addresses still unnamed for the next poll's.
+    fn name_rows_pooled(
+        &mut self,
+        found: Option<&[sqlx::postgres::PgRow]>,
+        activity: &mut locks::Activity,
+    ) -> Result<(), SourceError> {
+        // Someone queues for the table itself: the next poll asks who locks it instead of queueing too.
+        let oid = self.lease.oid;
+        if activity
+            .waits
+            .iter()
+            .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation")
+        {
+            self.table_locked = true;
+        }
+        if let Some(rows) = found {
+            let found: HashMap<_, _> = LeaseTable::rows_at_from(rows)?.into_iter().collect();
+            for w in &mut activity.waits {
+                if w.relation_oid == Some(oid)
+                    && w.lease_row.is_none()
+                    && let Some(row) = w.tuple.and_then(|t| found.get(&t).cloned())
+                {
+                    self.activity.remember_lease_row(w.pid, row.clone());
+                    w.lease_row = Some(row);
+                }
+            }
+        }
+        self.pending_rows = activity
+            .waits
+            .iter()
+            .filter(|w| w.relation_oid == Some(oid) && w.lease_row.is_none())
+            .filter_map(|w| w.tuple)
+            .collect();
+        self.pending_rows.sort_unstable();
+        self.pending_rows.dedup();
+        Ok(())
+    }
+
+    /// Whether this poll refreshes the per-profile aggregates: at least every third of a TTL, so a
+    /// summarised expiry is never far behind; postponed once when this poll already read pg_locks, never
+    /// twice (waits that churn every poll would otherwise starve the aggregates). Slower after refreshes that
+    /// timed out.
+    fn aggregates_due(&self, ttl: Duration, read_pg_locks: bool) -> bool {
+        let every = (SUMMARY_REFRESH.min(ttl / 3) * (1 << self.slow_aggregates.min(4)))
+            .min(Duration::from_mins(1));
+        let age = self.summaries_at.map(|at| at.elapsed());
+        age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks))
+    }
+
+    /// Keeps freshly read aggregates.
+    fn aggregates_read(&mut self, fresh: Vec<crate::model::snapshot::ProfileSummary>) {
+        self.summaries = Arc::new(fresh);
+        self.summaries_at = Some(Instant::now());
+        self.slow_aggregates = 0;
+    }
+
+    /// The note for the screen while aggregate refreshes are too slow for the statement timeout.
+    fn aggregates_note(&self) -> Option<String> {
+        (self.slow_aggregates > 0).then(|| {
+            format!(
+                "per-profile aggregates take longer than the statement timeout ({} ms): calm \
+                 profiles are refreshed less often; a longer --interval gives them more time",
+                self.limits.statement_timeout.as_millis()
+            )
         })
     }
 
@@ -218,14 +439,7 @@ impl Monitor {
                 .await
                 .map(|(now, rows)| ((now, rows, Arc::default()), None)),
             LeaseDetail::Summary { ttl, focus } => {
-                // At least every third of a TTL, so a summarised expiry is never far behind; postponed
-                // once when this poll already read pg_locks, never twice (waits that churn every poll
-                // would otherwise starve the aggregates). Slower after refreshes that timed out.
-                let every = (SUMMARY_REFRESH.min(*ttl / 3) * (1 << self.slow_aggregates.min(4)))
-                    .min(Duration::from_mins(1));
-                let age = self.summaries_at.map(|at| at.elapsed());
-                let refresh =
-                    age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks));
+                let refresh = self.aggregates_due(*ttl, read_pg_locks);
                 let read = self
                     .lease
                     .fetch_summary(&mut self.conn, *ttl, focus, refresh)
@@ -248,18 +462,12 @@ impl Monitor {
                     }
                 };
                 if let Some(fresh) = fresh {
-                    self.summaries = Arc::new(fresh);
-                    self.summaries_at = Some(Instant::now());
-                    self.slow_aggregates = 0;
+                    self.aggregates_read(fresh);
                 }
-                let note = (self.slow_aggregates > 0).then(|| {
-                    format!(
-                        "per-profile aggregates take longer than the statement timeout ({} ms): calm \
-                         profiles are refreshed less often; a longer --interval gives them more time",
-                        self.limits.statement_timeout.as_millis()
-                    )
-                });
-                Ok(((now, rows, Arc::clone(&self.summaries)), note))
+                Ok((
+                    (now, rows, Arc::clone(&self.summaries)),
+                    self.aggregates_note(),
+                ))
             }
         }
     }

@@ -6,11 +6,21 @@
 use sqlx::postgres::{PgConnection, PgHasArrayType, PgTypeInfo, PgValueRef, Postgres};
 use sqlx::{Decode, Type};
 
+use super::connect::SessionLimits;
 use super::error::SourceError;
 
 /// In a `SQL_ASCII` database, asks for text as stored: the server would otherwise refuse to send a row holding
 /// a byte that is not UTF-8 ("invalid byte sequence"), failing the poll. Elsewhere the server guarantees UTF-8.
-pub async fn accept_any_bytes(conn: &mut PgConnection) -> Result<(), SourceError> {
+///
+/// Behind a transaction-mode pooler a session setting would land on whichever backend the pooler picked, so
+/// there the server's conversion stays on: a poll of a row holding such a byte fails with the server's message.
+pub async fn accept_any_bytes(
+    conn: &mut PgConnection,
+    pooled: Option<SessionLimits>,
+) -> Result<(), SourceError> {
+    if pooled.is_some() {
+        return Ok(());
+    }
     let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')")
         .fetch_one(&mut *conn)
         .await

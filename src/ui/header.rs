@@ -37,6 +37,12 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             format!("  poll {:.1} ms", s.poll_ms),
             theme.dim,
         ));
+        if s.pooled {
+            spans.push(Span::styled(
+                format!("  {}", crate::model::snapshot::POOLED_NOTE),
+                theme.stale,
+            ));
+        }
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -11,6 +11,7 @@ use locktop::cluster::{Cluster, ClusterOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
+pub mod pgbouncer;
 pub mod proxy;
 pub mod pty;
 
