@@ -196,6 +196,7 @@ fn model_memory() {
             visibility: Visibility::Full,
             lease_error: None,
             pooled: false,
+            parts: Vec::new(),
         }
     };
     // Warm up: the first snapshot's allocations are not growth.

@@ -69,6 +69,7 @@ fn snapshot(profiles: usize, waits: usize) -> Snapshot {
         visibility: Visibility::Full,
         lease_error: None,
         pooled: false,
+        parts: Vec::new(),
     }
 }
 

@@ -21,9 +21,10 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// PostgreSQL URL or key=value DSN; without it the PG* variables and ~/.pgpass are used.
+    /// PostgreSQL URL or key=value DSN; without it the PG* variables and ~/.pgpass are used. Give it more than
+    /// once to watch several databases at once (profiles are then named database:profile).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub dsn: Option<String>,
+    pub dsn: Vec<String>,
     /// What sits in front of the server: `transaction` for a transaction-mode pooler (PgBouncer, Supabase's
     /// port 6543): each poll is then one simple-protocol transaction. A pooler that refuses the startup
     /// parameters of a plain session is detected without it.

@@ -34,6 +34,35 @@ pub enum ConfigError {
 pub struct Config {
     pub lease: LeaseMapping,
     pub thresholds: Thresholds,
+    /// Databases to watch at once (`[[target]]` tables); `--dsn` on the command line replaces them.
+    #[serde(rename = "target")]
+    pub targets: Vec<TargetConfig>,
+    /// The service's own endpoints, read beside the database.
+    pub service: ServiceConfig,
+}
+
+/// One database to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Its label on screen and the prefix of its profiles (`shard-a:profile-7`); by default the database name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// URL or key=value DSN, as `--dsn`.
+    pub dsn: String,
+    /// `"transaction"` behind a transaction-mode pooler.
+    #[serde(default)]
+    pub pooler: crate::source::Pooler,
+}
+
+/// The service's metrics and health endpoints (`--metrics-url` and `--health-url` add to these).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Prometheus text endpoints (`/metrics`).
+    pub metrics: Vec<String>,
+    /// JSON health documents (`/internal/health`).
+    pub health: Vec<String>,
 }
 
 /// How the lease table and its columns are named. `table` is SQL syntax (`schema.table`, quoted parts keep
@@ -207,6 +236,19 @@ impl Config {
         if self.lease.table.trim().is_empty() {
             return Err("[lease] table must name a table".into());
         }
+        let mut names = std::collections::HashSet::new();
+        for t in &self.targets {
+            if let Some(name) = &t.name {
+                if name.is_empty() || name.contains(|c: char| c == ':' || c.is_whitespace()) {
+                    return Err(format!(
+                        "[[target]] name {name:?} must be a non-empty word without ':' or spaces"
+                    ));
+                }
+                if !names.insert(name) {
+                    return Err(format!("[[target]] name {name:?} is used twice"));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -214,6 +256,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_read_and_their_names_checked() {
+        let c = Config::parse(
+            "[[target]]\nname = 'east'\ndsn = 'postgres://a/x'\n[[target]]\ndsn = 'host=b'\npooler = 'transaction'\n",
+        )
+        .expect("parses");
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(c.targets[0].name.as_deref(), Some("east"));
+        assert_eq!(c.targets[1].pooler, crate::source::Pooler::Transaction);
+        let twice =
+            Config::parse("[[target]]\nname = 'a'\ndsn = 'x'\n[[target]]\nname = 'a'\ndsn = 'y'\n");
+        assert!(twice.is_err_and(|(_, m)| m.contains("used twice")));
+        let colon = Config::parse("[[target]]\nname = 'a:b'\ndsn = 'x'\n");
+        assert!(colon.is_err_and(|(_, m)| m.contains("without ':'")));
+        let no_dsn = Config::parse("[[target]]\nname = 'a'\n");
+        assert!(no_dsn.is_err_and(|(_, m)| m.contains("dsn")));
+        let bad_pooler = Config::parse("[[target]]\ndsn = 'x'\npooler = 'statement'\n");
+        assert!(bad_pooler.is_err_and(|(_, m)| m.contains("transaction")));
+    }
 
     #[test]
     fn an_empty_file_maps_the_reference_schema() {

@@ -188,3 +188,31 @@ fn in_a_replay_the_header_shows_the_player_and_help_and_footer_list_its_keys() {
         render(&mut app, 120, 40, &theme()).backend()
     );
 }
+
+#[test]
+fn two_databases_show_each_state_prefixed_profiles_and_a_blocking_tree_per_server() {
+    use locktop::model::Snapshot;
+    use locktop::model::snapshot::Part;
+    let now = fixtures::t(0);
+    let parts = vec![
+        Part::new("east", &incident(), None),
+        Part::new(
+            "west",
+            &calm(),
+            Some("cannot connect to mon@west:5432/trading: connection refused".into()),
+        ),
+    ];
+    let mut app = app_showing(Snapshot::merged(parts, now));
+    let t120 = render(&mut app, 120, 40, &theme());
+    let text = format!("{}", t120.backend());
+    assert!(text.contains("east · west DOWN (last data kept)"), "{text}");
+    assert!(
+        text.contains("east:hot-7") && text.contains("west:profile-1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[east]"),
+        "the tree is headed by its server:\n{text}"
+    );
+    insta::assert_snapshot!("two_targets_120x40", t120.backend());
+}

@@ -78,9 +78,15 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
         ..Config::default()
     };
     let target = Target::new(Some(&url))?;
-    let result = match super::watch::open_recorder(&args.watch, &target, &config, common.interval) {
+    let result = match super::watch::open_recorder(
+        &args.watch,
+        target.description(),
+        &config,
+        common.interval,
+    ) {
         Ok(recorder) => {
-            super::watch::dashboard(&target, &config, common.interval, &theme, notes, recorder)
+            let targets = [("demo".to_owned(), target)];
+            super::watch::dashboard(&targets, &config, common.interval, &theme, notes, recorder)
                 .await
         }
         Err(e) => Err(e),

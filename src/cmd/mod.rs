@@ -8,9 +8,10 @@ pub mod watch;
 
 use std::path::Path;
 
-use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 
 use crate::config::Config;
+use crate::source::{Pooler, Target};
 
 /// The config file given on the command line, else `config.toml` in the user's config directory when there
 /// is one, else the defaults of the reference schema.
@@ -25,6 +26,67 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
         }
         _ => Ok(Config::default()),
     }
+}
+
+/// The databases to watch, with their labels: the `--dsn`s, else the config's `[[target]]`s, else one from the
+/// `PG*` environment. Labels are the configured names, else the database names, else `user@host:port/db`
+/// when those repeat.
+pub fn targets(common: &crate::cli::Common, config: &Config) -> Result<Vec<(String, Target)>> {
+    let mut found: Vec<(Option<String>, Target)> = Vec::new();
+    if common.dsn.is_empty() && !config.targets.is_empty() {
+        for (i, t) in config.targets.iter().enumerate() {
+            let pooler = if common.pooler == Pooler::None {
+                t.pooler
+            } else {
+                common.pooler
+            };
+            let target = Target::new(Some(&t.dsn))
+                .map_err(|e| {
+                    let which = t
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("number {}", i + 1));
+                    eyre!("[[target]] {which}: {e}")
+                })?
+                .with_pooler(pooler);
+            found.push((t.name.clone(), target));
+        }
+    } else if common.dsn.is_empty() {
+        found.push((None, Target::new(None)?.with_pooler(common.pooler)));
+    } else {
+        for dsn in &common.dsn {
+            found.push((None, Target::new(Some(dsn))?.with_pooler(common.pooler)));
+        }
+    }
+    let databases: Vec<String> = found.iter().map(|(_, t)| t.database().to_owned()).collect();
+    let distinct = databases
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        == databases.len();
+    let labels = found
+        .into_iter()
+        .zip(databases)
+        .map(|((name, target), db)| {
+            let label = name.unwrap_or_else(|| {
+                if distinct {
+                    db
+                } else {
+                    target.description().to_owned()
+                }
+            });
+            (label, target)
+        })
+        .collect::<Vec<_>>();
+    let mut seen = std::collections::HashSet::new();
+    for (label, _) in &labels {
+        if !seen.insert(label) {
+            bail!(
+                "two targets are both {label}; give each [[target]] a name, or watch each database once"
+            );
+        }
+    }
+    Ok(labels)
 }
 
 /// Sends logs to a file when one is given; never to the terminal.

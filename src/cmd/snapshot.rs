@@ -3,11 +3,12 @@
 
 use std::io::Write;
 
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, eyre};
 
 use crate::cli::{Common, Format, SnapshotArgs};
 use crate::model::report::Report;
 use crate::model::rules::{self, display_value};
+use crate::model::snapshot::Part;
 use crate::model::{Board, History, Snapshot, human_duration};
 use crate::source::{Monitor, SessionLimits, Target};
 use crate::ui::text::clean;
@@ -18,12 +19,21 @@ pub const EXIT_ESCALATED: i32 = 2;
 /// Polls once and prints; returns the exit status.
 pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
-    let target = Target::new(common.dsn.as_deref())?.with_pooler(common.pooler);
+    let targets = super::targets(common, &config)?;
     let limits = SessionLimits::for_interval(common.interval);
-    let mut monitor = Monitor::connect(&target, &config.lease, limits).await?;
-    let polled = monitor.poll().await;
-    monitor.close().await;
-    let snapshot = polled?;
+    let polls = targets.iter().map(|(_, target)| async {
+        let mut monitor = Monitor::connect(target, &config.lease, limits).await?;
+        let polled = monitor.poll().await;
+        monitor.close().await;
+        polled
+    });
+    let mut polled = futures_util::future::join_all(polls).await;
+    let (snapshot, description) = if targets.len() == 1 {
+        let snapshot = polled.pop().expect("one target")?;
+        (snapshot, targets[0].1.description().to_owned())
+    } else {
+        (merge_once(&targets, polled)?, describe(&targets))
+    };
 
     let rules = config.thresholds.rules();
     let board = evaluate_once(&snapshot, &rules);
@@ -38,18 +48,65 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
     if snapshot.pooled {
         notes.push(crate::model::snapshot::POOLED_NOTE.to_owned());
     }
+    for part in &snapshot.parts {
+        notes.extend(
+            part.down
+                .as_ref()
+                .map(|e| format!("{} is down: {e}", part.target)),
+        );
+        notes.extend(
+            part.snapshot
+                .lease_error
+                .as_ref()
+                .map(|e| format!("{}: {e}", part.target)),
+        );
+    }
 
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let report = Report::new(&board, target.description(), snapshot.visibility, notes);
+            let report = Report::new(&board, &description, snapshot.visibility, notes);
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
-        Format::Table => write_table(&mut out, &board, target.description(), &notes)?,
+        Format::Table => write_table(&mut out, &board, &description, &notes)?,
     }
     out.flush()?;
     Ok(if board.escalated() { EXIT_ESCALATED } else { 0 })
+}
+
+/// Several targets' single polls as one snapshot: a target whose poll failed is a part marked down. Fails
+/// only when every target failed (with the first error).
+fn merge_once(
+    targets: &[(String, Target)],
+    polled: Vec<Result<Snapshot, crate::source::SourceError>>,
+) -> Result<Snapshot> {
+    let now = polled
+        .iter()
+        .filter_map(|p| p.as_ref().ok().map(|s| s.server_now))
+        .max();
+    let Some(now) = now else {
+        let first = polled.into_iter().find_map(Result::err);
+        return Err(first.map_or_else(|| eyre!("no target answered"), Into::into));
+    };
+    let parts = targets
+        .iter()
+        .zip(polled)
+        .map(|((label, _), p)| match p {
+            Ok(s) => Part::new(label, &s, None),
+            Err(e) => Part::unseen(label, now, Some(e.to_string())),
+        })
+        .collect();
+    Ok(Snapshot::merged(parts, now))
+}
+
+/// The targets named in the header line: `label (user@host:port/db), …`.
+pub fn describe(targets: &[(String, Target)]) -> String {
+    targets
+        .iter()
+        .map(|(label, t)| format!("{label} ({})", t.description()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The board of a single snapshot, at its own server time.

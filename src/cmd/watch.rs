@@ -8,7 +8,7 @@
 use std::io::{BufWriter, IsTerminal, Write};
 use std::time::Duration;
 
-use color_eyre::eyre::{Result, WrapErr, bail};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use crossterm::event::{Event, EventStream, KeyEventKind};
 use crossterm::{cursor, execute, terminal};
 use futures_util::StreamExt;
@@ -21,7 +21,7 @@ use crate::cli::{Common, WatchArgs};
 use crate::config::Config;
 use crate::recording::{self, Recorder};
 use crate::source::{
-    Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, run_poller,
+    Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, fleet, run_poller,
 };
 use crate::theme::{ColorDepth, Theme};
 use crate::ui::{self, Glyphs};
@@ -73,16 +73,25 @@ pub fn no_color(flag: bool) -> bool {
 pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let theme = check_terminal(args)?;
     let config = super::load_config(common.config.as_deref())?;
-    let target = Target::new(common.dsn.as_deref())?.with_pooler(common.pooler);
+    let targets = super::targets(common, &config)?;
     let notes = config.lease.missing_signals();
-    let recorder = open_recorder(args, &target, &config, common.interval)?;
-    dashboard(&target, &config, common.interval, &theme, notes, recorder).await
+    let recorder = open_recorder(args, &describe(&targets), &config, common.interval)?;
+    dashboard(&targets, &config, common.interval, &theme, notes, recorder).await
+}
+
+/// What the header and a recording call the targets: the one target's `user@host:port/db`, or each label
+/// with its own.
+fn describe(targets: &[(String, Target)]) -> String {
+    match targets {
+        [(_, one)] => one.description().to_owned(),
+        many => super::snapshot::describe(many),
+    }
 }
 
 /// The `--record` file, opened before the terminal is touched so that a bad path is a one-line error.
 pub fn open_recorder(
     args: &WatchArgs,
-    target: &Target,
+    target: &str,
     config: &Config,
     interval: Duration,
 ) -> Result<Option<Recorder>> {
@@ -92,7 +101,7 @@ pub fn open_recorder(
     let header = recording::Header {
         locktop_recording: recording::FORMAT,
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        target: target.description().to_owned(),
+        target: target.to_owned(),
         interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
         ttl_s: config.thresholds.ttl.as_secs_f64(),
         escalate_after_s: config.thresholds.escalate_after.as_secs_f64(),
@@ -153,9 +162,11 @@ pub fn check_terminal_for(theme: &str, no_color_flag: bool) -> Result<Theme> {
     Ok(theme)
 }
 
-/// Connects (checking the mapping), then shows the dashboard until the operator quits.
+/// Connects (checking the mapping), then shows the dashboard until the operator quits. With several targets,
+/// each gets its own poller and connection; one that cannot be reached yet starts as down and keeps trying,
+/// but a mistake in any target's DSN, role or mapping stops locktop before the terminal is touched.
 pub async fn dashboard(
-    target: &Target,
+    targets: &[(String, Target)],
     config: &Config,
     interval: Duration,
     theme: &Theme,
@@ -163,25 +174,55 @@ pub async fn dashboard(
     recorder: Option<Recorder>,
 ) -> Result<i32> {
     let limits = SessionLimits::for_interval(interval);
-    let mut monitor = Monitor::connect(target, &config.lease, limits).await?;
     let ttl = config.thresholds.ttl;
-    monitor.set_detail(LeaseDetail::Summary {
-        ttl,
-        focus: Vec::new(),
+    let connects = targets.iter().map(|(label, target)| async move {
+        match Monitor::connect(target, &config.lease, limits).await {
+            Ok(mut monitor) => {
+                monitor.set_detail(LeaseDetail::Summary {
+                    ttl,
+                    focus: Vec::new(),
+                });
+                Ok(Some(monitor))
+            }
+            Err(e) if targets.len() > 1 && e.needs_reconnect() => {
+                tracing::warn!(target = label, error = %e, "target down at start");
+                Ok(None)
+            }
+            Err(e) if targets.len() > 1 => Err(eyre!("{label}: {e}")),
+            Err(e) => Err(e.into()),
+        }
     });
+    let monitors = futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
 
     let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
-    let settings = PollerSettings {
-        target: target.clone(),
-        mapping: config.lease.clone(),
-        interval,
-        ttl,
-    };
+    let mut tasks = Vec::new();
+    let mut feeds = Vec::new();
+    for ((label, target), monitor) in targets.iter().zip(monitors) {
+        let settings = PollerSettings {
+            target: target.clone(),
+            mapping: config.lease.clone(),
+            interval,
+            ttl,
+        };
+        if targets.len() == 1 {
+            tasks.push(tokio::spawn(run_poller(settings, monitor, tx.clone())));
+        } else {
+            let (own_tx, own_rx) = tokio::sync::watch::channel(Feed::default());
+            tasks.push(tokio::spawn(run_poller(settings, monitor, own_tx)));
+            feeds.push((label.clone(), own_rx));
+        }
+    }
+    if !feeds.is_empty() {
+        tasks.push(tokio::spawn(fleet::run_fleet(feeds, interval, tx.clone())));
+    }
+    drop(tx);
     let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r)));
-    let poller = tokio::spawn(run_poller(settings, Some(monitor), tx));
 
     let mut app = App::new(
-        target.description().to_owned(),
+        describe(targets),
         config.thresholds.rules(),
         interval,
         notes,
@@ -193,10 +234,14 @@ pub async fn dashboard(
     let result = event_loop(&mut term, &mut app, theme, glyphs, &mut rx).await;
     drop(term);
     drop(guard);
-    poller.abort();
+    for task in &tasks {
+        task.abort();
+    }
     if let Some(recording) = recording {
-        // The poller is gone, so the channel closes and the recorder finishes its last line.
-        let _ = poller.await;
+        // The pollers are gone, so the channel closes and the recorder finishes its last line.
+        for task in tasks {
+            let _ = task.await;
+        }
         let _ = recording.await;
     }
     result.map(|()| 0)

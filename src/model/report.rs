@@ -62,6 +62,9 @@ pub struct WaitReport<'a> {
     pub key: Option<&'a str>,
     pub waiting_for_s: Option<i64>,
     pub application: Option<&'a str>,
+    /// The target's label when several databases are watched (pids are per server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a str>,
 }
 
 impl<'a> Report<'a> {
@@ -124,5 +127,6 @@ fn wait_report(w: &WaitView, now: DateTime<Utc>) -> WaitReport<'_> {
         key: w.key.as_deref(),
         waiting_for_s: w.waiting_for(now).map(|d| d.num_seconds()),
         application: w.application.as_deref(),
+        target: w.target.as_deref(),
     }
 }

@@ -135,6 +135,8 @@ pub struct WaitView {
     /// The lease-table row's profile and key, for a row-lock wait on it.
     pub profile: Option<String>,
     pub key: Option<String>,
+    /// The target's label when several databases are watched (pids are per server).
+    pub target: Option<String>,
 }
 
 impl WaitView {
@@ -261,7 +263,11 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
 
 /// Feeds one snapshot into the history (call once per poll, before [`evaluate`]).
 pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
-    let seen = observations(snapshot);
+    let seen: Vec<_> = snapshot
+        .pieces()
+        .into_iter()
+        .flat_map(observations)
+        .collect();
     history.record(
         snapshot.server_now,
         rules.ttl,
@@ -271,11 +277,42 @@ pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
 
 /// Applies the rules to a snapshot at server time `now` (the snapshot's `server_now` plus the monotonic time
 /// since it was taken).
+///
+/// A merged snapshot (several targets) is evaluated target by target, each against its own sessions and
+/// waits (pids and application names mean nothing across servers); the boards are then joined and the
+/// alerts drawn over all of them, so "several profiles contended at once" counts across targets.
 pub fn evaluate(
     snapshot: &Snapshot,
     history: &History,
     rules: &Rules,
     now: DateTime<Utc>,
+) -> Board {
+    if snapshot.parts.is_empty() {
+        return evaluate_one(snapshot, history, rules, now, None);
+    }
+    let mut profiles = Vec::new();
+    let mut waits = Vec::new();
+    for part in &snapshot.parts {
+        let board = evaluate_one(&part.snapshot, history, rules, now, Some(&part.target));
+        profiles.extend(board.profiles);
+        waits.extend(board.waits);
+    }
+    sort_profiles(&mut profiles, now);
+    let alerts = alerts(&profiles, rules, now);
+    Board {
+        now,
+        profiles,
+        waits,
+        alerts,
+    }
+}
+
+fn evaluate_one(
+    snapshot: &Snapshot,
+    history: &History,
+    rules: &Rules,
+    now: DateTime<Utc>,
+    target: Option<&str>,
 ) -> Board {
     let sessions: HashMap<i32, &Session> = snapshot.sessions.iter().map(|s| (s.pid, s)).collect();
     let by_app: HashMap<&str, &Session> = snapshot
@@ -287,7 +324,10 @@ pub fn evaluate(
     let waits: Vec<WaitView> = snapshot
         .waits
         .iter()
-        .map(|w| wait_view(w, &sessions))
+        .map(|w| WaitView {
+            target: target.map(str::to_owned),
+            ..wait_view(w, &sessions)
+        })
         .collect();
     // Row-lock waits per (profile, key), and who holds the row lock they wait for.
     let mut row_waits: HashMap<(&str, &str), (u32, Option<i32>)> = HashMap::new();
@@ -395,6 +435,7 @@ fn wait_view(w: &LockWait, sessions: &HashMap<i32, &Session>) -> WaitView {
         query: session.and_then(|s| s.query.clone()),
         profile,
         key,
+        target: None,
     }
 }
 

@@ -33,6 +33,117 @@ pub struct Snapshot {
     /// details beside it may come from different moments of different backends' lives.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pooled: bool,
+    /// Several databases at once (`--dsn` given more than once, or `[[target]]`s): each one's latest snapshot,
+    /// its profiles named `target:profile`. The fields above then hold only the merged clock and latency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+}
+
+/// One database's share of a merged snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// The target's label, the prefix of its profiles' names.
+    pub target: String,
+    /// Its latest good snapshot (kept while it is down, as a single database's is).
+    pub snapshot: Snapshot,
+    /// Why it is down (its polls fail and it reconnects), or `None` while its polls succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+    /// Whether it has answered at all since locktop started.
+    #[serde(default = "yes")]
+    pub seen: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The separator between a target's label and a profile's name.
+pub const TARGET_SEPARATOR: char = ':';
+
+impl Part {
+    /// `snapshot` of the target `label`, with every profile name (lease rows, summaries, the rows of row-lock
+    /// waits) prefixed `label:` so that profiles of different databases never merge.
+    pub fn new(target: &str, snapshot: &Snapshot, down: Option<String>) -> Self {
+        let prefix = |g: &Option<String>| {
+            Some(format!(
+                "{target}{TARGET_SEPARATOR}{}",
+                g.as_deref().unwrap_or("NULL")
+            ))
+        };
+        let mut snapshot = snapshot.clone();
+        for row in &mut snapshot.leases {
+            row.group = prefix(&row.group);
+        }
+        if !snapshot.summaries.is_empty() {
+            snapshot.summaries = std::sync::Arc::new(
+                snapshot
+                    .summaries
+                    .iter()
+                    .map(|s| ProfileSummary {
+                        group: prefix(&s.group),
+                        ..s.clone()
+                    })
+                    .collect(),
+            );
+        }
+        for w in &mut snapshot.waits {
+            if let Some((group, _)) = &mut w.lease_row {
+                *group = prefix(group);
+            }
+        }
+        Self {
+            target: target.to_owned(),
+            snapshot,
+            down,
+            seen: true,
+        }
+    }
+
+    /// A target that has not answered yet.
+    pub fn unseen(target: &str, server_now: DateTime<Utc>, down: Option<String>) -> Self {
+        Self {
+            target: target.to_owned(),
+            snapshot: Snapshot::at(server_now),
+            down,
+            seen: false,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Several targets' parts as one snapshot: the clock is the latest part's, the latency the slowest's.
+    pub fn merged(parts: Vec<Part>, server_now: DateTime<Utc>) -> Self {
+        let poll_ms = parts
+            .iter()
+            .filter(|p| p.down.is_none())
+            .map(|p| p.snapshot.poll_ms)
+            .fold(0.0, f64::max);
+        let visibility = if parts
+            .iter()
+            .all(|p| p.snapshot.visibility == Visibility::Full)
+        {
+            Visibility::Full
+        } else {
+            Visibility::OwnSessionsOnly
+        };
+        Self {
+            poll_ms,
+            visibility,
+            pooled: parts.iter().any(|p| p.snapshot.pooled),
+            parts,
+            ..Self::at(server_now)
+        }
+    }
+
+    /// The snapshots to evaluate: the parts of a merged one, else itself.
+    pub fn pieces(&self) -> Vec<&Snapshot> {
+        if self.parts.is_empty() {
+            vec![self]
+        } else {
+            self.parts.iter().map(|p| &p.snapshot).collect()
+        }
+    }
 }
 
 impl Snapshot {
@@ -48,6 +159,7 @@ impl Snapshot {
             visibility: Visibility::Full,
             lease_error: None,
             pooled: false,
+            parts: Vec::new(),
         }
     }
 }

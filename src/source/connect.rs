@@ -88,6 +88,13 @@ impl Target {
         self
     }
 
+    /// The database's name (the user's name when the DSN names none, as libpq does).
+    pub fn database(&self) -> &str {
+        self.options
+            .get_database()
+            .unwrap_or(self.options.get_username())
+    }
+
     /// The pooler between the monitor and the server.
     pub fn pooler(&self) -> Pooler {
         self.pooler

@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod error;
+pub mod fleet;
 pub mod lease;
 pub mod locks;
 pub mod simple;
@@ -236,6 +237,7 @@ impl Monitor {
             visibility: self.visibility,
             lease_error,
             pooled: self.pooled.is_some(),
+            parts: Vec::new(),
         }
     }
 

@@ -25,7 +25,29 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
     }
     spans.push(Span::raw("  "));
-    spans.push(Span::styled(app.target.clone(), theme.header));
+    match app.snapshot.as_ref().filter(|s| !s.parts.is_empty()) {
+        // Several databases: each one's state, a down one in the stale colour with its error.
+        Some(s) => {
+            for (i, part) in s.parts.iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::raw(" · "));
+                }
+                match &part.down {
+                    None => spans.push(Span::styled(text::clean(&part.target, 40), theme.header)),
+                    Some(error) => spans.push(Span::styled(
+                        format!(
+                            "{} DOWN{}: {}",
+                            text::clean(&part.target, 40),
+                            if part.seen { " (last data kept)" } else { "" },
+                            text::clean(error, 50)
+                        ),
+                        theme.stale,
+                    )),
+                }
+            }
+        }
+        None => spans.push(Span::styled(app.target.clone(), theme.header)),
+    }
     if let Some(now) = app.now() {
         spans.push(Span::raw(format!(
             "  server {}",

@@ -21,15 +21,38 @@ pub fn height(app: &App, screen: u16) -> u16 {
     if waits == 0 {
         return 3;
     }
-    let roots = app.board.as_ref().map_or(0, |b| roots(&b.waits).len());
-    u16::try_from(waits + roots + 2)
+    let groups = app
+        .board
+        .as_ref()
+        .map(|b| by_target(&b.waits))
+        .unwrap_or_default();
+    let headings = if groups.len() > 1 || groups.iter().any(|(t, _)| t.is_some()) {
+        groups.len()
+    } else {
+        0
+    };
+    let roots: usize = groups.iter().map(|(_, w)| roots(w).len()).sum();
+    u16::try_from(waits + roots + headings + 2)
         .unwrap_or(u16::MAX)
         .min(screen * 2 / 5)
         .max(4)
 }
 
+/// The waits of each target (pids mean something only within one server), in the board's order.
+fn by_target(waits: &[WaitView]) -> Vec<(Option<&str>, Vec<&WaitView>)> {
+    let mut out: Vec<(Option<&str>, Vec<&WaitView>)> = Vec::new();
+    for w in waits {
+        let target = w.target.as_deref();
+        match out.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, group)) => group.push(w),
+            None => out.push((target, vec![w])),
+        }
+    }
+    out
+}
+
 /// Blockers that do not wait themselves (the heads of the queues); in a cycle, the lowest pid.
-fn roots(waits: &[WaitView]) -> Vec<i32> {
+fn roots(waits: &[&WaitView]) -> Vec<i32> {
     let waiting: HashSet<i32> = waits.iter().map(|w| w.wait.pid).collect();
     let mut out: Vec<i32> = waits
         .iter()
@@ -64,49 +87,29 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         );
         return;
     }
-    let sessions: HashMap<i32, &crate::model::Session> = app
-        .snapshot
-        .as_ref()
-        .map(|s| s.sessions.iter().map(|x| (x.pid, x)).collect())
-        .unwrap_or_default();
-    let mut by_blocker: HashMap<i32, Vec<&WaitView>> = HashMap::new();
-    for wv in &board.waits {
-        // A waiter hangs under its first blocker (pg_blocking_pids lists the queue's head first).
-        if let Some(b) = wv.wait.blocked_by.first() {
-            by_blocker.entry(*b).or_default().push(wv);
-        }
-    }
     let mut lines = Vec::new();
-    let mut shown = HashSet::new();
     let mut index = 0;
-    for root in roots(&board.waits) {
-        let s = sessions.get(&root);
-        let mut head = format!(
-            "pid {root} {} ({})  holds",
-            s.and_then(|s| s.application.as_deref()).unwrap_or(""),
-            s.and_then(|s| s.state.as_deref()).unwrap_or("?")
-        );
-        if app.show_queries {
-            let _ = write!(
-                head,
-                "  {}",
-                s.and_then(|s| s.query.as_deref()).unwrap_or("")
-            );
+    for (target, waits) in by_target(&board.waits) {
+        let snapshot = app.snapshot.as_deref().map(|s| {
+            s.parts
+                .iter()
+                .find(|p| Some(p.target.as_str()) == target)
+                .map_or(s, |p| &p.snapshot)
+        });
+        if let Some(t) = target {
+            lines.push(Line::styled(text::fit(&format!("[{t}]"), w), theme.title));
         }
-        lines.push(Line::styled(text::fit(&head, w), theme.header));
-        walk(
-            root,
-            1,
-            &by_blocker,
-            &mut shown,
-            &mut lines,
-            &mut index,
+        let sessions: HashMap<i32, &crate::model::Session> = snapshot
+            .map(|s| s.sessions.iter().map(|x| (x.pid, x)).collect())
+            .unwrap_or_default();
+        let tree = Tree {
             app,
             now,
             glyphs,
             theme,
             w,
-        );
+        };
+        tree.draw(&waits, &sessions, &mut lines, &mut index);
     }
     let skip = app
         .lock_selected
@@ -115,6 +118,71 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         Paragraph::new(lines).scroll((skip as u16, 0)).block(block),
         area,
     );
+}
+
+/// What drawing one server's blocking tree needs besides its waits.
+struct Tree<'a> {
+    app: &'a App,
+    now: chrono::DateTime<chrono::Utc>,
+    glyphs: Glyphs,
+    theme: &'a Theme,
+    w: usize,
+}
+
+impl Tree<'_> {
+    /// The tree of one server's waits: each blocker that does not wait, and below it who waits on it.
+    fn draw(
+        &self,
+        waits: &[&WaitView],
+        sessions: &HashMap<i32, &crate::model::Session>,
+        lines: &mut Vec<Line<'static>>,
+        index: &mut usize,
+    ) {
+        let Self {
+            app,
+            now,
+            glyphs,
+            theme,
+            w,
+        } = *self;
+        let mut by_blocker: HashMap<i32, Vec<&WaitView>> = HashMap::new();
+        for wv in waits {
+            // A waiter hangs under its first blocker (pg_blocking_pids lists the queue's head first).
+            if let Some(b) = wv.wait.blocked_by.first() {
+                by_blocker.entry(*b).or_default().push(wv);
+            }
+        }
+        let mut shown = HashSet::new();
+        for root in roots(waits) {
+            let s = sessions.get(&root);
+            let mut head = format!(
+                "pid {root} {} ({})  holds",
+                s.and_then(|s| s.application.as_deref()).unwrap_or(""),
+                s.and_then(|s| s.state.as_deref()).unwrap_or("?")
+            );
+            if app.show_queries {
+                let _ = write!(
+                    head,
+                    "  {}",
+                    s.and_then(|s| s.query.as_deref()).unwrap_or("")
+                );
+            }
+            lines.push(Line::styled(text::fit(&head, w), theme.header));
+            walk(
+                root,
+                1,
+                &by_blocker,
+                &mut shown,
+                lines,
+                index,
+                app,
+                now,
+                glyphs,
+                theme,
+                w,
+            );
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one recursive walk; a struct for it would only rename the arguments
