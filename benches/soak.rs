@@ -36,6 +36,7 @@ fn main() {
             ttl: Duration::from_secs(30),
             profiles: 1000,
             workers: 16,
+            stats: demo::ServiceStats::new(Duration::from_secs(30)),
         })
         .await
         .expect("workload")

@@ -148,6 +148,9 @@ pub struct App {
     fixed_now: Option<DateTime<Utc>>,
     /// Set by `locktop replay`: the player's state line, shown in the header instead of the link state.
     pub replay: Option<String>,
+    /// The service's metrics and health, when `--metrics-url`/`--health-url` are given: `Some` from the
+    /// start (empty until the first scrape), so the table keeps its column.
+    pub service: Option<crate::source::service::ServiceView>,
 }
 
 impl App {
@@ -179,6 +182,7 @@ impl App {
             polls_seen: 0,
             fixed_now: None,
             replay: None,
+            service: None,
         }
     }
 

@@ -36,6 +36,13 @@ pub struct Common {
         global = true
     )]
     pub pooler: crate::source::Pooler,
+    /// The service's Prometheus metrics page (repeatable): its contention rate per profile_id is shown beside
+    /// the database's view.
+    #[arg(long, value_name = "URL", global = true)]
+    pub metrics_url: Vec<String>,
+    /// The service's JSON health document (repeatable): its health flags are shown in the header.
+    #[arg(long, value_name = "URL", global = true)]
+    pub health_url: Vec<String>,
     /// Config file (TOML): lease table mapping and thresholds.
     #[arg(long, short = 'c', env = "LOCKTOP_CONFIG", global = true)]
     pub config: Option<PathBuf>,

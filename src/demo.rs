@@ -4,7 +4,10 @@
 //!
 //! Everything here writes (it is the workload, not the monitor); the monitor's own connection stays read-only.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -51,6 +54,117 @@ impl Scenario {
     }
 }
 
+/// What the workers count as the trading service would, for its `/metrics` and `/internal/health`: every
+/// acquisition's outcome and latency per profile, and who took each profile last.
+#[derive(Debug)]
+pub struct ServiceStats {
+    ttl: Duration,
+    profiles: Mutex<BTreeMap<String, ProfileStats>>,
+}
+
+#[derive(Debug, Default)]
+struct ProfileStats {
+    failures: u64,
+    latency_sum: f64,
+    latency_count: u64,
+    holder: Option<String>,
+    /// The current run of failures: when it started, and the latest failure.
+    failing_since: Option<Instant>,
+    last_failure: Option<Instant>,
+}
+
+impl ServiceStats {
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            ttl,
+            profiles: Mutex::default(),
+        })
+    }
+
+    fn record(&self, profile: &str, owner: &str, took: Duration, acquired: bool) {
+        let mut all = self
+            .profiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let p = all.entry(profile.to_owned()).or_default();
+        p.latency_sum += took.as_secs_f64();
+        p.latency_count += 1;
+        let now = Instant::now();
+        if acquired {
+            p.holder = Some(owner.to_owned());
+        } else {
+            p.failures += 1;
+            // A failure after a quiet TTL starts a new run, as the lease table's bookkeeping does.
+            if p.last_failure.is_none_or(|at| now - at > self.ttl) {
+                p.failing_since = Some(now);
+            }
+            p.last_failure = Some(now);
+        }
+    }
+
+    /// The Prometheus text page.
+    pub fn metrics(&self) -> String {
+        let all = self
+            .profiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = String::from(
+            "# HELP entry_lock_contention_total Failed ENTRY lock acquisitions.\n\
+             # TYPE entry_lock_contention_total counter\n",
+        );
+        for (profile, p) in all.iter() {
+            let _ = writeln!(
+                out,
+                "entry_lock_contention_total{{profile_id=\"{profile}\"}} {}",
+                p.failures
+            );
+        }
+        out.push_str(
+            "# HELP lock_acquisition_latency_seconds Time to try for an ENTRY lock.\n\
+             # TYPE lock_acquisition_latency_seconds summary\n",
+        );
+        for (profile, p) in all.iter() {
+            let _ = writeln!(
+                out,
+                "lock_acquisition_latency_seconds_sum{{profile_id=\"{profile}\"}} {}\n\
+                 lock_acquisition_latency_seconds_count{{profile_id=\"{profile}\"}} {}",
+                p.latency_sum, p.latency_count
+            );
+        }
+        out.push_str("# TYPE entry_lock_holder_info gauge\n");
+        for (profile, p) in all.iter() {
+            if let Some(owner) = &p.holder {
+                let _ = writeln!(
+                    out,
+                    "entry_lock_holder_info{{profile_id=\"{profile}\",owner_token=\"{owner}\"}} 1"
+                );
+            }
+        }
+        out
+    }
+
+    /// The health document: the trading loop is unhealthy while a profile has failed for longer than three
+    /// TTLs without a quiet TTL between failures (the runbook's escalation limit).
+    pub fn health(&self) -> String {
+        let all = self
+            .profiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let stuck = all
+            .values()
+            .any(|p| match (p.failing_since, p.last_failure) {
+                (Some(since), Some(last)) => now - last <= self.ttl && now - since > self.ttl * 3,
+                _ => false,
+            });
+        let failures: u64 = all.values().map(|p| p.failures).sum();
+        format!(
+            "{{\"lockContentionCount\": {failures}, \"tradingLoopHealthy\": {}, \"reconciliationLoopHealthy\": true}}\n",
+            !stuck
+        )
+    }
+}
+
 /// How the workload runs.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -62,6 +176,8 @@ pub struct Workload {
     pub profiles: usize,
     /// Contending workers, spread over the contended profiles.
     pub workers: usize,
+    /// What the workers count for the service's endpoints.
+    pub stats: Arc<ServiceStats>,
 }
 
 /// A session on the demo database for setting it up.
@@ -77,14 +193,15 @@ async fn connect(url: &str, owner: &str) -> Result<PgConnection, sqlx::Error> {
         .await
 }
 
+/// One acquisition attempt, counted in the service's stats as the trading service would count it.
 async fn try_acquire(
     conn: &mut PgConnection,
-    profile: &str,
-    key: &str,
-    owner: &str,
+    stats: &ServiceStats,
+    (profile, key, owner): (&str, &str, &str),
     ttl: Duration,
 ) -> bool {
-    sqlx::query_scalar(
+    let started = Instant::now();
+    let acquired = sqlx::query_scalar(
         "SELECT fn_try_acquire_entry_lock_row($1, $2, $3, make_interval(secs => $4))",
     )
     .bind(profile)
@@ -93,7 +210,9 @@ async fn try_acquire(
     .bind(ttl.as_secs_f64())
     .fetch_one(conn)
     .await
-    .unwrap_or(false)
+    .unwrap_or(false);
+    stats.record(profile, owner, started.elapsed(), acquired);
+    acquired
 }
 
 /// Starts every scenario's sessions; they run until the set is dropped or aborted.
@@ -122,12 +241,13 @@ async fn steady(w: &Workload, set: &mut JoinSet<()>) -> Result<(), sqlx::Error> 
     for fleet in 0..fleets {
         let mut conn = connect(&w.url, &format!("fleet-{fleet}")).await?;
         let profiles: Vec<usize> = (0..w.profiles).filter(|p| p % fleets == fleet).collect();
-        let ttl = w.ttl;
+        let (ttl, stats) = (w.ttl, Arc::clone(&w.stats));
         set.spawn(async move {
             loop {
                 for p in &profiles {
                     let owner = format!("worker-{p}");
-                    try_acquire(&mut conn, &format!("profile-{p:04}"), "BTC", &owner, ttl).await;
+                    let profile = format!("profile-{p:04}");
+                    try_acquire(&mut conn, &stats, (&profile, "BTC", &owner), ttl).await;
                 }
                 tokio::time::sleep(ttl / 3).await;
             }
@@ -146,10 +266,10 @@ async fn contend(
     for i in 0..workers {
         let owner = format!("{profile}-w{i}");
         let mut conn = connect(&w.url, &owner).await?;
-        let (profile, ttl) = (profile.to_owned(), w.ttl);
+        let (profile, ttl, stats) = (profile.to_owned(), w.ttl, Arc::clone(&w.stats));
         set.spawn(async move {
             loop {
-                try_acquire(&mut conn, &profile, "AAPL", &owner, ttl).await;
+                try_acquire(&mut conn, &stats, (&profile, "AAPL", &owner), ttl).await;
                 tokio::time::sleep(ttl / 10 + Duration::from_millis(37 * i as u64 % 100)).await;
             }
         });
@@ -161,7 +281,13 @@ async fn contend(
 /// refreshed, and the rivals queue on the row lock until their lock_timeout, again and again.
 async fn dead_owner(w: &Workload, set: &mut JoinSet<()>) -> Result<(), sqlx::Error> {
     let mut owner = connect(&w.url, "dead-1-owner").await?;
-    try_acquire(&mut owner, "dead-1", "MSFT", "dead-1-owner", w.ttl).await;
+    try_acquire(
+        &mut owner,
+        &w.stats,
+        ("dead-1", "MSFT", "dead-1-owner"),
+        w.ttl,
+    )
+    .await;
     sqlx::raw_sql("BEGIN; SELECT 1 FROM entry_locks WHERE profile_id = 'dead-1' FOR UPDATE")
         .execute(&mut owner)
         .await?;
@@ -176,10 +302,10 @@ async fn dead_owner(w: &Workload, set: &mut JoinSet<()>) -> Result<(), sqlx::Err
         sqlx::raw_sql("SET lock_timeout = '2s'")
             .execute(&mut conn)
             .await?;
-        let ttl = w.ttl;
+        let (ttl, stats) = (w.ttl, Arc::clone(&w.stats));
         set.spawn(async move {
             loop {
-                try_acquire(&mut conn, "dead-1", "MSFT", &name, ttl).await;
+                try_acquire(&mut conn, &stats, ("dead-1", "MSFT", &name), ttl).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -215,17 +341,19 @@ async fn self_recovery(w: &Workload, set: &mut JoinSet<()>) -> Result<(), sqlx::
     let mut holder = connect(&w.url, "blip-1-owner").await?;
     let mut rival = connect(&w.url, "blip-1-rival").await?;
     let ttl = w.ttl;
+    let stats = Arc::clone(&w.stats);
     set.spawn(async move {
         loop {
-            try_acquire(&mut holder, "blip-1", "ETH", "blip-1-owner", ttl).await;
+            try_acquire(&mut holder, &stats, ("blip-1", "ETH", "blip-1-owner"), ttl).await;
             tokio::time::sleep(ttl / 3).await;
         }
     });
+    let stats = Arc::clone(&w.stats);
     set.spawn(async move {
         loop {
             let until = tokio::time::Instant::now() + ttl;
             while tokio::time::Instant::now() < until {
-                try_acquire(&mut rival, "blip-1", "ETH", "blip-1-rival", ttl).await;
+                try_acquire(&mut rival, &stats, ("blip-1", "ETH", "blip-1-rival"), ttl).await;
                 tokio::time::sleep(ttl / 10).await;
             }
             tokio::time::sleep(ttl * 3).await;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod model;
 pub mod recording;
+pub mod serve;
 pub mod source;
 pub mod theme;
 pub mod ui;

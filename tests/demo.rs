@@ -11,10 +11,36 @@ use std::time::{Duration, Instant};
 use common::pty::Tui;
 
 use locktop::config::LeaseMapping;
-use locktop::demo::{self, Scenario, Workload};
+use locktop::demo::{self, Scenario, ServiceStats, Workload};
 use locktop::model::rules::{self, Alert, Rules};
 use locktop::model::{AdvisoryKey, History, Status};
 use locktop::source::{LeaseDetail, SessionLimits};
+
+/// The workers' own metrics count their real failures: the hot profile's, none for a calm one; and the page is
+/// Prometheus text the scraper reads.
+fn assert_service_counts(stats: &ServiceStats) {
+    let page = stats.metrics();
+    let scrape = locktop::source::service::parse_metrics(&page).expect("metrics parse");
+    let failures = |profile: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "entry_lock_contention_total"
+                    && s.labels.get("profile_id") == Some(profile)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => -1.0,
+            })
+    };
+    assert!(failures("hot-1").is_some_and(|f| f > 10.0), "{page}");
+    assert_eq!(failures("profile-0000"), Some(0.0), "{page}");
+    assert!(
+        stats.health().contains("\"tradingLoopHealthy\": false"),
+        "hot-1 failed for over 3 TTLs"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
@@ -30,6 +56,7 @@ async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
         ttl,
         profiles: 20,
         workers: 6,
+        stats: ServiceStats::new(ttl),
     };
     let mut sessions = demo::start(&workload).await.expect("workload starts");
 
@@ -77,6 +104,7 @@ async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     sessions.abort_all();
+    assert_service_counts(&workload.stats);
     for expected in [
         "hot-1=contended",
         "hot-1=escalated",
@@ -196,6 +224,9 @@ fn the_demo_shows_every_state_within_20_s_and_q_leaves_nothing_behind() {
                 ("expired", "✗ expired"),
                 ("row lock wait", " waits "),
                 ("advisory wait", "on advisory 4242"),
+                // The workers' own endpoints, scraped beside the database.
+                ("service health", "svc trading "),
+                ("service rate column", "SVC/s"),
             ];
             let mut seen = HashSet::new();
             while seen.len() < wanted.len() {

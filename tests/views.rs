@@ -216,3 +216,37 @@ fn two_databases_show_each_state_prefixed_profiles_and_a_blocking_tree_per_serve
     );
     insta::assert_snapshot!("two_targets_120x40", t120.backend());
 }
+
+#[test]
+fn service_metrics_add_a_rate_column_and_health_flags_in_the_header() {
+    use locktop::source::service::{Health, ServiceProfile, ServiceView};
+    let mut app = app_showing(incident());
+    let mut view = ServiceView::default();
+    view.profiles.insert(
+        "hot-7".into(),
+        ServiceProfile {
+            contention_per_s: Some(2.5),
+            latency_ms: Some(12.0),
+            holders: vec!["w-hot".into()],
+        },
+    );
+    view.profiles
+        .insert("warm-2".into(), ServiceProfile::default());
+    view.health.push(Health {
+        url: "http://svc/internal/health".into(),
+        lock_contention_count: Some(41),
+        trading_loop_healthy: Some(false),
+        reconciliation_loop_healthy: Some(true),
+    });
+    view.errors
+        .push("metrics http://svc-2/metrics: no answer within 800 ms".into());
+    app.service = Some(view);
+    let t120 = render(&mut app, 120, 40, &theme());
+    let text = format!("{}", t120.backend());
+    assert!(
+        text.contains("svc trading UNHEALTHY reconciliation ok contention 41"),
+        "{text}"
+    );
+    assert!(text.contains("SVC/s"), "{text}");
+    insta::assert_snapshot!("service_120x40", t120.backend());
+}

@@ -2,6 +2,7 @@
 //! and the dashboard on it. The cluster is stopped and its files removed on every way out (the cluster's
 //! watchdog covers panics and kills too), unless `--keep` hands it over to the user.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr};
@@ -9,12 +10,33 @@ use color_eyre::eyre::{Result, WrapErr};
 use crate::cli::{Common, DemoArgs};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{Config, Thresholds};
-use crate::demo::{self, Scenario, Workload};
+use crate::demo::{self, Scenario, ServiceStats, Workload};
 use crate::model::human_duration;
+use crate::serve;
 use crate::source::Target;
+use crate::source::service::ServiceSettings;
 
 /// The reference schema, loaded into the demo's database.
 const SCHEMA: &str = include_str!("../../sql/reference_schema.sql");
+
+/// Serves the workers' `/metrics` and `/internal/health` on 127.0.0.1.
+async fn serve_stats(
+    stats: Arc<ServiceStats>,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let handler: serve::Handler = Arc::new(move |path: String| {
+        let stats = Arc::clone(&stats);
+        Box::pin(async move {
+            match path.as_str() {
+                "/metrics" => Some((200, "text/plain; version=0.0.4", stats.metrics())),
+                "/internal/health" => Some((200, "application/json", stats.health())),
+                _ => None,
+            }
+        })
+    });
+    serve::start(handler)
+        .await
+        .wrap_err("cannot serve the demo's service endpoints on 127.0.0.1")
+}
 
 /// Runs the demo; returns the exit status.
 pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
@@ -50,16 +72,28 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
     } else {
         args.scenario.clone()
     };
+    let stats = ServiceStats::new(thresholds.ttl);
     let workload = Workload {
         url: url.clone(),
         scenarios: scenarios.clone(),
         ttl: thresholds.ttl,
         profiles: args.profiles,
         workers: args.workers,
+        stats: Arc::clone(&stats),
     };
     let mut sessions = demo::start(&workload)
         .await
         .wrap_err("starting the demo workload")?;
+
+    // The workers' service endpoints, and the dashboard pointed at them.
+    let (service_addr, server) = serve_stats(stats).await?;
+    let scraper = super::scraper(
+        ServiceSettings {
+            metrics: vec![format!("http://{service_addr}/metrics")],
+            health: vec![format!("http://{service_addr}/internal/health")],
+        },
+        common.interval,
+    )?;
 
     let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
     let clock = if args.real_time {
@@ -68,7 +102,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
         "compressed clock (--real-time for 30s/1m30s)"
     };
     let notes = vec![format!(
-        "demo: {} · {clock}: TTL {}, escalate after {}",
+        "demo: {} · {clock}: TTL {}, escalate after {} · service endpoints on http://{service_addr}",
         names.join(", "),
         human_duration(chrono::Duration::from_std(thresholds.ttl).unwrap_or_default()),
         human_duration(chrono::Duration::from_std(thresholds.escalate_after).unwrap_or_default()),
@@ -86,12 +120,13 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
     ) {
         Ok(recorder) => {
             let targets = [("demo".to_owned(), target)];
-            super::watch::dashboard(&targets, &config, common.interval, &theme, notes, recorder)
-                .await
+            let extras = super::watch::Extras { recorder, scraper };
+            super::watch::dashboard(&targets, &config, common.interval, &theme, notes, extras).await
         }
         Err(e) => Err(e),
     };
 
+    server.abort();
     sessions.abort_all();
     while sessions.join_next().await.is_some() {}
     drop(admin);

@@ -89,6 +89,32 @@ pub fn targets(common: &crate::cli::Common, config: &Config) -> Result<Vec<(Stri
     Ok(labels)
 }
 
+/// The service endpoints: the config's `[service]` lists and the command line's URLs.
+pub fn service_settings(
+    common: &crate::cli::Common,
+    config: &Config,
+) -> crate::source::service::ServiceSettings {
+    let mut metrics = config.service.metrics.clone();
+    metrics.extend(common.metrics_url.iter().cloned());
+    let mut health = config.service.health.clone();
+    health.extend(common.health_url.iter().cloned());
+    crate::source::service::ServiceSettings { metrics, health }
+}
+
+/// A scraper for the service endpoints, when there are any; a bad URL is a one-line error.
+pub fn scraper(
+    settings: crate::source::service::ServiceSettings,
+    interval: std::time::Duration,
+) -> Result<Option<crate::source::service::Scraper>> {
+    if settings.is_empty() {
+        return Ok(None);
+    }
+    let timeout = crate::source::service::request_timeout(interval);
+    crate::source::service::Scraper::new(settings, timeout)
+        .map(Some)
+        .map_err(|e| eyre!(e))
+}
+
 /// Sends logs to a file when one is given; never to the terminal.
 pub fn init_logging(path: Option<&Path>) -> Result<()> {
     let Some(path) = path else { return Ok(()) };

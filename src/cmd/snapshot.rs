@@ -27,7 +27,24 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         monitor.close().await;
         polled
     });
-    let mut polled = futures_util::future::join_all(polls).await;
+    // The service's counters are read twice, an interval apart, to give rates: the first read goes with the
+    // database poll, the second after it.
+    let mut scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
+    let first_scrape = async {
+        if let Some(s) = scraper.as_mut() {
+            s.scrape().await;
+        }
+        tokio::time::Instant::now()
+    };
+    let (mut polled, scraped_at) =
+        tokio::join!(futures_util::future::join_all(polls), first_scrape);
+    let service = match scraper.as_mut() {
+        Some(s) => {
+            tokio::time::sleep_until(scraped_at + common.interval).await;
+            Some(s.scrape().await)
+        }
+        None => None,
+    };
     let (snapshot, description) = if targets.len() == 1 {
         let snapshot = polled.pop().expect("one target")?;
         (snapshot, targets[0].1.description().to_owned())
@@ -62,10 +79,17 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         );
     }
 
+    if let (Format::Table, Some(view)) = (args.format, &service) {
+        notes.extend(view.errors.iter().cloned());
+    }
+
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            let report = Report::new(&board, &description, snapshot.visibility, notes);
+            let mut report = Report::new(&board, &description, snapshot.visibility, notes);
+            if let Some(view) = &service {
+                report = report.with_service(view);
+            }
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }

@@ -20,6 +20,7 @@ use crate::app::{App, keymap};
 use crate::cli::{Common, WatchArgs};
 use crate::config::Config;
 use crate::recording::{self, Recorder};
+use crate::source::service::{Scraper, ServiceView, run_service};
 use crate::source::{
     Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, fleet, run_poller,
 };
@@ -74,9 +75,20 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let theme = check_terminal(args)?;
     let config = super::load_config(common.config.as_deref())?;
     let targets = super::targets(common, &config)?;
+    let scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
     let notes = config.lease.missing_signals();
     let recorder = open_recorder(args, &describe(&targets), &config, common.interval)?;
-    dashboard(&targets, &config, common.interval, &theme, notes, recorder).await
+    let extras = Extras { recorder, scraper };
+    dashboard(&targets, &config, common.interval, &theme, notes, extras).await
+}
+
+/// What a dashboard may run beside its pollers.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Writes every poll to a `--record` file.
+    pub recorder: Option<Recorder>,
+    /// Reads the service's metrics and health.
+    pub scraper: Option<Scraper>,
 }
 
 /// What the header and a recording call the targets: the one target's `user@host:port/db`, or each label
@@ -171,8 +183,9 @@ pub async fn dashboard(
     interval: Duration,
     theme: &Theme,
     notes: Vec<String>,
-    recorder: Option<Recorder>,
+    extras: Extras,
 ) -> Result<i32> {
+    let Extras { recorder, scraper } = extras;
     let limits = SessionLimits::for_interval(interval);
     let ttl = config.thresholds.ttl;
     let connects = targets.iter().map(|(label, target)| async move {
@@ -220,6 +233,11 @@ pub async fn dashboard(
     }
     drop(tx);
     let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r)));
+    let (service_tx, mut service_rx) = tokio::sync::watch::channel(None);
+    let with_service = scraper.is_some();
+    if let Some(scraper) = scraper {
+        tasks.push(tokio::spawn(run_service(scraper, interval, service_tx)));
+    }
 
     let mut app = App::new(
         describe(targets),
@@ -227,11 +245,14 @@ pub async fn dashboard(
         interval,
         notes,
     );
+    if with_service {
+        app.service = Some(ServiceView::default());
+    }
     let glyphs = Glyphs::detect();
     let guard = TerminalGuard::enter()?;
     let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let mut term = Terminal::new(backend)?;
-    let result = event_loop(&mut term, &mut app, theme, glyphs, &mut rx).await;
+    let result = event_loop(&mut term, &mut app, theme, glyphs, &mut rx, &mut service_rx).await;
     drop(term);
     drop(guard);
     for task in &tasks {
@@ -253,6 +274,7 @@ async fn event_loop(
     theme: &Theme,
     glyphs: Glyphs,
     rx: &mut tokio::sync::watch::Receiver<Feed>,
+    service: &mut tokio::sync::watch::Receiver<Option<ServiceView>>,
 ) -> Result<()> {
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -282,6 +304,11 @@ async fn event_loop(
                 }
                 let feed = rx.borrow_and_update().clone();
                 app.on_feed(&feed)
+            },
+            // The scraper's task ends only with the dashboard (or never starts without endpoints).
+            Ok(()) = service.changed() => {
+                app.service = service.borrow_and_update().clone().or(app.service.take());
+                true
             },
             _ = tick.tick() => {
                 if !app.paused {

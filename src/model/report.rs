@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::rules::{Alert, Board, ProfileView, RowView, Status, WaitView, display_value};
 use super::snapshot::{AdvisoryKey, Visibility};
+use crate::source::service::{Health, ServiceProfile, ServiceView};
 
 /// The whole JSON document.
 #[derive(Debug, Serialize)]
@@ -20,6 +21,16 @@ pub struct Report<'a> {
     pub profiles: Vec<ProfileReport<'a>>,
     pub waits: Vec<WaitReport<'a>>,
     pub alerts: &'a [Alert],
+    /// The service's health documents and failed endpoints, with `--metrics-url`/`--health-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceReport<'a>>,
+}
+
+/// What the service's endpoints said (per-profile figures are in each profile's `service`).
+#[derive(Debug, Serialize)]
+pub struct ServiceReport<'a> {
+    pub health: &'a [Health],
+    pub errors: &'a [String],
 }
 
 /// One profile in the report.
@@ -32,6 +43,9 @@ pub struct ProfileReport<'a> {
     pub contention_count: i64,
     pub waiters: u32,
     pub holders: Vec<HolderReport<'a>>,
+    /// The service's own figures for the profile (its metrics' `profile_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<&'a ServiceProfile>,
 }
 
 /// One held row of a profile.
@@ -88,7 +102,21 @@ impl<'a> Report<'a> {
                 .collect(),
             waits: board.waits.iter().map(|w| wait_report(w, now)).collect(),
             alerts: &board.alerts,
+            service: None,
         }
+    }
+
+    /// Adds what the service's endpoints said.
+    #[must_use]
+    pub fn with_service(mut self, view: &'a ServiceView) -> Self {
+        for p in &mut self.profiles {
+            p.service = view.profile(p.profile);
+        }
+        self.service = Some(ServiceReport {
+            health: &view.health,
+            errors: &view.errors,
+        });
+        self
     }
 }
 
@@ -101,6 +129,7 @@ fn profile_report(p: &ProfileView, now: DateTime<Utc>) -> ProfileReport<'_> {
         contention_count: p.contention_count,
         waiters: p.waiters,
         holders: p.holders().map(|r| holder_report(r, now)).collect(),
+        service: None,
     }
 }
 

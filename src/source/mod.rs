@@ -7,6 +7,7 @@ pub mod error;
 pub mod fleet;
 pub mod lease;
 pub mod locks;
+pub mod service;
 pub mod simple;
 pub mod text;
 

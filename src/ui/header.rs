@@ -11,6 +11,7 @@ use super::text;
 use crate::app::App;
 use crate::model::human_duration;
 use crate::source::Link;
+use crate::source::service::ServiceView;
 use crate::theme::Theme;
 
 /// Draws the header line.
@@ -23,6 +24,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if app.paused {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
+    }
+    if let Some(service) = &app.service {
+        service_spans(service, theme, &mut spans);
     }
     spans.push(Span::raw("  "));
     match app.snapshot.as_ref().filter(|s| !s.parts.is_empty()) {
@@ -67,6 +71,37 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         }
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The service's health flags (`svc trading ✓ recon ✗ contention 12`), or why its endpoints failed.
+fn service_spans(service: &ServiceView, theme: &Theme, spans: &mut Vec<Span<'static>>) {
+    spans.push(Span::styled("  svc", theme.dim));
+    let flag = |name: &str, ok: Option<bool>| match ok {
+        Some(true) => Span::styled(format!(" {name} ok"), theme.ok),
+        Some(false) => Span::styled(format!(" {name} UNHEALTHY"), theme.escalated),
+        None => Span::styled(format!(" {name} ?"), theme.dim),
+    };
+    for h in &service.health {
+        spans.push(flag("trading", h.trading_loop_healthy));
+        spans.push(flag("reconciliation", h.reconciliation_loop_healthy));
+        if let Some(n) = h.lock_contention_count {
+            spans.push(Span::raw(format!(" contention {n}")));
+        }
+    }
+    if let Some(first) = service.errors.first() {
+        let more = service.errors.len() - 1;
+        let more = if more > 0 {
+            format!(" (+{more})")
+        } else {
+            String::new()
+        };
+        spans.push(Span::styled(
+            format!(" {}{more}", text::clean(first, 70)),
+            theme.stale,
+        ));
+    } else if service.health.is_empty() && service.profiles.is_empty() {
+        spans.push(Span::styled(" scraping…", theme.dim));
+    }
 }
 
 fn state_span(app: &App, theme: &Theme) -> Span<'static> {

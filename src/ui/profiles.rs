@@ -39,6 +39,9 @@ pub fn status_label(status: Status, glyphs: Glyphs) -> &'static str {
     }
 }
 
+/// The service's contention rate column (failed acquisitions per second, from its metrics).
+const SERVICE_WIDTH: usize = 7;
+
 /// Polls shown in the sparkline: fewer on narrow terminals, so names keep their room.
 const SPARK_WIDTH: usize = 16;
 const SPARK_NARROW: usize = 8;
@@ -81,11 +84,16 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     let width = inner.width as usize;
     // Fixed columns; profile and holder share what is left.
     let spark = spark_width(width);
-    let fixed = 12 + 7 + 7 + 9 + 6 + spark + 1;
+    let service = if app.service.is_some() {
+        SERVICE_WIDTH
+    } else {
+        0
+    };
+    let fixed = 12 + 7 + 7 + 9 + 6 + service + spark + 1;
     let flex = width.saturating_sub(fixed);
     let (pw, hw) = (flex * 2 / 5, flex - flex * 2 / 5);
     let header = format!(
-        "{}{}{}{:>7}{:>7}{:>9}{:>6} {}",
+        "{}{}{}{:>7}{:>7}{:>9}{:>6}{:>service$} {}",
         text::fit("STATUS", 12),
         text::fit("PROFILE", pw),
         text::fit("HOLDER", hw),
@@ -93,6 +101,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         "HELD",
         "CONTEND",
         "FAILS",
+        if service > 0 { "SVC/s" } else { "" },
         text::fit("TREND", spark)
     );
     frame.render_widget(
@@ -200,12 +209,28 @@ fn row_line<'a>(
                 base
             },
         ),
-        Span::styled(format!("{fails:>6} "), base),
+        Span::styled(format!("{fails:>6}"), base),
+        Span::styled(format!("{} ", service_rate(app, &p.profile)), base),
         Span::styled(
             sparkline(&app.history.sparkline(&p.profile, spark), spark, glyphs),
             theme.sparkline.patch(base),
         ),
     ])
+}
+
+/// The service's failed acquisitions per second for a profile: `-` when its metrics do not name it, `?`
+/// until two scrapes gave a rate; empty without `--metrics-url`.
+fn service_rate(app: &App, profile: &str) -> String {
+    let Some(service) = &app.service else {
+        return String::new();
+    };
+    let rate = match service.profile(profile).map(|p| p.contention_per_s) {
+        None => "-".to_owned(),
+        Some(None) => "?".to_owned(),
+        Some(Some(r)) if r >= 100.0 => format!("{r:.0}"),
+        Some(Some(r)) => format!("{r:.1}"),
+    };
+    format!("{rate:>SERVICE_WIDTH$}")
 }
 
 fn holder_text(r: &crate::model::RowView) -> String {
