@@ -132,6 +132,10 @@ impl Recorder {
             kept.summaries = Arc::default();
         }
         kept.sessions = relevant_sessions(snapshot, self.queries);
+        // Several databases: each part keeps its own relevant sessions, queries left out likewise.
+        for part in &mut kept.parts {
+            part.snapshot.sessions = relevant_sessions(&part.snapshot, self.queries);
+        }
         self.line(&Poll {
             snapshot: Some(kept),
             error: None,
@@ -274,4 +278,63 @@ pub fn read(input: impl BufRead) -> Result<Recording, String> {
         polls,
         damage,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::snapshot::Part;
+    use crate::model::{LockWait, Session};
+
+    #[test]
+    fn the_sessions_of_every_database_are_filtered_and_lose_their_queries() {
+        let now = Utc::now();
+        let mut one = Snapshot::at(now);
+        let session = |pid, app: &str| Session {
+            pid,
+            application: Some(app.into()),
+            user: None,
+            client_addr: None,
+            state: None,
+            query: Some("SELECT secret".into()),
+            xact_start: None,
+            backend_type: None,
+        };
+        one.sessions = vec![session(7, "waiter"), session(8, "bystander")];
+        one.waits = vec![LockWait {
+            pid: 7,
+            blocked_by: Vec::new(),
+            locktype: "advisory".into(),
+            mode: "ExclusiveLock".into(),
+            relation: None,
+            relation_oid: None,
+            tuple: None,
+            advisory_key: None,
+            transactionid: None,
+            waitstart: None,
+            lease_row: None,
+        }];
+        let merged = Snapshot::merged(vec![Part::new("east", &one, None)], now);
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("r.jsonl");
+        let header = Header {
+            locktop_recording: FORMAT,
+            version: "test".into(),
+            target: "t".into(),
+            interval_ms: 1000,
+            ttl_s: 30.0,
+            escalate_after_s: 90.0,
+            queries: false,
+            started_at: now,
+        };
+        let mut recorder = Recorder::create(&path, &header).expect("create");
+        recorder.poll(&merged).expect("poll");
+        drop(recorder);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains("bystander"), "{text}");
+        let back = read(std::io::BufReader::new(text.as_bytes())).expect("parses");
+        let part = &back.polls[0].snapshot.as_ref().expect("snapshot").parts[0];
+        assert_eq!(part.snapshot.sessions.len(), 1, "the waiter is kept");
+    }
 }
