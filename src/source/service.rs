@@ -98,11 +98,15 @@ impl Scraper {
         let _ = rustls::crypto::ring::default_provider().install_default();
         for url in settings.metrics.iter().chain(&settings.health) {
             let parsed = reqwest::Url::parse(url).map_err(|e| {
-                format!("bad endpoint URL {url:?}: {e}; write it as http://host:port/path")
+                format!(
+                    "bad endpoint URL {:?}: {e}; write it as http://host:port/path",
+                    shown(url)
+                )
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!(
-                    "bad endpoint URL {url:?}: only http and https are read; write it as http://host:port/path"
+                    "bad endpoint URL {:?}: only http and https are read; write it as http://host:port/path",
+                    shown(url)
                 ));
             }
         }
@@ -144,14 +148,14 @@ impl Scraper {
                 Err(e) => {
                     // A failed scrape breaks the counter series: the next good one starts a new rate.
                     self.last.remove(url);
-                    view.errors.push(format!("metrics {url}: {e}"));
+                    view.errors.push(format!("metrics {}: {e}", shown(url)));
                 }
             }
         }
         for (url, body) in self.settings.health.iter().zip(health) {
             match body.and_then(|b| parse_health(url, &b)) {
                 Ok(h) => view.health.push(h),
-                Err(e) => view.errors.push(format!("health {url}: {e}")),
+                Err(e) => view.errors.push(format!("health {}: {e}", shown(url))),
             }
         }
         view
@@ -236,13 +240,13 @@ fn by_profile(scrape: &prometheus_parse::Scrape, metric: &str) -> HashMap<String
 /// GETs a URL under the timeout; the body as text, or a one-line reason.
 async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<String, String> {
     let read = async {
-        let mut response = client.get(url).send().await.map_err(|e| reason(&e))?;
+        let mut response = client.get(url).send().await.map_err(reason)?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| reason(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(reason)? {
             if body.len() + chunk.len() > BODY_LIMIT {
                 return Err(format!("response larger than {} MiB", BODY_LIMIT >> 20));
             }
@@ -256,14 +260,32 @@ async fn fetch(client: &reqwest::Client, url: &str, timeout: Duration) -> Result
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
 }
 
-fn reason(e: &reqwest::Error) -> String {
+/// A URL as it may be shown: without a password (`http://user:***@host/…`).
+pub fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparsable: nothing of what could be userinfo.
+        Err(_) => match url.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => url.to_owned(),
+        },
+    }
+}
+
+fn reason(e: reqwest::Error) -> String {
+    // The caller names the URL, without its password; reqwest's own text would include it whole.
+    let e = e.without_url();
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
         "connection refused or unreachable".into()
     } else {
         let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
+        let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             text = format!("{text}: {s}");
             source = s.source();
@@ -297,7 +319,7 @@ pub fn parse_health(url: &str, body: &str) -> Result<Health, String> {
         return Err("not a JSON object".into());
     }
     Ok(Health {
-        url: url.to_owned(),
+        url: shown(url),
         lock_contention_count: doc
             .get("lockContentionCount")
             .and_then(serde_json::Value::as_i64),
@@ -370,6 +392,25 @@ mod tests {
         assert_eq!(h.reconciliation_loop_healthy, None);
         assert!(parse_health("u", "ok").is_err());
         assert!(parse_health("u", "[1]").is_err());
+    }
+
+    #[test]
+    fn passwords_in_endpoint_urls_are_never_shown() {
+        assert_eq!(
+            shown("http://mon:s3cret@svc:9100/metrics"),
+            "http://mon:***@svc:9100/metrics"
+        );
+        assert_eq!(shown("http://svc:9100/metrics"), "http://svc:9100/metrics");
+        assert!(!shown("http//mon:s3cret@svc").contains("s3cret"));
+        let e = Scraper::new(
+            ServiceSettings {
+                metrics: vec!["ftp://mon:s3cret@svc/metrics".into()],
+                health: Vec::new(),
+            },
+            Duration::from_secs(1),
+        )
+        .expect_err("ftp is refused");
+        assert!(!e.contains("s3cret") && e.contains("only http"), "{e}");
     }
 
     #[test]
