@@ -297,6 +297,16 @@ pub fn evaluate(
         profiles.extend(board.profiles);
         waits.extend(board.waits);
     }
+    board(profiles, waits, rules, now)
+}
+
+/// The board of these profiles and waits: in the runbook's order, with the alerts they raise.
+fn board(
+    mut profiles: Vec<ProfileView>,
+    waits: Vec<WaitView>,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Board {
     sort_profiles(&mut profiles, now);
     let alerts = alerts(&profiles, rules, now);
     Board {
@@ -399,15 +409,7 @@ fn evaluate_one(
         let rows = summary_row(summary, &by_app).into_iter().collect();
         profiles.push(profile_view(profile, rows, counts, history, rules, now));
     }
-    sort_profiles(&mut profiles, now);
-
-    let alerts = alerts(&profiles, rules, now);
-    Board {
-        now,
-        profiles,
-        waits,
-        alerts,
-    }
+    board(profiles, waits, rules, now)
 }
 
 /// Most severe first, then longest contended, then by name (digit runs by value).

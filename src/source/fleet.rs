@@ -62,8 +62,7 @@ pub async fn run_fleet(
             made: None,
         })
         .collect();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticker = super::every(interval);
     loop {
         ticker.tick().await;
         if tx.is_closed() {

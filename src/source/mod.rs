@@ -651,6 +651,14 @@ pub struct PollerSettings {
     pub ttl: Duration,
 }
 
+/// A ticker for a task that works every `interval`: work that overruns makes the next tick late, never two
+/// rounds back to back.
+pub fn every(interval: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    ticker
+}
+
 /// Runs polls every `interval` until the receiver side is gone, publishing each result on `tx`.
 /// Starts from an already connected monitor when given one (the caller checked the mapping up front).
 pub async fn run_poller(
@@ -660,9 +668,7 @@ pub async fn run_poller(
 ) {
     let limits = SessionLimits::for_interval(settings.interval);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
-    let mut ticker = tokio::time::interval(settings.interval);
-    // A poll that overruns its interval makes the next tick late, never two polls back to back.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticker = every(settings.interval);
     loop {
         ticker.tick().await;
         if tx.is_closed() {

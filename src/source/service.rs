@@ -338,8 +338,7 @@ pub async fn run_service(
     interval: Duration,
     tx: watch::Sender<Option<ServiceView>>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticker = super::every(interval);
     loop {
         ticker.tick().await;
         if tx.is_closed() {

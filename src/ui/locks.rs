@@ -87,8 +87,15 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         );
         return;
     }
-    let mut lines = Vec::new();
-    let mut index = 0;
+    let mut tree = Tree {
+        app,
+        now,
+        glyphs,
+        theme,
+        w,
+        lines: Vec::new(),
+        index: 0,
+    };
     for (target, waits) in by_target(&board.waits) {
         let snapshot = app.snapshot.as_deref().map(|s| {
             s.parts
@@ -97,54 +104,40 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
                 .map_or(s, |p| &p.snapshot)
         });
         if let Some(t) = target {
-            lines.push(Line::styled(text::fit(&format!("[{t}]"), w), theme.title));
+            tree.lines
+                .push(Line::styled(text::fit(&format!("[{t}]"), w), theme.title));
         }
         let sessions: HashMap<i32, &crate::model::Session> = snapshot
             .map(|s| s.sessions.iter().map(|x| (x.pid, x)).collect())
             .unwrap_or_default();
-        let tree = Tree {
-            app,
-            now,
-            glyphs,
-            theme,
-            w,
-        };
-        tree.draw(&waits, &sessions, &mut lines, &mut index);
+        tree.draw(&waits, &sessions);
     }
     let skip = app
         .lock_selected
         .saturating_sub(area.height.saturating_sub(3) as usize);
     frame.render_widget(
-        Paragraph::new(lines).scroll((skip as u16, 0)).block(block),
+        Paragraph::new(tree.lines)
+            .scroll((skip as u16, 0))
+            .block(block),
         area,
     );
 }
 
-/// What drawing one server's blocking tree needs besides its waits.
+/// Draws the blocking trees of the pane, one server at a time, into `lines`.
 struct Tree<'a> {
     app: &'a App,
     now: chrono::DateTime<chrono::Utc>,
     glyphs: Glyphs,
     theme: &'a Theme,
     w: usize,
+    lines: Vec<Line<'static>>,
+    /// Waiter lines so far (the locks pane's cursor counts them).
+    index: usize,
 }
 
 impl Tree<'_> {
     /// The tree of one server's waits: each blocker that does not wait, and below it who waits on it.
-    fn draw(
-        &self,
-        waits: &[&WaitView],
-        sessions: &HashMap<i32, &crate::model::Session>,
-        lines: &mut Vec<Line<'static>>,
-        index: &mut usize,
-    ) {
-        let Self {
-            app,
-            now,
-            glyphs,
-            theme,
-            w,
-        } = *self;
+    fn draw(&mut self, waits: &[&WaitView], sessions: &HashMap<i32, &crate::model::Session>) {
         let mut by_blocker: HashMap<i32, Vec<&WaitView>> = HashMap::new();
         for wv in waits {
             // A waiter hangs under its first blocker (pg_blocking_pids lists the queue's head first).
@@ -160,105 +153,84 @@ impl Tree<'_> {
                 s.and_then(|s| s.application.as_deref()).unwrap_or(""),
                 s.and_then(|s| s.state.as_deref()).unwrap_or("?")
             );
-            if app.show_queries {
+            if self.app.show_queries {
                 let _ = write!(
                     head,
                     "  {}",
                     s.and_then(|s| s.query.as_deref()).unwrap_or("")
                 );
             }
-            lines.push(Line::styled(text::fit(&head, w), theme.header));
-            walk(
-                root,
-                1,
-                &by_blocker,
-                &mut shown,
-                lines,
-                index,
-                app,
-                now,
-                glyphs,
-                theme,
-                w,
-            );
+            self.lines
+                .push(Line::styled(text::fit(&head, self.w), self.theme.header));
+            self.walk(root, 1, &by_blocker, &mut shown);
         }
     }
-}
 
-#[allow(clippy::too_many_arguments)] // one recursive walk; a struct for it would only rename the arguments
-fn walk(
-    pid: i32,
-    depth: usize,
-    by_blocker: &HashMap<i32, Vec<&WaitView>>,
-    shown: &mut HashSet<i32>,
-    lines: &mut Vec<Line<'static>>,
-    index: &mut usize,
-    app: &App,
-    now: chrono::DateTime<chrono::Utc>,
-    glyphs: Glyphs,
-    theme: &Theme,
-    w: usize,
-) {
-    let Some(children) = by_blocker.get(&pid) else {
-        return;
-    };
-    for wv in children {
-        if !shown.insert(wv.wait.pid) {
-            continue; // a cycle (deadlock about to be detected): show each backend once
-        }
-        let branch = if glyphs.unicode { "└─ " } else { "`- " };
-        // What is locked first, then how: on a narrow screen the end of the line is what gets cut.
-        let what = match (&wv.profile, &wv.wait.advisory_key, &wv.wait.relation) {
-            (Some(p), _, _) => format!(
-                "row {p}/{} ({}, {})",
-                wv.key.as_deref().unwrap_or("?"),
-                wv.wait.relation.as_deref().unwrap_or("?"),
-                wv.wait.locktype
-            ),
-            (None, Some(k), _) => format!("advisory {k}"),
-            (None, None, Some(r)) => format!("{} {r}", wv.wait.locktype),
-            _ => wv.wait.transactionid.as_deref().map_or_else(
-                || wv.wait.locktype.clone(),
-                |x| format!("{} {x}", wv.wait.locktype),
-            ),
-        };
-        let others = wv.wait.blocked_by.len().saturating_sub(1);
-        let mut line = format!(
-            "{}{branch}pid {} {} waits {} on {what}, {}{}",
-            "   ".repeat(depth - 1),
-            wv.wait.pid,
-            wv.application.as_deref().unwrap_or(""),
-            wv.waiting_for(now)
-                .map_or_else(|| "?".into(), human_duration),
-            wv.wait.mode,
-            if others > 0 {
-                format!(" (+{others} more blockers)")
-            } else {
-                String::new()
-            }
-        );
-        if app.show_queries {
-            let _ = write!(line, "  {}", wv.query.as_deref().unwrap_or(""));
-        }
-        let style = if *index == app.lock_selected && app.pane == Pane::Locks {
-            theme.selected
-        } else {
-            theme.contended
-        };
-        lines.push(Line::styled(text::fit(&line, w), style));
-        *index += 1;
-        walk(
-            wv.wait.pid,
-            depth + 1,
-            by_blocker,
-            shown,
-            lines,
-            index,
+    /// The waiters on `pid`, and theirs below them.
+    fn walk(
+        &mut self,
+        pid: i32,
+        depth: usize,
+        by_blocker: &HashMap<i32, Vec<&WaitView>>,
+        shown: &mut HashSet<i32>,
+    ) {
+        let Self {
             app,
             now,
             glyphs,
             theme,
             w,
-        );
+            ..
+        } = *self;
+        let Some(children) = by_blocker.get(&pid) else {
+            return;
+        };
+        for wv in children {
+            if !shown.insert(wv.wait.pid) {
+                continue; // a cycle (deadlock about to be detected): show each backend once
+            }
+            let branch = if glyphs.unicode { "└─ " } else { "`- " };
+            // What is locked first, then how: on a narrow screen the end of the line is what gets cut.
+            let what = match (&wv.profile, &wv.wait.advisory_key, &wv.wait.relation) {
+                (Some(p), _, _) => format!(
+                    "row {p}/{} ({}, {})",
+                    wv.key.as_deref().unwrap_or("?"),
+                    wv.wait.relation.as_deref().unwrap_or("?"),
+                    wv.wait.locktype
+                ),
+                (None, Some(k), _) => format!("advisory {k}"),
+                (None, None, Some(r)) => format!("{} {r}", wv.wait.locktype),
+                _ => wv.wait.transactionid.as_deref().map_or_else(
+                    || wv.wait.locktype.clone(),
+                    |x| format!("{} {x}", wv.wait.locktype),
+                ),
+            };
+            let others = wv.wait.blocked_by.len().saturating_sub(1);
+            let mut line = format!(
+                "{}{branch}pid {} {} waits {} on {what}, {}{}",
+                "   ".repeat(depth - 1),
+                wv.wait.pid,
+                wv.application.as_deref().unwrap_or(""),
+                wv.waiting_for(now)
+                    .map_or_else(|| "?".into(), human_duration),
+                wv.wait.mode,
+                if others > 0 {
+                    format!(" (+{others} more blockers)")
+                } else {
+                    String::new()
+                }
+            );
+            if app.show_queries {
+                let _ = write!(line, "  {}", wv.query.as_deref().unwrap_or(""));
+            }
+            let style = if self.index == app.lock_selected && app.pane == Pane::Locks {
+                theme.selected
+            } else {
+                theme.contended
+            };
+            self.lines.push(Line::styled(text::fit(&line, w), style));
+            self.index += 1;
+            self.walk(wv.wait.pid, depth + 1, by_blocker, shown);
+        }
     }
 }
