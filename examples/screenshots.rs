@@ -210,6 +210,9 @@ fn shots() -> Result<Vec<Shot>, String> {
     let mut help = fixtures::incident_over_time();
     help.apply(Action::ToggleHelp);
 
+    let mut fleet = fixtures::app_showing(fixtures::two_targets());
+    fleet.service = Some(fixtures::service_view());
+
     Ok(vec![
         Shot {
             file: "dashboard.png",
@@ -228,8 +231,13 @@ fn shots() -> Result<Vec<Shot>, String> {
         },
         Shot {
             file: "help.png",
-            theme: default,
+            theme: default.clone(),
             app: help,
+        },
+        Shot {
+            file: "fleet.png",
+            theme: default.clone(),
+            app: fleet,
         },
         Shot {
             file: "monochrome.png",
@@ -290,9 +298,13 @@ fn run() -> Result<(), String> {
         );
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    // Every frame is drawn before the (slow) conversions, so none ages into "stale" while the others convert.
+    let mut frames = Vec::new();
     for mut shot in shots()? {
-        let buffer = render(&mut shot)?;
-        let png = out.join(shot.file);
+        frames.push((shot.file, render(&mut shot)?));
+    }
+    for (file, buffer) in frames {
+        let png = out.join(file);
         to_png(&svg(&buffer), &png)?;
         println!("wrote {}", png.display());
     }

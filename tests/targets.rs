@@ -70,7 +70,8 @@ async fn two_clusters_one_stopped_mid_run_the_other_keeps_updating_and_the_alert
     .await
     .expect("thread");
     tui = tokio::task::spawn_blocking(move || {
-        let screen = tui.wait_for("west DOWN (last data kept)");
+        let screen = tui.wait_for("west is down, its last data kept");
+        assert!(screen.contains("west DOWN"), "{screen}");
         assert!(
             screen.contains("west:WEST-1"),
             "west's last data stays:\n{screen}"

@@ -191,21 +191,14 @@ fn in_a_replay_the_header_shows_the_player_and_help_and_footer_list_its_keys() {
 
 #[test]
 fn two_databases_show_each_state_prefixed_profiles_and_a_blocking_tree_per_server() {
-    use locktop::model::Snapshot;
-    use locktop::model::snapshot::Part;
-    let now = fixtures::t(0);
-    let parts = vec![
-        Part::new("east", &incident(), None),
-        Part::new(
-            "west",
-            &calm(),
-            Some("cannot connect to mon@west:5432/trading: connection refused".into()),
-        ),
-    ];
-    let mut app = app_showing(Snapshot::merged(parts, now));
+    let mut app = app_showing(fixtures::two_targets());
     let t120 = render(&mut app, 120, 40, &theme());
     let text = format!("{}", t120.backend());
-    assert!(text.contains("east · west DOWN (last data kept)"), "{text}");
+    assert!(text.contains("east · west DOWN"), "{text}");
+    assert!(
+        text.contains("west is down, its last data kept: cannot connect"),
+        "the reason is in the notes:\n{text}"
+    );
     assert!(
         text.contains("east:hot-7") && text.contains("west:profile-1"),
         "{text}"
@@ -219,28 +212,8 @@ fn two_databases_show_each_state_prefixed_profiles_and_a_blocking_tree_per_serve
 
 #[test]
 fn service_metrics_add_a_rate_column_and_health_flags_in_the_header() {
-    use locktop::source::service::{Health, ServiceProfile, ServiceView};
     let mut app = app_showing(incident());
-    let mut view = ServiceView::default();
-    view.profiles.insert(
-        "hot-7".into(),
-        ServiceProfile {
-            contention_per_s: Some(2.5),
-            latency_ms: Some(12.0),
-            holders: vec!["w-hot".into()],
-        },
-    );
-    view.profiles
-        .insert("warm-2".into(), ServiceProfile::default());
-    view.health.push(Health {
-        url: "http://svc/internal/health".into(),
-        lock_contention_count: Some(41),
-        trading_loop_healthy: Some(false),
-        reconciliation_loop_healthy: Some(true),
-    });
-    view.errors
-        .push("metrics http://svc-2/metrics: no answer within 800 ms".into());
-    app.service = Some(view);
+    app.service = Some(fixtures::service_view());
     let t120 = render(&mut app, 120, 40, &theme());
     let text = format!("{}", t120.backend());
     assert!(

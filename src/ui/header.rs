@@ -25,32 +25,31 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
     }
+    // What is down comes before what is merely informative: several databases' states, then the service's
+    // health, then (one database) its name.
+    let parts = app.snapshot.as_ref().filter(|s| !s.parts.is_empty());
+    if let Some(s) = parts {
+        spans.push(Span::raw("  "));
+        for (i, part) in s.parts.iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::raw(" · "));
+            }
+            match &part.down {
+                None => spans.push(Span::styled(text::clean(&part.target, 40), theme.header)),
+                // Why, in the notes line below.
+                Some(_) => spans.push(Span::styled(
+                    format!("{} DOWN", text::clean(&part.target, 40)),
+                    theme.stale,
+                )),
+            }
+        }
+    }
     if let Some(service) = &app.service {
         service_spans(service, theme, &mut spans);
     }
-    spans.push(Span::raw("  "));
-    match app.snapshot.as_ref().filter(|s| !s.parts.is_empty()) {
-        // Several databases: each one's state, a down one in the stale colour with its error.
-        Some(s) => {
-            for (i, part) in s.parts.iter().enumerate() {
-                if i > 0 {
-                    spans.push(Span::raw(" · "));
-                }
-                match &part.down {
-                    None => spans.push(Span::styled(text::clean(&part.target, 40), theme.header)),
-                    Some(error) => spans.push(Span::styled(
-                        format!(
-                            "{} DOWN{}: {}",
-                            text::clean(&part.target, 40),
-                            if part.seen { " (last data kept)" } else { "" },
-                            text::clean(error, 50)
-                        ),
-                        theme.stale,
-                    )),
-                }
-            }
-        }
-        None => spans.push(Span::styled(app.target.clone(), theme.header)),
+    if parts.is_none() {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(app.target.clone(), theme.header));
     }
     if let Some(now) = app.now() {
         spans.push(Span::raw(format!(
@@ -88,15 +87,13 @@ fn service_spans(service: &ServiceView, theme: &Theme, spans: &mut Vec<Span<'sta
             spans.push(Span::raw(format!(" contention {n}")));
         }
     }
-    if let Some(first) = service.errors.first() {
-        let more = service.errors.len() - 1;
-        let more = if more > 0 {
-            format!(" (+{more})")
-        } else {
-            String::new()
-        };
+    if !service.errors.is_empty() {
+        // Which and why, in the notes line below.
         spans.push(Span::styled(
-            format!(" {}{more}", text::clean(first, 70)),
+            format!(
+                " {} failing",
+                text::count(service.errors.len() as u64, "endpoint")
+            ),
             theme.stale,
         ));
     } else if service.health.is_empty() && service.profiles.is_empty() {

@@ -108,11 +108,31 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
     }
 }
 
+/// The note lines, most urgent first (two are shown): why lease rows or a database are missing, which service
+/// endpoints fail, then what the role cannot see and the session's own notes.
 fn notes(app: &App) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(s) = &app.snapshot {
-        out.extend(s.visibility.note().map(str::to_owned));
         out.extend(s.lease_error.clone());
+        for part in &s.parts {
+            out.extend(
+                part.down
+                    .as_ref()
+                    .map(|e| format!("{} is down, its last data kept: {e}", part.target)),
+            );
+            out.extend(
+                part.snapshot
+                    .lease_error
+                    .as_ref()
+                    .map(|e| format!("{}: {e}", part.target)),
+            );
+        }
+    }
+    if let Some(service) = &app.service {
+        out.extend(service.errors.iter().cloned());
+    }
+    if let Some(s) = &app.snapshot {
+        out.extend(s.visibility.note().map(str::to_owned));
     }
     out.extend(app.notes.iter().cloned());
     out
