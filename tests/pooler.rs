@@ -281,3 +281,22 @@ async fn the_snapshot_command_through_the_pooler_reads_the_rows_and_says_so() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_through_the_pooler_shows_the_rows_and_warns_about_pids() {
+    let url = common::database("pooled_tui").await;
+    held_profiles(&url).await;
+    let bouncer = PgBouncer::start(tcp_upstream(&url), 2);
+    let pooled = url_via(&url, bouncer.addr);
+    tokio::task::spawn_blocking(move || {
+        let mut tui = common::pty::Tui::start(&["--dsn", &pooled, "--pooler", "transaction"]);
+        let screen = tui.wait_for("owner-17");
+        assert!(screen.contains("via pooler: pids"), "{screen}");
+        assert!(screen.contains(" live "), "{screen}");
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        drop(bouncer);
+    })
+    .await
+    .expect("pty");
+}

@@ -63,10 +63,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             theme.dim,
         ));
         if s.pooled {
-            spans.push(Span::styled(
-                format!("  {}", crate::model::snapshot::POOLED_NOTE),
-                theme.stale,
-            ));
+            // What it means, in the notes line.
+            spans.push(Span::styled("  via pooler", theme.stale));
         }
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);

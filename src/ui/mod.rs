@@ -132,6 +132,9 @@ fn notes(app: &App) -> Vec<String> {
         out.extend(service.errors.iter().cloned());
     }
     if let Some(s) = &app.snapshot {
+        if s.pooled {
+            out.push(crate::model::snapshot::POOLED_NOTE.to_owned());
+        }
         out.extend(s.visibility.note().map(str::to_owned));
     }
     out.extend(app.notes.iter().cloned());
