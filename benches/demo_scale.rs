@@ -4,7 +4,7 @@
 //! shows, the time from a key to the screen showing its effect (a filter typed and cleared, 10 times), the
 //! process's CPU (locktop plus the 200 workers' client side, which the demo runs in the same process) and RSS.
 
-#[allow(dead_code)] // each benchmark reads only some of /proc
+#[allow(dead_code)] // each benchmark uses only some of it
 mod common;
 #[allow(dead_code)] // the benchmark uses the pty helper's spawn, screen, keys and exit only
 #[path = "../tests/common/pty.rs"]

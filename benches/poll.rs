@@ -6,48 +6,28 @@
 //! that refreshes the per-profile aggregates, as summary mode does every 5 s) and of the model's evaluation of it; then the process RSS before and after 3,600 simulated
 //! polls of 1,000 profiles through the history and the rules.
 
-#[allow(dead_code)] // each benchmark reads only some of /proc
+#[allow(dead_code)] // each benchmark uses only some of it
 mod common;
 
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use common::{connect, exec};
 use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::LeaseMapping;
 use locktop::model::rules::{self, Rules};
 use locktop::model::{History, LeaseRow, LockWait, Snapshot, Visibility};
 use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
-use sqlx::{ConnectOptions, Connection, postgres::PgConnectOptions};
+use sqlx::Connection;
 
 const SCHEMA: &str = include_str!("../sql/reference_schema.sql");
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    common::runtime().block_on(async {
         let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
         poll_costs(&cluster).await;
     });
     model_memory();
-}
-
-async fn connect(url: &str) -> sqlx::PgConnection {
-    url.parse::<PgConnectOptions>()
-        .expect("url")
-        .disable_statement_logging()
-        .connect()
-        .await
-        .expect("connect")
-}
-
-async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(c)
-        .await
-        .expect(sql);
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -6,24 +6,21 @@
 //! poll is one simple-protocol round trip (its statements written out, text results); directly it is several
 //! prepared statements.
 
+#[allow(dead_code)] // each benchmark uses only some of it
+mod common;
 #[allow(dead_code)] // the tests' helper: its log is for their failure messages
 #[path = "../tests/common/pgbouncer.rs"]
 mod pgbouncer;
 
 use std::time::{Duration, Instant};
 
+use common::{connect, exec};
 use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::LeaseMapping;
 use locktop::source::{LeaseDetail, Monitor, Pooler, SessionLimits, Target};
-use sqlx::{ConnectOptions, postgres::PgConnectOptions};
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    common::runtime().block_on(async {
         let options = ClusterOptions {
             tcp: true,
             ..ClusterOptions::default()
@@ -74,22 +71,6 @@ fn main() {
         drop(bouncer);
         drop(cluster);
     });
-}
-
-async fn connect(url: &str) -> sqlx::PgConnection {
-    url.parse::<PgConnectOptions>()
-        .expect("url")
-        .disable_statement_logging()
-        .connect()
-        .await
-        .expect("connect")
-}
-
-async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(c)
-        .await
-        .expect(sql);
 }
 
 /// 200 polls after a warm-up one: median, p95 and max in milliseconds.

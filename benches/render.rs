@@ -7,7 +7,7 @@
 //! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
 //!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
 
-#[allow(dead_code)] // each benchmark reads only some of /proc
+#[allow(dead_code)] // each benchmark uses only some of it
 mod common;
 #[allow(dead_code)] // the benchmark uses the pty helper's spawn, keys and exit only
 #[path = "../tests/common/pty.rs"]

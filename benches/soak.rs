@@ -5,7 +5,7 @@
 //! prints the monitor's RSS and CPU time once a minute for `LOCKTOP_SOAK_MINUTES` (default 30), then the growth
 //! after the first five minutes (history rings fill up to 600 polls, i.e. ten minutes at 1 s).
 
-#[allow(dead_code)] // each benchmark reads only some of /proc
+#[allow(dead_code)] // each benchmark uses only some of it
 mod common;
 #[allow(dead_code)] // the soak uses the pty helper's start, screen and keys only
 #[path = "../tests/common/pty.rs"]

@@ -1,4 +1,5 @@
-//! What the benchmarks read about a process from `/proc`: its memory and its CPU time.
+//! What the benchmarks share: what they read about a process from `/proc` (its memory and its CPU time), and
+//! a plain session for setting up their data.
 
 /// A `/proc/PID/status` field in KiB, such as `VmRSS:` or `VmHWM:`; `pid` may be `self`.
 pub fn status_kib(pid: &str, field: &str) -> u64 {
@@ -26,4 +27,32 @@ pub fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0)
     };
     (field(11) + field(12)) as f64 / 100.0
+}
+
+/// A plain session (the benchmark's own, for setting up data).
+pub async fn connect(url: &str) -> sqlx::PgConnection {
+    use sqlx::ConnectOptions as _;
+    url.parse::<sqlx::postgres::PgConnectOptions>()
+        .expect("url")
+        .disable_statement_logging()
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Runs SQL (several statements allowed).
+pub async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(c)
+        .await
+        .expect(sql);
+}
+
+/// The runtime of a benchmark's database work: two workers, as the machines here have two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }

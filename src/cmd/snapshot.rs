@@ -65,19 +65,7 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
     if snapshot.pooled {
         notes.push(crate::model::snapshot::POOLED_NOTE.to_owned());
     }
-    for part in &snapshot.parts {
-        notes.extend(
-            part.down
-                .as_ref()
-                .map(|e| format!("{} is down: {e}", part.target)),
-        );
-        notes.extend(
-            part.snapshot
-                .lease_error
-                .as_ref()
-                .map(|e| format!("{}: {e}", part.target)),
-        );
-    }
+    notes.extend(snapshot.part_notes());
 
     if let (Format::Table, Some(view)) = (args.format, &service) {
         notes.extend(view.errors.iter().cloned());

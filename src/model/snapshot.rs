@@ -136,6 +136,26 @@ impl Snapshot {
         }
     }
 
+    /// Why parts of a merged snapshot are missing or old: each database that is down, each lease read that
+    /// failed, named by its target.
+    pub fn part_notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            out.extend(
+                part.down
+                    .as_ref()
+                    .map(|e| format!("{} is down, its last data kept: {e}", part.target)),
+            );
+            out.extend(
+                part.snapshot
+                    .lease_error
+                    .as_ref()
+                    .map(|e| format!("{}: {e}", part.target)),
+            );
+        }
+        out
+    }
+
     /// The snapshots to evaluate: the parts of a merged one, else itself.
     pub fn pieces(&self) -> Vec<&Snapshot> {
         if self.parts.is_empty() {

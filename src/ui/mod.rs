@@ -114,19 +114,7 @@ fn notes(app: &App) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(s) = &app.snapshot {
         out.extend(s.lease_error.clone());
-        for part in &s.parts {
-            out.extend(
-                part.down
-                    .as_ref()
-                    .map(|e| format!("{} is down, its last data kept: {e}", part.target)),
-            );
-            out.extend(
-                part.snapshot
-                    .lease_error
-                    .as_ref()
-                    .map(|e| format!("{}: {e}", part.target)),
-            );
-        }
+        out.extend(s.part_notes());
     }
     if let Some(service) = &app.service {
         out.extend(service.errors.iter().cloned());
