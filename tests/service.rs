@@ -186,3 +186,60 @@ async fn an_endpoint_that_hangs_or_returns_garbage_is_reported_and_never_delays_
     scraping.abort();
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_with_an_untrusted_certificate_is_refused_and_reported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let made = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "s_server", "-quiet", "-www", "-cert", "cert.pem", "-key", "key.pem",
+        ])
+        .args(["-accept", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("s_server");
+    common::wait_until("s_server listens", || async {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let mut scraper = Scraper::new(
+        ServiceSettings {
+            metrics: vec![format!("https://localhost:{port}/metrics")],
+            health: Vec::new(),
+        },
+        Duration::from_secs(2),
+    )
+    .expect("scraper");
+    let view = scraper.scrape().await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let error = view.errors.join("; ");
+    eprintln!("https, untrusted certificate: {error}");
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+}

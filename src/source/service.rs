@@ -280,17 +280,22 @@ fn reason(e: reqwest::Error) -> String {
     // The caller names the URL, without its password; reqwest's own text would include it whole.
     let e = e.without_url();
     if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection refused or unreachable".into()
+        return "timed out".into();
+    }
+    // The innermost cause says what went wrong (refused, a certificate, a reset); reqwest's outer texts only
+    // say that a request failed.
+    let mut innermost = None;
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    let detail = innermost.unwrap_or_else(|| e.to_string());
+    let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
+    if e.is_connect() {
+        format!("cannot connect: {detail}")
     } else {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+        detail
     }
 }
 
