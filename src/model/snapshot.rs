@@ -141,11 +141,14 @@ impl Snapshot {
     pub fn part_notes(&self) -> Vec<String> {
         let mut out = Vec::new();
         for part in &self.parts {
-            out.extend(
-                part.down
-                    .as_ref()
-                    .map(|e| format!("{} is down, its last data kept: {e}", part.target)),
-            );
+            out.extend(part.down.as_ref().map(|e| {
+                let kept = if part.seen {
+                    ", its last data kept"
+                } else {
+                    ""
+                };
+                format!("{} is down{kept}: {e}", part.target)
+            }));
             out.extend(
                 part.snapshot
                     .lease_error
