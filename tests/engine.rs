@@ -558,14 +558,7 @@ async fn pg_locks_is_read_only_when_a_new_wait_appears() {
 #[tokio::test]
 async fn a_role_without_pg_monitor_is_told_what_it_cannot_see_and_still_finds_waits() {
     let url = database("limited").await;
-    let mut admin = connect(&url).await;
-    exec(
-        &mut admin,
-        "DO $$ BEGIN CREATE ROLE limited_mon LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
-         GRANT SELECT ON entry_locks TO limited_mon",
-    )
-    .await;
-    let limited_url = url.replace("postgres://postgres@", "postgres://limited_mon@");
+    let limited_url = common::reader_role(&url, "limited_mon").await;
     let mut holder = connect_as(&url, "holder").await;
     let holder_pid = pid(&mut holder).await;
     exec(&mut holder, "SELECT pg_advisory_lock(99)").await;

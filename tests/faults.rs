@@ -382,19 +382,11 @@ async fn a_table_lock_nobody_queues_for_costs_one_lock_timeout_then_the_monitor_
 async fn a_role_without_pg_monitor_sees_a_note_on_screen_not_a_calm_empty_board() {
     let url = database("limited_screen").await;
     let _holder = common::acquire(&url, "SEEN", "w1").await;
-    let mut admin = connect(&url).await;
-    exec(
-        &mut admin,
-        "DO $$ BEGIN CREATE ROLE limited_screen LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
-         GRANT SELECT ON entry_locks TO limited_screen",
-    )
-    .await;
+    let limited = common::reader_role(&url, "limited_screen").await;
     // Someone else's advisory wait: the limited role still finds it through pg_locks.
     let wait =
         common::AdvisoryWait::start(&url, 31, "scheduler-a", "SELECT pg_advisory_lock(31)").await;
 
-    let limited = url.replacen("postgres://postgres@", "postgres://limited_screen@", 1);
-    assert_ne!(limited, url, "the harness URL names its user");
     let screen = tokio::task::spawn_blocking(move || {
         let mut tui = Tui::start(&["--dsn", &limited, "--interval", "500ms"]);
         let screen = tui.wait_for("role lacks pg_monitor");

@@ -205,6 +205,23 @@ pub async fn wait_for_lock_waiters(url: &str, n: i64) {
     }
 }
 
+/// A login role that may read the lease table and nothing more (no `pg_monitor`); the URL of `url`'s
+/// database as that role.
+pub async fn reader_role(url: &str, role: &str) -> String {
+    let mut admin = connect(url).await;
+    exec(
+        &mut admin,
+        &format!(
+            "DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT SELECT ON entry_locks TO {role}"
+        ),
+    )
+    .await;
+    let as_role = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    assert_ne!(as_role, url, "the harness URL names its user");
+    as_role
+}
+
 /// The backend pid of a session.
 pub async fn pid(conn: &mut PgConnection) -> i32 {
     sqlx::query_scalar("SELECT pg_backend_pid()")
