@@ -16,7 +16,7 @@ use common::{connect, exec};
 use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::LeaseMapping;
 use locktop::model::rules::{self, Rules};
-use locktop::model::{History, LeaseRow, LockWait, Snapshot, Visibility};
+use locktop::model::{History, LeaseRow, Snapshot};
 use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
 use sqlx::Connection;
 
@@ -153,7 +153,6 @@ fn model_memory() {
     let snapshot_at = |i: i64| {
         let now = start + chrono::Duration::seconds(i);
         Snapshot {
-            server_now: now,
             poll_ms: 1.0,
             leases: (0..1_000)
                 .map(|p| {
@@ -170,13 +169,7 @@ fn model_memory() {
                     }
                 })
                 .collect(),
-            summaries: std::sync::Arc::default(),
-            sessions: Vec::new(),
-            waits: Vec::<LockWait>::new(),
-            visibility: Visibility::Full,
-            lease_error: None,
-            pooled: false,
-            parts: Vec::new(),
+            ..Snapshot::at(now)
         }
     };
     // Warm up: the first snapshot's allocations are not growth.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use locktop::app::App;
 use locktop::cluster::{Cluster, ClusterOptions};
-use locktop::model::{LeaseRow, LockWait, Rules, Snapshot, Visibility};
+use locktop::model::{LeaseRow, LockWait, Rules, Snapshot};
 use locktop::theme::{ColorDepth, Theme};
 use locktop::ui::{self, Glyphs};
 use ratatui::Terminal;
@@ -35,7 +35,6 @@ fn t(s: i64) -> DateTime<Utc> {
 
 fn snapshot(profiles: usize, waits: usize) -> Snapshot {
     Snapshot {
-        server_now: t(0),
         poll_ms: 1.0,
         leases: (0..profiles)
             .map(|i| LeaseRow {
@@ -49,8 +48,6 @@ fn snapshot(profiles: usize, waits: usize) -> Snapshot {
                 last_contended_at: (i % 50 == 0).then(|| t(-1)),
             })
             .collect(),
-        summaries: Arc::default(),
-        sessions: Vec::new(),
         waits: (0..waits)
             .map(|i| LockWait {
                 pid: 1000 + i as i32,
@@ -66,10 +63,7 @@ fn snapshot(profiles: usize, waits: usize) -> Snapshot {
                 lease_row: None,
             })
             .collect(),
-        visibility: Visibility::Full,
-        lease_error: None,
-        pooled: false,
-        parts: Vec::new(),
+        ..Snapshot::at(t(0))
     }
 }
 
