@@ -24,7 +24,7 @@ use lease::LeaseTable;
 use locks::ActivityReader;
 
 use crate::config::LeaseMapping;
-use crate::model::{LeaseRow, Session, Snapshot, Visibility};
+use crate::model::{LeaseRow, LockWait, Session, Snapshot, Visibility};
 
 /// The server clock, the lease rows read in detail, and the per-profile aggregates.
 type LeaseRead = (
@@ -50,8 +50,8 @@ pub struct Monitor {
     /// The lease table was found locked ACCESS EXCLUSIVE: until that lock is gone, polls ask `pg_locks` instead
     /// of queueing a read behind it.
     table_locked: bool,
-    /// Behind a transaction-mode pooler: the limits each poll's transaction sets (see [`simple`]).
-    pooled: Option<SessionLimits>,
+    /// Behind a transaction-mode pooler: each poll is one transaction that sets `limits` (see [`simple`]).
+    pooled: bool,
     /// Behind a pooler, the rows of row-lock waits are named by the next poll's round trip: their addresses.
     pending_rows: Vec<(u32, u16)>,
 }
@@ -90,6 +90,7 @@ impl Monitor {
             }
             other => (other?, target.pooler()),
         };
+        // How the setup statements go: written out in a transaction of their own behind a pooler.
         let pooled = (kind == Pooler::Transaction).then_some(limits);
         let setup = async {
             text::accept_any_bytes(&mut conn, pooled).await?;
@@ -122,7 +123,7 @@ impl Monitor {
             summaries_at: None,
             table_locked: false,
             slow_aggregates: 0,
-            pooled,
+            pooled: pooled.is_some(),
             pending_rows: Vec::new(),
         })
     }
@@ -162,8 +163,8 @@ impl Monitor {
     /// ACCESS EXCLUSIVE on it and skip the read until that lock is gone.
     pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
         let started = Instant::now();
-        if let Some(limits) = self.pooled {
-            return self.poll_pooled(started, limits).await;
+        if self.pooled {
+            return self.poll_pooled(started).await;
         }
         let client_timeout = self.limits.client_timeout;
         let fut = async {
@@ -171,13 +172,8 @@ impl Monitor {
             let mut activity = self.activity.fetch(&mut self.conn).await?;
             // Two expensive reads in one poll make one slow poll: the aggregates can wait for the next one.
             let read_pg_locks = self.activity.pg_locks_reads() > locks_reads;
-            let oid = self.lease.oid;
-            let queue_on_table = activity
-                .waits
-                .iter()
-                .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation");
             let mut lockers = Vec::new();
-            if self.table_locked || queue_on_table {
+            if self.table_locked || self.queued_for_table(&activity.waits) {
                 lockers = self.lease.exclusive_lockers(&mut self.conn).await?;
                 self.table_locked = !lockers.is_empty();
             }
@@ -237,7 +233,7 @@ impl Monitor {
             waits: activity.waits,
             visibility: self.visibility,
             lease_error,
-            pooled: self.pooled.is_some(),
+            pooled: self.pooled,
             parts: Vec::new(),
         }
     }
@@ -246,11 +242,8 @@ impl Monitor {
     /// the waits, and then either the lease rows or (while the table is known to be locked) who locks it.
     /// What needs a second read in a direct session waits for the next poll: the names of row-lock waits'
     /// rows, and the lockers' names after a read first hit `lock_timeout`.
-    async fn poll_pooled(
-        &mut self,
-        started: Instant,
-        limits: SessionLimits,
-    ) -> Result<Snapshot, SourceError> {
+    async fn poll_pooled(&mut self, started: Instant) -> Result<Snapshot, SourceError> {
+        let limits = self.limits;
         let mut statements = self.activity.pooled_statements().to_vec();
         let push = |statements: &mut Vec<String>, sql: String| {
             statements.push(sql);
@@ -369,35 +362,46 @@ impl Monitor {
         activity: &mut locks::Activity,
     ) -> Result<(), SourceError> {
         // Someone queues for the table itself: the next poll asks who locks it instead of queueing too.
-        let oid = self.lease.oid;
-        if activity
-            .waits
-            .iter()
-            .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation")
-        {
+        if self.queued_for_table(&activity.waits) {
             self.table_locked = true;
         }
+        let oid = self.lease.oid;
+        let unnamed = |w: &LockWait| w.relation_oid == Some(oid) && w.lease_row.is_none();
         if let Some(rows) = found {
-            let found: HashMap<_, _> = LeaseTable::rows_at_from(rows)?.into_iter().collect();
-            for w in &mut activity.waits {
-                if w.relation_oid == Some(oid)
-                    && w.lease_row.is_none()
-                    && let Some(row) = w.tuple.and_then(|t| found.get(&t).cloned())
-                {
-                    self.activity.remember_lease_row(w.pid, row.clone());
-                    w.lease_row = Some(row);
-                }
+            self.name_rows(
+                LeaseTable::rows_at_from(rows)?,
+                &mut activity.waits,
+                unnamed,
+            );
+        }
+        self.pending_rows = row_addresses(&activity.waits, unnamed);
+        Ok(())
+    }
+
+    /// Whether someone waits for a lock on the lease table itself (a relation lock: a migration's queue).
+    fn queued_for_table(&self, waits: &[LockWait]) -> bool {
+        let oid = self.lease.oid;
+        waits
+            .iter()
+            .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation")
+    }
+
+    /// Names the lease row of each wait that `which` picks, from rows found by address; known waits keep it.
+    fn name_rows(
+        &mut self,
+        found: Vec<lease::RowAt>,
+        waits: &mut [LockWait],
+        which: impl Fn(&LockWait) -> bool,
+    ) {
+        let by_tid: HashMap<_, _> = found.into_iter().collect();
+        for w in waits {
+            if which(w)
+                && let Some(row) = w.tuple.and_then(|t| by_tid.get(&t).cloned())
+            {
+                self.activity.remember_lease_row(w.pid, row.clone());
+                w.lease_row = Some(row);
             }
         }
-        self.pending_rows = activity
-            .waits
-            .iter()
-            .filter(|w| w.relation_oid == Some(oid) && w.lease_row.is_none())
-            .filter_map(|w| w.tuple)
-            .collect();
-        self.pending_rows.sort_unstable();
-        self.pending_rows.dedup();
-        Ok(())
     }
 
     /// Whether this poll refreshes the per-profile aggregates: at least every third of a TTL, so a
@@ -479,34 +483,14 @@ impl Monitor {
     /// effort: a failure leaves it unnamed.
     async fn attribute_row_waits(&mut self, activity: &mut locks::Activity) {
         let oid = self.lease.oid;
-        let is_new_row_wait = |w: &crate::model::LockWait| {
-            w.relation_oid == Some(oid) && activity.new_waits.contains(&w.pid)
-        };
-        let mut tids: Vec<(u32, u16)> = activity
-            .waits
-            .iter()
-            .filter(|w| is_new_row_wait(w))
-            .filter_map(|w| w.tuple)
-            .collect();
-        if tids.is_empty() {
-            return;
-        }
-        tids.sort_unstable();
-        tids.dedup();
-        match self.lease.rows_at(&mut self.conn, &tids).await {
-            Ok(found) => {
-                let by_tid: HashMap<_, _> = found.into_iter().collect();
-                for w in &mut activity.waits {
-                    if w.relation_oid == Some(oid)
-                        && activity.new_waits.contains(&w.pid)
-                        && let Some(row) = w.tuple.and_then(|t| by_tid.get(&t).cloned())
-                    {
-                        self.activity.remember_lease_row(w.pid, row.clone());
-                        w.lease_row = Some(row);
-                    }
-                }
+        let new_waits = &activity.new_waits;
+        let new_row_wait = |w: &LockWait| w.relation_oid == Some(oid) && new_waits.contains(&w.pid);
+        let tids = row_addresses(&activity.waits, new_row_wait);
+        if !tids.is_empty() {
+            match self.lease.rows_at(&mut self.conn, &tids).await {
+                Ok(found) => self.name_rows(found, &mut activity.waits, new_row_wait),
+                Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
             }
-            Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
         }
     }
 
@@ -519,6 +503,18 @@ impl Monitor {
     pub async fn close(self) {
         connect::close(self.conn).await;
     }
+}
+
+/// The addresses (page, tuple) of the row-lock waits that `which` picks, each once.
+fn row_addresses(waits: &[LockWait], which: impl Fn(&LockWait) -> bool) -> Vec<(u32, u16)> {
+    let mut tids: Vec<(u32, u16)> = waits
+        .iter()
+        .filter(|w| which(w))
+        .filter_map(|w| w.tuple)
+        .collect();
+    tids.sort_unstable();
+    tids.dedup();
+    tids
 }
 
 /// What the screen says when the lease table is locked: who holds or wants ACCESS EXCLUSIVE on it.
