@@ -18,33 +18,47 @@ struct Member {
     made: Option<(Arc<Snapshot>, Part)>,
 }
 
-/// What one target contributes now: its part, and the server time it implies (its clock advanced by the time
-/// since its snapshot arrived).
-fn part_of(member: &mut Member) -> (Option<Part>, Option<chrono::DateTime<chrono::Utc>>, bool) {
+/// What one target contributes at one tick.
+struct Share {
+    label: String,
+    link: Link,
+    /// Why it is down, while it is.
+    down: Option<String>,
+    /// Its part, and the server time it implies (its clock advanced by the time since its snapshot arrived);
+    /// `None` until it has answered once.
+    seen: Option<(Part, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// Reads a target's feed once (the prefixing is redone only for a new snapshot).
+fn share_of(member: &mut Member) -> Share {
     let feed = member.rx.borrow().clone();
     let down = match &feed.link {
         Link::Connected => None,
         Link::Connecting => Some("connecting".to_owned()),
         Link::Reconnecting { error, .. } => Some(error.clone()),
     };
-    let live = down.is_none();
-    let Some(snapshot) = feed.snapshot else {
-        return (None, None, live);
-    };
-    let clock = snapshot.server_now
-        + feed
-            .received_at
-            .and_then(|at| chrono::Duration::from_std(at.elapsed()).ok())
-            .unwrap_or_default();
-    let part = match &member.made {
-        Some((source, part)) if Arc::ptr_eq(source, &snapshot) => Part {
-            down,
-            ..part.clone()
-        },
-        _ => Part::new(&member.label, &snapshot, down),
-    };
-    member.made = Some((snapshot, part.clone()));
-    (Some(part), Some(clock), live)
+    let seen = feed.snapshot.map(|snapshot| {
+        let clock = snapshot.server_now
+            + feed
+                .received_at
+                .and_then(|at| chrono::Duration::from_std(at.elapsed()).ok())
+                .unwrap_or_default();
+        let part = match &member.made {
+            Some((source, part)) if Arc::ptr_eq(source, &snapshot) => Part {
+                down: down.clone(),
+                ..part.clone()
+            },
+            _ => Part::new(&member.label, &snapshot, down.clone()),
+        };
+        member.made = Some((snapshot, part.clone()));
+        (part, clock)
+    });
+    Share {
+        label: member.label.clone(),
+        link: feed.link,
+        down,
+        seen,
+    }
 }
 
 /// Joins the targets' feeds into `tx` every `interval` until the receiver side is gone. The merged feed is
@@ -68,44 +82,31 @@ pub async fn run_fleet(
         if tx.is_closed() {
             break;
         }
-        let mut parts = Vec::with_capacity(members.len());
-        let mut clock = None;
-        let mut any_live = false;
-        let mut first_error = None;
-        let mut unseen = Vec::new();
-        for m in &mut members {
-            let (part, at, live) = part_of(m);
-            any_live |= live;
-            if !live && first_error.is_none() {
-                first_error = Some(m.rx.borrow().link.clone());
-            }
-            clock = clock.max(at);
-            match part {
-                Some(part) => parts.push(part),
-                None => unseen.push((m.label.clone(), m.rx.borrow().link.clone())),
-            }
-        }
-        let Some(now) = clock else {
-            // Nobody has answered yet: the header shows the first target's link state.
-            let link = first_error.unwrap_or(Link::Connecting);
-            tx.send_modify(|f| f.link = link);
-            continue;
-        };
-        for (label, link) in unseen {
-            let down = match link {
-                Link::Reconnecting { error, .. } => Some(error),
-                _ => Some("connecting".to_owned()),
-            };
-            parts.push(Part::unseen(&label, now, down));
-        }
-        // The order of the configuration, whatever answered first.
-        parts.sort_by_key(|p| members.iter().position(|m| m.label == p.target));
-        let merged = Snapshot::merged(parts, now);
+        let shares: Vec<Share> = members.iter_mut().map(share_of).collect();
+        let any_live = shares.iter().any(|s| s.down.is_none());
+        // Nobody live: the header shows the first target's link state.
         let link = if any_live {
             Link::Connected
         } else {
-            first_error.unwrap_or(Link::Connecting)
+            shares.first().map_or(Link::Connecting, |s| s.link.clone())
         };
+        let Some(now) = shares
+            .iter()
+            .filter_map(|s| s.seen.as_ref().map(|(_, at)| *at))
+            .max()
+        else {
+            tx.send_modify(|f| f.link = link);
+            continue;
+        };
+        // In the order of the configuration, whatever answered first.
+        let parts = shares
+            .into_iter()
+            .map(|s| match s.seen {
+                Some((part, _)) => part,
+                None => Part::unseen(&s.label, now, s.down),
+            })
+            .collect();
+        let merged = Snapshot::merged(parts, now);
         tx.send_modify(|f| {
             f.polls += 1;
             f.last_poll_failed = !any_live;
