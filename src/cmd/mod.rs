@@ -89,6 +89,19 @@ pub fn targets(common: &crate::cli::Common, config: &Config) -> Result<Vec<(Stri
     Ok(labels)
 }
 
+/// What the header, a recording and `snapshot` call the targets: the one target's `user@host:port/db`, or
+/// each label with its own (`east (mon@east:5432/trading), …`).
+pub fn describe(targets: &[(String, Target)]) -> String {
+    match targets {
+        [(_, one)] => one.description().to_owned(),
+        many => many
+            .iter()
+            .map(|(label, t)| format!("{label} ({})", t.description()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// The service endpoints: the config's `[service]` lists and the command line's URLs.
 pub fn service_settings(
     common: &crate::cli::Common,

@@ -45,12 +45,12 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         }
         None => None,
     };
-    let (snapshot, description) = if targets.len() == 1 {
-        let snapshot = polled.pop().expect("one target")?;
-        (snapshot, targets[0].1.description().to_owned())
+    let snapshot = if targets.len() == 1 {
+        polled.pop().expect("one target")?
     } else {
-        (merge_once(&targets, polled)?, describe(&targets))
+        merge_once(&targets, polled)?
     };
+    let description = super::describe(&targets);
 
     let rules = config.thresholds.rules();
     let board = evaluate_once(&snapshot, &rules);
@@ -110,15 +110,6 @@ fn merge_once(
         })
         .collect();
     Ok(Snapshot::merged(parts, now))
-}
-
-/// The targets named in the header line: `label (user@host:port/db), …`.
-pub fn describe(targets: &[(String, Target)]) -> String {
-    targets
-        .iter()
-        .map(|(label, t)| format!("{label} ({})", t.description()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The board of a single snapshot, at its own server time.

@@ -77,7 +77,7 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let targets = super::targets(common, &config)?;
     let scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
     let notes = config.lease.missing_signals();
-    let recorder = open_recorder(args, &describe(&targets), &config, common.interval)?;
+    let recorder = open_recorder(args, &super::describe(&targets), &config, common.interval)?;
     let extras = Extras { recorder, scraper };
     dashboard(&targets, &config, common.interval, &theme, notes, extras).await
 }
@@ -89,15 +89,6 @@ pub struct Extras {
     pub recorder: Option<Recorder>,
     /// Reads the service's metrics and health.
     pub scraper: Option<Scraper>,
-}
-
-/// What the header and a recording call the targets: the one target's `user@host:port/db`, or each label
-/// with its own.
-fn describe(targets: &[(String, Target)]) -> String {
-    match targets {
-        [(_, one)] => one.description().to_owned(),
-        many => super::snapshot::describe(many),
-    }
 }
 
 /// The `--record` file, opened before the terminal is touched so that a bad path is a one-line error.
@@ -240,7 +231,7 @@ pub async fn dashboard(
     }
 
     let mut app = App::new(
-        describe(targets),
+        super::describe(targets),
         config.thresholds.rules(),
         interval,
         notes,
