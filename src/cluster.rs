@@ -19,9 +19,13 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
-        "no PostgreSQL server binaries found (looked in pg_config --bindir, PATH and /usr/lib/postgresql/*/bin); install them (Debian: apt-get install postgresql) or set LOCKTOP_TEST_DATABASE_URL"
+        "no PostgreSQL server binaries found (looked in LOCKTOP_PG_BINDIR, pg_config --bindir, PATH and /usr/lib/postgresql/*/bin); install them (Debian: apt-get install postgresql), set LOCKTOP_PG_BINDIR to their directory, or set LOCKTOP_TEST_DATABASE_URL"
     )]
     NoBinaries,
+    #[error(
+        "LOCKTOP_PG_BINDIR={dir} has no {program}; it must hold initdb, pg_ctl and postgres (e.g. `bash .ci/embedded-postgres 13` prints such a directory)"
+    )]
+    MissingProgram { dir: String, program: &'static str },
     #[error(
         "running as root, but there is no 'postgres' user to run the server as; create one or run as a normal user"
     )]
@@ -60,7 +64,7 @@ pub struct Cluster {
 impl Cluster {
     /// Creates and starts a cluster; returns once it accepts connections.
     pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
-        let bindir = find_bindir().ok_or(ClusterError::NoBinaries)?;
+        let bindir = server_bindir()?;
         let run_as = if is_root() {
             Some(postgres_user().ok_or(ClusterError::NoPostgresUser)?)
         } else {
@@ -226,20 +230,10 @@ impl Cluster {
                     detail: format!("exited with {status}: {last}"),
                 });
             }
-            if socket.exists() {
-                let ready = Command::new(self.bindir.join("pg_isready"))
-                    .arg("-q")
-                    .arg("-h")
-                    .arg(&self.root)
-                    .arg("-p")
-                    .arg(self.port.to_string())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if ready {
-                    // The watchdog owns the server's lifetime from here on; reap it in the background.
-                    std::thread::spawn(move || server.wait());
-                    return Ok(());
-                }
+            if socket.exists() && self.postmaster_ready() {
+                // The watchdog owns the server's lifetime from here on; reap it in the background.
+                std::thread::spawn(move || server.wait());
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(ClusterError::Step {
@@ -249,6 +243,13 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the postmaster says it accepts connections: the status line of `postmaster.pid` (its eighth
+    /// line, PostgreSQL 10 and later) reads `ready`. Needs no `pg_isready`, which not every bin dir has.
+    fn postmaster_ready(&self) -> bool {
+        fs::read_to_string(self.root.join("data").join("postmaster.pid"))
+            .is_ok_and(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
     }
 
     /// The URL of a database on this cluster, as the superuser `postgres`, over the Unix socket.
@@ -393,6 +394,27 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_or(54329, |a| a.port())
+}
+
+/// The programs a throwaway cluster runs.
+const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
+/// The server binaries to use: `LOCKTOP_PG_BINDIR` before any lookup (a directory that lacks one of the
+/// programs is an error at once, naming it), else [`find_bindir`].
+pub fn server_bindir() -> Result<PathBuf, ClusterError> {
+    match std::env::var_os("LOCKTOP_PG_BINDIR").filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            match SERVER_PROGRAMS.iter().find(|p| !dir.join(p).is_file()) {
+                Some(program) => Err(ClusterError::MissingProgram {
+                    dir: dir.display().to_string(),
+                    program,
+                }),
+                None => Ok(dir),
+            }
+        }
+        None => find_bindir().ok_or(ClusterError::NoBinaries),
+    }
 }
 
 /// The directory of `initdb` and `postgres`: `pg_config --bindir`, then PATH, then the newest
