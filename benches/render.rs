@@ -61,6 +61,8 @@ fn snapshot(profiles: usize, waits: usize) -> Snapshot {
                 transactionid: None,
                 waitstart: Some(t(-30)),
                 lease_row: None,
+                waitstart_approx: false,
+                on_lease_table: false,
             })
             .collect(),
         ..Snapshot::at(t(0))

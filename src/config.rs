@@ -79,6 +79,26 @@ pub struct LeaseMapping {
     pub contention_count: String,
     pub contended_since: String,
     pub last_contended_at: String,
+    /// The zone that `timestamp without time zone` (and `date`) columns were written in; empty: the server's
+    /// (the database's `timezone` setting, else the server's).
+    pub timezone: String,
+    /// The keys the config file names itself: an optional column named there must exist, while one left at
+    /// its default name is simply unmapped when the table lacks it.
+    #[serde(skip)]
+    pub explicit: Vec<String>,
+}
+
+/// One mapped column of the lease table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappedColumn<'a> {
+    /// Its key in `[lease]`.
+    pub key: &'static str,
+    /// The column's name in the table.
+    pub column: &'a str,
+    /// The table must have it (group, key, owner, expires_at).
+    pub required: bool,
+    /// The config file names it (else it is the default name).
+    pub explicit: bool,
 }
 
 impl Default for LeaseMapping {
@@ -93,13 +113,15 @@ impl Default for LeaseMapping {
             contention_count: "contention_count".into(),
             contended_since: "contended_since".into(),
             last_contended_at: "last_contended_at".into(),
+            timezone: String::new(),
+            explicit: Vec::new(),
         }
     }
 }
 
 impl LeaseMapping {
-    /// The mapped columns: (config key, column name, required). Unused optional columns are left out.
-    pub fn columns(&self) -> Vec<(&'static str, &str, bool)> {
+    /// The mapped columns. Unused optional columns (set to `""`) are left out.
+    pub fn columns(&self) -> Vec<MappedColumn<'_>> {
         [
             ("group", self.group.as_str(), true),
             ("key", self.key.as_str(), true),
@@ -112,20 +134,25 @@ impl LeaseMapping {
         ]
         .into_iter()
         .filter(|(_, column, required)| *required || !column.is_empty())
+        .map(|(key, column, required)| MappedColumn {
+            key,
+            column,
+            required,
+            explicit: self.explicit.iter().any(|k| k == key),
+        })
         .collect()
     }
 
-    /// The signals locktop cannot use because their optional column is not mapped, in words for the screen.
-    pub fn missing_signals(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.contention_count.is_empty() || self.last_contended_at.is_empty() {
-            out.push("no failure bookkeeping: contention is seen only as lock waits".to_owned());
-        }
-        if self.contended_since.is_empty() {
-            out.push(
-                "no contended_since: episode length counts from when locktop first saw it"
-                    .to_owned(),
-            );
+    /// The same mapping without the optional column of this key (the table lacks it).
+    #[must_use]
+    pub fn without(&self, key: &str) -> Self {
+        let mut out = self.clone();
+        match key {
+            "acquired_at" => out.acquired_at.clear(),
+            "contention_count" => out.contention_count.clear(),
+            "contended_since" => out.contended_since.clear(),
+            "last_contended_at" => out.last_contended_at.clear(),
+            _ => {}
         }
         out
     }
@@ -139,6 +166,9 @@ pub struct Thresholds {
     pub ttl: Duration,
     #[serde(deserialize_with = "duration")]
     pub escalate_after: Duration,
+    /// A prepared transaction older than this that blocks anyone raises an alert.
+    #[serde(deserialize_with = "duration")]
+    pub prepared_after: Duration,
 }
 
 impl Default for Thresholds {
@@ -146,6 +176,7 @@ impl Default for Thresholds {
         Self {
             ttl: Duration::from_secs(30),
             escalate_after: Duration::from_secs(90),
+            prepared_after: Duration::from_mins(1),
         }
     }
 }
@@ -156,6 +187,8 @@ impl Thresholds {
         Rules {
             ttl: chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX),
             escalate_after: chrono::Duration::from_std(self.escalate_after)
+                .unwrap_or(chrono::Duration::MAX),
+            prepared_after: chrono::Duration::from_std(self.prepared_after)
                 .unwrap_or(chrono::Duration::MAX),
         }
     }
@@ -209,7 +242,7 @@ impl Config {
 
     /// Parses config text; the error is (line, one-line message).
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let config: Self = toml::from_str(text).map_err(|e| {
+        let mut config: Self = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |s| {
                 text[..s.start.min(text.len())].lines().count().max(1)
             });
@@ -223,14 +256,20 @@ impl Config {
             };
             (line, e.message().replace('\n', " ").trim().to_owned())
         })?;
+        // Which [lease] keys the file names itself (it parsed, so it is a table).
+        if let Ok(raw) = text.parse::<toml::Table>()
+            && let Some(lease) = raw.get("lease").and_then(toml::Value::as_table)
+        {
+            config.lease.explicit = lease.keys().cloned().collect();
+        }
         config.validate().map_err(|m| (1, m))?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (name, column, _) in self.lease.columns() {
-            if column.trim().is_empty() {
-                return Err(format!("[lease] {name} must name a column"));
+        for c in self.lease.columns() {
+            if c.column.trim().is_empty() {
+                return Err(format!("[lease] {} must name a column", c.key));
             }
         }
         if self.lease.table.trim().is_empty() {
@@ -282,7 +321,6 @@ mod tests {
         let c = Config::parse("").expect("empty config parses");
         assert_eq!(c, Config::default());
         assert_eq!(c.thresholds.escalate_after, Duration::from_secs(90));
-        assert!(c.lease.missing_signals().is_empty());
     }
 
     #[test]
@@ -293,13 +331,7 @@ mod tests {
         .expect("parses");
         assert_eq!(c.lease.table, "sched.leases");
         assert_eq!(c.lease.group, "tenant");
-        assert!(
-            !c.lease
-                .columns()
-                .iter()
-                .any(|(k, _, _)| *k == "contended_since")
-        );
-        assert_eq!(c.lease.missing_signals().len(), 1);
+        assert!(!c.lease.columns().iter().any(|c| c.key == "contended_since"));
         assert_eq!(c.thresholds.ttl, Duration::from_secs(5));
         assert_eq!(c.thresholds.escalate_after, Duration::from_secs(90));
     }

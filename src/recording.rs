@@ -33,6 +33,9 @@ pub struct Header {
     pub interval_ms: u64,
     pub ttl_s: f64,
     pub escalate_after_s: f64,
+    /// Older recordings have none: the default limit.
+    #[serde(default = "default_prepared_after_s")]
+    pub prepared_after_s: f64,
     /// Whether query texts were recorded.
     pub queries: bool,
     pub started_at: DateTime<Utc>,
@@ -45,8 +48,13 @@ impl Header {
         Rules {
             ttl: ms(self.ttl_s),
             escalate_after: ms(self.escalate_after_s),
+            prepared_after: ms(self.prepared_after_s),
         }
     }
+}
+
+fn default_prepared_after_s() -> f64 {
+    Rules::default().prepared_after.num_milliseconds() as f64 / 1000.0
 }
 
 /// One poll attempt.
@@ -299,6 +307,7 @@ mod tests {
             query: Some("SELECT secret".into()),
             xact_start: None,
             backend_type: None,
+            leader_pid: None,
         };
         one.sessions = vec![session(7, "waiter"), session(8, "bystander")];
         one.waits = vec![LockWait {
@@ -313,6 +322,8 @@ mod tests {
             transactionid: None,
             waitstart: None,
             lease_row: None,
+            waitstart_approx: false,
+            on_lease_table: false,
         }];
         let merged = Snapshot::merged(vec![Part::new("east", &one, None)], now);
         let dir = tempfile::tempdir().expect("dir");
@@ -324,6 +335,7 @@ mod tests {
             interval_ms: 1000,
             ttl_s: 30.0,
             escalate_after_s: 90.0,
+            prepared_after_s: 60.0,
             queries: false,
             started_at: now,
         };

@@ -49,6 +49,7 @@ async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
     let rules = Rules {
         ttl: chrono::Duration::seconds(1),
         escalate_after: chrono::Duration::seconds(3),
+        ..Rules::default()
     };
     let workload = Workload {
         url: url.clone(),

@@ -1,5 +1,7 @@
 //! `locktop snapshot`: one poll, printed as JSON (the scripts contract) or a plain table.
-//! Exit status: 0 when calm, 2 when an escalation trigger fired, 1 on error (set by `main`).
+//! Exit status: 0 when everything was read and nothing fired, 2 when an escalation trigger fired (it wins over
+//! 3), 3 when locktop cannot vouch for calm (a standby, lease rows unread, a target down, waits on lease rows
+//! that no profile could be named for), 1 on error (set by `main`).
 
 use std::io::Write;
 
@@ -15,6 +17,20 @@ use crate::ui::text::clean;
 
 /// Exit status when an escalation trigger fired.
 pub const EXIT_ESCALATED: i32 = 2;
+
+/// Exit status when the read was incomplete and nothing fired: locktop cannot vouch for calm.
+pub const EXIT_INCOMPLETE: i32 = 3;
+
+/// The exit status of a board and what kept it from being complete.
+pub fn exit_status(board: &Board, incomplete: &[String]) -> i32 {
+    if board.escalated() {
+        EXIT_ESCALATED
+    } else if !incomplete.is_empty() || !board.doubts.is_empty() {
+        EXIT_INCOMPLETE
+    } else {
+        0
+    }
+}
 
 /// Polls once and prints; returns the exit status.
 pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
@@ -54,18 +70,14 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
 
     let rules = config.thresholds.rules();
     let board = evaluate_once(&snapshot, &rules);
-    let mut notes: Vec<String> = snapshot
-        .visibility
-        .note()
-        .map(str::to_owned)
-        .into_iter()
-        .collect();
-    notes.extend(config.lease.missing_signals());
-    notes.extend(snapshot.lease_error.clone());
+    let incomplete = snapshot.incomplete();
+    let mut notes = incomplete.clone();
+    notes.extend(board.doubts.iter().cloned());
+    notes.extend(snapshot.visibility.note().map(str::to_owned));
+    notes.extend(snapshot.source_notes());
     if snapshot.pooled {
         notes.push(crate::model::snapshot::POOLED_NOTE.to_owned());
     }
-    notes.extend(snapshot.part_notes());
 
     if let (Format::Table, Some(view)) = (args.format, &service) {
         notes.extend(view.errors.iter().cloned());
@@ -84,7 +96,7 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         Format::Table => write_table(&mut out, &board, &description, &notes)?,
     }
     out.flush()?;
-    Ok(if board.escalated() { EXIT_ESCALATED } else { 0 })
+    Ok(exit_status(&board, &incomplete))
 }
 
 /// Several targets' single polls as one snapshot: a target whose poll failed is a part marked down. Fails

@@ -76,7 +76,7 @@ pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
     let targets = super::targets(common, &config)?;
     let scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
-    let notes = config.lease.missing_signals();
+    let notes = Vec::new();
     let recorder = open_recorder(args, &super::describe(&targets), &config, common.interval)?;
     let extras = Extras { recorder, scraper };
     dashboard(&targets, &config, common.interval, &theme, notes, extras).await
@@ -108,6 +108,7 @@ pub fn open_recorder(
         interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
         ttl_s: config.thresholds.ttl.as_secs_f64(),
         escalate_after_s: config.thresholds.escalate_after.as_secs_f64(),
+        prepared_after_s: config.thresholds.prepared_after.as_secs_f64(),
         queries: args.record_queries,
         started_at: chrono::Utc::now(),
     };

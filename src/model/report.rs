@@ -57,6 +57,9 @@ pub struct HolderReport<'a> {
     pub ttl_remaining_s: Option<i64>,
     pub pid: Option<i32>,
     pub application: Option<&'a str>,
+    /// The prepared transaction holding the row's lock (it has no pid), by gid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<&'a str>,
 }
 
 /// One waiting backend.
@@ -75,10 +78,31 @@ pub struct WaitReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'a str>,
     pub waiting_for_s: Option<i64>,
+    /// `waiting_for_s` is an upper bound (PostgreSQL 13: from the waiter's query start).
+    pub waiting_for_approx: bool,
     pub application: Option<&'a str>,
     /// The target's label when several databases are watched (pids are per server).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<&'a str>,
+    /// The waiter is a parallel worker of this leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_pid: Option<i32>,
+    /// The wait is on a row of the lease table that could not be named (`profile` and `key` are absent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lease_row_unnamed: bool,
+    /// Prepared transactions among its blockers (`blocked_by` says 0 for them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by_prepared: Vec<PreparedReport<'a>>,
+}
+
+/// A prepared transaction that blocks a waiter.
+#[derive(Debug, Serialize)]
+pub struct PreparedReport<'a> {
+    pub gid: &'a str,
+    pub owner: Option<&'a str>,
+    pub database: Option<&'a str>,
+    pub prepared_at: DateTime<Utc>,
+    pub prepared_for_s: i64,
 }
 
 impl<'a> Report<'a> {
@@ -141,6 +165,7 @@ fn holder_report(r: &RowView, now: DateTime<Utc>) -> HolderReport<'_> {
         ttl_remaining_s: r.ttl_remaining(now).map(|d| d.num_seconds()),
         pid: r.pid,
         application: r.application.as_deref(),
+        prepared: r.prepared.as_deref(),
     }
 }
 
@@ -155,7 +180,21 @@ fn wait_report(w: &WaitView, now: DateTime<Utc>) -> WaitReport<'_> {
         profile: w.profile.as_deref(),
         key: w.key.as_deref(),
         waiting_for_s: w.waiting_for(now).map(|d| d.num_seconds()),
+        waiting_for_approx: w.wait.waitstart_approx,
         application: w.application.as_deref(),
         target: w.target.as_deref(),
+        leader_pid: w.leader,
+        lease_row_unnamed: w.wait.on_lease_table && w.profile.is_none(),
+        blocked_by_prepared: w
+            .prepared
+            .iter()
+            .map(|p| PreparedReport {
+                gid: &p.gid,
+                owner: p.owner.as_deref(),
+                database: p.database.as_deref(),
+                prepared_at: p.prepared_at,
+                prepared_for_s: (now - p.prepared_at).num_seconds(),
+            })
+            .collect(),
     }
 }

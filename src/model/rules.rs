@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::history::{History, ProfileObservation, holders_fingerprint};
 use super::order::natural_cmp;
-use super::snapshot::{LeaseRow, LockWait, ProfileSummary, Session, Snapshot};
+use super::snapshot::{LeaseRow, LockWait, PreparedXact, ProfileSummary, Session, Snapshot};
 
 /// The runbook's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Rules {
     pub ttl: Duration,
     /// Contention older than this escalates (the runbook's 90 s: three TTL cycles).
     pub escalate_after: Duration,
+    /// A prepared transaction older than this that blocks anyone raises an alert.
+    pub prepared_after: Duration,
 }
 
 impl Default for Rules {
@@ -30,6 +32,7 @@ impl Default for Rules {
         Self {
             ttl: Duration::seconds(30),
             escalate_after: Duration::seconds(90),
+            prepared_after: Duration::seconds(60),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct RowView {
     /// the backend that row-lock waiters on this row wait for.
     pub pid: Option<i32>,
     pub application: Option<String>,
+    /// The prepared transaction that holds its row lock (it has no pid), by its gid.
+    pub prepared: Option<String>,
     pub contention_count: Option<i64>,
     pub contended_since: Option<DateTime<Utc>>,
     pub last_contended_at: Option<DateTime<Utc>>,
@@ -111,6 +116,9 @@ pub struct ProfileView {
     pub held_count: usize,
     /// Whether `rows` holds every row of the profile (false when only its summary was fetched).
     pub detailed: bool,
+    /// Set when the rows are from an earlier poll (this one could not read them): when they were read. The
+    /// rows are judged as of then; durations still run to now.
+    pub rows_as_of: Option<DateTime<Utc>>,
 }
 
 impl ProfileView {
@@ -137,6 +145,10 @@ pub struct WaitView {
     pub key: Option<String>,
     /// The target's label when several databases are watched (pids are per server).
     pub target: Option<String>,
+    /// For a parallel worker, its leader's pid.
+    pub leader: Option<i32>,
+    /// The prepared transactions that block it (`blocked_by` says 0 for them).
+    pub prepared: Vec<PreparedXact>,
 }
 
 impl WaitView {
@@ -168,6 +180,16 @@ pub enum Alert {
         profiles: Vec<String>,
         message: String,
     },
+    /// A prepared transaction older than the limit blocks sessions: its locks stay until its owner commits or
+    /// rolls it back.
+    PreparedBlocking {
+        gid: String,
+        owner: Option<String>,
+        database: Option<String>,
+        prepared_for_s: i64,
+        blocks: Vec<i32>,
+        message: String,
+    },
 }
 
 impl Alert {
@@ -176,7 +198,8 @@ impl Alert {
         match self {
             Self::ContendedTooLong { message, .. }
             | Self::ExpiredNotRefreshed { message, .. }
-            | Self::SeveralContended { message, .. } => message,
+            | Self::SeveralContended { message, .. }
+            | Self::PreparedBlocking { message, .. } => message,
         }
     }
 }
@@ -189,6 +212,9 @@ pub struct Board {
     pub profiles: Vec<ProfileView>,
     pub waits: Vec<WaitView>,
     pub alerts: Vec<Alert>,
+    /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
+    /// lease rows that no profile could be named for.
+    pub doubts: Vec<String>,
 }
 
 impl Board {
@@ -290,31 +316,87 @@ pub fn evaluate(
     if snapshot.parts.is_empty() {
         return evaluate_one(snapshot, history, rules, now, None);
     }
-    let mut profiles = Vec::new();
-    let mut waits = Vec::new();
+    let mut joined = Board {
+        now,
+        profiles: Vec::new(),
+        waits: Vec::new(),
+        alerts: Vec::new(),
+        doubts: Vec::new(),
+    };
+    let mut prepared = Vec::new();
     for part in &snapshot.parts {
         let board = evaluate_one(&part.snapshot, history, rules, now, Some(&part.target));
-        profiles.extend(board.profiles);
-        waits.extend(board.waits);
+        joined.profiles.extend(board.profiles);
+        joined.waits.extend(board.waits);
+        joined.doubts.extend(
+            board
+                .doubts
+                .into_iter()
+                .map(|d| format!("{}: {d}", part.target)),
+        );
+        prepared.extend(part.snapshot.prepared.iter().cloned());
     }
-    board(profiles, waits, rules, now)
+    let doubts = std::mem::take(&mut joined.doubts);
+    Board {
+        doubts,
+        ..board(joined.profiles, joined.waits, &prepared, rules, now)
+    }
 }
 
-/// The board of these profiles and waits: in the runbook's order, with the alerts they raise.
+/// The board of these profiles and waits: in the runbook's order, with the alerts they and the blocking
+/// prepared transactions raise.
 fn board(
     mut profiles: Vec<ProfileView>,
     waits: Vec<WaitView>,
+    prepared: &[PreparedXact],
     rules: &Rules,
     now: DateTime<Utc>,
 ) -> Board {
     sort_profiles(&mut profiles, now);
-    let alerts = alerts(&profiles, rules, now);
+    let mut alerts = alerts(&profiles, rules, now);
+    alerts.extend(prepared_alerts(prepared, rules, now));
     Board {
         now,
         profiles,
         waits,
         alerts,
+        doubts: Vec::new(),
     }
+}
+
+/// A prepared transaction that blocks anyone and is older than the limit: what it is, and whose decision
+/// ending it is (locktop never writes).
+fn prepared_alerts(prepared: &[PreparedXact], rules: &Rules, now: DateTime<Utc>) -> Vec<Alert> {
+    prepared
+        .iter()
+        .filter(|p| !p.blocks.is_empty() && now - p.prepared_at > rules.prepared_after)
+        .map(|p| {
+            let age = now - p.prepared_at;
+            let who = [
+                p.owner.as_deref().map(|o| format!("owner {o}")),
+                p.database.as_deref().map(|d| format!("database {d}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            Alert::PreparedBlocking {
+                message: format!(
+                    "ESCALATE: prepared transaction '{}' ({who}) prepared {} ago blocks {} session{}; \
+                     COMMIT PREPARED or ROLLBACK PREPARED is its owner's decision",
+                    p.gid,
+                    human_duration(age),
+                    p.blocks.len(),
+                    if p.blocks.len() == 1 { "" } else { "s" },
+                ),
+                gid: p.gid.clone(),
+                owner: p.owner.clone(),
+                database: p.database.clone(),
+                prepared_for_s: age.num_seconds(),
+                blocks: p.blocks.clone(),
+            }
+        })
+        .collect()
 }
 
 fn evaluate_one(
@@ -336,9 +418,10 @@ fn evaluate_one(
         .iter()
         .map(|w| WaitView {
             target: target.map(str::to_owned),
-            ..wait_view(w, &sessions)
+            ..wait_view(w, &sessions, &snapshot.prepared)
         })
         .collect();
+    let as_of = snapshot.leases_as_of;
     // Row-lock waits per (profile, key), and who holds the row lock they wait for.
     let mut row_waits: HashMap<(&str, &str), (u32, Option<i32>)> = HashMap::new();
     for w in &waits {
@@ -375,21 +458,31 @@ fn evaluate_one(
     for ((p, _), (n, _)) in &row_waits {
         *profile_waiters.entry(p).or_default() += n;
     }
+    // A waiter on a profile's row has contended it since its wait began, whatever the bookkeeping says (the
+    // function that would record the failure is the one that waits).
+    let mut waiting_since: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for w in &waits {
+        if let (Some(p), Some(start)) = (&w.profile, w.wait.waitstart) {
+            let e = waiting_since.entry(p.as_str()).or_insert(start);
+            *e = (*e).min(start);
+        }
+    }
 
     let mut profiles: Vec<ProfileView> = groups
         .into_iter()
         .map(|(profile, rows)| {
             let rows: Vec<RowView> = rows
                 .into_iter()
-                .map(|r| row_view(profile, r, &row_waits, &by_app, &sessions))
+                .map(|r| row_view(profile, r, &row_waits, &by_app, &sessions, &waits))
                 .collect();
             let counts = Counts {
                 rows: rows.len(),
                 held: rows.iter().filter(|r| r.owner.is_some()).count(),
                 waiters: profile_waiters.get(profile).copied().unwrap_or(0),
+                waiting_since: waiting_since.get(profile).copied(),
                 detailed: true,
             };
-            profile_view(profile, rows, counts, history, rules, now)
+            profile_view(profile, rows, counts, history, rules, (now, as_of))
         })
         .collect();
     // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
@@ -404,12 +497,73 @@ fn evaluate_one(
             rows: usize::try_from(summary.rows).unwrap_or(0),
             held: usize::try_from(summary.held).unwrap_or(0),
             waiters: profile_waiters.get(profile).copied().unwrap_or(0),
+            waiting_since: waiting_since.get(profile).copied(),
             detailed: false,
         };
         let rows = summary_row(summary, &by_app).into_iter().collect();
-        profiles.push(profile_view(profile, rows, counts, history, rules, now));
+        profiles.push(profile_view(
+            profile,
+            rows,
+            counts,
+            history,
+            rules,
+            (now, as_of),
+        ));
     }
-    board(profiles, waits, rules, now)
+    let doubts = unattributed(&waits);
+    Board {
+        doubts,
+        ..board(profiles, waits, &snapshot.prepared, rules, now)
+    }
+}
+
+/// Waits on lease rows that no profile could be named for (a conflicting INSERT not yet committed leaves no
+/// row to see, a transaction holding several rows names none): which table, who blocks. Never calm by
+/// omission: the board says so, and `snapshot` cannot vouch for calm.
+fn unattributed(waits: &[WaitView]) -> Vec<String> {
+    let unnamed: Vec<&WaitView> = waits
+        .iter()
+        .filter(|w| w.wait.on_lease_table && w.profile.is_none())
+        .collect();
+    let Some(first) = unnamed.first() else {
+        return Vec::new();
+    };
+    let mut blockers: Vec<String> = unnamed.iter().flat_map(|w| blocker_names(w)).collect();
+    blockers.sort();
+    blockers.dedup();
+    vec![format!(
+        "{} session{} wait{} on rows of {} that cannot be named (an uncommitted insert or a transaction \
+         holding several rows), blocked by {}: contention not attributed to a profile",
+        unnamed.len(),
+        if unnamed.len() == 1 { "" } else { "s" },
+        if unnamed.len() == 1 { "s" } else { "" },
+        first.wait.relation.as_deref().unwrap_or("the lease table"),
+        if blockers.is_empty() {
+            "unknown".to_owned()
+        } else {
+            blockers.join(", ")
+        },
+    )]
+}
+
+/// The blockers of a wait in words: pids, and prepared transactions by their gid (pid 0).
+pub fn blocker_names(w: &WaitView) -> Vec<String> {
+    w.wait
+        .blocked_by
+        .iter()
+        .flat_map(|&pid| {
+            if pid == 0 && !w.prepared.is_empty() {
+                w.prepared
+                    .iter()
+                    .map(|p| format!("prepared '{}'", p.gid))
+                    .collect()
+            } else if pid == 0 {
+                vec!["a prepared transaction".to_owned()]
+            } else {
+                vec![format!("pid {pid}")]
+            }
+        })
+        .collect()
 }
 
 /// Most severe first, then longest contended, then by name (digit runs by value).
@@ -422,7 +576,11 @@ pub fn sort_profiles(profiles: &mut [ProfileView], now: DateTime<Utc>) {
     });
 }
 
-fn wait_view(w: &LockWait, sessions: &HashMap<i32, &Session>) -> WaitView {
+fn wait_view(
+    w: &LockWait,
+    sessions: &HashMap<i32, &Session>,
+    prepared: &[PreparedXact],
+) -> WaitView {
     let session = sessions.get(&w.pid);
     let (profile, key) = match &w.lease_row {
         Some((g, k)) => (
@@ -438,6 +596,12 @@ fn wait_view(w: &LockWait, sessions: &HashMap<i32, &Session>) -> WaitView {
         profile,
         key,
         target: None,
+        leader: session.and_then(|s| s.leader_pid),
+        prepared: prepared
+            .iter()
+            .filter(|p| p.blocks.contains(&w.pid))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -447,9 +611,20 @@ fn row_view(
     row_waits: &HashMap<(&str, &str), (u32, Option<i32>)>,
     by_app: &HashMap<&str, &Session>,
     sessions: &HashMap<i32, &Session>,
+    waits: &[WaitView],
 ) -> RowView {
     let key = display_value(r.key.as_deref());
     let (waiters, row_lock_holder) = row_waits.get(&(profile, key)).copied().unwrap_or_default();
+    // pid 0: a prepared transaction holds the row lock; it is named by its gid instead.
+    let prepared = (row_lock_holder == Some(0))
+        .then(|| {
+            waits
+                .iter()
+                .filter(|w| w.profile.as_deref() == Some(profile) && w.key.as_deref() == Some(key))
+                .find_map(|w| w.prepared.first().map(|p| p.gid.clone()))
+        })
+        .flatten();
+    let row_lock_holder = row_lock_holder.filter(|&pid| pid != 0);
     let linked = r
         .owner
         .as_deref()
@@ -462,6 +637,7 @@ fn row_view(
         acquired_at: r.acquired_at,
         pid: linked.map(|s| s.pid).or(row_lock_holder),
         application: linked.and_then(|s| s.application.clone()),
+        prepared,
         contention_count: r.contention_count,
         contended_since: r.contended_since,
         last_contended_at: r.last_contended_at,
@@ -476,6 +652,8 @@ struct Counts {
     rows: usize,
     held: usize,
     waiters: u32,
+    /// When the longest wait on its rows began.
+    waiting_since: Option<DateTime<Utc>>,
     detailed: bool,
 }
 
@@ -496,6 +674,7 @@ fn summary_row(s: &ProfileSummary, by_app: &HashMap<&str, &Session>) -> Option<R
         acquired_at: s.sample_acquired_at,
         pid: linked.map(|l| l.pid),
         application: linked.and_then(|l| l.application.clone()),
+        prepared: None,
         contention_count: None,
         contended_since: None,
         last_contended_at: None,
@@ -510,13 +689,15 @@ fn profile_view(
     counts: Counts,
     history: &History,
     rules: &Rules,
-    now: DateTime<Utc>,
+    (now, rows_as_of): (DateTime<Utc>, Option<DateTime<Utc>>),
 ) -> ProfileView {
     rows.sort_by(|a, b| match (&a.key, &b.key) {
         (Some(x), Some(y)) => natural_cmp(x, y),
         (x, y) => x.cmp(y),
     });
-    let recent = |t: Option<DateTime<Utc>>| t.is_some_and(|t| now - t <= rules.ttl);
+    // Rows read by an earlier poll are judged as of then: unread is not calm, and not expired either.
+    let seen = rows_as_of.unwrap_or(now);
+    let recent = |t: Option<DateTime<Utc>>| t.is_some_and(|t| seen - t <= rules.ttl);
 
     // Contention from the bookkeeping columns: rows whose last failure is within a TTL.
     let active: Vec<&RowView> = rows
@@ -537,6 +718,7 @@ fn profile_view(
         // The bookkeeping knows when the episode started even if the monitor started later.
         active.iter().filter_map(|r| r.contended_since).min(),
         observed.map(|(start, _)| start),
+        counts.waiting_since,
     ]
     .into_iter()
     .flatten()
@@ -574,8 +756,8 @@ fn profile_view(
         }
     }
 
-    for row in rows.iter().filter(|r| r.is_expired(now)) {
-        let expired_for = now - row.expires_at.unwrap_or(now);
+    for row in rows.iter().filter(|r| r.is_expired(seen)) {
+        let expired_for = seen - row.expires_at.unwrap_or(seen);
         let key = display_value(row.key.as_deref());
         let owner = display_value(row.owner.as_deref());
         if contended && expired_for > rules.ttl {
@@ -605,6 +787,7 @@ fn profile_view(
         row_count: counts.rows,
         held_count: counts.held,
         detailed: counts.detailed,
+        rows_as_of,
     }
 }
 
@@ -623,8 +806,9 @@ fn alerts(profiles: &[ProfileView], rules: &Rules, now: DateTime<Utc>) -> Vec<Al
                 ),
             });
         }
-        for row in p.rows.iter().filter(|r| r.is_expired(now)) {
-            let expired_for = now - row.expires_at.unwrap_or(now);
+        let seen = p.rows_as_of.unwrap_or(now);
+        for row in p.rows.iter().filter(|r| r.is_expired(seen)) {
+            let expired_for = seen - row.expires_at.unwrap_or(seen);
             if expired_for > rules.ttl {
                 let key = display_value(row.key.as_deref()).to_owned();
                 out.push(Alert::ExpiredNotRefreshed {
@@ -704,6 +888,8 @@ mod tests {
             transactionid: None,
             waitstart: None,
             lease_row: Some((Some("P".into()), Some("SYM".into()))),
+            waitstart_approx: false,
+            on_lease_table: false,
         }
     }
 
@@ -848,6 +1034,7 @@ mod tests {
             query: None,
             xact_start: None,
             backend_type: None,
+            leader_pid: None,
         });
         s.waits.push(LockWait {
             pid: 43,
@@ -861,6 +1048,8 @@ mod tests {
             transactionid: Some("777".into()),
             waitstart: Some(t(-3)),
             lease_row: Some((Some("P".into()), Some("SYM".into()))),
+            waitstart_approx: false,
+            on_lease_table: false,
         });
         let b = board_at(&s, 0);
         let p = &b.profiles[0];
@@ -889,6 +1078,7 @@ mod tests {
             profiles: Vec::new(),
             waits: Vec::new(),
             alerts: Vec::new(),
+            doubts: Vec::new(),
         };
         for now in (0..=100).step_by(10) {
             let s = waiting(now);

@@ -37,6 +37,56 @@ pub struct Snapshot {
     /// its profiles named `target:profile`. The fields above then hold only the merged clock and latency.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Part>,
+    /// Set when the lease rows are those of an earlier poll (this poll could not read them: `lease_error`
+    /// says why): the server time they were read at. The rules judge them as of then, never as calm now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leases_as_of: Option<DateTime<Utc>>,
+    /// The server is in recovery (a standby, or a primary replaying): its locks are its own and its lease
+    /// rows lag the primary's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    /// Prepared (two-phase) transactions that block a waiter of this poll; their locks have no pid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepared: Vec<PreparedXact>,
+    /// What the source knows it cannot see or had to assume (unmapped optional columns, the zone of
+    /// `timestamp` columns), in words for the screen and the JSON notes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A server in recovery, and how far its replay lags.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// `now() - pg_last_xact_replay_timestamp()`, in seconds; `None` before anything was replayed.
+    pub replay_lag_s: Option<f64>,
+}
+
+impl Recovery {
+    /// The note for the screen and the JSON.
+    pub fn note(self) -> String {
+        let lag = self
+            .replay_lag_s
+            .map_or_else(|| "unknown".to_owned(), |s| format!("{s:.0}s"));
+        format!(
+            "STANDBY (in recovery, replay lag {lag}): lock waits shown are the replica's own, and its lease \
+             rows lag the primary's; watch the primary"
+        )
+    }
+}
+
+/// A prepared transaction (`PREPARE TRANSACTION`) that blocks sessions: its locks outlive every backend
+/// until someone runs `COMMIT PREPARED` or `ROLLBACK PREPARED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedXact {
+    pub gid: String,
+    pub owner: Option<String>,
+    pub database: Option<String>,
+    /// When it was prepared (server time).
+    pub prepared_at: DateTime<Utc>,
+    /// Its transaction id, as text.
+    pub transaction: String,
+    /// The waiting backends it blocks.
+    pub blocks: Vec<i32>,
 }
 
 /// One database's share of a merged snapshot.
@@ -136,9 +186,17 @@ impl Snapshot {
         }
     }
 
-    /// Why parts of a merged snapshot are missing or old: each database that is down, each lease read that
-    /// failed, named by its target.
-    pub fn part_notes(&self) -> Vec<String> {
+    /// What could not be read or is not what it seems, most urgent first: the lease rows unread, a standby,
+    /// each database that is down (named by its target when several are watched).
+    pub fn urgent_notes(&self) -> Vec<String> {
+        if self.parts.is_empty() {
+            return self
+                .lease_error
+                .iter()
+                .cloned()
+                .chain(self.recovery.map(Recovery::note))
+                .collect();
+        }
         let mut out = Vec::new();
         for part in &self.parts {
             out.extend(part.down.as_ref().map(|e| {
@@ -151,10 +209,23 @@ impl Snapshot {
             }));
             out.extend(
                 part.snapshot
-                    .lease_error
-                    .as_ref()
-                    .map(|e| format!("{}: {e}", part.target)),
+                    .urgent_notes()
+                    .into_iter()
+                    .map(|n| format!("{}: {n}", part.target)),
             );
+        }
+        out
+    }
+
+    /// What the source assumed or could not use (unmapped columns, the zone of zone-less times), each once.
+    pub fn source_notes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for piece in self.pieces() {
+            for n in &piece.notes {
+                if !out.contains(n) {
+                    out.push(n.clone());
+                }
+            }
         }
         out
     }
@@ -183,7 +254,17 @@ impl Snapshot {
             lease_error: None,
             pooled: false,
             parts: Vec::new(),
+            leases_as_of: None,
+            recovery: None,
+            prepared: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// Why this snapshot cannot vouch for calm (the `snapshot` command's exit status 3): a standby, lease rows
+    /// unread, a target down. Empty when everything was read.
+    pub fn incomplete(&self) -> Vec<String> {
+        self.urgent_notes()
     }
 }
 
@@ -237,6 +318,9 @@ pub struct Session {
     pub query: Option<String>,
     pub xact_start: Option<DateTime<Utc>>,
     pub backend_type: Option<String>,
+    /// For a parallel worker, its leader's pid (`leader_pid`): the session that holds and waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_pid: Option<i32>,
 }
 
 /// A backend waiting for a lock, and the backends it waits on (`pg_blocking_pids`).
@@ -255,8 +339,17 @@ pub struct LockWait {
     pub advisory_key: Option<AdvisoryKey>,
     pub transactionid: Option<String>,
     pub waitstart: Option<DateTime<Utc>>,
-    /// For a row-lock wait on the lease table: the row's (group, key), looked up by its ctid.
+    /// `waitstart` is a stand-in (PostgreSQL 13 has no `pg_locks.waitstart`: the start of the waiter's query,
+    /// so the wait is at most this long).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waitstart_approx: bool,
+    /// For a row-lock wait on the lease table: the row's (group, key), looked up by its address or by the
+    /// blocker's transaction id against the rows' `xmax`.
     pub lease_row: Option<(Option<String>, Option<String>)>,
+    /// The wait is on a row of the lease table, named in `lease_row` or not (a conflicting uncommitted INSERT
+    /// leaves no row visible to name).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_lease_table: bool,
 }
 
 /// An advisory lock key, decoded from `pg_locks` (classid, objid, objsubid).

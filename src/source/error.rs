@@ -32,13 +32,15 @@ pub enum SourceError {
     #[error("lease table {table} not found; create it or set [lease] table in the config file")]
     TableMissing { table: String },
     #[error(
-        "lease table {table} has no column {column:?} (mapped as [lease] {key}); columns are: {available}; fix the mapping in the config file"
+        "lease table {table} has no column {column:?} (mapped as [lease] {key}); columns are: {available}; fix the mapping in the config file{unmap}"
     )]
     ColumnMissing {
         table: String,
         key: &'static str,
         column: String,
         available: String,
+        /// For an optional column: how to unmap it.
+        unmap: String,
     },
     #[error(
         "lease table {table}: column {column:?} ({key}) has type {found}, expected {expected}; fix the mapping in the config file"

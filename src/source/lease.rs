@@ -24,7 +24,12 @@ use crate::model::snapshot::ProfileSummary;
 pub struct LeaseTable {
     /// `schema.table`, quoted by the server.
     pub name: String,
+    /// The name as `regclass` prints it (no schema where the search path finds it), as `pg_locks` waits name
+    /// their relations.
+    pub display: String,
     pub oid: u32,
+    /// What the mapping leaves out or assumes, for the screen and the JSON notes.
+    pub notes: Vec<String>,
     select: String,
     /// The summary-mode statement: per-profile aggregates plus detail rows of the profiles that matter.
     summary: String,
@@ -41,6 +46,161 @@ struct Optional {
     contention_count: bool,
     contended_since: bool,
     last_contended_at: bool,
+}
+
+impl Optional {
+    /// The signals locktop cannot use because their optional column is not mapped, in words for the screen.
+    fn missing_signals(self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.contention_count || !self.last_contended_at {
+            out.push("no failure bookkeeping: contention is seen only as lock waits".to_owned());
+        }
+        if !self.contended_since {
+            out.push(
+                "no contended_since: episode length counts from when locktop first saw it"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+}
+
+/// The mapped columns as SQL: what each read selects, which optional columns exist, and the notes.
+struct Mapped {
+    select: Vec<String>,
+    exprs: Vec<(&'static str, String)>,
+    has: Optional,
+    group_expr: String,
+    key_expr: String,
+    notes: Vec<String>,
+}
+
+/// Checks every mapped column against the table's `columns` (name, type) and casts it in SQL: any text-like
+/// type to text, counts to int8, times to timestamptz (a zone-less time in the zone it was written in). An
+/// optional column left at its default name that the table lacks is unmapped, with a note.
+async fn map_columns(
+    conn: &mut PgConnection,
+    pooled: Option<SessionLimits>,
+    mapping: &LeaseMapping,
+    name: &str,
+    columns: &[(String, String)],
+) -> Result<Mapped, SourceError> {
+    let mut select = Vec::new();
+    let mut exprs: Vec<(&'static str, String)> = Vec::new();
+    let mut has = Optional::default();
+    let mut group_expr = String::new();
+    let mut key_expr = String::new();
+    let mut notes = Vec::new();
+    let mut zone: Option<String> = None;
+    for c in mapping.columns() {
+        let Some((_, type_name)) = columns.iter().find(|(name, _)| name == c.column) else {
+            if !c.required && !c.explicit {
+                // Its default name, absent here: locktop works without it, and says so.
+                notes.push(format!(
+                    "{name} has no column {:?}: [lease] {} is unmapped",
+                    c.column, c.key
+                ));
+                continue;
+            }
+            return Err(SourceError::ColumnMissing {
+                table: name.to_owned(),
+                key: c.key,
+                column: c.column.to_owned(),
+                available: columns
+                    .iter()
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                unmap: if c.required {
+                    String::new()
+                } else {
+                    format!(", or unmap it with {} = \"\"", c.key)
+                },
+            });
+        };
+        let kind = Kind::of(c.key);
+        if !kind.accepts(type_name) {
+            return Err(SourceError::ColumnType {
+                table: name.to_owned(),
+                key: c.key,
+                column: c.column.to_owned(),
+                found: type_name.clone(),
+                expected: kind.expected(),
+            });
+        }
+        let column = quote_ident(c.column);
+        let expr = match kind {
+            // A zone-less time is read in the zone it was written in: the monitor's session runs in UTC
+            // (sqlx sets it), and a plain cast would shift it by the server's offset.
+            Kind::Time if !type_name.starts_with("timestamp with time zone") => {
+                if zone.is_none() {
+                    zone = Some(writers_zone(conn, pooled, mapping).await?);
+                }
+                let zone = zone.as_deref().unwrap_or("UTC");
+                format!(
+                    "(t.{column}::timestamp AT TIME ZONE {})",
+                    Param::Text(zone.to_owned()).literal()
+                )
+            }
+            _ => format!("t.{column}::{}", kind.cast()),
+        };
+        match c.key {
+            "group" => group_expr.clone_from(&expr),
+            "key" => key_expr.clone_from(&expr),
+            "acquired_at" => has.acquired_at = true,
+            "contention_count" => has.contention_count = true,
+            "contended_since" => has.contended_since = true,
+            "last_contended_at" => has.last_contended_at = true,
+            _ => {}
+        }
+        select.push(format!("array_agg({expr}) AS {}", quote_ident(c.key)));
+        exprs.push((c.key, expr));
+    }
+    if let Some(zone) = &zone {
+        notes.push(format!(
+            "times without a zone in {name} are read as {zone} (set [lease] timezone if the application \
+             writes another)"
+        ));
+    }
+    notes.extend(has.missing_signals());
+    Ok(Mapped {
+        select,
+        exprs,
+        has,
+        group_expr,
+        key_expr,
+        notes,
+    })
+}
+
+/// The zone the application wrote zone-less times in: `[lease] timezone`, else the database's own
+/// `timezone` setting (`ALTER DATABASE … SET timezone`, what its sessions get), else the server's (its
+/// `log_timezone`, which initdb sets to the same zone as `timezone` and no client can change).
+async fn writers_zone(
+    conn: &mut PgConnection,
+    pooled: Option<SessionLimits>,
+    mapping: &LeaseMapping,
+) -> Result<String, SourceError> {
+    if !mapping.timezone.trim().is_empty() {
+        return Ok(mapping.timezone.trim().to_owned());
+    }
+    let rows = simple::fetch(
+        conn,
+        pooled,
+        "SELECT coalesce(( \
+           SELECT substr(c, length('timezone=') + 1) \
+           FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c \
+           WHERE s.setrole = 0 AND lower(c) LIKE 'timezone=%' \
+             AND s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+           LIMIT 1), current_setting('log_timezone'))",
+        &[],
+    )
+    .await?;
+    let found: Vec<(String,)> = simple::decode(&rows)?;
+    Ok(found
+        .into_iter()
+        .next()
+        .map_or_else(|| "UTC".to_owned(), |(z,)| z))
 }
 
 /// Quotes an identifier for SQL: double quotes, inner quotes doubled.
@@ -107,7 +267,7 @@ impl LeaseTable {
             conn,
             pooled,
             "SELECT c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
-                    has_table_privilege(c.oid, 'SELECT') \
+                    has_table_privilege(c.oid, 'SELECT'), c.oid::regclass::text \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = pg_catalog.to_regclass($1)",
             &[Param::Text(mapping.table.clone())],
@@ -120,8 +280,8 @@ impl LeaseTable {
             },
             other => other,
         })?;
-        let found: Option<(i64, String, bool)> = simple::decode(&found)?.pop();
-        let Some((oid, name, readable)) = found else {
+        let found: Option<(i64, String, bool, String)> = simple::decode(&found)?.pop();
+        let Some((oid, name, readable, display)) = found else {
             return Err(SourceError::TableMissing {
                 table: mapping.table.clone(),
             });
@@ -146,47 +306,14 @@ impl LeaseTable {
             .await?,
         )?;
 
-        let mut select = Vec::new();
-        let mut exprs: Vec<(&'static str, String)> = Vec::new();
-        let mut has = Optional::default();
-        let mut group_expr = String::new();
-        let mut key_expr = String::new();
-        for (key, column, _) in mapping.columns() {
-            let Some((_, type_name)) = columns.iter().find(|(c, _)| c == column) else {
-                return Err(SourceError::ColumnMissing {
-                    table: name.clone(),
-                    key,
-                    column: column.to_owned(),
-                    available: columns
-                        .iter()
-                        .map(|(c, _)| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            };
-            let kind = Kind::of(key);
-            if !kind.accepts(type_name) {
-                return Err(SourceError::ColumnType {
-                    table: name.clone(),
-                    key,
-                    column: column.to_owned(),
-                    found: type_name.clone(),
-                    expected: kind.expected(),
-                });
-            }
-            let expr = format!("t.{}::{}", quote_ident(column), kind.cast());
-            match key {
-                "group" => group_expr.clone_from(&expr),
-                "key" => key_expr.clone_from(&expr),
-                "acquired_at" => has.acquired_at = true,
-                "contention_count" => has.contention_count = true,
-                "contended_since" => has.contended_since = true,
-                "last_contended_at" => has.last_contended_at = true,
-                _ => {}
-            }
-            select.push(format!("array_agg({expr}) AS {}", quote_ident(key)));
-            exprs.push((key, expr));
-        }
+        let Mapped {
+            select,
+            exprs,
+            has,
+            group_expr,
+            key_expr,
+            notes,
+        } = map_columns(conn, pooled, mapping, &name, &columns).await?;
         let select = format!(
             "SELECT now() AS server_now, {} FROM {name} AS t",
             select.join(", ")
@@ -195,7 +322,9 @@ impl LeaseTable {
         let hot = summary_sql(&name, &exprs, has, false);
         Ok(Self {
             name,
+            display,
             oid,
+            notes,
             select,
             summary,
             hot,
@@ -316,43 +445,86 @@ impl LeaseTable {
         )
     }
 
-    /// Looks up the (group, key) of rows by physical address, for row-lock waits. Best effort: a row may have
-    /// moved since `pg_locks` was read.
+    /// Looks up the (group, key) of rows for row-lock waits: by physical address (a waiter's tuple lock), and
+    /// by the blocker's transaction id against the rows' `xmax` (a waiter that holds no tuple lock, as the
+    /// upsert's unique check). Best effort: a row may have moved since `pg_locks` was read.
     pub async fn rows_at(
         &self,
         conn: &mut PgConnection,
-        tids: &[(u32, u16)],
+        lookup: &RowLookup,
     ) -> Result<Vec<RowAt>, SourceError> {
-        let (sql, params) = self.rows_at_statement(tids);
+        let (sql, params) = self.rows_at_statement(lookup);
         Self::rows_at_from(&simple::fetch(conn, None, &sql, &params).await?)
     }
 
     /// The statement of [`Self::rows_at`] and its parameters.
-    pub fn rows_at_statement(&self, tids: &[(u32, u16)]) -> (String, [Param; 1]) {
-        let addresses: Vec<String> = tids.iter().map(|(p, t)| format!("({p},{t})")).collect();
+    pub fn rows_at_statement(&self, lookup: &RowLookup) -> (String, [Param; 2]) {
+        let addresses: Vec<String> = lookup
+            .tids
+            .iter()
+            .map(|(p, t)| format!("({p},{t})"))
+            .collect();
         let sql = format!(
-            "SELECT (t.ctid::text::point)[0]::int8, (t.ctid::text::point)[1]::int8, {}, {} \
-             FROM {} AS t WHERE t.ctid = ANY($1::text[]::tid[])",
+            "SELECT (t.ctid::text::point)[0]::int8 AS page, (t.ctid::text::point)[1]::int8 AS tuple, \
+                    t.xmax::text AS xmax, {} AS \"group\", {} AS key \
+             FROM {} AS t WHERE t.ctid = ANY($1::text[]::tid[]) OR t.xmax = ANY($2::text[]::xid[])",
             self.group_expr, self.key_expr, self.name
         );
-        (sql, [Param::Texts(addresses)])
+        (
+            sql,
+            [Param::Texts(addresses), Param::Texts(lookup.xids.clone())],
+        )
     }
 
     /// Decodes the result of the row lookup.
     pub fn rows_at_from(rows: &[PgRow]) -> Result<Vec<RowAt>, SourceError> {
-        let rows: Vec<(i64, i64, Option<Lossy>, Option<Lossy>)> = simple::decode(rows)?;
-        Ok(rows
+        Ok(simple::decode::<RowAtRow>(rows)?
             .into_iter()
-            .map(|(p, t, g, k)| ((p as u32, t as u16), (text(g), text(k))))
+            .map(|r| RowAt {
+                tid: (r.page as u32, r.tuple as u16),
+                xmax: r.xmax,
+                group: text(r.group),
+                key: text(r.key),
+            })
             .collect())
     }
 }
 
+/// What to look up in [`LeaseTable::rows_at`]: row addresses and transaction ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowLookup {
+    pub tids: Vec<(u32, u16)>,
+    pub xids: Vec<String>,
+}
+
+impl RowLookup {
+    /// Whether there is nothing to look up.
+    pub fn is_empty(&self) -> bool {
+        self.tids.is_empty() && self.xids.is_empty()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RowAtRow {
+    page: i64,
+    tuple: i64,
+    xmax: String,
+    group: Option<Lossy>,
+    key: Option<Lossy>,
+}
+
+/// A lease row found by [`LeaseTable::rows_at`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowAt {
+    pub tid: (u32, u16),
+    /// The row's `xmax`: the transaction that updated, deleted or locked it (0 when none).
+    pub xmax: String,
+    pub group: Option<String>,
+    pub key: Option<String>,
+}
+
 /// A summary read: the server's clock, the detail rows, the per-profile aggregates.
 pub type SummaryRead = (DateTime<Utc>, Vec<LeaseRow>, Vec<ProfileSummary>);
-
-/// A lease row found at a physical address (page, tuple): its (group, key).
-pub type RowAt = ((u32, u16), (Option<String>, Option<String>));
 
 #[derive(sqlx::FromRow)]
 struct SummaryRow {

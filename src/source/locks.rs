@@ -25,6 +25,7 @@ use super::connect::SessionLimits;
 use super::error::SourceError;
 use super::simple;
 use super::text::{Lossy, text};
+use crate::model::snapshot::{PreparedXact, Recovery};
 use crate::model::{AdvisoryKey, LockWait, Session, Visibility};
 
 /// Longest query text fetched per session: the screen truncates further; 1 MB queries never cross the link.
@@ -33,23 +34,40 @@ pub const QUERY_TEXT_LIMIT: i32 = 2048;
 /// How long known wait details are trusted before `pg_locks` is read again while anyone waits.
 pub const DETAIL_REFRESH: Duration = Duration::from_secs(5);
 
+/// The server's clock and recovery state (one row even when no other session exists), with the sessions of
+/// this database. `$1`: the longest query text fetched.
 const SESSIONS_SQL: &str = "\
-    SELECT now() AS server_now, a.pid, a.application_name::text, a.usename::text, a.client_addr::text, \
-           a.state::text, left(a.query, $1::int4) AS query, a.xact_start, a.query_start, a.backend_type::text, \
-           a.wait_event_type::text, a.wait_event::text, \
-           CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocked_by \
-    FROM pg_catalog.pg_stat_activity a \
-    WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() \
-    ORDER BY a.pid";
+    WITH f AS ( \
+      SELECT now() AS server_now, pg_catalog.pg_is_in_recovery() AS in_recovery, \
+             CASE WHEN pg_catalog.pg_is_in_recovery() \
+                  THEN extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8 \
+             END AS replay_lag_s \
+    ) \
+    SELECT f.server_now, f.in_recovery, f.replay_lag_s, s.* FROM f LEFT JOIN LATERAL ( \
+      SELECT a.pid, a.application_name::text, a.usename::text, a.client_addr::text, a.state::text, \
+             left(a.query, $1::int4) AS query, a.xact_start, a.query_start, a.backend_type::text, \
+             a.wait_event_type::text, a.wait_event::text, \
+             CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) END AS blocked_by, \
+             nullif(a.leader_pid, a.pid) AS leader_pid \
+      FROM pg_catalog.pg_stat_activity a \
+      WHERE a.pid <> pg_catalog.pg_backend_pid() AND a.datname = current_database() \
+    ) s ON true \
+    ORDER BY s.pid";
 
-/// The waiting locks, with the tuple a `transactionid` waiter holds. `$1`: whether to compute blockers here
-/// (for a role that cannot see wait events in `pg_stat_activity`).
+/// The waiting locks, with the tuple a `transactionid` waiter holds, and whether the wait is on a row of the
+/// lease table: named by that tuple, or (for a waiter that holds no tuple lock, as the upsert's unique check
+/// and a conflicting INSERT do) by the waiter's own lock on the lease table. `$1`: whether to compute blockers
+/// here (for a role that cannot see wait events in `pg_stat_activity`).
+///
+/// `{lease}` is the lease table's oid; `{waitstart}` and `{approx}` differ by server version (PostgreSQL 13
+/// has no `pg_locks.waitstart`: the waiter's query start stands in, and the figure is marked approximate).
 const WAITS_SQL: &str = "\
     WITH lk AS MATERIALIZED ( \
       SELECT l.pid, l.locktype, l.mode, l.granted, l.database, l.relation, l.page, l.tuple, \
-             l.classid, l.objid, l.objsubid, l.transactionid, l.waitstart \
+             l.classid, l.objid, l.objsubid, l.transactionid, {waitstart} AS waitstart \
       FROM pg_catalog.pg_locks l \
-      WHERE (NOT l.granted OR l.locktype = 'tuple') AND l.pid <> pg_backend_pid() \
+      WHERE (NOT l.granted OR l.locktype = 'tuple' OR (l.locktype = 'relation' AND l.relation = {lease})) \
+        AND l.pid <> pg_catalog.pg_backend_pid() \
     ), \
     here AS (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
     SELECT w.pid, w.locktype::text, w.mode::text, \
@@ -58,8 +76,15 @@ const WAITS_SQL: &str = "\
            CASE WHEN coalesce(w.database, tup.database) = (SELECT oid FROM here) \
                 THEN coalesce(w.relation, tup.relation)::regclass::text END AS relation, \
            coalesce(w.page, tup.page)::int8 AS page, coalesce(w.tuple, tup.tuple)::int8 AS tuple, \
-           w.classid::int8, w.objid::int8, w.objsubid::int2, w.transactionid::text, w.waitstart, \
-           CASE WHEN $1 THEN pg_blocking_pids(w.pid) END AS blocked_by \
+           w.classid::int8, w.objid::int8, w.objsubid::int2, w.transactionid::text, \
+           {waitstart_or_query_start} AS waitstart, {approx} AS waitstart_approx, \
+           CASE WHEN w.locktype = 'transactionid' AND tup.relation IS NULL \
+                THEN EXISTS (SELECT FROM lk r WHERE r.pid = w.pid AND r.granted AND r.locktype = 'relation' \
+                             AND r.relation = {lease} AND r.database = (SELECT oid FROM here)) \
+                ELSE coalesce(coalesce(w.relation, tup.relation) = {lease} \
+                              AND coalesce(w.database, tup.database) = (SELECT oid FROM here), false) \
+           END AS on_lease_table, \
+           CASE WHEN $1 THEN pg_catalog.pg_blocking_pids(w.pid) END AS blocked_by \
     FROM lk w \
     LEFT JOIN LATERAL ( \
       SELECT t.database, t.relation, t.page, t.tuple FROM lk t \
@@ -69,10 +94,105 @@ const WAITS_SQL: &str = "\
     WHERE NOT w.granted \
     ORDER BY w.pid";
 
+/// The prepared transactions that hold a lock one of the waiters `$1` waits for. A prepared transaction's
+/// locks have no pid; they are found through its own transaction-id lock, whose `virtualtransaction` they
+/// share. Read only while some waiter is blocked by pid 0 (what `pg_blocking_pids` says for them).
+pub const PREPARED_SQL: &str = "\
+    SELECT * FROM ( \
+      SELECT p.gid, p.owner::text AS owner, p.database::text AS database, p.prepared AS prepared_at, \
+             p.transaction::text AS transaction, \
+             ARRAY( \
+               SELECT DISTINCT w.pid FROM pg_catalog.pg_locks h \
+               JOIN pg_catalog.pg_locks w ON NOT w.granted AND w.pid = ANY ($1::int4[]) \
+                    AND w.locktype = h.locktype \
+                    AND w.database IS NOT DISTINCT FROM h.database \
+                    AND w.relation IS NOT DISTINCT FROM h.relation \
+                    AND w.page IS NOT DISTINCT FROM h.page AND w.tuple IS NOT DISTINCT FROM h.tuple \
+                    AND w.transactionid IS NOT DISTINCT FROM h.transactionid \
+                    AND w.virtualxid IS NOT DISTINCT FROM h.virtualxid \
+                    AND w.classid IS NOT DISTINCT FROM h.classid AND w.objid IS NOT DISTINCT FROM h.objid \
+                    AND w.objsubid IS NOT DISTINCT FROM h.objsubid \
+               WHERE h.pid IS NULL AND h.granted AND h.virtualtransaction = x.virtualtransaction \
+               ORDER BY w.pid) AS blocks \
+      FROM pg_catalog.pg_prepared_xacts p \
+      JOIN pg_catalog.pg_locks x ON x.pid IS NULL AND x.locktype = 'transactionid' \
+                                 AND x.transactionid = p.transaction \
+    ) found \
+    WHERE cardinality(blocks) > 0 \
+    ORDER BY prepared_at";
+
+/// The first server version with `pg_locks.waitstart`.
+const WAITSTART_SINCE: i32 = 140_000;
+
+/// The waits statement for a server version and a lease table.
+fn waits_sql(server_version: i32, lease_oid: u32) -> String {
+    let (waitstart, from_activity, approx) = if server_version >= WAITSTART_SINCE {
+        ("l.waitstart", "w.waitstart", "false")
+    } else {
+        (
+            "NULL::timestamptz",
+            "(SELECT a.query_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = w.pid)",
+            "true",
+        )
+    };
+    WAITS_SQL
+        .replace("{waitstart_or_query_start}", from_activity)
+        .replace("{waitstart}", waitstart)
+        .replace("{approx}", approx)
+        .replace("{lease}", &format!("{lease_oid}::oid"))
+}
+
+/// Each pid once, in first-seen order: `pg_blocking_pids` names a parallel query's leader once per worker.
+fn dedup_pids(pids: Vec<i32>) -> Vec<i32> {
+    let mut out: Vec<i32> = Vec::with_capacity(pids.len());
+    for pid in pids {
+        if !out.contains(&pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[derive(sqlx::FromRow)]
+struct PreparedRow {
+    gid: Lossy,
+    owner: Option<Lossy>,
+    database: Option<Lossy>,
+    prepared_at: DateTime<Utc>,
+    transaction: String,
+    blocks: Vec<i32>,
+}
+
+/// Decodes the result of [`PREPARED_SQL`].
+pub fn prepared_from(rows: &[PgRow]) -> Result<Vec<PreparedXact>, SourceError> {
+    Ok(simple::decode::<PreparedRow>(rows)?
+        .into_iter()
+        .map(|r| PreparedXact {
+            gid: r.gid.0,
+            owner: text(r.owner),
+            database: text(r.database),
+            prepared_at: r.prepared_at,
+            transaction: r.transaction,
+            blocks: r.blocks,
+        })
+        .collect())
+}
+
+/// The waiters that some prepared transaction blocks (`pg_blocking_pids` gives 0 for it).
+pub fn blocked_by_prepared(waits: &[LockWait]) -> Vec<i32> {
+    waits
+        .iter()
+        .filter(|w| w.blocked_by.contains(&0))
+        .map(|w| w.pid)
+        .collect()
+}
+
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     server_now: DateTime<Utc>,
-    pid: i32,
+    in_recovery: bool,
+    replay_lag_s: Option<f64>,
+    pid: Option<i32>,
     application_name: Option<Lossy>,
     usename: Option<Lossy>,
     client_addr: Option<String>,
@@ -84,6 +204,7 @@ struct SessionRow {
     wait_event_type: Option<String>,
     wait_event: Option<String>,
     blocked_by: Option<Vec<i32>>,
+    leader_pid: Option<i32>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -100,6 +221,8 @@ struct WaitRow {
     objsubid: Option<i16>,
     transactionid: Option<String>,
     waitstart: Option<DateTime<Utc>>,
+    waitstart_approx: bool,
+    on_lease_table: bool,
     blocked_by: Option<Vec<i32>>,
 }
 
@@ -107,7 +230,7 @@ impl WaitRow {
     fn into_wait(self) -> LockWait {
         LockWait {
             pid: self.pid,
-            blocked_by: self.blocked_by.unwrap_or_default(),
+            blocked_by: dedup_pids(self.blocked_by.unwrap_or_default()),
             advisory_key: (self.locktype == "advisory")
                 .then(|| AdvisoryKey::decode(self.classid?, self.objid?, self.objsubid?))
                 .flatten(),
@@ -122,6 +245,8 @@ impl WaitRow {
             transactionid: self.transactionid,
             waitstart: self.waitstart,
             lease_row: None,
+            waitstart_approx: self.waitstart_approx,
+            on_lease_table: self.on_lease_table,
         }
     }
 }
@@ -138,6 +263,7 @@ struct WaitIdentity {
 #[derive(Debug, Clone, Default)]
 pub struct Activity {
     pub server_now: Option<DateTime<Utc>>,
+    pub recovery: Option<Recovery>,
     pub sessions: Vec<Session>,
     pub waits: Vec<LockWait>,
     /// Waits whose details are new this poll (their lease rows still need naming).
@@ -148,16 +274,24 @@ pub struct Activity {
 #[derive(Debug)]
 pub struct ActivityReader {
     visibility: Visibility,
+    /// [`WAITS_SQL`] for this server's version and lease table.
+    waits_sql: String,
+    /// The lease table's oid and name (as `regclass` prints it), for waits on it that name no relation of
+    /// their own.
+    lease: (u32, String),
     known: HashMap<i32, (WaitIdentity, LockWait)>,
     read_at: Option<Instant>,
     pg_locks_reads: u64,
 }
 
 impl ActivityReader {
-    /// A reader for a role with this visibility.
-    pub fn new(visibility: Visibility) -> Self {
+    /// A reader for a role with this visibility, on a server of this version (`server_version_num`), for the
+    /// lease table of this oid.
+    pub fn new(visibility: Visibility, server_version: i32, lease: (u32, String)) -> Self {
         Self {
             visibility,
+            waits_sql: waits_sql(server_version, lease.0),
+            lease,
             known: HashMap::new(),
             read_at: None,
             pg_locks_reads: 0,
@@ -208,7 +342,7 @@ impl ActivityReader {
     pub fn pooled_statements(&self) -> [String; 2] {
         let sessions = simple::inline(SESSIONS_SQL, &[simple::Param::Int(QUERY_TEXT_LIMIT.into())]);
         let own = self.visibility == Visibility::OwnSessionsOnly;
-        let waits = simple::inline(WAITS_SQL, &[simple::Param::Bool(own)]);
+        let waits = simple::inline(&self.waits_sql, &[simple::Param::Bool(own)]);
         let waits = if own {
             waits
         } else {
@@ -231,7 +365,7 @@ impl ActivityReader {
         let (mut out, waiting) = sessions_from(simple::decode(sessions)?);
         let waits: Vec<LockWait> = simple::decode::<WaitRow>(waits)?
             .into_iter()
-            .map(WaitRow::into_wait)
+            .map(|r| self.wait_of(r))
             .collect();
         if !waits.is_empty() {
             self.pg_locks_reads += 1;
@@ -293,14 +427,25 @@ impl ActivityReader {
         conn: &mut PgConnection,
         with_blockers: bool,
     ) -> Result<Vec<LockWait>, SourceError> {
-        let rows: Vec<WaitRow> = sqlx::query_as(WAITS_SQL)
+        let rows: Vec<WaitRow> = sqlx::query_as(sqlx::AssertSqlSafe(self.waits_sql.clone()))
             .bind(with_blockers)
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| SourceError::from_query(&e))?;
         self.pg_locks_reads += 1;
         self.read_at = Some(Instant::now());
-        Ok(rows.into_iter().map(WaitRow::into_wait).collect())
+        Ok(rows.into_iter().map(|r| self.wait_of(r)).collect())
+    }
+
+    /// A wait from its row; one on the lease table that names no relation (its waiter holds no tuple lock)
+    /// gets the lease table's.
+    fn wait_of(&self, row: WaitRow) -> LockWait {
+        let mut wait = row.into_wait();
+        if wait.on_lease_table && wait.relation_oid.is_none() {
+            wait.relation_oid = Some(self.lease.0);
+            wait.relation = Some(self.lease.1.clone());
+        }
+        wait
     }
 }
 
@@ -311,20 +456,25 @@ type Waiting = (i32, WaitIdentity, Vec<i32>);
 fn sessions_from(rows: Vec<SessionRow>) -> (Activity, Vec<Waiting>) {
     let mut out = Activity {
         server_now: rows.first().map(|r| r.server_now),
+        recovery: rows.first().filter(|r| r.in_recovery).map(|r| Recovery {
+            replay_lag_s: r.replay_lag_s,
+        }),
         ..Activity::default()
     };
     let mut waiting: Vec<Waiting> = Vec::new();
     for r in rows {
+        // The clock row alone (no other session): no session.
+        let Some(pid) = r.pid else { continue };
         if r.wait_event_type.as_deref() == Some("Lock") {
             let identity = WaitIdentity {
                 wait_event: r.wait_event,
                 query_start: r.query_start,
                 xact_start: r.xact_start,
             };
-            waiting.push((r.pid, identity, r.blocked_by.unwrap_or_default()));
+            waiting.push((pid, identity, dedup_pids(r.blocked_by.unwrap_or_default())));
         }
         out.sessions.push(Session {
-            pid: r.pid,
+            pid,
             application: text(r.application_name),
             user: text(r.usename),
             client_addr: r.client_addr,
@@ -333,6 +483,7 @@ fn sessions_from(rows: Vec<SessionRow>) -> (Activity, Vec<Waiting>) {
             query: text(r.query).filter(|q| q != "<insufficient privilege>"),
             xact_start: r.xact_start,
             backend_type: r.backend_type,
+            leader_pid: r.leader_pid,
         });
     }
     (out, waiting)
@@ -356,25 +507,28 @@ fn same_lock(a: &LockWait, b: &LockWait) -> bool {
 }
 
 /// Whether the monitor's role sees other sessions' details (superuser or `pg_read_all_stats`, which
-/// `pg_monitor` includes).
+/// `pg_monitor` includes), and the server's version (`server_version_num`: what each read is written for).
 pub async fn visibility(
     conn: &mut PgConnection,
     pooled: Option<SessionLimits>,
-) -> Result<Visibility, SourceError> {
+) -> Result<(Visibility, i32), SourceError> {
     let rows = simple::fetch(
         conn,
         pooled,
-        "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') \
+        "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
+                current_setting('server_version_num')::int4 \
          FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
         &[],
     )
     .await?;
-    let full = simple::decode::<(bool,)>(&rows)?
+    let (full, version) = simple::decode::<(bool, i32)>(&rows)?
         .first()
-        .is_some_and(|(full,)| *full);
-    Ok(if full {
+        .copied()
+        .unwrap_or((false, 0));
+    let visibility = if full {
         Visibility::Full
     } else {
         Visibility::OwnSessionsOnly
-    })
+    };
+    Ok((visibility, version))
 }

@@ -20,11 +20,14 @@ use tokio::sync::watch;
 
 pub use connect::{Pooler, SessionLimits, Target};
 pub use error::SourceError;
-use lease::LeaseTable;
+use lease::{LeaseTable, RowAt, RowLookup};
 use locks::ActivityReader;
 
 use crate::config::LeaseMapping;
-use crate::model::{LeaseRow, LockWait, Session, Snapshot, Visibility};
+use crate::model::{LeaseRow, LockWait, Snapshot, Visibility};
+
+/// What a poll made of the lease table: the rows, or why they are unread; and a note about the read.
+type LeaseOutcome = (Option<LeaseRead>, Option<String>, Option<String>);
 
 /// The server clock, the lease rows read in detail, and the per-profile aggregates.
 type LeaseRead = (
@@ -52,8 +55,12 @@ pub struct Monitor {
     table_locked: bool,
     /// Behind a transaction-mode pooler: each poll is one transaction that sets `limits` (see [`simple`]).
     pooled: bool,
-    /// Behind a pooler, the rows of row-lock waits are named by the next poll's round trip: their addresses.
-    pending_rows: Vec<(u32, u16)>,
+    /// Behind a pooler, the rows of row-lock waits are named by the next poll's round trip: what to look up.
+    pending_rows: RowLookup,
+    /// Behind a pooler, the waiters blocked by a prepared transaction, whose blocker the next poll names.
+    pending_prepared: Vec<i32>,
+    /// The last lease rows read: shown, marked with their age, while a poll cannot read them.
+    last_leases: Option<LeaseRead>,
 }
 
 /// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
@@ -95,27 +102,29 @@ impl Monitor {
         let setup = async {
             text::accept_any_bytes(&mut conn, pooled).await?;
             let lease = LeaseTable::resolve(&mut conn, pooled, mapping).await?;
-            let visibility = locks::visibility(&mut conn, pooled).await?;
-            Ok::<_, SourceError>((lease, visibility))
+            let (visibility, version) = locks::visibility(&mut conn, pooled).await?;
+            Ok::<_, SourceError>((lease, visibility, version))
         };
-        let (lease, visibility) = match tokio::time::timeout(limits.client_timeout, setup).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                connect::close(conn).await;
-                return Err(e);
-            }
-            Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
-        };
+        let (lease, visibility, version) =
+            match tokio::time::timeout(limits.client_timeout, setup).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    connect::close(conn).await;
+                    return Err(e);
+                }
+                Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
+            };
         tracing::info!(
             target = target.description(),
             table = lease.name,
             ?visibility,
             "connected"
         );
+        let activity = ActivityReader::new(visibility, version, (lease.oid, lease.display.clone()));
         Ok(Self {
             conn,
             lease,
-            activity: ActivityReader::new(visibility),
+            activity,
             visibility,
             limits,
             detail: LeaseDetail::Full,
@@ -124,7 +133,9 @@ impl Monitor {
             table_locked: false,
             slow_aggregates: 0,
             pooled: pooled.is_some(),
-            pending_rows: Vec::new(),
+            pending_rows: RowLookup::default(),
+            pending_prepared: Vec::new(),
+            last_leases: None,
         })
     }
 
@@ -154,9 +165,10 @@ impl Monitor {
         &mut self.conn
     }
 
-    /// One poll: sessions and waits, then lease rows, then the lease rows that row-lock waiters wait on.
-    /// A lease query cut short by `lock_timeout` or `statement_timeout` does not fail the poll: the waits
-    /// (which name whoever locks the table) are still read and the snapshot says why the rows are missing.
+    /// One poll: sessions and waits, then lease rows, then the lease rows that row-lock waiters wait on and the
+    /// prepared transactions that block anyone. A lease read that fails for any reason but a lost connection
+    /// does not fail the poll: the waits (which name whoever locks the table) are still read, the last rows
+    /// read are kept, and the snapshot says why they are old.
     ///
     /// The monitor stays out of the lease table's lock queue: when someone already queues for the table itself
     /// (a relation-lock wait on it), or a read of it hit `lock_timeout`, polls ask `pg_locks` who holds or wants
@@ -182,47 +194,73 @@ impl Monitor {
             } else {
                 self.read_leases(read_pg_locks).await
             };
-            let (leases, lease_error) = match fetched {
-                Ok((found, note)) => (Some(found), note),
+            let (leases, lease_error, note) = match fetched {
+                Ok((found, note)) => (Some(found), None, note),
                 Err(SourceError::LockTimeout) => {
                     if !self.table_locked {
                         lockers = self.lease.exclusive_lockers(&mut self.conn).await?;
                         self.table_locked = !lockers.is_empty();
                     }
-                    let text = table_locked_text(&self.lease.name, &lockers, &activity.sessions);
-                    (None, Some(text))
+                    let text = table_locked_text(&self.lease.name, &lockers, &activity);
+                    (None, Some(text), None)
                 }
-                Err(e @ SourceError::StatementTimeout) => {
-                    (None, Some(format!("lease rows unavailable: {e}")))
-                }
+                Err(e) if !e.needs_reconnect() => (None, Some(unread_text(&e)), None),
                 Err(e) => return Err(e),
             };
             if !self.table_locked {
                 self.attribute_row_waits(&mut activity).await;
             }
-            Ok((leases, lease_error, activity))
+            let blocked = locks::blocked_by_prepared(&activity.waits);
+            let prepared = if blocked.is_empty() {
+                Vec::new()
+            } else {
+                // Best effort: the waits stand without their blocker's name.
+                let rows = simple::fetch(
+                    &mut self.conn,
+                    None,
+                    locks::PREPARED_SQL,
+                    &[simple::Param::Ints(blocked)],
+                )
+                .await;
+                rows.and_then(|r| locks::prepared_from(&r))
+                    .unwrap_or_else(|e| {
+                        tracing::debug!(error = %e, "could not name the prepared transactions");
+                        Vec::new()
+                    })
+            };
+            Ok((leases, lease_error, note, activity, prepared))
         };
-        let (leases, lease_error, activity) = tokio::time::timeout(client_timeout, fut)
-            .await
-            .map_err(|_| SourceError::Timeout(client_timeout))??;
-        Ok(self.snapshot(started, leases, lease_error, activity))
+        let (leases, lease_error, note, activity, prepared) =
+            tokio::time::timeout(client_timeout, fut)
+                .await
+                .map_err(|_| SourceError::Timeout(client_timeout))??;
+        let mut snapshot = self.snapshot(started, leases, lease_error, activity);
+        snapshot.notes.extend(note);
+        snapshot.prepared = prepared;
+        Ok(snapshot)
     }
 
-    /// The snapshot of a poll; without lease rows, its clock is that of the activity read.
+    /// The snapshot of a poll. Without lease rows, its clock is that of the activity read, and the rows are the
+    /// last ones read, marked with the time they were read at.
     fn snapshot(
-        &self,
+        &mut self,
         started: Instant,
         leases: Option<LeaseRead>,
         lease_error: Option<String>,
         activity: locks::Activity,
     ) -> Snapshot {
-        let (server_now, leases, summaries) = match leases {
-            Some(found) => found,
-            None => (
-                activity.server_now.unwrap_or_else(chrono::Utc::now),
-                Vec::new(),
-                Arc::default(),
-            ),
+        let (server_now, leases, summaries, leases_as_of) = if let Some(found) = leases {
+            self.last_leases = Some(found.clone());
+            let (now, rows, summaries) = found;
+            (now, rows, summaries, None)
+        } else {
+            let now = activity.server_now.unwrap_or_else(chrono::Utc::now);
+            match &self.last_leases {
+                Some((at, rows, summaries)) => {
+                    (now, rows.clone(), Arc::clone(summaries), Some(*at))
+                }
+                None => (now, Vec::new(), Arc::default(), None),
+            }
         };
         Snapshot {
             server_now,
@@ -235,13 +273,18 @@ impl Monitor {
             lease_error,
             pooled: self.pooled,
             parts: Vec::new(),
+            leases_as_of,
+            recovery: activity.recovery,
+            prepared: Vec::new(),
+            notes: self.lease.notes.clone(),
         }
     }
 
     /// One poll behind a transaction-mode pooler: one round trip, one read-only transaction with the sessions,
     /// the waits, and then either the lease rows or (while the table is known to be locked) who locks it.
     /// What needs a second read in a direct session waits for the next poll: the names of row-lock waits'
-    /// rows, and the lockers' names after a read first hit `lock_timeout`.
+    /// rows, the prepared transactions that block, and the lockers' names after a read first hit
+    /// `lock_timeout`.
     async fn poll_pooled(&mut self, started: Instant) -> Result<Snapshot, SourceError> {
         let limits = self.limits;
         let mut statements = self.activity.pooled_statements().to_vec();
@@ -266,6 +309,13 @@ impl Monitor {
             let (sql, params) = self.lease.rows_at_statement(&self.pending_rows);
             push(&mut statements, simple::inline(&sql, &params))
         });
+        let prepared_at = (!self.pending_prepared.is_empty()).then(|| {
+            let params = [simple::Param::Ints(self.pending_prepared.clone())];
+            push(
+                &mut statements,
+                simple::inline(locks::PREPARED_SQL, &params),
+            )
+        });
 
         let transaction = simple::transaction(&mut self.conn, limits, &statements);
         let outcome = tokio::time::timeout(limits.client_timeout, transaction)
@@ -284,36 +334,44 @@ impl Monitor {
             lockers = simple::decode(rows)?;
             self.table_locked = !lockers.is_empty();
         }
-        let (leases, lease_error) = match lease_at {
-            Some(i) => self.pooled_leases(&outcome, i, refresh, &activity.sessions)?,
+        let (leases, lease_error, note) = match lease_at {
+            Some(i) => self.pooled_leases(&outcome, i, refresh, &activity)?,
             None => (
                 None,
-                Some(table_locked_text(
-                    &self.lease.name,
-                    &lockers,
-                    &activity.sessions,
-                )),
+                Some(table_locked_text(&self.lease.name, &lockers, &activity)),
+                None,
             ),
         };
+        // A failed lookup (rows or prepared transactions) leaves names out; any other failure fails the poll.
         if let Some(e) = &outcome.error
-            && failed_at.is_some_and(|i| Some(i) != lease_at)
-            && rows_at.is_none_or(|r| failed_at != Some(r))
+            && failed_at.is_some_and(|i| {
+                Some(i) != lease_at && Some(i) != rows_at && Some(i) != prepared_at
+            })
         {
             return Err(e.clone());
         }
 
         self.name_rows_pooled(rows_at.and_then(|i| outcome.rows(i)), &mut activity)?;
-        Ok(self.snapshot(started, leases, lease_error, activity))
+        let prepared = match prepared_at.and_then(|i| outcome.rows(i)) {
+            Some(rows) => locks::prepared_from(rows)?,
+            None => Vec::new(),
+        };
+        self.pending_prepared = locks::blocked_by_prepared(&activity.waits);
+        let mut snapshot = self.snapshot(started, leases, lease_error, activity);
+        snapshot.notes.extend(note);
+        snapshot.prepared = prepared;
+        Ok(snapshot)
     }
 
-    /// The lease rows of a pooled poll, or why they are missing (the read was statement `i`).
+    /// The lease rows of a pooled poll, or why they are missing (the read was statement `i`); and the note
+    /// about slow aggregates.
     fn pooled_leases(
         &mut self,
         outcome: &simple::Outcome,
         i: usize,
         refresh: bool,
-        sessions: &[Session],
-    ) -> Result<(Option<LeaseRead>, Option<String>), SourceError> {
+        activity: &locks::Activity,
+    ) -> Result<LeaseOutcome, SourceError> {
         let failed_here = outcome.results.len() == i;
         match (outcome.rows(i), &outcome.error) {
             (Some(rows), _) => {
@@ -330,22 +388,23 @@ impl Monitor {
                         (now, rows, Arc::clone(&self.summaries))
                     }
                 };
-                Ok((Some(read), self.aggregates_note()))
+                Ok((Some(read), None, self.aggregates_note()))
             }
             (None, Some(SourceError::LockTimeout)) if failed_here => {
                 // Who holds the lock is asked by the next poll, instead of the rows.
                 self.table_locked = true;
                 Ok((
                     None,
-                    Some(table_locked_text(&self.lease.name, &[], sessions)),
+                    Some(table_locked_text(&self.lease.name, &[], activity)),
+                    None,
                 ))
             }
-            (None, Some(e @ SourceError::StatementTimeout)) if failed_here => {
-                if refresh {
+            (None, Some(e)) if failed_here && !e.needs_reconnect() => {
+                if refresh && matches!(e, SourceError::StatementTimeout) {
                     self.slow_aggregates += 1;
                     self.summaries_at = Some(Instant::now());
                 }
-                Ok((None, Some(format!("lease rows unavailable: {e}"))))
+                Ok((None, Some(unread_text(e)), None))
             }
             (None, error) => Err(error
                 .clone()
@@ -354,8 +413,8 @@ impl Monitor {
     }
 
     /// Behind a pooler: notes whether someone queues for the table itself (the next poll then asks who locks
-    /// it instead of queueing too), names the rows of row-lock waits from this poll's lookup, and keeps the
-    /// addresses still unnamed for the next poll's.
+    /// it instead of queueing too), names the rows of row-lock waits from this poll's lookup, and keeps what
+    /// is still unnamed for the next poll's.
     fn name_rows_pooled(
         &mut self,
         found: Option<&[sqlx::postgres::PgRow]>,
@@ -365,16 +424,15 @@ impl Monitor {
         if self.queued_for_table(&activity.waits) {
             self.table_locked = true;
         }
-        let oid = self.lease.oid;
-        let unnamed = |w: &LockWait| w.relation_oid == Some(oid) && w.lease_row.is_none();
+        let unnamed = |w: &LockWait| w.on_lease_table && w.lease_row.is_none();
         if let Some(rows) = found {
             self.name_rows(
-                LeaseTable::rows_at_from(rows)?,
+                &LeaseTable::rows_at_from(rows)?,
                 &mut activity.waits,
                 unnamed,
             );
         }
-        self.pending_rows = row_addresses(&activity.waits, unnamed);
+        self.pending_rows = row_lookup(&activity.waits, unnamed);
         Ok(())
     }
 
@@ -386,20 +444,36 @@ impl Monitor {
             .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation")
     }
 
-    /// Names the lease row of each wait that `which` picks, from rows found by address; known waits keep it.
+    /// Names the lease row of each wait that `which` picks, from the rows found: by the address of the tuple
+    /// it waits on or holds, else by the transaction it waits for (the one row whose `xmax` it is; a
+    /// transaction that holds several rows names none of them). Known waits keep their name.
     fn name_rows(
         &mut self,
-        found: Vec<lease::RowAt>,
+        found: &[RowAt],
         waits: &mut [LockWait],
         which: impl Fn(&LockWait) -> bool,
     ) {
-        let by_tid: HashMap<_, _> = found.into_iter().collect();
+        let at_address: HashMap<(u32, u16), &RowAt> = found.iter().map(|r| (r.tid, r)).collect();
+        let mut locked_by: HashMap<&str, Vec<&RowAt>> = HashMap::new();
+        for r in found {
+            locked_by.entry(r.xmax.as_str()).or_default().push(r);
+        }
         for w in waits {
-            if which(w)
-                && let Some(row) = w.tuple.and_then(|t| by_tid.get(&t).cloned())
-            {
-                self.activity.remember_lease_row(w.pid, row.clone());
-                w.lease_row = Some(row);
+            if !which(w) {
+                continue;
+            }
+            let row = match (w.tuple, w.transactionid.as_deref()) {
+                (Some(tid), _) => at_address.get(&tid).copied(),
+                (None, Some(xid)) => match locked_by.get(xid).map(Vec::as_slice) {
+                    Some([one]) => Some(*one),
+                    _ => None,
+                },
+                (None, None) => None,
+            };
+            if let Some(row) = row {
+                let named = (row.group.clone(), row.key.clone());
+                self.activity.remember_lease_row(w.pid, named.clone());
+                w.lease_row = Some(named);
             }
         }
     }
@@ -482,13 +556,12 @@ impl Monitor {
     /// Names the lease row of each new row-lock wait on the lease table (known waits keep their name). Best
     /// effort: a failure leaves it unnamed.
     async fn attribute_row_waits(&mut self, activity: &mut locks::Activity) {
-        let oid = self.lease.oid;
         let new_waits = &activity.new_waits;
-        let new_row_wait = |w: &LockWait| w.relation_oid == Some(oid) && new_waits.contains(&w.pid);
-        let tids = row_addresses(&activity.waits, new_row_wait);
-        if !tids.is_empty() {
-            match self.lease.rows_at(&mut self.conn, &tids).await {
-                Ok(found) => self.name_rows(found, &mut activity.waits, new_row_wait),
+        let new_row_wait = |w: &LockWait| w.on_lease_table && new_waits.contains(&w.pid);
+        let lookup = row_lookup(&activity.waits, new_row_wait);
+        if !lookup.is_empty() {
+            match self.lease.rows_at(&mut self.conn, &lookup).await {
+                Ok(found) => self.name_rows(&found, &mut activity.waits, new_row_wait),
                 Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
             }
         }
@@ -505,20 +578,53 @@ impl Monitor {
     }
 }
 
-/// The addresses (page, tuple) of the row-lock waits that `which` picks, each once.
-fn row_addresses(waits: &[LockWait], which: impl Fn(&LockWait) -> bool) -> Vec<(u32, u16)> {
-    let mut tids: Vec<(u32, u16)> = waits
-        .iter()
-        .filter(|w| which(w))
-        .filter_map(|w| w.tuple)
-        .collect();
-    tids.sort_unstable();
-    tids.dedup();
-    tids
+/// What to look up to name the rows of the waits that `which` picks: the addresses of those that wait on
+/// or hold a tuple lock, the transaction ids of the others (each once).
+fn row_lookup(waits: &[LockWait], which: impl Fn(&LockWait) -> bool) -> RowLookup {
+    let mut lookup = RowLookup::default();
+    for w in waits.iter().filter(|w| which(w)) {
+        match (w.tuple, &w.transactionid) {
+            (Some(tid), _) => lookup.tids.push(tid),
+            (None, Some(xid)) => lookup.xids.push(xid.clone()),
+            (None, None) => {}
+        }
+    }
+    lookup.tids.sort_unstable();
+    lookup.tids.dedup();
+    lookup.xids.sort_unstable();
+    lookup.xids.dedup();
+    lookup
 }
 
-/// What the screen says when the lease table is locked: who holds or wants ACCESS EXCLUSIVE on it.
-fn table_locked_text(table: &str, lockers: &[(Option<i32>, bool)], sessions: &[Session]) -> String {
+/// Why the lease rows are missing after a failed read, for the screen and the JSON notes.
+fn unread_text(e: &SourceError) -> String {
+    format!("lease rows unread: {e}")
+}
+
+/// What the screen says when the lease table is locked: who holds or wants ACCESS EXCLUSIVE on it, and whom
+/// a queued request waits behind (the culprit: often an open transaction, not the migration itself).
+fn table_locked_text(
+    table: &str,
+    lockers: &[(Option<i32>, bool)],
+    activity: &locks::Activity,
+) -> String {
+    let about = |pid: i32| {
+        activity
+            .sessions
+            .iter()
+            .find(|s| s.pid == pid)
+            .map(|s| {
+                [s.application.as_deref(), s.state.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|t| !t.is_empty())
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default()
+    };
     let who: Vec<String> = lockers
         .iter()
         .map(|&(pid, granted)| {
@@ -526,30 +632,34 @@ fn table_locked_text(table: &str, lockers: &[(Option<i32>, bool)], sessions: &[S
             let Some(pid) = pid else {
                 return format!("a prepared transaction {verb} AccessExclusiveLock");
             };
-            let about = sessions
+            let behind: Vec<String> = activity
+                .waits
                 .iter()
-                .find(|s| s.pid == pid)
-                .map(|s| {
-                    [s.application.as_deref(), s.state.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .filter(|t| !t.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                .filter(|w| !granted && w.pid == pid)
+                .flat_map(|w| &w.blocked_by)
+                .map(|&b| {
+                    if b == 0 {
+                        "a prepared transaction".to_owned()
+                    } else {
+                        format!("pid {b}{}", about(b))
+                    }
                 })
-                .filter(|t| !t.is_empty())
-                .map(|t| format!(" ({t})"))
-                .unwrap_or_default();
-            format!("pid {pid} {verb} AccessExclusiveLock{about}")
+                .collect();
+            let behind = if behind.is_empty() {
+                String::new()
+            } else {
+                format!(" behind {}", behind.join(", "))
+            };
+            format!("pid {pid} {verb} AccessExclusiveLock{}{behind}", about(pid))
         })
         .collect();
     if who.is_empty() {
         format!(
-            "lease rows unavailable: {table} is locked by another session (lock_timeout; see the locks pane)"
+            "lease rows unread: {table} is locked by another session (lock_timeout; see the locks pane)"
         )
     } else {
         format!(
-            "{table} locked: {}; lease rows skipped, not queueing behind it",
+            "lease rows unread: {table} locked: {}; not queueing behind it",
             who.join("; ")
         )
     }

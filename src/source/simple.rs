@@ -21,6 +21,7 @@ pub enum Param {
     Float(f64),
     Bool(bool),
     Texts(Vec<String>),
+    Ints(Vec<i32>),
 }
 
 impl Param {
@@ -39,6 +40,14 @@ impl Param {
                 items
                     .iter()
                     .map(|s| quote_literal(s))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Self::Ints(items) => format!(
+                "ARRAY[{}]::int4[]",
+                items
+                    .iter()
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(",")
             ),
@@ -189,6 +198,7 @@ pub async fn fetch(
                 Param::Float(f) => query.bind(*f),
                 Param::Bool(b) => query.bind(*b),
                 Param::Texts(t) => query.bind(t.clone()),
+                Param::Ints(t) => query.bind(t.clone()),
             };
         }
         return query

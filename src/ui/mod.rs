@@ -113,8 +113,10 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
 fn notes(app: &App) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(s) = &app.snapshot {
-        out.extend(s.lease_error.clone());
-        out.extend(s.part_notes());
+        out.extend(s.urgent_notes());
+    }
+    if let Some(board) = &app.board {
+        out.extend(board.doubts.iter().cloned());
     }
     if let Some(service) = &app.service {
         out.extend(service.errors.iter().cloned());
@@ -124,6 +126,7 @@ fn notes(app: &App) -> Vec<String> {
             out.push(crate::model::snapshot::POOLED_NOTE.to_owned());
         }
         out.extend(s.visibility.note().map(str::to_owned));
+        out.extend(s.source_notes());
     }
     out.extend(app.notes.iter().cloned());
     out

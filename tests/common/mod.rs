@@ -43,6 +43,8 @@ pub fn server() -> &'static Server {
             _ => {
                 let options = ClusterOptions {
                     tcp: true,
+                    // Prepared transactions are what some tests make (an orphaned one blocks workers).
+                    settings: vec![("max_prepared_transactions".into(), "10".into())],
                     ..ClusterOptions::default()
                 };
                 let cluster = Cluster::start(&options).unwrap_or_else(|e| panic!("{e}"));
