@@ -23,7 +23,7 @@ pub enum ClusterError {
     )]
     NoBinaries,
     #[error(
-        "LOCKTOP_PG_BINDIR={dir} has no {program}; it must hold initdb, pg_ctl and postgres (e.g. `bash .ci/embedded-postgres 13` prints such a directory)"
+        "the PostgreSQL bin dir {dir} has no {program}; LOCKTOP_PG_BINDIR must hold initdb, pg_ctl and postgres (and pg_basebackup for a standby; e.g. `bash .ci/embedded-postgres 13` prints such a directory)"
     )]
     MissingProgram { dir: String, program: &'static str },
     #[error(
@@ -70,26 +70,9 @@ impl Cluster {
         } else {
             None
         };
-        let root = tempfile::Builder::new()
-            .prefix("locktop-pg-")
-            .tempdir()
-            .map_err(|e| step("creating the temp dir", &e))?
-            .keep();
-        let mut cluster = Self {
-            root: root.clone(),
-            port: free_port(),
-            tcp: options.tcp,
-            bindir,
-            run_as,
-            watchdog: None,
-            kept: false,
-        };
-        // From here on, a failure still removes the directory (the watchdog, or Drop without one).
-        if let Some((uid, gid)) = run_as {
-            std::os::unix::fs::chown(&root, Some(uid), Some(gid))
-                .map_err(|e| step("chown of the temp dir", &e))?;
-        }
-        let data = root.join("data");
+        let mut cluster = Self::empty(bindir, run_as)?;
+        cluster.tcp = options.tcp;
+        let data = cluster.root.join("data");
 
         let mut initdb = cluster.command("initdb", run_as);
         initdb.arg("-D").arg(&data).args([
@@ -103,6 +86,62 @@ impl Cluster {
         ]);
         run(&mut initdb, "initdb")?;
 
+        cluster.configure_and_start(options)?;
+        Ok(cluster)
+    }
+
+    /// A hot standby of `primary`, made with `pg_basebackup -R` (so it streams from it) and started on a
+    /// port and socket of its own; returns once it accepts read-only connections.
+    pub fn standby_of(primary: &Self) -> Result<Self, ClusterError> {
+        if !primary.bindir.join("pg_basebackup").is_file() {
+            return Err(ClusterError::MissingProgram {
+                dir: primary.bindir.display().to_string(),
+                program: "pg_basebackup",
+            });
+        }
+        let mut standby = Self::empty(primary.bindir.clone(), primary.run_as)?;
+        let mut basebackup = standby.command("pg_basebackup", standby.run_as);
+        basebackup
+            .arg("-h")
+            .arg(&primary.root)
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .args(["-U", "postgres", "-R", "-X", "stream", "-D"])
+            .arg(standby.root.join("data"));
+        run(&mut basebackup, "pg_basebackup")?;
+        standby.configure_and_start(&ClusterOptions::default())?;
+        Ok(standby)
+    }
+
+    /// A cluster value for a fresh temp dir, owned by the server's user; nothing runs yet.
+    fn empty(bindir: PathBuf, run_as: Option<(u32, u32)>) -> Result<Self, ClusterError> {
+        let root = tempfile::Builder::new()
+            .prefix("locktop-pg-")
+            .tempdir()
+            .map_err(|e| step("creating the temp dir", &e))?
+            .keep();
+        let cluster = Self {
+            root: root.clone(),
+            port: free_port(),
+            tcp: false,
+            bindir,
+            run_as,
+            watchdog: None,
+            kept: false,
+        };
+        // From here on, a failure still removes the directory (the watchdog, or Drop without one).
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&root, Some(uid), Some(gid))
+                .map_err(|e| step("chown of the temp dir", &e))?;
+        }
+        Ok(cluster)
+    }
+
+    /// Appends this cluster's settings to its `postgresql.conf` (later lines win over what a base backup
+    /// copied), starts the server and waits until it accepts connections.
+    fn configure_and_start(&mut self, options: &ClusterOptions) -> Result<(), ClusterError> {
+        let data = self.root.join("data");
+        let run_as = self.run_as;
         let mut conf = String::new();
         if options.tls {
             let mut openssl = Command::new("openssl");
@@ -132,8 +171,11 @@ impl Cluster {
                 "listen_addresses",
                 if options.tcp { "'127.0.0.1'" } else { "''" }.to_owned(),
             ),
-            ("port", cluster.port.to_string()),
-            ("unix_socket_directories", format!("'{}'", root.display())),
+            ("port", self.port.to_string()),
+            (
+                "unix_socket_directories",
+                format!("'{}'", self.root.display()),
+            ),
             ("unix_socket_permissions", "0777".to_owned()),
             ("fsync", "off".to_owned()),
             ("synchronous_commit", "off".to_owned()),
@@ -163,10 +205,9 @@ impl Cluster {
             fs::write(&hba, format!("{}\n{defaults}", options.hba.join("\n")))
                 .map_err(|e| step("writing pg_hba.conf", &e))?;
         }
-        let server = cluster.spawn_server()?;
-        cluster.watchdog = Some(spawn_watchdog(&root, server.id())?);
-        cluster.wait_ready(server)?;
-        Ok(cluster)
+        let server = self.spawn_server()?;
+        self.watchdog = Some(spawn_watchdog(&self.root, server.id())?);
+        self.wait_ready(server)
     }
 
     /// Starts `postgres` on the data directory, its log appended to `server.log`.
@@ -246,10 +287,14 @@ impl Cluster {
     }
 
     /// Whether the postmaster says it accepts connections: the status line of `postmaster.pid` (its eighth
-    /// line, PostgreSQL 10 and later) reads `ready`. Needs no `pg_isready`, which not every bin dir has.
+    /// line, PostgreSQL 10 and later) reads `ready`, or `standby` for a hot standby. Needs no `pg_isready`,
+    /// which not every bin dir has.
     fn postmaster_ready(&self) -> bool {
-        fs::read_to_string(self.root.join("data").join("postmaster.pid"))
-            .is_ok_and(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+        fs::read_to_string(self.root.join("data").join("postmaster.pid")).is_ok_and(|pid| {
+            pid.lines()
+                .nth(7)
+                .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
+        })
     }
 
     /// The URL of a database on this cluster, as the superuser `postgres`, over the Unix socket.

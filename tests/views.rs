@@ -151,22 +151,60 @@ fn a_minute_of_polls_fills_the_sparklines_and_a_recovered_profile_reads_ok_again
 }
 
 #[test]
-fn a_locked_lease_table_is_named_on_screen_with_its_holder_and_the_waits_stay() {
+fn a_locked_lease_table_is_named_on_screen_with_its_holder_and_the_last_rows_stay_marked_unread() {
     let mut snapshot = incident();
-    snapshot.leases.clear();
+    // The rows shown are those of a poll 12 s before this one, which could not read them.
+    snapshot.leases_as_of = Some(snapshot.server_now - chrono::Duration::seconds(12));
     snapshot.lease_error = Some(
-        "public.entry_locks locked: pid 4242 holds AccessExclusiveLock (migration, idle in transaction); lease rows skipped, not queueing behind it".into(),
+        "lease rows unread: pid 4242 waits for AccessExclusiveLock (migration, active) behind pid 4100 (open-holder, idle in transaction) on public.entry_locks".into(),
     );
     let mut app = app_showing(snapshot);
-    let text = format!("{}", render(&mut app, 120, 40, &theme()).backend());
+    let terminal = render(&mut app, 120, 40, &theme());
+    let text = format!("{}", terminal.backend());
     assert!(
-        text.contains("pid 4242 holds AccessExclusiveLock (migration, idle in transaction)"),
+        text.contains("pid 4242 waits for AccessExclusiveLock (migration, active) behind pid 4100"),
         "{text}"
+    );
+    let header = text.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("rows unread · 12s") && !header.contains("live"),
+        "{header}"
+    );
+    assert!(
+        text.contains("ESCALATED hot-7"),
+        "the escalated profile stays escalated:\n{text}"
     );
     assert!(
         text.contains("└─ pid 102"),
         "the lock-wait tree stays:\n{text}"
     );
+    insta::assert_snapshot!("rows_unread_120x40", terminal.backend());
+}
+
+#[test]
+fn a_standby_says_so_in_the_alert_colour_with_its_lag() {
+    let mut snapshot = calm();
+    snapshot.recovery = Some(locktop::model::snapshot::Recovery {
+        replay_lag_s: Some(42.0),
+    });
+    let mut app = app_showing(snapshot);
+    let theme = theme();
+    let terminal = render(&mut app, 80, 24, &theme);
+    let text = format!("{}", terminal.backend());
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.contains("STANDBY lag 42s"), "{header}");
+    assert!(
+        text.contains("lock waits shown are the replica's own"),
+        "the note says what it means:\n{text}"
+    );
+    let buffer = terminal.backend().buffer();
+    let at = header.find("STANDBY").expect("STANDBY") - 1; // the quote that opens the line
+    assert_eq!(
+        buffer[(u16::try_from(at).expect("column"), 0)].style().fg,
+        theme.escalated.fg,
+        "in the alert colour"
+    );
+    insta::assert_snapshot!("standby_80x24", terminal.backend());
 }
 
 #[test]
@@ -222,4 +260,66 @@ fn service_metrics_add_a_rate_column_and_health_flags_in_the_header() {
     );
     assert!(text.contains("SVC/s"), "{text}");
     insta::assert_snapshot!("service_120x40", t120.backend());
+}
+
+#[test]
+fn prepared_blockers_workers_approximate_and_unnamed_waits_read_as_what_they_are() {
+    let mut snapshot = calm();
+    let now = snapshot.server_now;
+    // A lease row held by a prepared transaction (pid 0), a wait on a row nobody can see yet, a parallel
+    // worker waiting for its leader's lock, and a PostgreSQL 13 wait time.
+    let mut on_prepared = fixtures::wait(301, 0, "transactionid", "ShareLock", Some("profile-1"));
+    on_prepared.on_lease_table = true;
+    let mut unnamed = fixtures::wait(302, 303, "transactionid", "ShareLock", None);
+    unnamed.on_lease_table = true;
+    unnamed.relation = Some("entry_locks".into());
+    let mut approx = fixtures::wait(304, 306, "relation", "AccessShareLock", None);
+    approx.relation = Some("orders".into());
+    approx.waitstart_approx = true;
+    snapshot.waits = vec![on_prepared, unnamed, approx];
+    snapshot.sessions.push(locktop::model::Session {
+        pid: 304,
+        application: Some("report".into()),
+        user: None,
+        client_addr: None,
+        state: Some("active".into()),
+        query: None,
+        xact_start: None,
+        backend_type: Some("parallel worker".into()),
+        leader_pid: Some(305),
+    });
+    snapshot.prepared = vec![locktop::model::snapshot::PreparedXact {
+        gid: "orphan-7".into(),
+        owner: Some("trader".into()),
+        database: Some("trading".into()),
+        prepared_at: now - chrono::Duration::seconds(300),
+        transaction: "777".into(),
+        blocks: vec![301],
+    }];
+    let mut app = app_showing(snapshot);
+    let terminal = render(&mut app, 120, 40, &theme());
+    let text = format!("{}", terminal.backend());
+    assert!(
+        text.contains(
+            "prepared 'orphan-7' (owner trader, database trading, prepared 5m00s ago)  holds"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("pid 0 "),
+        "no pid 0 for a prepared transaction:\n{text}"
+    );
+    assert!(
+        text.contains("a row of entry_locks that cannot be named"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pid 304 (worker of 305) report waits ~7s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unattributed contention: 1 session waits on an unnamed row of entry_locks, blocked by pid 303"),
+        "the notes line says the contention is not attributed:\n{text}"
+    );
+    insta::assert_snapshot!("prepared_and_unnamed_120x40", terminal.backend());
 }

@@ -528,12 +528,22 @@ fn unattributed(waits: &[WaitView]) -> Vec<String> {
     let Some(first) = unnamed.first() else {
         return Vec::new();
     };
-    let mut blockers: Vec<String> = unnamed.iter().flat_map(|w| blocker_names(w)).collect();
+    let mut blockers: Vec<String> = unnamed
+        .iter()
+        .flat_map(|w| blocker_names(w))
+        .map(|b| {
+            if b.starts_with(|c: char| c.is_ascii_digit()) {
+                format!("pid {b}")
+            } else {
+                b
+            }
+        })
+        .collect();
     blockers.sort();
     blockers.dedup();
     vec![format!(
-        "{} session{} wait{} on rows of {} that cannot be named (an uncommitted insert or a transaction \
-         holding several rows), blocked by {}: contention not attributed to a profile",
+        "unattributed contention: {} session{} wait{} on an unnamed row of {}, blocked by {} (an \
+         uncommitted insert, or a transaction holding several rows: no profile can be named)",
         unnamed.len(),
         if unnamed.len() == 1 { "" } else { "s" },
         if unnamed.len() == 1 { "s" } else { "" },
@@ -546,7 +556,7 @@ fn unattributed(waits: &[WaitView]) -> Vec<String> {
     )]
 }
 
-/// The blockers of a wait in words: pids, and prepared transactions by their gid (pid 0).
+/// The blockers of a wait in words: pids as numbers, and prepared transactions by their gid (pid 0).
 pub fn blocker_names(w: &WaitView) -> Vec<String> {
     w.wait
         .blocked_by
@@ -560,7 +570,7 @@ pub fn blocker_names(w: &WaitView) -> Vec<String> {
             } else if pid == 0 {
                 vec!["a prepared transaction".to_owned()]
             } else {
-                vec![format!("pid {pid}")]
+                vec![pid.to_string()]
             }
         })
         .collect()

@@ -653,15 +653,13 @@ fn table_locked_text(
             format!("pid {pid} {verb} AccessExclusiveLock{}{behind}", about(pid))
         })
         .collect();
+    // Who and behind whom first: on a narrow screen the end of the line is what gets cut.
     if who.is_empty() {
         format!(
             "lease rows unread: {table} is locked by another session (lock_timeout; see the locks pane)"
         )
     } else {
-        format!(
-            "lease rows unread: {table} locked: {}; not queueing behind it",
-            who.join("; ")
-        )
+        format!("lease rows unread: {} on {table}", who.join("; "))
     }
 }
 
@@ -747,6 +745,18 @@ impl Backoff {
     }
 }
 
+/// When the poller tries again after a failed attempt, and that attempt's number: a poll that failed on a
+/// connection that is kept (a query timed out, a permission is missing) is simply retried at the next tick;
+/// only a lost or refused connection waits out the backoff.
+fn retry_after(
+    backoff: &mut Backoff,
+    connection_kept: bool,
+    interval: Duration,
+) -> (u32, Duration) {
+    let (attempt, delay) = backoff.next_delay();
+    (attempt, if connection_kept { interval } else { delay })
+}
+
 /// Settings of the polling task.
 #[derive(Debug, Clone)]
 pub struct PollerSettings {
@@ -818,7 +828,8 @@ pub async fn run_poller(
                     // A stalled link would make a polite close hang: drop it after a short try.
                     m.close().await;
                 }
-                let (attempt, delay) = backoff.next_delay();
+                let (attempt, delay) =
+                    retry_after(&mut backoff, monitor.is_some(), settings.interval);
                 let next_at = Instant::now() + delay;
                 tx.send_modify(|f| {
                     f.polls += 1;
@@ -844,6 +855,18 @@ pub async fn run_poller(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_poll_on_a_kept_connection_is_retried_at_the_next_tick_not_after_the_backoff() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
+        let interval = Duration::from_secs(1);
+        for _ in 0..6 {
+            assert_eq!(retry_after(&mut b, true, interval).1, interval);
+        }
+        let (attempt, delay) = retry_after(&mut b, false, interval);
+        assert_eq!(attempt, 7);
+        assert!(delay > Duration::from_secs(10), "{delay:?}");
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_stays_under_its_cap() {

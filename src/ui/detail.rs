@@ -74,15 +74,14 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             .iter()
             .filter(|wv| wv.profile.as_deref() == Some(p.profile.as_str()))
         {
-            let by: Vec<String> = wv.wait.blocked_by.iter().map(ToString::to_string).collect();
+            let by = crate::model::rules::blocker_names(wv);
             lines.push(Line::raw(text::fit(
                 &format!(
                     "  waiting: pid {} ({}) on {} for {}, {} blocked by {}",
                     wv.wait.pid,
                     wv.application.as_deref().unwrap_or("?"),
                     display_value(wv.key.as_deref()),
-                    wv.waiting_for(now)
-                        .map_or_else(|| "?".into(), human_duration),
+                    text::waited(wv, now),
                     wv.wait.mode,
                     by.join(",")
                 ),
@@ -108,9 +107,10 @@ fn row_lines(
         let held = r
             .acquired_at
             .map_or_else(|| "-".into(), |a| human_duration(now - a));
-        let backend = match (r.pid, &r.application) {
-            (Some(pid), Some(app)) => format!("pid {pid} {app}"),
-            (Some(pid), None) => format!("pid {pid}"),
+        let backend = match (r.pid, &r.application, &r.prepared) {
+            (Some(pid), Some(app), _) => format!("pid {pid} {app}"),
+            (Some(pid), None, _) => format!("pid {pid}"),
+            (None, _, Some(gid)) => format!("prepared '{gid}'"),
             _ => String::new(),
         };
         let line = format!(

@@ -25,6 +25,24 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         spans.push(Span::raw(" "));
         spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
     }
+    // A standby's locks are its own and its rows lag: said in the alert colour, before anything else.
+    if let Some(s) = &app.snapshot {
+        for piece in s.pieces() {
+            if let Some(r) = piece.recovery {
+                let lag = r
+                    .replay_lag_s
+                    .map(|l| {
+                        format!(
+                            " lag {}",
+                            human_duration(chrono::Duration::seconds(l as i64))
+                        )
+                    })
+                    .unwrap_or_default();
+                spans.push(Span::raw(" "));
+                spans.push(Span::styled(format!(" STANDBY{lag} "), theme.escalated));
+            }
+        }
+    }
     // What is down comes before what is merely informative: several databases' states, then the service's
     // health, then (one database) its name.
     let parts = app.snapshot.as_ref().filter(|s| !s.parts.is_empty());
@@ -127,14 +145,40 @@ fn state_span(app: &App, theme: &Theme) -> Span<'static> {
                 theme.stale,
             )
         }
-        Link::Connected => match app.staleness() {
-            Some(age) => Span::styled(
+        Link::Connected => match (app.staleness(), rows_unread(app)) {
+            (Some(age), _) => Span::styled(
                 format!(" stale · {} ", human_duration(secs(age))),
                 theme.stale,
             ),
-            None => Span::styled(" live ", theme.ok),
+            // Polls answer, but the lease rows shown are older than this poll: not live.
+            (None, Some(label)) => Span::styled(label, theme.stale),
+            (None, None) => Span::styled(" live ", theme.ok),
         },
     }
+}
+
+/// ` rows unread · 12s ` when the last poll could not read some lease rows (with the age of the rows shown
+/// instead, when there are any).
+fn rows_unread(app: &App) -> Option<String> {
+    let s = app.snapshot.as_ref()?;
+    let unread: Vec<_> = s
+        .pieces()
+        .into_iter()
+        .filter(|p| p.lease_error.is_some())
+        .collect();
+    if unread.is_empty() {
+        return None;
+    }
+    let age = app
+        .now()
+        .zip(unread.iter().filter_map(|p| p.leases_as_of).min())
+        .map(|(now, at)| {
+            format!(
+                " · {}",
+                human_duration((now - at).max(chrono::Duration::zero()))
+            )
+        });
+    Some(format!(" rows unread{} ", age.unwrap_or_default()))
 }
 
 fn secs(d: std::time::Duration) -> chrono::Duration {

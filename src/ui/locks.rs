@@ -148,11 +148,16 @@ impl Tree<'_> {
         let mut shown = HashSet::new();
         for root in roots(waits) {
             let s = sessions.get(&root);
-            let mut head = format!(
-                "pid {root} {} ({})  holds",
-                s.and_then(|s| s.application.as_deref()).unwrap_or(""),
-                s.and_then(|s| s.state.as_deref()).unwrap_or("?")
-            );
+            let mut head = if root == 0 {
+                // pg_blocking_pids says 0 for a prepared transaction: it has no backend.
+                prepared_head(waits, self.now)
+            } else {
+                format!(
+                    "pid {root} {} ({})  holds",
+                    s.and_then(|s| s.application.as_deref()).unwrap_or(""),
+                    s.and_then(|s| s.state.as_deref()).unwrap_or("?")
+                )
+            };
             if self.app.show_queries {
                 let _ = write!(
                     head,
@@ -192,6 +197,9 @@ impl Tree<'_> {
             let branch = if glyphs.unicode { "└─ " } else { "`- " };
             // What is locked first, then how: on a narrow screen the end of the line is what gets cut.
             let what = match (&wv.profile, &wv.wait.advisory_key, &wv.wait.relation) {
+                (None, _, Some(r)) if wv.wait.on_lease_table => {
+                    format!("a row of {r} that cannot be named ({})", wv.wait.locktype)
+                }
                 (Some(p), _, _) => format!(
                     "row {p}/{} ({}, {})",
                     wv.key.as_deref().unwrap_or("?"),
@@ -206,13 +214,16 @@ impl Tree<'_> {
                 ),
             };
             let others = wv.wait.blocked_by.len().saturating_sub(1);
+            let worker = wv
+                .leader
+                .map(|l| format!(" (worker of {l})"))
+                .unwrap_or_default();
             let mut line = format!(
-                "{}{branch}pid {} {} waits {} on {what}, {}{}",
+                "{}{branch}pid {}{worker} {} waits {} on {what}, {}{}",
                 "   ".repeat(depth - 1),
                 wv.wait.pid,
                 wv.application.as_deref().unwrap_or(""),
-                wv.waiting_for(now)
-                    .map_or_else(|| "?".into(), human_duration),
+                text::waited(wv, now),
                 wv.wait.mode,
                 if others > 0 {
                     format!(" (+{others} more blockers)")
@@ -233,4 +244,30 @@ impl Tree<'_> {
             self.walk(wv.wait.pid, depth + 1, by_blocker, shown);
         }
     }
+}
+
+/// The head of the queue a prepared transaction blocks: its gid, owner, database and age.
+fn prepared_head(waits: &[&WaitView], now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut seen: Vec<&crate::model::snapshot::PreparedXact> = Vec::new();
+    for p in waits.iter().flat_map(|w| &w.prepared) {
+        if !seen.iter().any(|s| s.gid == p.gid) {
+            seen.push(p);
+        }
+    }
+    if seen.is_empty() {
+        return "a prepared transaction (pid 0)  holds".into();
+    }
+    let named: Vec<String> = seen
+        .iter()
+        .map(|p| {
+            format!(
+                "prepared '{}' (owner {}, database {}, prepared {} ago)",
+                p.gid,
+                p.owner.as_deref().unwrap_or("?"),
+                p.database.as_deref().unwrap_or("?"),
+                human_duration(now - p.prepared_at)
+            )
+        })
+        .collect();
+    format!("{}  holds", named.join("; "))
 }

@@ -33,6 +33,16 @@ pub fn count(n: impl Into<u64>, noun: &str) -> String {
     }
 }
 
+/// How long a wait has lasted, for the screen: `~` marks an upper bound (PostgreSQL 13 has no
+/// `pg_locks.waitstart`), `?` an unknown.
+pub fn waited(wv: &crate::model::WaitView, now: chrono::DateTime<chrono::Utc>) -> String {
+    match wv.waiting_for(now) {
+        Some(d) if wv.wait.waitstart_approx => format!("~{}", crate::model::human_duration(d)),
+        Some(d) => crate::model::human_duration(d),
+        None => "?".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
