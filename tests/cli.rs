@@ -74,7 +74,7 @@ async fn the_config_file_is_found_in_xdg_config_home_then_in_dot_config_and_an_e
     let explicit = home.path().join("explicit.toml");
     std::fs::write(&explicit, "[lease]\ntable = \"public.entry_locks\"\n").expect("write");
 
-    let snapshot = ["snapshot", "--dsn", url.as_str()];
+    let snapshot = ["snapshot", "--dsn", &url];
     let out = locktop(
         &snapshot,
         &[("XDG_CONFIG_HOME", xdg.path()), ("HOME", home.path())],

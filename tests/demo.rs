@@ -52,7 +52,7 @@ async fn every_scenario_produces_its_state_and_calm_profiles_stay_ok() {
         ..Rules::default()
     };
     let workload = Workload {
-        url: url.clone(),
+        url: url.to_string(),
         scenarios: Scenario::ALL.to_vec(),
         ttl,
         profiles: 20,

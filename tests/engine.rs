@@ -102,7 +102,7 @@ async fn racing_sessions_never_give_one_unexpired_row_two_owners() {
         }
         let mut tasks = Vec::new();
         for w in 0..16 {
-            let url = url.clone();
+            let url = url.to_string();
             tasks.push(tokio::spawn(async move {
                 let owner = format!("r{round}-w{w}");
                 let mut c = connect_as(&url, &owner).await;

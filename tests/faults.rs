@@ -36,7 +36,7 @@ fn time_until(tui: &Tui, what: &str) -> Duration {
 async fn a_terminated_backend_shows_reconnecting_keeps_the_data_and_is_back_within_the_backoff() {
     let url = database("terminated").await;
     let _holder = common::acquire(&url, "KEPT", "w1").await;
-    let db = url.clone();
+    let db = url.to_string();
     let mut tui = tokio::task::spawn_blocking(move || {
         let tui = Tui::start(&["--dsn", &db, "--interval", "500ms"]);
         tui.wait_for("KEPT");
@@ -216,7 +216,7 @@ async fn access_exclusive_on_the_lease_table_names_its_holder_and_the_monitor_ne
     let _holder = common::acquire(&url, "LOCKED", "w1").await;
     let (mut migration, migration_pid) = lock_table(&url).await;
     // A worker queues behind the migration, as the trading loop would.
-    let worker_url = url.clone();
+    let worker_url = url.to_string();
     let worker = tokio::spawn(async move {
         let mut w = connect_as(&worker_url, "w2").await;
         let _ = sqlx::query("SELECT fn_try_acquire_entry_lock_row('LOCKED', 'BTC', 'w2')")
@@ -231,7 +231,7 @@ async fn access_exclusive_on_the_lease_table_names_its_holder_and_the_monitor_ne
     let monitor_pid = pid(m.connection()).await;
 
     // Watch the monitor's backend from outside while it polls: it must not sit in the lock queue.
-    let watch_url = url.clone();
+    let watch_url = url.to_string();
     let watcher = tokio::spawn(async move {
         let mut probe = connect(&watch_url).await;
         let mut queued_samples = 0_u32;

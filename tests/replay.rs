@@ -105,7 +105,7 @@ async fn a_recorded_session_replays_with_the_same_statuses_and_summarises_the_in
     let file = dir.path().join("incident.jsonl");
     let with_queries = dir.path().join("queries.jsonl");
     let (db, path, path_q) = (
-        url.clone(),
+        url.to_string(),
         file.display().to_string(),
         with_queries.display().to_string(),
     );

@@ -22,7 +22,9 @@ struct Safety {
     tcp: String,
     /// The database every test here uses, with the reference schema.
     socket_url: String,
-    files: tempfile::TempDir,
+    /// Config, theme, log and recording files of the tests: inside the cluster's directory, which its
+    /// watchdog removes when this binary exits (a `TempDir` in a static would never be dropped).
+    files: PathBuf,
 }
 
 fn server() -> &'static Safety {
@@ -65,18 +67,20 @@ fn server() -> &'static Safety {
         })
         .join()
         .expect("setup");
+        let files = cluster.root().join("test-files");
+        std::fs::create_dir(&files).expect("files dir");
         Safety {
             cluster,
             tcp,
             socket_url,
-            files: tempfile::tempdir().expect("temp dir"),
+            files,
         }
     })
 }
 
 /// A file for a test's config or theme.
 fn file(name: &str, text: &str) -> PathBuf {
-    let path = server().files.path().join(name);
+    let path = server().files.join(name);
     std::fs::write(&path, text).expect("write");
     path
 }
@@ -442,8 +446,8 @@ fn assert_every_statement_is_a_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_appears_nowhere_on_screen_in_messages_in_the_log_or_in_a_recording() {
     let s = server();
-    let log = s.files.path().join("locktop.log");
-    let record = s.files.path().join("secret.jsonl");
+    let log = s.files.join("locktop.log");
+    let record = s.files.join("secret.jsonl");
     let dsn = format!("postgres://pwuser:{PASSWORD}@{}/postgres", s.tcp);
     let log_arg = log.display().to_string();
     let record_arg = record.display().to_string();

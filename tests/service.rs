@@ -72,7 +72,7 @@ async fn the_service_rate_per_profile_and_its_health_appear_in_the_snapshot_json
     let metrics = format!("{base}/metrics");
     let health = format!("{base}/health");
     let json = tokio::task::spawn_blocking({
-        let url = url.clone();
+        let url = url.to_string();
         move || snapshot_json(&url, &["--metrics-url", &metrics, "--health-url", &health])
     })
     .await
@@ -101,7 +101,7 @@ async fn an_endpoint_that_hangs_or_returns_garbage_is_reported_and_never_delays_
 
     // In the snapshot JSON: both failures, each with its reason.
     let json = tokio::task::spawn_blocking({
-        let (url, base) = (url.clone(), base.clone());
+        let (url, base) = (url.to_string(), base.clone());
         move || {
             snapshot_json(
                 &url,

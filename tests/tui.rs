@@ -21,7 +21,7 @@ async fn the_dashboard_shows_contention_answers_keys_and_restores_the_terminal()
             .expect("contend");
     assert!(!failed);
 
-    let url2 = url.clone();
+    let url2 = url.to_string();
     let screen = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut tui = Tui::start(&["--dsn", &url2, "--interval", "1s"]);

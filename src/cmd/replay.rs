@@ -1,6 +1,8 @@
 //! `locktop replay FILE`: the dashboard on a recording, on a clock of its own — 1×, 10× or 60×, paused,
 //! stepped poll by poll, or jumped to the next escalation — with the same rules and history as when it was
-//! recorded; or, with `--summary`, a text report of the incident for the review.
+//! recorded; or, with `--summary`, a text report of the incident for the review, whose exit status follows
+//! `snapshot`'s: 2 when a trigger fired at any poll, else 3 when any poll could not vouch for calm (failed,
+//! lease rows unread, a standby, a database down, unattributed waits), else 0.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -26,10 +28,11 @@ use crate::ui::{self, Glyphs, text};
 pub async fn run(args: &ReplayArgs) -> Result<i32> {
     let recording = load(&args.file)?;
     if args.summary {
+        let t = tally(&recording);
         let mut out = std::io::stdout().lock();
-        out.write_all(summary(&recording).as_bytes())?;
+        out.write_all(summary(&recording, &t).as_bytes())?;
         out.flush()?;
-        return Ok(0);
+        return Ok(t.exit_status());
     }
     let theme = super::watch::check_terminal_for(&args.theme, args.no_color)?;
     if !recording.polls.iter().any(|p| p.snapshot.is_some()) {
@@ -70,6 +73,23 @@ struct Tally {
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
     failed: usize,
+    /// Polls at which an escalation trigger fired.
+    alerted: usize,
+    /// Polls that could not vouch for calm although they answered (rows unread, a standby, …).
+    unvouched: usize,
+}
+
+impl Tally {
+    /// The exit status of `replay --summary`, with `snapshot`'s meaning over the whole recording.
+    fn exit_status(&self) -> i32 {
+        if self.alerted > 0 {
+            super::snapshot::EXIT_ESCALATED
+        } else if self.failed > 0 || self.unvouched > 0 {
+            super::snapshot::EXIT_INCOMPLETE
+        } else {
+            0
+        }
+    }
 }
 
 /// Extends the last span when it ended at the previous poll, or opens a new one.
@@ -100,6 +120,8 @@ fn tally(recording: &Recording) -> Tally {
         t.last = Some(at);
         rules::record(&mut history, snapshot, &rules);
         let board = rules::evaluate(snapshot, &history, &rules, at);
+        t.alerted += usize::from(board.escalated());
+        t.unvouched += usize::from(!snapshot.incomplete().is_empty() || !board.doubts.is_empty());
         let mut contended_now = Vec::new();
         for p in &board.profiles {
             t.profiles.insert(p.profile.clone());
@@ -125,10 +147,9 @@ fn tally(recording: &Recording) -> Tally {
 
 /// What a recording says happened: when each profile was contended and escalated, for how long, who held it,
 /// and the peak number of profiles contended at once.
-pub fn summary(recording: &Recording) -> String {
+fn summary(recording: &Recording, t: &Tally) -> String {
     let header = &recording.header;
     let rules = header.rules();
-    let t = tally(recording);
     let mut out = String::new();
     let span = |(a, b): (DateTime<Utc>, DateTime<Utc>)| {
         format!("{}–{} ({})", clock(a), clock(b), human_duration(b - a))
@@ -187,6 +208,13 @@ pub fn summary(recording: &Recording) -> String {
             out,
             "{} never contended",
             text::count(calm as u64, "other profile")
+        );
+    }
+    if t.unvouched > 0 {
+        let _ = writeln!(
+            out,
+            "{} could not vouch for calm (lease rows unread, a standby, a database down, or unattributed waits)",
+            text::count(t.unvouched as u64, "poll")
         );
     }
     out
@@ -417,4 +445,70 @@ fn player_key(code: KeyCode, player: &mut Player, app: &mut App) -> bool {
         _ => return false,
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LeaseRow, Snapshot};
+    use crate::recording::{FORMAT, Header};
+
+    fn recording(polls: Vec<Option<Snapshot>>) -> Recording {
+        let now = chrono::Utc::now();
+        Recording {
+            header: Header {
+                locktop_recording: FORMAT,
+                version: "test".into(),
+                target: "t".into(),
+                interval_ms: 1000,
+                ttl_s: 30.0,
+                escalate_after_s: 90.0,
+                prepared_after_s: 60.0,
+                queries: false,
+                started_at: now,
+            },
+            polls: polls
+                .into_iter()
+                .map(|snapshot| Poll {
+                    error: snapshot.is_none().then(|| "lost".to_owned()),
+                    snapshot,
+                    summaries_unchanged: false,
+                    statuses: BTreeMap::new(),
+                    alerts: Vec::new(),
+                })
+                .collect(),
+            damage: None,
+        }
+    }
+
+    fn held(now: DateTime<Utc>, contended_for: i64) -> Snapshot {
+        let mut s = Snapshot::at(now);
+        s.leases.push(LeaseRow {
+            group: Some("P".into()),
+            key: Some("BTC".into()),
+            owner: Some("w".into()),
+            expires_at: Some(now + chrono::Duration::seconds(20)),
+            acquired_at: Some(now),
+            contention_count: Some(3),
+            contended_since: Some(now - chrono::Duration::seconds(contended_for)),
+            last_contended_at: Some(now),
+        });
+        s
+    }
+
+    #[test]
+    fn the_summary_exits_0_calm_3_when_a_poll_could_not_vouch_and_2_when_a_trigger_fired() {
+        let now = chrono::Utc::now();
+        let status = |polls| tally(&recording(polls)).exit_status();
+        assert_eq!(status(vec![Some(held(now, 10))]), 0);
+        let mut unread = held(now, 10);
+        unread.lease_error = Some("lease rows unread: lock timeout".into());
+        assert_eq!(status(vec![Some(held(now, 10)), Some(unread.clone())]), 3);
+        assert_eq!(status(vec![Some(held(now, 10)), None]), 3, "a failed poll");
+        assert_eq!(
+            status(vec![Some(unread), Some(held(now, 200))]),
+            2,
+            "a trigger wins over an incomplete poll"
+        );
+    }
 }

@@ -21,7 +21,7 @@ const TEMPLATE: &str = "locktop_template";
 /// Where the tests' databases live.
 pub struct Server {
     /// Kept alive for the whole test binary; its watchdog removes it when the binary exits.
-    _cluster: Option<Cluster>,
+    cluster: Option<Cluster>,
     /// URL of the server with `{db}` where the database name goes.
     pattern: String,
 }
@@ -52,10 +52,7 @@ pub fn server() -> &'static Server {
                 (Some(cluster), pattern)
             }
         };
-        let server = Server {
-            _cluster: cluster,
-            pattern,
-        };
+        let server = Server { cluster, pattern };
         let admin = server.url("postgres");
         let template = server.url(TEMPLATE);
         // The tests run inside tokio runtimes; make the template on a thread with a runtime of its own.
@@ -149,8 +146,10 @@ pub fn url_via(db_url: &str, via: std::net::SocketAddr) -> String {
     )
 }
 
-/// A fresh database with the reference schema, for one test.
-pub async fn database(test: &str) -> String {
+/// A fresh database with the reference schema, for one test: its URL (it derefs to `&str`). On a server given
+/// by `LOCKTOP_TEST_DATABASE_URL` the database is dropped when the test ends (the harness's own cluster is
+/// removed whole when the test binary exits).
+pub async fn database(test: &str) -> TestDb {
     let server = server();
     let name = format!("t_{}_{}", test, COUNTER.fetch_add(1, Ordering::SeqCst));
     let mut admin = connect(&server.url("postgres")).await;
@@ -161,7 +160,63 @@ pub async fn database(test: &str) -> String {
     .await
     .expect("create test database");
     admin.close().await.ok();
-    server.url(&name)
+    TestDb {
+        url: server.url(&name),
+        drop_on: server
+            .cluster
+            .is_none()
+            .then(|| (server.url("postgres"), name)),
+    }
+}
+
+/// A test's database (see [`database`]).
+#[derive(Debug)]
+pub struct TestDb {
+    url: String,
+    /// The admin URL and the name, when the database must be dropped at the end of the test.
+    drop_on: Option<(String, String)>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.drop_on.take() else {
+            return;
+        };
+        // Tests run inside tokio runtimes: drop it from a thread with a runtime of its own. FORCE ends the
+        // sessions the test left open (PostgreSQL 13 and later).
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut admin = connect(&admin).await;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+            })
+        })
+        .join();
+        assert!(
+            matches!(dropped, Ok(Ok(_))) || std::thread::panicking(),
+            "could not drop the test database: {dropped:?}"
+        );
+    }
 }
 
 /// Runs SQL (several statements allowed) on a connection.
