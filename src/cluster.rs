@@ -448,17 +448,19 @@ const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 /// programs is an error at once, naming it), else [`find_bindir`].
 pub fn server_bindir() -> Result<PathBuf, ClusterError> {
     match std::env::var_os("LOCKTOP_PG_BINDIR").filter(|d| !d.is_empty()) {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            match SERVER_PROGRAMS.iter().find(|p| !dir.join(p).is_file()) {
-                Some(program) => Err(ClusterError::MissingProgram {
-                    dir: dir.display().to_string(),
-                    program,
-                }),
-                None => Ok(dir),
-            }
-        }
+        Some(dir) => checked_bindir(PathBuf::from(dir)),
         None => find_bindir().ok_or(ClusterError::NoBinaries),
+    }
+}
+
+/// `dir` when it holds every server program, else which one it lacks.
+fn checked_bindir(dir: PathBuf) -> Result<PathBuf, ClusterError> {
+    match SERVER_PROGRAMS.iter().find(|p| !dir.join(p).is_file()) {
+        Some(program) => Err(ClusterError::MissingProgram {
+            dir: dir.display().to_string(),
+            program,
+        }),
+        None => Ok(dir),
     }
 }
 
@@ -494,4 +496,48 @@ pub fn find_bindir() -> Option<PathBuf> {
         .chain(from_path)
         .chain(debian.into_iter().rev().map(|(_, p)| p))
         .find(|d| has_server(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bin_dir_without_a_server_program_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        for program in ["initdb", "postgres"] {
+            fs::write(dir.path().join(program), "").expect("write");
+        }
+        let e = checked_bindir(dir.path().to_owned()).expect_err("no pg_ctl");
+        assert!(e.to_string().contains("has no pg_ctl"), "{e}");
+        fs::write(dir.path().join("pg_ctl"), "").expect("write");
+        assert_eq!(
+            checked_bindir(dir.path().to_owned()).expect("complete"),
+            dir.path()
+        );
+    }
+
+    #[test]
+    fn readiness_is_read_from_the_postmaster_pid_status_line() {
+        let cluster = Cluster::empty(PathBuf::from("/nonexistent"), None).expect("dir");
+        let data = cluster.root.join("data");
+        fs::create_dir(&data).expect("data");
+        let pid_file = |status: &str| {
+            fs::write(
+                data.join("postmaster.pid"),
+                format!("1\n{}\n0\n5432\n/tmp\n*\n0 0\n{status}\n", data.display()),
+            )
+            .expect("write");
+        };
+        assert!(!cluster.postmaster_ready(), "no pid file yet");
+        pid_file("starting");
+        assert!(!cluster.postmaster_ready());
+        pid_file("ready   ");
+        assert!(cluster.postmaster_ready());
+        pid_file("standby ");
+        assert!(
+            cluster.postmaster_ready(),
+            "a hot standby accepts connections"
+        );
+    }
 }

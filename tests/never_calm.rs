@@ -101,9 +101,15 @@ async fn a_lone_waiter_on_a_lease_row_is_attributed_whatever_statement_it_runs()
     let mut m = monitor(&url, &LeaseMapping::default()).await;
     for (form, statement) in forms {
         let p = format!("P-{form}");
-        // The holder took the row earlier (committed), then renews it in a transaction it keeps open.
-        let mut holder = common::acquire(&url, &p, "holder").await;
+        // The holder took the row earlier (committed), then renews it in a transaction it keeps open. Its
+        // application name is not its owner token: only the row lock can link the row to its backend.
+        let mut holder = connect_as(&url, "worker-process").await;
         let holder_pid = pid(&mut holder).await;
+        exec(
+            &mut holder,
+            &format!("SELECT fn_try_acquire_entry_lock_row('{p}', 'BTC', 'holder')"),
+        )
+        .await;
         exec(
             &mut holder,
             &format!("BEGIN; SELECT fn_try_acquire_entry_lock_row('{p}', 'BTC', 'holder')"),
@@ -606,4 +612,29 @@ async fn wait_times_are_exact_from_14_and_marked_approximate_on_13() {
         "{doc:#}"
     );
     wait.release().await;
+}
+
+/// Sessions and lock waits that cannot be read (here `pg_blocking_pids` is revoked from the monitor's role) do
+/// not hide the lease rows, and do not pass for calm: the snapshot says why, and `snapshot` exits 3.
+#[tokio::test]
+async fn unreadable_lock_waits_leave_the_rows_and_are_not_calm() {
+    let url = database("locksunread").await;
+    let _held = common::acquire(&url, "P", "w").await;
+    let reader = common::reader_role(&url, "nolocks").await;
+    let mut m = monitor(&reader, &LeaseMapping::default()).await;
+    let first = m.poll().await.expect("first poll");
+    assert_eq!(first.locks_error, None);
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "REVOKE EXECUTE ON FUNCTION pg_blocking_pids(int4) FROM PUBLIC",
+    )
+    .await;
+    let during = m.poll().await.expect("the poll does not fail");
+    let error = during.locks_error.clone().expect("the waits are unread");
+    assert!(error.contains("pg_blocking_pids"), "{error}");
+    assert_eq!(during.leases.len(), 1, "the rows are still read");
+    assert!(during.incomplete().iter().any(|n| n.contains("unread")));
+    let (code, doc) = run_snapshot(&["--dsn", &reader]);
+    assert_eq!(code, 3, "{doc:#}");
 }

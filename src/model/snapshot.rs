@@ -48,6 +48,9 @@ pub struct Snapshot {
     /// Prepared (two-phase) transactions that block a waiter of this poll; their locks have no pid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prepared: Vec<PreparedXact>,
+    /// Why sessions and lock waits could not be read this poll (those shown are the last ones read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locks_error: Option<String>,
     /// What the source knows it cannot see or had to assume (unmapped optional columns, the zone of
     /// `timestamp` columns), in words for the screen and the JSON notes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -193,6 +196,7 @@ impl Snapshot {
             return self
                 .lease_error
                 .iter()
+                .chain(&self.locks_error)
                 .cloned()
                 .chain(self.recovery.map(Recovery::note))
                 .collect();
@@ -255,6 +259,7 @@ impl Snapshot {
             pooled: false,
             parts: Vec::new(),
             leases_as_of: None,
+            locks_error: None,
             recovery: None,
             prepared: Vec::new(),
             notes: Vec::new(),

@@ -61,6 +61,8 @@ pub struct Monitor {
     pending_prepared: Vec<i32>,
     /// The last lease rows read: shown, marked with their age, while a poll cannot read them.
     last_leases: Option<LeaseRead>,
+    /// The last sessions and waits read, kept likewise.
+    last_activity: Option<(Vec<crate::model::Session>, Vec<LockWait>)>,
 }
 
 /// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
@@ -136,6 +138,7 @@ impl Monitor {
             pending_rows: RowLookup::default(),
             pending_prepared: Vec::new(),
             last_leases: None,
+            last_activity: None,
         })
     }
 
@@ -181,7 +184,24 @@ impl Monitor {
         let client_timeout = self.limits.client_timeout;
         let fut = async {
             let locks_reads = self.activity.pg_locks_reads();
-            let mut activity = self.activity.fetch(&mut self.conn).await?;
+            // Sessions and waits that cannot be read (a timeout, a revoked function) do not hide the rows:
+            // the last ones read stay, and the snapshot says why.
+            let (mut activity, locks_error) = match self.activity.fetch(&mut self.conn).await {
+                Ok(found) => {
+                    self.last_activity = Some((found.sessions.clone(), found.waits.clone()));
+                    (found, None)
+                }
+                Err(e) if !e.needs_reconnect() => {
+                    let (sessions, waits) = self.last_activity.clone().unwrap_or_default();
+                    let kept = locks::Activity {
+                        sessions,
+                        waits,
+                        ..locks::Activity::default()
+                    };
+                    (kept, Some(format!("sessions and lock waits unread: {e}")))
+                }
+                Err(e) => return Err(e),
+            };
             // Two expensive reads in one poll make one slow poll: the aggregates can wait for the next one.
             let read_pg_locks = self.activity.pg_locks_reads() > locks_reads;
             let mut lockers = Vec::new();
@@ -204,6 +224,8 @@ impl Monitor {
                     let text = table_locked_text(&self.lease.name, &lockers, &activity);
                     (None, Some(text), None)
                 }
+                // Nothing read at all: that poll failed.
+                Err(e) if locks_error.is_some() => return Err(e),
                 Err(e) if !e.needs_reconnect() => (None, Some(unread_text(&e)), None),
                 Err(e) => return Err(e),
             };
@@ -228,15 +250,16 @@ impl Monitor {
                         Vec::new()
                     })
             };
-            Ok((leases, lease_error, note, activity, prepared))
+            Ok((leases, lease_error, note, activity, prepared, locks_error))
         };
-        let (leases, lease_error, note, activity, prepared) =
+        let (leases, lease_error, note, activity, prepared, locks_error) =
             tokio::time::timeout(client_timeout, fut)
                 .await
                 .map_err(|_| SourceError::Timeout(client_timeout))??;
         let mut snapshot = self.snapshot(started, leases, lease_error, activity);
         snapshot.notes.extend(note);
         snapshot.prepared = prepared;
+        snapshot.locks_error = locks_error;
         Ok(snapshot)
     }
 
@@ -274,6 +297,7 @@ impl Monitor {
             pooled: self.pooled,
             parts: Vec::new(),
             leases_as_of,
+            locks_error: None,
             recovery: activity.recovery,
             prepared: Vec::new(),
             notes: self.lease.notes.clone(),
