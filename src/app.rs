@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::model::feed::{Feed, Link};
 use crate::model::order::natural_cmp;
 use crate::model::rules::{self, Rules};
 use crate::model::{Board, History, ProfileView, Snapshot};
-use crate::source::{Feed, Link};
 
 /// Which pane has the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub struct App {
     pub replay: Option<String>,
     /// The service's metrics and health, when `--metrics-url`/`--health-url` are given: `Some` from the
     /// start (empty until the first scrape), so the table keeps its column.
-    pub service: Option<crate::source::service::ServiceView>,
+    pub service: Option<crate::model::service::ServiceView>,
 }
 
 impl App {

@@ -35,7 +35,7 @@ pub struct Common {
         env = "LOCKTOP_POOLER",
         global = true
     )]
-    pub pooler: crate::source::Pooler,
+    pub pooler: crate::config::Pooler,
     /// The service's Prometheus metrics page (repeatable): its contention rate per profile_id is shown beside
     /// the database's view.
     #[arg(long, value_name = "URL", global = true)]

@@ -52,7 +52,20 @@ pub struct TargetConfig {
     pub dsn: String,
     /// `"transaction"` behind a transaction-mode pooler.
     #[serde(default)]
-    pub pooler: crate::source::Pooler,
+    pub pooler: Pooler,
+}
+
+/// What sits between the monitor and the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    /// The server itself, or a session-mode pooler: one backend for the whole session.
+    #[default]
+    None,
+    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`, Supabase's port 6543): each
+    /// transaction may run on another backend, so every poll is one simple-protocol transaction, with no
+    /// prepared statements and no startup parameters.
+    Transaction,
 }
 
 /// The service's metrics and health endpoints (`--metrics-url` and `--health-url` add to these).
@@ -304,7 +317,7 @@ mod tests {
         .expect("parses");
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.targets[0].name.as_deref(), Some("east"));
-        assert_eq!(c.targets[1].pooler, crate::source::Pooler::Transaction);
+        assert_eq!(c.targets[1].pooler, Pooler::Transaction);
         let twice =
             Config::parse("[[target]]\nname = 'a'\ndsn = 'x'\n[[target]]\nname = 'a'\ndsn = 'y'\n");
         assert!(twice.is_err_and(|(_, m)| m.contains("used twice")));

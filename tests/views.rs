@@ -83,7 +83,7 @@ fn stale_data_and_reconnecting_say_so_and_keep_the_last_data() {
     let stale = render(&mut app, 80, 24, &theme());
     assert!(format!("{}", stale.backend()).contains("stale · 12s"));
     snapshot_both("stale", &mut app);
-    app.link = locktop::source::Link::Reconnecting {
+    app.link = locktop::model::feed::Link::Reconnecting {
         attempt: 3,
         next_at: Instant::now() + Duration::from_millis(3_500),
         error: "connection lost: terminating connection due to administrator command".into(),

@@ -19,8 +19,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, keymap};
 use crate::cli::{Common, WatchArgs};
 use crate::config::Config;
+use crate::model::service::ServiceView;
 use crate::recording::{self, Recorder};
-use crate::source::service::{Scraper, ServiceView, run_service};
+use crate::source::service::{Scraper, run_service};
 use crate::source::{
     Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, fleet, run_poller,
 };

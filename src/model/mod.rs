@@ -1,10 +1,12 @@
 //! The pure model: snapshots in, statuses, reasons and alerts out. No I/O, no terminal, no clock of its own:
 //! `now` is always passed in, so every rule is testable with a fixed time.
 
+pub mod feed;
 pub mod history;
 pub mod order;
 pub mod report;
 pub mod rules;
+pub mod service;
 pub mod snapshot;
 
 pub use history::{History, WindowStats};

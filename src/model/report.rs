@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::rules::{Alert, Board, ProfileView, RowView, Status, WaitView, display_value};
+use super::service::{Health, ServiceProfile, ServiceView};
 use super::snapshot::{AdvisoryKey, Visibility};
-use crate::source::service::{Health, ServiceProfile, ServiceView};
 
 /// The whole JSON document.
 #[derive(Debug, Serialize)]

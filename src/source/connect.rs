@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use super::error::SourceError;
+pub use crate::config::Pooler;
 
 /// The `application_name` of the monitor's session; the monitor hides its own backend by pid, and others can
 /// find it by this name.
@@ -23,19 +24,6 @@ pub struct Target {
     options: PgConnectOptions,
     description: String,
     pooler: Pooler,
-}
-
-/// What sits between the monitor and the server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooler {
-    /// The server itself, or a session-mode pooler: one backend for the whole session.
-    #[default]
-    None,
-    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`, Supabase's port 6543): each
-    /// transaction may run on another backend, so every poll is one simple-protocol transaction, with no
-    /// prepared statements and no startup parameters.
-    Transaction,
 }
 
 /// Timeouts of the monitor's session, derived from the poll interval.

@@ -3,11 +3,12 @@
 //! request under a timeout below the interval, so an endpoint that hangs, fails or returns garbage is reported
 //! and never holds up a database poll.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::model::service::{Health, ServiceView};
 
 /// The largest response read from an endpoint: a metrics page of a big service, with room to spare.
 const BODY_LIMIT: usize = 16 << 20;
@@ -16,49 +17,6 @@ const BODY_LIMIT: usize = 16 << 20;
 pub const CONTENTION_TOTAL: &str = "entry_lock_contention_total";
 pub const LATENCY: &str = "lock_acquisition_latency_seconds";
 pub const HOLDER_INFO: &str = "entry_lock_holder_info";
-
-/// What the service says, per profile and overall, as of the latest scrape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServiceView {
-    /// Per `profile_id`: what the service's metrics say about it.
-    pub profiles: BTreeMap<String, ServiceProfile>,
-    /// One per `--health-url`, in order.
-    pub health: Vec<Health>,
-    /// Endpoints that failed on the latest scrape, each with why (one line).
-    pub errors: Vec<String>,
-}
-
-/// The service's figures for one profile, summed over its series and endpoints.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServiceProfile {
-    /// Failed acquisitions per second between the last two scrapes (`entry_lock_contention_total`); `None`
-    /// until two scrapes have been seen.
-    pub contention_per_s: Option<f64>,
-    /// Mean acquisition latency between the last two scrapes (`lock_acquisition_latency_seconds` sum/count).
-    pub latency_ms: Option<f64>,
-    /// Who the service says holds it (`entry_lock_holder_info{owner_token=…} 1`).
-    pub holders: Vec<String>,
-}
-
-/// One health document (`/internal/health`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Health {
-    pub url: String,
-    pub lock_contention_count: Option<i64>,
-    pub trading_loop_healthy: Option<bool>,
-    pub reconciliation_loop_healthy: Option<bool>,
-}
-
-impl ServiceView {
-    /// The service's figures for a dashboard profile: by its name, or (several databases) by the name after
-    /// the `target:` prefix.
-    pub fn profile(&self, name: &str) -> Option<&ServiceProfile> {
-        self.profiles.get(name).or_else(|| {
-            let (_, bare) = name.split_once(crate::model::snapshot::TARGET_SEPARATOR)?;
-            self.profiles.get(bare)
-        })
-    }
-}
 
 /// Where to scrape.
 #[derive(Debug, Clone, Default)]
@@ -365,6 +323,7 @@ pub fn request_timeout(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::service::ServiceProfile;
 
     #[test]
     fn metrics_pages_are_parsed_and_garbage_is_refused() {

@@ -9,9 +9,9 @@ use ratatui::widgets::Paragraph;
 
 use super::text;
 use crate::app::App;
+use crate::model::feed::Link;
 use crate::model::human_duration;
-use crate::source::Link;
-use crate::source::service::ServiceView;
+use crate::model::service::ServiceView;
 use crate::theme::Theme;
 
 /// Draws the header line.

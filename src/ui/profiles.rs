@@ -118,7 +118,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     let offset = scroll_offset(app.selected, page, count);
     let Some(now) = app.now() else {
         let msg = match &app.link {
-            crate::source::Link::Connecting => "waiting for the first poll…",
+            crate::model::feed::Link::Connecting => "waiting for the first poll…",
             _ => "no data yet",
         };
         frame.render_widget(Paragraph::new(Line::styled(msg, theme.dim)), rows_area);
