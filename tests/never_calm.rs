@@ -455,6 +455,12 @@ async fn a_prepared_transaction_holding_a_row_is_named_and_alerts_past_its_limit
         "{doc:#}"
     );
     assert_eq!(code, 0, "contended, not escalated, complete: {doc:#}");
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--format", "table", "--dsn", &url])
+        .output()
+        .expect("snapshot runs");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("prepared 'orphan-7'"), "{table}");
 
     exec(&mut connect(&url).await, "ROLLBACK PREPARED 'orphan-7'").await;
     waiting.await.expect("waiter");

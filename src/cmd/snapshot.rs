@@ -189,19 +189,19 @@ fn write_table(
     if !board.waits.is_empty() {
         writeln!(
             out,
-            "\n{:<8} {:<16} {:<14} {:<24} {:>8}",
+            "\n{:<8} {:<24} {:<14} {:<24} {:>8}",
             "PID", "BLOCKED BY", "LOCKTYPE", "MODE", "WAITING"
         )?;
         for w in &board.waits {
-            let by: Vec<String> = w.wait.blocked_by.iter().map(ToString::to_string).collect();
+            let by = rules::blocker_names(w);
             writeln!(
                 out,
-                "{:<8} {:<16} {:<14} {:<24} {:>8}",
+                "{:<8} {:<24} {:<14} {:<24} {:>8}",
                 w.wait.pid,
-                clean(&by.join(","), 16),
+                clean(&by.join(","), 24),
                 w.wait.locktype,
                 w.wait.mode,
-                w.waiting_for(now).map(human_duration).unwrap_or_default()
+                crate::ui::text::waited(w, now)
             )?;
         }
     }
