@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::{connect, exec};
-use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::LeaseMapping;
 use locktop::model::rules::{self, Rules};
 use locktop::model::{History, LeaseRow, Snapshot};
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::source::{LeaseDetail, Monitor, SessionLimits, Target};
 use sqlx::Connection;
 

@@ -15,8 +15,8 @@ mod pgbouncer;
 use std::time::{Duration, Instant};
 
 use common::{connect, exec};
-use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::LeaseMapping;
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::source::{LeaseDetail, Monitor, Pooler, SessionLimits, Target};
 
 fn main() {

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use locktop::app::App;
-use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::model::{LeaseRow, LockWait, Rules, Snapshot};
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::theme::{ColorDepth, Theme};
 use locktop::ui::{self, Glyphs};
 use ratatui::Terminal;
@@ -177,7 +177,7 @@ fn bytes_per_second(
 fn real_binary() {
     let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
     let url = cluster.url("postgres");
-    let psql = locktop::cluster::find_bindir()
+    let psql = locktop::rig::cluster::find_bindir()
         .expect("bindir")
         .join("psql");
     let sql = |statement: &str| {

@@ -13,8 +13,8 @@ mod pty;
 
 use std::time::{Duration, Instant};
 
-use locktop::cluster::{Cluster, ClusterOptions};
-use locktop::demo::{self, Scenario, Workload};
+use locktop::rig::cluster::{Cluster, ClusterOptions};
+use locktop::rig::demo::{self, Scenario, Workload};
 
 fn main() {
     let minutes: u64 = std::env::var("LOCKTOP_SOAK_MINUTES")

@@ -98,7 +98,7 @@ pub struct DemoArgs {
     pub watch: WatchArgs,
     /// Play only this scenario (repeatable); all of them by default.
     #[arg(long, value_enum)]
-    pub scenario: Vec<crate::demo::Scenario>,
+    pub scenario: Vec<crate::rig::demo::Scenario>,
     /// Calm profiles in the steady scenario.
     #[arg(long, default_value_t = 40)]
     pub profiles: usize,

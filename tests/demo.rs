@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use common::pty::Tui;
 
 use locktop::config::LeaseMapping;
-use locktop::demo::{self, Scenario, ServiceStats, Workload};
 use locktop::model::rules::{self, Alert, Rules};
 use locktop::model::{AdvisoryKey, History, Status};
+use locktop::rig::demo::{self, Scenario, ServiceStats, Workload};
 use locktop::source::{LeaseDetail, SessionLimits};
 
 /// The workers' own metrics count their real failures: the hot profile's, none for a calm one; and the page is

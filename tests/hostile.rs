@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::pty::Tui;
 use locktop::app::App;
-use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::Config;
 use locktop::model::{Rules, Status};
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::source::{LeaseDetail, SessionLimits};
 use locktop::theme::{ColorDepth, Theme};
 use locktop::ui::{self, Glyphs};

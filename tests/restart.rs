@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::pty::Tui;
-use locktop::cluster::{Cluster, ClusterOptions};
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 
 async fn sql(url: &str, statement: &str) {
     let mut conn = common::connect(url).await;

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::pty::Tui;
-use locktop::cluster::{Cluster, ClusterOptions};
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 
 const PASSWORD: &str = "hunter2-S3cret";
 

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{REFERENCE_SCHEMA, connect, exec, wait_until};
-use locktop::cluster::{Cluster, ClusterOptions};
 use locktop::config::LeaseMapping;
+use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::source::{Monitor, SessionLimits, Target};
 
 #[tokio::test]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use color_eyre::eyre::{Result, WrapErr};
 
 use crate::cli::{Common, DemoArgs};
-use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{Config, Thresholds};
-use crate::demo::{self, Scenario, ServiceStats, Workload};
 use crate::model::human_duration;
-use crate::serve;
+use crate::rig::cluster::{Cluster, ClusterOptions};
+use crate::rig::demo::{self, Scenario, ServiceStats, Workload};
+use crate::rig::serve;
 use crate::source::Target;
 use crate::source::service::ServiceSettings;
 
