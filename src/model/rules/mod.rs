@@ -7,14 +7,25 @@
 //! - expired: a row past its expiry that its owner did not refresh or release (a dead owner);
 //! - and, across profiles, an alert when two or more are contended at once.
 
+//!
+//! `view` holds what the rules give (statuses, rows, waits, alerts, the board); `profile` judges one profile;
+//! `triggers` holds the runbook's escalation triggers, one file each.
+
+mod profile;
+pub mod triggers;
+mod view;
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
 
 use super::history::{History, ProfileObservation, holders_fingerprint};
-use super::order::natural_cmp;
-use super::snapshot::{LeaseRow, LockWait, PreparedXact, ProfileSummary, Session, Snapshot};
+use super::snapshot::{LeaseRow, PreparedXact, Session, Snapshot};
+use profile::{Counts, profile_view, row_view, summary_row, wait_view};
+pub use view::{
+    Alert, Board, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
+    human_duration, sort_profiles,
+};
 
 /// The runbook's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,209 +46,6 @@ impl Default for Rules {
             prepared_after: Duration::seconds(60),
         }
     }
-}
-
-/// A profile's status, worst last so that `Ord` sorts by severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    Contended,
-    Expired,
-    Escalated,
-}
-
-impl Status {
-    /// The word shown on screen and in JSON.
-    pub fn word(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Contended => "contended",
-            Self::Expired => "expired",
-            Self::Escalated => "escalated",
-        }
-    }
-}
-
-/// One lease row of a profile, as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowView {
-    pub key: Option<String>,
-    pub owner: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub acquired_at: Option<DateTime<Utc>>,
-    /// The backend that holds it, where it could be linked: owner token equal to an `application_name`, or
-    /// the backend that row-lock waiters on this row wait for.
-    pub pid: Option<i32>,
-    pub application: Option<String>,
-    /// The prepared transaction that holds its row lock (it has no pid), by its gid.
-    pub prepared: Option<String>,
-    pub contention_count: Option<i64>,
-    pub contended_since: Option<DateTime<Utc>>,
-    pub last_contended_at: Option<DateTime<Utc>>,
-    /// Sessions waiting on this row now.
-    pub waiters: u32,
-    /// Whether the row stands for a profile known only from its summary: its expiry may be older than a renewal
-    /// since, so it never reads as expired (truly expired rows are always read in detail).
-    pub summarised: bool,
-}
-
-impl RowView {
-    /// A row with an owner whose expiry has passed: not refreshed, not released.
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        !self.summarised && self.owner.is_some() && self.expires_at.is_some_and(|e| e <= now)
-    }
-
-    /// Time left on the lease; negative once expired. Unknown for a summarised row whose expiry passed (it was
-    /// renewed since the aggregate was read).
-    pub fn ttl_remaining(&self, now: DateTime<Utc>) -> Option<Duration> {
-        self.expires_at
-            .map(|e| e - now)
-            .filter(|d| !self.summarised || *d > Duration::zero())
-    }
-}
-
-/// A profile with its rows, status and reasons.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileView {
-    pub profile: String,
-    pub status: Status,
-    pub reasons: Vec<String>,
-    /// Start of the current contention episode (bookkeeping, or what the monitor observed).
-    pub contended_since: Option<DateTime<Utc>>,
-    /// Failed acquisitions in the current episode, summed over the profile's rows.
-    pub contention_count: i64,
-    pub waiters: u32,
-    /// The rows in detail; for a profile known only from its summary, one row standing for its holder (the
-    /// one that expires first), or none when several hold rows (then see `held_count`).
-    pub rows: Vec<RowView>,
-    /// Rows of the profile and rows with an owner, whether or not they are in `rows`.
-    pub row_count: usize,
-    pub held_count: usize,
-    /// Whether `rows` holds every row of the profile (false when only its summary was fetched).
-    pub detailed: bool,
-    /// Set when the rows are from an earlier poll (this one could not read them): when they were read. The
-    /// rows are judged as of then; durations still run to now.
-    pub rows_as_of: Option<DateTime<Utc>>,
-}
-
-impl ProfileView {
-    /// The rows that somebody holds (or held and did not release).
-    pub fn holders(&self) -> impl Iterator<Item = &RowView> {
-        self.rows.iter().filter(|r| r.owner.is_some())
-    }
-
-    /// How long the current contention episode has lasted; `None` when not contended.
-    pub fn contended_for(&self, now: DateTime<Utc>) -> Option<Duration> {
-        self.contended_since
-            .map(|since| (now - since).max(Duration::zero()))
-    }
-}
-
-/// A lock wait with what is known of the waiter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitView {
-    pub wait: LockWait,
-    pub application: Option<String>,
-    pub query: Option<String>,
-    /// The lease-table row's profile and key, for a row-lock wait on it.
-    pub profile: Option<String>,
-    pub key: Option<String>,
-    /// The target's label when several databases are watched (pids are per server).
-    pub target: Option<String>,
-    /// For a parallel worker, its leader's pid.
-    pub leader: Option<i32>,
-    /// The prepared transactions that block it (`blocked_by` says 0 for them).
-    pub prepared: Vec<PreparedXact>,
-}
-
-impl WaitView {
-    /// How long the waiter has waited, from `waitstart`.
-    pub fn waiting_for(&self, now: DateTime<Utc>) -> Option<Duration> {
-        self.wait.waitstart.map(|s| (now - s).max(Duration::zero()))
-    }
-}
-
-/// Which runbook trigger fired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "trigger")]
-pub enum Alert {
-    /// Contention persisted beyond `escalate_after`.
-    ContendedTooLong {
-        profile: String,
-        contended_for_s: i64,
-        message: String,
-    },
-    /// A row expired more than one TTL ago and was not refreshed while contention goes on.
-    ExpiredNotRefreshed {
-        profile: String,
-        key: String,
-        expired_for_s: i64,
-        message: String,
-    },
-    /// Two or more profiles contended at once.
-    SeveralContended {
-        profiles: Vec<String>,
-        message: String,
-    },
-    /// A prepared transaction older than the limit blocks sessions: its locks stay until its owner commits or
-    /// rolls it back.
-    PreparedBlocking {
-        gid: String,
-        owner: Option<String>,
-        database: Option<String>,
-        prepared_for_s: i64,
-        blocks: Vec<i32>,
-        message: String,
-    },
-}
-
-impl Alert {
-    /// The one-line text for the banner and the logs.
-    pub fn message(&self) -> &str {
-        match self {
-            Self::ContendedTooLong { message, .. }
-            | Self::ExpiredNotRefreshed { message, .. }
-            | Self::SeveralContended { message, .. }
-            | Self::PreparedBlocking { message, .. } => message,
-        }
-    }
-}
-
-/// Everything the screen and the JSON report show, computed once per snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Board {
-    pub now: DateTime<Utc>,
-    /// Most severe first, then longest contended, then by name (digit runs by value).
-    pub profiles: Vec<ProfileView>,
-    pub waits: Vec<WaitView>,
-    pub alerts: Vec<Alert>,
-    /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
-    /// lease rows that no profile could be named for.
-    pub doubts: Vec<String>,
-}
-
-impl Board {
-    /// Whether any escalation trigger fired (the `snapshot` command's exit status 2).
-    pub fn escalated(&self) -> bool {
-        !self.alerts.is_empty()
-    }
-}
-
-/// Formats a duration the way the screen does: `45s`, `2m05s`, `1h02m`.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.num_seconds();
-    let (sign, s) = if s < 0 { ("-", -s) } else { ("", s) };
-    match s {
-        0..60 => format!("{sign}{s}s"),
-        60..3600 => format!("{sign}{}m{:02}s", s / 60, s % 60),
-        _ => format!("{sign}{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// The display name of a group or key value that may be NULL.
-pub fn display_value(v: Option<&str>) -> &str {
-    v.unwrap_or("NULL")
 }
 
 /// What one poll contributes to the history, per profile: fed to [`History::record`].
@@ -353,8 +161,12 @@ fn board(
     now: DateTime<Utc>,
 ) -> Board {
     sort_profiles(&mut profiles, now);
-    let mut alerts = alerts(&profiles, rules, now);
-    alerts.extend(prepared_alerts(prepared, rules, now));
+    let alerts = triggers::fire(&triggers::Facts {
+        profiles: &profiles,
+        prepared,
+        rules,
+        now,
+    });
     Board {
         now,
         profiles,
@@ -362,41 +174,6 @@ fn board(
         alerts,
         doubts: Vec::new(),
     }
-}
-
-/// A prepared transaction that blocks anyone and is older than the limit: what it is, and whose decision
-/// ending it is (locktop never writes).
-fn prepared_alerts(prepared: &[PreparedXact], rules: &Rules, now: DateTime<Utc>) -> Vec<Alert> {
-    prepared
-        .iter()
-        .filter(|p| !p.blocks.is_empty() && now - p.prepared_at > rules.prepared_after)
-        .map(|p| {
-            let age = now - p.prepared_at;
-            let who = [
-                p.owner.as_deref().map(|o| format!("owner {o}")),
-                p.database.as_deref().map(|d| format!("database {d}")),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ");
-            Alert::PreparedBlocking {
-                message: format!(
-                    "ESCALATE: prepared transaction '{}' ({who}) prepared {} ago blocks {} session{}; \
-                     COMMIT PREPARED or ROLLBACK PREPARED is its owner's decision",
-                    p.gid,
-                    human_duration(age),
-                    p.blocks.len(),
-                    if p.blocks.len() == 1 { "" } else { "s" },
-                ),
-                gid: p.gid.clone(),
-                owner: p.owner.clone(),
-                database: p.database.clone(),
-                prepared_for_s: age.num_seconds(),
-                blocks: p.blocks.clone(),
-            }
-        })
-        .collect()
 }
 
 fn evaluate_one(
@@ -556,305 +333,10 @@ fn unattributed(waits: &[WaitView]) -> Vec<String> {
     )]
 }
 
-/// The blockers of a wait in words: pids as numbers, and prepared transactions by their gid (pid 0).
-pub fn blocker_names(w: &WaitView) -> Vec<String> {
-    w.wait
-        .blocked_by
-        .iter()
-        .flat_map(|&pid| {
-            if pid == 0 && !w.prepared.is_empty() {
-                w.prepared
-                    .iter()
-                    .map(|p| format!("prepared '{}'", p.gid))
-                    .collect()
-            } else if pid == 0 {
-                vec!["a prepared transaction".to_owned()]
-            } else {
-                vec![pid.to_string()]
-            }
-        })
-        .collect()
-}
-
-/// Most severe first, then longest contended, then by name (digit runs by value).
-pub fn sort_profiles(profiles: &mut [ProfileView], now: DateTime<Utc>) {
-    profiles.sort_by(|a, b| {
-        b.status
-            .cmp(&a.status)
-            .then_with(|| b.contended_for(now).cmp(&a.contended_for(now)))
-            .then_with(|| natural_cmp(&a.profile, &b.profile))
-    });
-}
-
-fn wait_view(
-    w: &LockWait,
-    sessions: &HashMap<i32, &Session>,
-    prepared: &[PreparedXact],
-) -> WaitView {
-    let session = sessions.get(&w.pid);
-    let (profile, key) = match &w.lease_row {
-        Some((g, k)) => (
-            Some(display_value(g.as_deref()).to_owned()),
-            Some(display_value(k.as_deref()).to_owned()),
-        ),
-        None => (None, None),
-    };
-    WaitView {
-        wait: w.clone(),
-        application: session.and_then(|s| s.application.clone()),
-        query: session.and_then(|s| s.query.clone()),
-        profile,
-        key,
-        target: None,
-        leader: session.and_then(|s| s.leader_pid),
-        prepared: prepared
-            .iter()
-            .filter(|p| p.blocks.contains(&w.pid))
-            .cloned()
-            .collect(),
-    }
-}
-
-fn row_view(
-    profile: &str,
-    r: &LeaseRow,
-    row_waits: &HashMap<(&str, &str), (u32, Option<i32>)>,
-    by_app: &HashMap<&str, &Session>,
-    sessions: &HashMap<i32, &Session>,
-    waits: &[WaitView],
-) -> RowView {
-    let key = display_value(r.key.as_deref());
-    let (waiters, row_lock_holder) = row_waits.get(&(profile, key)).copied().unwrap_or_default();
-    // pid 0: a prepared transaction holds the row lock; it is named by its gid instead.
-    let prepared = (row_lock_holder == Some(0))
-        .then(|| {
-            waits
-                .iter()
-                .filter(|w| w.profile.as_deref() == Some(profile) && w.key.as_deref() == Some(key))
-                .find_map(|w| w.prepared.first().map(|p| p.gid.clone()))
-        })
-        .flatten();
-    let row_lock_holder = row_lock_holder.filter(|&pid| pid != 0);
-    let linked = r
-        .owner
-        .as_deref()
-        .and_then(|o| by_app.get(o).copied())
-        .or_else(|| row_lock_holder.and_then(|pid| sessions.get(&pid).copied()));
-    RowView {
-        key: r.key.clone(),
-        owner: r.owner.clone(),
-        expires_at: r.expires_at,
-        acquired_at: r.acquired_at,
-        pid: linked.map(|s| s.pid).or(row_lock_holder),
-        application: linked.and_then(|s| s.application.clone()),
-        prepared,
-        contention_count: r.contention_count,
-        contended_since: r.contended_since,
-        last_contended_at: r.last_contended_at,
-        waiters,
-        summarised: false,
-    }
-}
-
-/// Row counts of a profile, known from its detail rows or from its summary.
-#[derive(Clone, Copy)]
-struct Counts {
-    rows: usize,
-    held: usize,
-    waiters: u32,
-    /// When the longest wait on its rows began.
-    waiting_since: Option<DateTime<Utc>>,
-    detailed: bool,
-}
-
-/// The row standing for a summarised profile of a single held row (with several rows, the aggregate cannot
-/// say which owner holds which key; the screen then shows the counts and the first expiry).
-fn summary_row(s: &ProfileSummary, by_app: &HashMap<&str, &Session>) -> Option<RowView> {
-    if s.held != 1 || s.rows != 1 {
-        return None;
-    }
-    let linked = s
-        .sample_owner
-        .as_deref()
-        .and_then(|o| by_app.get(o).copied());
-    Some(RowView {
-        key: s.sample_key.clone(),
-        owner: s.sample_owner.clone(),
-        expires_at: s.next_expiry,
-        acquired_at: s.sample_acquired_at,
-        pid: linked.map(|l| l.pid),
-        application: linked.and_then(|l| l.application.clone()),
-        prepared: None,
-        contention_count: None,
-        contended_since: None,
-        last_contended_at: None,
-        waiters: 0,
-        summarised: true,
-    })
-}
-
-fn profile_view(
-    profile: &str,
-    mut rows: Vec<RowView>,
-    counts: Counts,
-    history: &History,
-    rules: &Rules,
-    (now, rows_as_of): (DateTime<Utc>, Option<DateTime<Utc>>),
-) -> ProfileView {
-    rows.sort_by(|a, b| match (&a.key, &b.key) {
-        (Some(x), Some(y)) => natural_cmp(x, y),
-        (x, y) => x.cmp(y),
-    });
-    // Rows read by an earlier poll are judged as of then: unread is not calm, and not expired either.
-    let seen = rows_as_of.unwrap_or(now);
-    let recent = |t: Option<DateTime<Utc>>| t.is_some_and(|t| seen - t <= rules.ttl);
-
-    // Contention from the bookkeeping columns: rows whose last failure is within a TTL.
-    let active: Vec<&RowView> = rows
-        .iter()
-        .filter(|r| recent(r.last_contended_at))
-        .collect();
-    let contention_count: i64 = active.iter().filter_map(|r| r.contention_count).sum();
-    let waiters = counts.waiters;
-    let observed = history
-        .observed_episode(profile)
-        .filter(|&(_, last)| now - last <= rules.ttl);
-
-    let contended = !active.is_empty() || waiters > 0 || observed.is_some();
-    let mut reasons = Vec::new();
-    let mut status = Status::Ok;
-
-    let episode_start = [
-        // The bookkeeping knows when the episode started even if the monitor started later.
-        active.iter().filter_map(|r| r.contended_since).min(),
-        observed.map(|(start, _)| start),
-        counts.waiting_since,
-    ]
-    .into_iter()
-    .flatten()
-    .min();
-
-    if contended {
-        status = Status::Contended;
-        let for_how_long = episode_start.map(|s| now - s);
-        let mut what = Vec::new();
-        if contention_count > 0 {
-            what.push(format!("{contention_count} failed acquisitions"));
-        }
-        if waiters > 0 {
-            what.push(format!("{waiters} waiting on row locks"));
-        }
-        if what.is_empty() {
-            what.push("contention seen".to_owned());
-        }
-        match for_how_long {
-            Some(d) if d > rules.escalate_after => {
-                status = Status::Escalated;
-                reasons.push(format!(
-                    "contended for {} (over the {} escalation limit): {}",
-                    human_duration(d),
-                    human_duration(rules.escalate_after),
-                    what.join(", ")
-                ));
-            }
-            Some(d) => reasons.push(format!(
-                "contended for {}: {}",
-                human_duration(d),
-                what.join(", ")
-            )),
-            None => reasons.push(format!("contended: {}", what.join(", "))),
-        }
-    }
-
-    for row in rows.iter().filter(|r| r.is_expired(seen)) {
-        let expired_for = seen - row.expires_at.unwrap_or(seen);
-        let key = display_value(row.key.as_deref());
-        let owner = display_value(row.owner.as_deref());
-        if contended && expired_for > rules.ttl {
-            status = Status::Escalated;
-            reasons.push(format!(
-                "{key}: expired {} ago and not refreshed while contention goes on (owner {owner})",
-                human_duration(expired_for)
-            ));
-        } else {
-            status = status.max(Status::Expired);
-            reasons.push(format!(
-                "{key}: expired {} ago, not refreshed or released (owner {owner} may be dead)",
-                human_duration(expired_for)
-            ));
-        }
-    }
-
-    ProfileView {
-        profile: profile.to_owned(),
-        status,
-        reasons,
-        // A contended profile always has an episode start: at the latest, now.
-        contended_since: contended.then(|| episode_start.unwrap_or(now)),
-        contention_count,
-        waiters,
-        rows,
-        row_count: counts.rows,
-        held_count: counts.held,
-        detailed: counts.detailed,
-        rows_as_of,
-    }
-}
-
-fn alerts(profiles: &[ProfileView], rules: &Rules, now: DateTime<Utc>) -> Vec<Alert> {
-    let mut out = Vec::new();
-    for p in profiles.iter().filter(|p| p.status == Status::Escalated) {
-        if let Some(d) = p.contended_for(now).filter(|d| *d > rules.escalate_after) {
-            out.push(Alert::ContendedTooLong {
-                profile: p.profile.clone(),
-                contended_for_s: d.num_seconds(),
-                message: format!(
-                    "ESCALATE: profile {} contended for {} (limit {})",
-                    p.profile,
-                    human_duration(d),
-                    human_duration(rules.escalate_after)
-                ),
-            });
-        }
-        let seen = p.rows_as_of.unwrap_or(now);
-        for row in p.rows.iter().filter(|r| r.is_expired(seen)) {
-            let expired_for = seen - row.expires_at.unwrap_or(seen);
-            if expired_for > rules.ttl {
-                let key = display_value(row.key.as_deref()).to_owned();
-                out.push(Alert::ExpiredNotRefreshed {
-                    message: format!(
-                        "ESCALATE: profile {} row {key} expired {} ago and is not refreshed",
-                        p.profile,
-                        human_duration(expired_for)
-                    ),
-                    profile: p.profile.clone(),
-                    key,
-                    expired_for_s: expired_for.num_seconds(),
-                });
-            }
-        }
-    }
-    let contended: Vec<String> = profiles
-        .iter()
-        .filter(|p| p.contended_since.is_some())
-        .map(|p| p.profile.clone())
-        .collect();
-    if contended.len() >= 2 {
-        out.push(Alert::SeveralContended {
-            message: format!(
-                "ESCALATE: {} profiles contended at once ({})",
-                contended.len(),
-                contended.join(", ")
-            ),
-            profiles: contended,
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::snapshot::{LockWait, ProfileSummary, Session};
     use crate::model::test_clock::t;
 
     fn row(profile: &str, owner: &str, expires: i64) -> LeaseRow {

@@ -1,0 +1,241 @@
+//! What the rules give the screen and the report: a profile's status, its rows and reasons, the waits with
+//! what is known of the waiter, the alerts, and the board that holds them all.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::super::order::natural_cmp;
+use super::super::snapshot::{LockWait, PreparedXact};
+
+/// A profile's status, worst last so that `Ord` sorts by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Contended,
+    Expired,
+    Escalated,
+}
+
+impl Status {
+    /// The word shown on screen and in JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Contended => "contended",
+            Self::Expired => "expired",
+            Self::Escalated => "escalated",
+        }
+    }
+}
+
+/// One lease row of a profile, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowView {
+    pub key: Option<String>,
+    pub owner: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub acquired_at: Option<DateTime<Utc>>,
+    /// The backend that holds it, where it could be linked: owner token equal to an `application_name`, or
+    /// the backend that row-lock waiters on this row wait for.
+    pub pid: Option<i32>,
+    pub application: Option<String>,
+    /// The prepared transaction that holds its row lock (it has no pid), by its gid.
+    pub prepared: Option<String>,
+    pub contention_count: Option<i64>,
+    pub contended_since: Option<DateTime<Utc>>,
+    pub last_contended_at: Option<DateTime<Utc>>,
+    /// Sessions waiting on this row now.
+    pub waiters: u32,
+    /// Whether the row stands for a profile known only from its summary: its expiry may be older than a renewal
+    /// since, so it never reads as expired (truly expired rows are always read in detail).
+    pub summarised: bool,
+}
+
+impl RowView {
+    /// A row with an owner whose expiry has passed: not refreshed, not released.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        !self.summarised && self.owner.is_some() && self.expires_at.is_some_and(|e| e <= now)
+    }
+
+    /// Time left on the lease; negative once expired. Unknown for a summarised row whose expiry passed (it was
+    /// renewed since the aggregate was read).
+    pub fn ttl_remaining(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.expires_at
+            .map(|e| e - now)
+            .filter(|d| !self.summarised || *d > Duration::zero())
+    }
+}
+
+/// A profile with its rows, status and reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileView {
+    pub profile: String,
+    pub status: Status,
+    pub reasons: Vec<String>,
+    /// Start of the current contention episode (bookkeeping, or what the monitor observed).
+    pub contended_since: Option<DateTime<Utc>>,
+    /// Failed acquisitions in the current episode, summed over the profile's rows.
+    pub contention_count: i64,
+    pub waiters: u32,
+    /// The rows in detail; for a profile known only from its summary, one row standing for its holder (the
+    /// one that expires first), or none when several hold rows (then see `held_count`).
+    pub rows: Vec<RowView>,
+    /// Rows of the profile and rows with an owner, whether or not they are in `rows`.
+    pub row_count: usize,
+    pub held_count: usize,
+    /// Whether `rows` holds every row of the profile (false when only its summary was fetched).
+    pub detailed: bool,
+    /// Set when the rows are from an earlier poll (this one could not read them): when they were read. The
+    /// rows are judged as of then; durations still run to now.
+    pub rows_as_of: Option<DateTime<Utc>>,
+}
+
+impl ProfileView {
+    /// The rows that somebody holds (or held and did not release).
+    pub fn holders(&self) -> impl Iterator<Item = &RowView> {
+        self.rows.iter().filter(|r| r.owner.is_some())
+    }
+
+    /// How long the current contention episode has lasted; `None` when not contended.
+    pub fn contended_for(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.contended_since
+            .map(|since| (now - since).max(Duration::zero()))
+    }
+}
+
+/// A lock wait with what is known of the waiter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitView {
+    pub wait: LockWait,
+    pub application: Option<String>,
+    pub query: Option<String>,
+    /// The lease-table row's profile and key, for a row-lock wait on it.
+    pub profile: Option<String>,
+    pub key: Option<String>,
+    /// The target's label when several databases are watched (pids are per server).
+    pub target: Option<String>,
+    /// For a parallel worker, its leader's pid.
+    pub leader: Option<i32>,
+    /// The prepared transactions that block it (`blocked_by` says 0 for them).
+    pub prepared: Vec<PreparedXact>,
+}
+
+impl WaitView {
+    /// How long the waiter has waited, from `waitstart`.
+    pub fn waiting_for(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.wait.waitstart.map(|s| (now - s).max(Duration::zero()))
+    }
+}
+
+/// Which runbook trigger fired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "trigger")]
+pub enum Alert {
+    /// Contention persisted beyond `escalate_after`.
+    ContendedTooLong {
+        profile: String,
+        contended_for_s: i64,
+        message: String,
+    },
+    /// A row expired more than one TTL ago and was not refreshed while contention goes on.
+    ExpiredNotRefreshed {
+        profile: String,
+        key: String,
+        expired_for_s: i64,
+        message: String,
+    },
+    /// Two or more profiles contended at once.
+    SeveralContended {
+        profiles: Vec<String>,
+        message: String,
+    },
+    /// A prepared transaction older than the limit blocks sessions: its locks stay until its owner commits or
+    /// rolls it back.
+    PreparedBlocking {
+        gid: String,
+        owner: Option<String>,
+        database: Option<String>,
+        prepared_for_s: i64,
+        blocks: Vec<i32>,
+        message: String,
+    },
+}
+
+impl Alert {
+    /// The one-line text for the banner and the logs.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::ContendedTooLong { message, .. }
+            | Self::ExpiredNotRefreshed { message, .. }
+            | Self::SeveralContended { message, .. }
+            | Self::PreparedBlocking { message, .. } => message,
+        }
+    }
+}
+
+/// Everything the screen and the JSON report show, computed once per snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub now: DateTime<Utc>,
+    /// Most severe first, then longest contended, then by name (digit runs by value).
+    pub profiles: Vec<ProfileView>,
+    pub waits: Vec<WaitView>,
+    pub alerts: Vec<Alert>,
+    /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
+    /// lease rows that no profile could be named for.
+    pub doubts: Vec<String>,
+}
+
+impl Board {
+    /// Whether any escalation trigger fired (the `snapshot` command's exit status 2).
+    pub fn escalated(&self) -> bool {
+        !self.alerts.is_empty()
+    }
+}
+
+/// Formats a duration the way the screen does: `45s`, `2m05s`, `1h02m`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.num_seconds();
+    let (sign, s) = if s < 0 { ("-", -s) } else { ("", s) };
+    match s {
+        0..60 => format!("{sign}{s}s"),
+        60..3600 => format!("{sign}{}m{:02}s", s / 60, s % 60),
+        _ => format!("{sign}{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The display name of a group or key value that may be NULL.
+pub fn display_value(v: Option<&str>) -> &str {
+    v.unwrap_or("NULL")
+}
+
+/// The blockers of a wait in words: pids as numbers, and prepared transactions by their gid (pid 0).
+pub fn blocker_names(w: &WaitView) -> Vec<String> {
+    w.wait
+        .blocked_by
+        .iter()
+        .flat_map(|&pid| {
+            if pid == 0 && !w.prepared.is_empty() {
+                w.prepared
+                    .iter()
+                    .map(|p| format!("prepared '{}'", p.gid))
+                    .collect()
+            } else if pid == 0 {
+                vec!["a prepared transaction".to_owned()]
+            } else {
+                vec![pid.to_string()]
+            }
+        })
+        .collect()
+}
+
+/// Most severe first, then longest contended, then by name (digit runs by value).
+pub fn sort_profiles(profiles: &mut [ProfileView], now: DateTime<Utc>) {
+    profiles.sort_by(|a, b| {
+        b.status
+            .cmp(&a.status)
+            .then_with(|| b.contended_for(now).cmp(&a.contended_for(now)))
+            .then_with(|| natural_cmp(&a.profile, &b.profile))
+    });
+}
