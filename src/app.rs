@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::model::feed::{Feed, Link};
+use crate::model::feed::{Control, Feed, Link};
 use crate::model::order::natural_cmp;
 use crate::model::rules::{self, Rules};
 use crate::model::{Board, History, ProfileView, Snapshot};
@@ -286,6 +286,17 @@ impl App {
 
     fn profile(&self, index: usize) -> Option<&ProfileView> {
         self.board.as_ref()?.profiles.get(index)
+    }
+
+    /// What the dashboard asks of its feed: the profile under the cursor in focus, so that its every row is
+    /// read even while it is calm (the detail pane shows them).
+    pub fn control(&self) -> Control {
+        Control {
+            focus: self
+                .selected_profile()
+                .map(|p| vec![p.profile.clone()])
+                .unwrap_or_default(),
+        }
     }
 
     /// The profile under the cursor.

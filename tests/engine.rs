@@ -736,11 +736,12 @@ async fn the_poller_publishes_each_interval_and_stops_when_nobody_listens() {
     let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
     let settings = PollerSettings {
         target: Target::new(Some(&url)).expect("url"),
+        label: None,
         mapping: LeaseMapping::default(),
         interval: Duration::from_millis(100),
         ttl: Duration::from_secs(30),
     };
-    let task = tokio::spawn(run_poller(settings, None, tx));
+    let task = tokio::spawn(run_poller(settings, None, tx, locktop::source::unsteered()));
     let started = std::time::Instant::now();
     let feed = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|f| f.polls >= 5))
         .await
@@ -796,4 +797,65 @@ async fn waits_in_another_database_are_not_this_monitors_business() {
     assert_eq!(m.pg_locks_reads(), 0);
     exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
     drop(waiting.await);
+}
+
+#[tokio::test]
+async fn the_dashboards_focus_reaches_the_poller_and_the_focused_profile_is_read_in_detail() {
+    use locktop::source::{Control, Feed, PollerSettings, run_poller};
+    let url = database("focus").await;
+    let mut admin = connect(&url).await;
+    // A calm profile of several rows: in summary mode only its aggregate is read, until it is in focus.
+    exec(
+        &mut admin,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+           SELECT 'multi', s, 'w-' || s, now() + interval '10 min' FROM unnest(ARRAY['A', 'B', 'C']) s",
+    )
+    .await;
+    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
+    let (control, control_rx) = tokio::sync::watch::channel(Control::default());
+    let settings = PollerSettings {
+        target: Target::new(Some(&url)).expect("url"),
+        label: None,
+        mapping: LeaseMapping::default(),
+        interval: Duration::from_millis(100),
+        ttl: Duration::from_secs(30),
+    };
+    let task = tokio::spawn(run_poller(settings, None, tx, control_rx));
+    let detail_rows = |f: &Feed| {
+        f.snapshot.as_ref().map_or(0, |s| {
+            s.leases
+                .iter()
+                .filter(|r| r.group.as_deref() == Some("multi"))
+                .count()
+        })
+    };
+    let first = rx.wait_for(|f| f.polls >= 2).await.expect("polls").clone();
+    assert_eq!(
+        detail_rows(&first),
+        0,
+        "calm and out of focus: summary only"
+    );
+
+    control.send_replace(Control {
+        focus: vec!["multi".into()],
+    });
+    let focused = tokio::time::timeout(
+        Duration::from_secs(10),
+        rx.wait_for(|f| detail_rows(f) == 3),
+    )
+    .await
+    .expect("the focused profile's rows are read within a few polls")
+    .expect("poller alive")
+    .clone();
+    let b = evaluate_once(
+        focused.snapshot.as_ref().expect("snapshot"),
+        &Rules::default(),
+    );
+    assert_eq!(
+        profile(&b, "multi").holders().count(),
+        3,
+        "every holder shown"
+    );
+    drop(rx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

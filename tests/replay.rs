@@ -182,6 +182,18 @@ async fn a_recorded_session_replays_with_the_same_statuses_and_summarises_the_in
         tui.wait_for("end of the recording");
         tui.keys("q");
         assert_eq!(tui.wait_exit(), 0);
+
+        // The replay runs in the same terminal runtime as the dashboard: SIGINT ends it cleanly too.
+        let mut tui = Tui::start(&["replay", &path]);
+        tui.wait_for("REPLAY");
+        let pid = tui.child.process_id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert_eq!(tui.wait_exit(), 0, "SIGINT quits the replay");
+        assert!(tui.cooked(), "and restores the terminal");
     })
     .await
     .expect("pty");

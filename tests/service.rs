@@ -135,11 +135,17 @@ async fn an_endpoint_that_hangs_or_returns_garbage_is_reported_and_never_delays_
     let (feed_tx, mut feed_rx) = tokio::sync::watch::channel(Feed::default());
     let settings = PollerSettings {
         target: Target::new(Some(&url)).expect("url"),
+        label: None,
         mapping: locktop::config::LeaseMapping::default(),
         interval,
         ttl: Duration::from_secs(30),
     };
-    let poller = tokio::spawn(run_poller(settings, None, feed_tx));
+    let poller = tokio::spawn(run_poller(
+        settings,
+        None,
+        feed_tx,
+        locktop::source::unsteered(),
+    ));
     let scraper = Scraper::new(
         ServiceSettings {
             metrics: vec![format!("{base}/hang"), format!("{base}/metrics")],

@@ -152,3 +152,70 @@ async fn a_panic_restores_the_terminal_before_its_message_is_printed() {
     .await
     .expect("pty");
 }
+
+/// The state letter of a process in /proc (`T` while stopped).
+fn process_state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.rsplit_once(')')?.1;
+            after.trim_start().chars().next()
+        })
+        .unwrap_or('?')
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name}");
+}
+
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the alternate screen was left after it was last entered.
+fn left_alternate_screen(raw: &str) -> bool {
+    raw.rfind("\x1b[?1049l") > raw.rfind("\x1b[?1049h")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigtstp_from_outside_and_ctrl_z_hand_the_terminal_back_and_sigcont_takes_it_again() {
+    let url = database("suspend").await;
+    let _held = common::acquire(&url, "HOT", "w1").await;
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &url, "--interval", "1s"]);
+        tui.wait_for("HOT");
+        let pid = tui.child.process_id().expect("pid");
+        for (how, suspend) in [("SIGTSTP", None), ("Ctrl-Z", Some("\x1a"))] {
+            match suspend {
+                None => signal(pid, "TSTP"),
+                Some(key) => tui.keys(key),
+            }
+            wait_until(&format!("{how}: stopped"), || process_state(pid) == 'T');
+            assert!(tui.cooked(), "{how}: the shell gets a cooked terminal back");
+            assert!(
+                left_alternate_screen(&tui.raw_output()),
+                "{how}: the alternate screen is left while stopped"
+            );
+            let before = tui.raw_output().len();
+            signal(pid, "CONT");
+            wait_until(&format!("{how}: the screen is taken again"), || {
+                !tui.cooked() && tui.raw_output()[before..].contains("\x1b[?1049h")
+            });
+            tui.wait_for("HOT");
+        }
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        assert!(tui.cooked());
+    })
+    .await
+    .expect("pty test");
+}

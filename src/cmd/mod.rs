@@ -4,6 +4,7 @@ pub mod demo;
 pub mod docs;
 pub mod replay;
 pub mod snapshot;
+pub mod terminal;
 pub mod watch;
 
 use std::path::Path;

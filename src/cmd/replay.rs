@@ -6,23 +6,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::{Result, WrapErr, eyre};
-use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind};
-use futures_util::StreamExt;
-use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use crossterm::event::KeyCode;
 
-use crate::app::{App, keymap};
+use crate::app::App;
 use crate::cli::{ReplayArgs, SPEEDS};
 use crate::model::rules;
 use crate::model::{History, Status, human_duration};
 use crate::recording::{self, Poll, Recording};
 use crate::theme::Theme;
-use crate::ui::{self, Glyphs, text};
+use crate::ui::{Glyphs, text};
 
 /// Runs `replay`; returns the exit status.
 pub async fn run(args: &ReplayArgs) -> Result<i32> {
@@ -229,7 +226,12 @@ struct Player {
     speed: u32,
     paused: bool,
     note: Option<String>,
+    /// The real-time steps of the player's clock.
+    tick: tokio::time::Interval,
 }
+
+/// How often the player's clock moves (by this much real time, times the speed).
+const STEP: Duration = Duration::from_millis(100);
 
 impl Player {
     /// Shows every poll up to the clock.
@@ -332,6 +334,8 @@ async fn play(recording: Recording, speed: u32, theme: &Theme) -> Result<i32> {
         .iter()
         .find_map(Poll::at)
         .unwrap_or_else(Utc::now);
+    let mut tick = tokio::time::interval(STEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut player = Player {
         polls: recording.polls,
         next: 0,
@@ -339,72 +343,38 @@ async fn play(recording: Recording, speed: u32, theme: &Theme) -> Result<i32> {
         speed,
         paused: false,
         note: None,
+        tick,
     };
     player.catch_up(&mut app);
-    app.replay = Some(player.status());
-
-    let glyphs = Glyphs::detect();
-    let guard = super::watch::TerminalGuard::enter()?;
-    let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-    let mut term = Terminal::new(backend)?;
-    let result = replay_loop(&mut term, &mut app, &mut player, theme, glyphs).await;
-    drop(term);
-    drop(guard);
-    result.map(|()| 0)
+    super::terminal::run(&mut app, &mut player, theme, Glyphs::detect()).await?;
+    Ok(0)
 }
 
-async fn replay_loop(
-    term: &mut Terminal<CrosstermBackend<BufWriter<std::io::Stdout>>>,
-    app: &mut App,
-    player: &mut Player,
-    theme: &Theme,
-    glyphs: Glyphs,
-) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut keys = EventStream::new();
-    let step = Duration::from_millis(100);
-    let mut tick = tokio::time::interval(step);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut term_signal = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    term.draw(|f| ui::draw(f, app, theme, glyphs))?;
-    loop {
-        let redraw = tokio::select! {
-            event = keys.next() => match event {
-                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    if app.editing_filter {
-                        keymap(key, true).map(|a| app.apply(a)).is_some()
-                    } else {
-                        player_key(key.code, player, app)
-                            || keymap(key, false).map(|a| app.apply(a)).is_some()
-                    }
-                }
-                Some(Ok(Event::Resize(..))) => true,
-                Some(Ok(_)) => false,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
-            _ = tick.tick() => {
-                if player.paused {
-                    false
-                } else {
-                    let advance = chrono::Duration::from_std(step * player.speed).unwrap_or_default();
-                    player.now += advance;
-                    player.catch_up(app);
-                    true
-                }
-            },
-            _ = term_signal.recv() => { app.quit = true; false },
-            _ = hangup.recv() => { app.quit = true; false },
-        };
-        if app.quit {
-            return Ok(());
+impl super::terminal::Plug for Player {
+    type News = ();
+
+    /// The player's clock moves in steps of [`STEP`] of real time, times its speed.
+    async fn news(&mut self) -> Result<()> {
+        self.tick.tick().await;
+        Ok(())
+    }
+
+    fn apply(&mut self, (): (), app: &mut App) -> bool {
+        if self.paused {
+            return false;
         }
-        if redraw {
-            app.replay = Some(player.status());
-            term.draw(|f| ui::draw(f, app, theme, glyphs))?;
-            term.backend_mut().flush()?;
-        }
+        let advance = chrono::Duration::from_std(STEP * self.speed).unwrap_or_default();
+        self.now += advance;
+        self.catch_up(app);
+        true
+    }
+
+    fn key(&mut self, key: &crossterm::event::KeyEvent, app: &mut App) -> bool {
+        player_key(key.code, self, app)
+    }
+
+    fn before_draw(&mut self, app: &mut App) {
+        app.replay = Some(self.status());
     }
 }
 

@@ -1,70 +1,30 @@
 //! `locktop` / `locktop watch`: the live dashboard.
 //!
 //! Everything that can fail for a fixable reason (config, theme, DSN, the lease mapping, the terminal) is checked
-//! before the terminal is touched, so the error is one plain line. Then the terminal goes raw and alternate;
-//! a guard restores it on every way out (return, error, panic via the hook, SIGTERM). A frame is drawn only on a
-//! key, new data, a resize or the 1 Hz countdown tick, into a 64 KiB buffer flushed once per frame.
+//! before the terminal is touched, so the error is one plain line. Then the pollers start and the terminal
+//! runtime ([`super::terminal`]) runs with the live feed plugged in: the pollers' latest snapshot and the
+//! service's scrapes in, the dashboard's focus out.
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
-use crossterm::event::{Event, EventStream, KeyEventKind};
-use crossterm::{cursor, execute, terminal};
-use futures_util::StreamExt;
-use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
-use tokio::signal::unix::{SignalKind, signal};
+use crossterm::terminal;
+use tokio::sync::watch;
 
-use crate::app::{App, keymap};
+use super::terminal::Plug;
+use crate::app::App;
 use crate::cli::{Common, WatchArgs};
 use crate::config::Config;
 use crate::model::service::ServiceView;
 use crate::recording::{self, Recorder};
 use crate::source::service::{Scraper, run_service};
 use crate::source::{
-    Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, fleet, run_poller,
+    Control, Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, fleet,
+    run_poller,
 };
 use crate::theme::{ColorDepth, Theme};
 use crate::ui::{self, Glyphs};
-
-/// Restores the terminal when dropped, and from the panic hook.
-#[derive(Debug)]
-pub struct TerminalGuard;
-
-impl TerminalGuard {
-    /// Raw mode and the alternate screen, undone on drop and on a panic.
-    pub fn enter() -> Result<Self> {
-        terminal::enable_raw_mode()?;
-        let guard = Self;
-        execute!(
-            std::io::stdout(),
-            terminal::EnterAlternateScreen,
-            cursor::Hide
-        )?;
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore();
-            previous(info);
-        }));
-        Ok(guard)
-    }
-}
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        restore();
-    }
-}
-
-fn restore() {
-    let _ = execute!(
-        std::io::stdout(),
-        terminal::LeaveAlternateScreen,
-        cursor::Show
-    );
-    let _ = terminal::disable_raw_mode();
-}
 
 /// Whether the user asked for no colour (`NO_COLOR` set and non-empty, or `--no-color`).
 pub fn no_color(flag: bool) -> bool {
@@ -203,22 +163,35 @@ pub async fn dashboard(
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
 
-    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
+    let (tx, rx) = watch::channel(Feed::default());
+    let (control, control_rx) = watch::channel(Control::default());
     let mut tasks = Vec::new();
     let mut feeds = Vec::new();
     for ((label, target), monitor) in targets.iter().zip(monitors) {
+        let several = targets.len() > 1;
         let settings = PollerSettings {
             target: target.clone(),
+            label: several.then(|| label.clone()),
             mapping: config.lease.clone(),
             interval,
             ttl,
         };
-        if targets.len() == 1 {
-            tasks.push(tokio::spawn(run_poller(settings, monitor, tx.clone())));
-        } else {
-            let (own_tx, own_rx) = tokio::sync::watch::channel(Feed::default());
-            tasks.push(tokio::spawn(run_poller(settings, monitor, own_tx)));
+        if several {
+            let (own_tx, own_rx) = watch::channel(Feed::default());
+            tasks.push(tokio::spawn(run_poller(
+                settings,
+                monitor,
+                own_tx,
+                control_rx.clone(),
+            )));
             feeds.push((label.clone(), own_rx));
+        } else {
+            tasks.push(tokio::spawn(run_poller(
+                settings,
+                monitor,
+                tx.clone(),
+                control_rx.clone(),
+            )));
         }
     }
     if !feeds.is_empty() {
@@ -226,10 +199,13 @@ pub async fn dashboard(
     }
     drop(tx);
     let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r)));
-    let (service_tx, mut service_rx) = tokio::sync::watch::channel(None);
+    let (service_tx, service_rx) = watch::channel(None);
     let with_service = scraper.is_some();
-    if let Some(scraper) = scraper {
-        tasks.push(tokio::spawn(run_service(scraper, interval, service_tx)));
+    let mut kept_service_tx = None;
+    match scraper {
+        Some(scraper) => tasks.push(tokio::spawn(run_service(scraper, interval, service_tx))),
+        // Kept open, so that the feed waits on it forever instead of seeing it closed.
+        None => kept_service_tx = Some(service_tx),
     }
 
     let mut app = App::new(
@@ -241,13 +217,13 @@ pub async fn dashboard(
     if with_service {
         app.service = Some(ServiceView::default());
     }
-    let glyphs = Glyphs::detect();
-    let guard = TerminalGuard::enter()?;
-    let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-    let mut term = Terminal::new(backend)?;
-    let result = event_loop(&mut term, &mut app, theme, glyphs, &mut rx, &mut service_rx).await;
-    drop(term);
-    drop(guard);
+    let mut live = Live {
+        rx,
+        service: service_rx,
+        _service_tx: kept_service_tx,
+        control,
+    };
+    let result = super::terminal::run(&mut app, &mut live, theme, Glyphs::detect()).await;
     for task in &tasks {
         task.abort();
     }
@@ -261,80 +237,55 @@ pub async fn dashboard(
     result.map(|()| 0)
 }
 
-async fn event_loop(
-    term: &mut Terminal<CrosstermBackend<BufWriter<std::io::Stdout>>>,
-    app: &mut App,
-    theme: &Theme,
-    glyphs: Glyphs,
-    rx: &mut tokio::sync::watch::Receiver<Feed>,
-    service: &mut tokio::sync::watch::Receiver<Option<ServiceView>>,
-) -> Result<()> {
-    let mut keys = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut term_signal = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    term.draw(|f| ui::draw(f, app, theme, glyphs))?;
-    loop {
-        let stale_at = app.stale_at();
-        let redraw = tokio::select! {
-            event = keys.next() => match event {
-                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    match keymap(key, app.editing_filter) {
-                        Some(action) => { app.apply(action); true }
-                        None => false,
-                    }
-                }
-                Some(Ok(Event::Resize(..))) => true,
-                Some(Ok(_)) => false,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
-            changed = rx.changed() => {
+/// The live feed: the pollers' latest snapshot and the service's scrapes in, the dashboard's focus out.
+struct Live {
+    rx: watch::Receiver<Feed>,
+    service: watch::Receiver<Option<ServiceView>>,
+    _service_tx: Option<watch::Sender<Option<ServiceView>>>,
+    control: watch::Sender<Control>,
+}
+
+/// What the live feed brings.
+enum News {
+    Polled(Feed),
+    Scraped(Option<ServiceView>),
+}
+
+impl Plug for Live {
+    type News = News;
+
+    async fn news(&mut self) -> Result<News> {
+        tokio::select! {
+            changed = self.rx.changed() => {
                 if changed.is_err() {
                     bail!("the poller stopped unexpectedly; see the log file");
                 }
-                let feed = rx.borrow_and_update().clone();
-                app.on_feed(&feed)
+                Ok(News::Polled(self.rx.borrow_and_update().clone()))
             },
             // The scraper's task ends only with the dashboard (or never starts without endpoints).
-            Ok(()) = service.changed() => {
-                app.service = service.borrow_and_update().clone().or(app.service.take());
-                true
+            Ok(()) = self.service.changed() => {
+                Ok(News::Scraped(self.service.borrow_and_update().clone()))
             },
-            _ = tick.tick() => {
-                if !app.paused {
-                    app.reevaluate();
-                }
-                // Countdowns and the stale/reconnecting timers move every second.
-                true
-            },
-            // Data that stops coming is marked stale the moment it is two intervals old.
-            () = sleep_until_or_never(stale_at) => true,
-            _ = term_signal.recv() => { app.quit = true; false },
-            _ = hangup.recv() => { app.quit = true; false },
-            _ = interrupt.recv() => { app.quit = true; false },
-        };
-        if app.quit {
-            return Ok(());
-        }
-        // Debug builds only: lets the tests prove that a panic restores the terminal.
-        #[cfg(debug_assertions)]
-        assert!(
-            app.snapshot.is_none() || std::env::var_os("LOCKTOP_TEST_PANIC").is_none(),
-            "LOCKTOP_TEST_PANIC: a deliberate panic once the first poll arrived"
-        );
-        if redraw {
-            term.draw(|f| ui::draw(f, app, theme, glyphs))?;
-            term.backend_mut().flush()?;
         }
     }
-}
 
-async fn sleep_until_or_never(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+    fn apply(&mut self, news: News, app: &mut App) -> bool {
+        match news {
+            News::Polled(feed) => app.on_feed(&feed),
+            News::Scraped(view) => {
+                app.service = view.or(app.service.take());
+                true
+            }
+        }
+    }
+
+    fn control(&mut self, app: &App) {
+        let wanted = app.control();
+        // Latest wins; the pollers see it at their next poll.
+        self.control.send_if_modified(|c| {
+            let changed = *c != wanted;
+            *c = wanted;
+            changed
+        });
     }
 }

@@ -46,3 +46,43 @@ impl Default for Feed {
         }
     }
 }
+
+/// What the dashboard asks of its feed (the command channel UI → feed; latest wins): the profiles it shows in
+/// detail, whose every row the next poll reads even when they are calm.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Profile names as the dashboard shows them (`target:profile` when several databases are watched).
+    pub focus: Vec<String>,
+}
+
+impl Control {
+    /// The focus of one target of several (its `label:` prefix taken off), or of the only one (`None`).
+    pub fn focus_of(&self, label: Option<&str>) -> Vec<String> {
+        match label {
+            None => self.focus.clone(),
+            Some(label) => self
+                .focus
+                .iter()
+                .filter_map(|p| {
+                    p.strip_prefix(label)?
+                        .strip_prefix(super::snapshot::TARGET_SEPARATOR)
+                        .map(str::to_owned)
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_target_of_several_gets_only_its_own_profiles_in_focus() {
+        let c = Control {
+            focus: vec!["east:hot-1".into(), "west:hot-1".into(), "eastern:x".into()],
+        };
+        assert_eq!(c.focus_of(Some("east")), ["hot-1"]);
+        assert_eq!(c.focus_of(None), c.focus);
+    }
+}

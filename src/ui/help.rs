@@ -14,7 +14,7 @@ const HELP: &[&str] = &[
     "s            cycle sort                 p        pause (the screen freezes)",
     "j k ↑ ↓      move                       PgUp PgDn Home End",
     "Enter        detail of the profile      Tab      profiles / lock waits",
-    "t            show query texts",
+    "t            show query texts           Ctrl-Z   suspend (fg resumes)",
     "",
     "ok         held and renewed, nobody failing",
     "contended  a failed acquisition or a lock wait within the last TTL",
