@@ -26,6 +26,16 @@ async fn monitor(url: &str, mapping: &LeaseMapping) -> Monitor {
         .expect("the monitor connects")
 }
 
+/// A monitor that polls as the dashboard does: per-profile summaries, every row of the profiles that matter.
+async fn dashboard_monitor(url: &str) -> Monitor {
+    let mut m = monitor(url, &LeaseMapping::default()).await;
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    m
+}
+
 fn profile<'a>(board: &'a Board, name: &str) -> &'a ProfileView {
     board
         .profiles
@@ -261,7 +271,7 @@ async fn a_migration_queued_behind_a_holder_keeps_the_last_rows_and_names_the_cu
            ('calm', 'ETH', 'w-calm', now(), now() + interval '20 s', 0, NULL, NULL)",
     )
     .await;
-    let mut m = monitor(&url, &LeaseMapping::default()).await;
+    let mut m = dashboard_monitor(&url).await;
     let before = m.poll().await.expect("first poll");
     assert_eq!(
         profile(&evaluate_once(&before, &Rules::default()), "hot").status,
@@ -317,7 +327,7 @@ async fn a_revoked_lease_read_keeps_the_last_rows_marked_unread() {
     )
     .await;
     let reader = common::reader_role(&url, "revokable").await;
-    let mut m = monitor(&reader, &LeaseMapping::default()).await;
+    let mut m = dashboard_monitor(&reader).await;
     m.poll().await.expect("first poll");
     exec(&mut admin, "REVOKE SELECT ON entry_locks FROM revokable").await;
     let during = m.poll().await.expect("the poll does not fail");

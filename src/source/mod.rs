@@ -275,7 +275,12 @@ impl Monitor {
         activity: locks::Activity,
     ) -> Snapshot {
         let (server_now, leases, summaries, leases_as_of) = if let Some(found) = leases {
-            self.last_leases = Some(found.clone());
+            // Kept for the dashboard's next polls (summary mode: the few rows that matter, the aggregates
+            // shared); a full read is `snapshot`'s one poll, which has no next one, and copying every row of a
+            // large table would cost it.
+            if matches!(self.detail, LeaseDetail::Summary { .. }) {
+                self.last_leases = Some(found.clone());
+            }
             let (now, rows, summaries) = found;
             (now, rows, summaries, None)
         } else {
