@@ -13,6 +13,7 @@ use sqlx::{Row, postgres::PgRow};
 
 use super::connect::SessionLimits;
 use super::error::SourceError;
+use super::read::{Read, Statement};
 use super::simple::{self, Param};
 use super::text::{Lossy, text};
 use crate::config::LeaseMapping;
@@ -333,40 +334,67 @@ impl LeaseTable {
             has,
         })
     }
+}
 
-    /// Summary mode: one aggregate row per profile (when `aggregates`), and every row of the profiles that have
-    /// a failure within the TTL or an expired row, or that are in `focus`. What a large table costs stays proportional to
-    /// what is in trouble, not to its size.
-    pub async fn fetch_summary(
-        &self,
-        conn: &mut PgConnection,
-        ttl: std::time::Duration,
-        focus: &[String],
-        aggregates: bool,
-    ) -> Result<SummaryRead, SourceError> {
-        let (sql, params) = self.summary_statement(ttl, focus, aggregates);
-        Self::summary_from(&simple::fetch(conn, None, sql, &params).await?)
+/// Lease rows as read, with the server's `now()` of the same statement.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseRows {
+    pub server_now: DateTime<Utc>,
+    pub rows: Vec<LeaseRow>,
+    /// In summary mode, one aggregate per profile (empty for a full read, and between aggregate refreshes).
+    pub summaries: Vec<ProfileSummary>,
+}
+
+/// Every lease row (the `snapshot` command: one poll, every holder in the JSON). The rows come back as one row
+/// of parallel arrays: one message instead of one per lease row, cheap to decode at 100,000 rows.
+#[derive(Debug, Clone, Copy)]
+pub struct FullRead<'a>(pub &'a LeaseTable);
+
+impl Read for FullRead<'_> {
+    type Output = LeaseRows;
+
+    fn statement(&self) -> Statement {
+        Statement::new(self.0.select.clone(), Vec::new())
     }
 
-    /// The statement of [`Self::fetch_summary`] and its parameters.
-    pub fn summary_statement(
-        &self,
-        ttl: std::time::Duration,
-        focus: &[String],
-        aggregates: bool,
-    ) -> (&str, [Param; 2]) {
-        let sql = if aggregates { &self.summary } else { &self.hot };
-        (
-            sql,
-            [
-                Param::Float(ttl.as_secs_f64()),
-                Param::Texts(focus.to_vec()),
+    fn decode(&self, rows: &[PgRow]) -> Result<LeaseRows, SourceError> {
+        let row = rows
+            .first()
+            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
+        decode(row, self.0.has).map_err(|e| SourceError::Query(format!("decoding lease rows: {e}")))
+    }
+}
+
+/// Summary mode (the dashboard): one aggregate row per profile (when `aggregates`), and every row of the
+/// profiles that have a failure within the TTL or an expired row, or that are in `focus`. What a large table
+/// costs stays proportional to what is in trouble, not to its size.
+#[derive(Debug, Clone, Copy)]
+pub struct SummaryRead<'a> {
+    pub table: &'a LeaseTable,
+    pub ttl: std::time::Duration,
+    pub focus: &'a [String],
+    pub aggregates: bool,
+}
+
+impl Read for SummaryRead<'_> {
+    type Output = LeaseRows;
+
+    fn statement(&self) -> Statement {
+        let sql = if self.aggregates {
+            &self.table.summary
+        } else {
+            &self.table.hot
+        };
+        Statement::new(
+            sql.clone(),
+            vec![
+                Param::Float(self.ttl.as_secs_f64()),
+                Param::Texts(self.focus.to_vec()),
             ],
         )
     }
 
-    /// Decodes the result of the summary statement.
-    pub fn summary_from(rows: &[PgRow]) -> Result<SummaryRead, SourceError> {
+    fn decode(&self, rows: &[PgRow]) -> Result<LeaseRows, SourceError> {
         let mut server_now = None;
         let mut leases = Vec::new();
         let mut summaries = Vec::new();
@@ -398,68 +426,61 @@ impl LeaseTable {
         }
         let server_now = server_now
             .ok_or_else(|| SourceError::Query("lease summary returned no clock row".into()))?;
-        Ok((server_now, leases, summaries))
+        Ok(LeaseRows {
+            server_now,
+            rows: leases,
+            summaries,
+        })
     }
+}
 
-    /// Reads every lease row, and the server's `now()` of the same statement.
-    pub async fn fetch(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<(DateTime<Utc>, Vec<LeaseRow>), SourceError> {
-        self.full_from(&simple::fetch(conn, None, &self.select, &[]).await?)
-    }
+/// A session that holds or requests ACCESS EXCLUSIVE on the lease table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Locker {
+    /// `None` for a prepared transaction.
+    pub pid: Option<i32>,
+    pub granted: bool,
+}
 
-    /// The statement of [`Self::fetch`] (it has no parameters).
-    pub fn full_statement(&self) -> &str {
-        &self.select
-    }
+/// The sessions that hold or request ACCESS EXCLUSIVE on the lease table, the only mode that blocks a plain
+/// read, holders first. Reads `pg_locks`, so it runs only while the table is known or suspected to be locked.
+#[derive(Debug, Clone, Copy)]
+pub struct LockersRead<'a>(pub &'a LeaseTable);
 
-    /// Decodes the result of the full statement.
-    pub fn full_from(&self, rows: &[PgRow]) -> Result<(DateTime<Utc>, Vec<LeaseRow>), SourceError> {
-        let row = rows
-            .first()
-            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
-        decode(row, self.has).map_err(|e| SourceError::Query(format!("decoding lease rows: {e}")))
-    }
+impl Read for LockersRead<'_> {
+    type Output = Vec<Locker>;
 
-    /// Sessions that hold or request ACCESS EXCLUSIVE on the lease table, the only mode that blocks a plain
-    /// read: `(pid, granted)`, holders first; a prepared transaction has no pid. Reads `pg_locks`, so it runs
-    /// only while the table is known or suspected to be locked.
-    pub async fn exclusive_lockers(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<Vec<(Option<i32>, bool)>, SourceError> {
-        let (sql, params) = self.lockers_statement();
-        simple::decode(&simple::fetch(conn, None, sql, &params).await?)
-    }
-
-    /// The statement of [`Self::exclusive_lockers`] and its parameters; decode with [`simple::decode`].
-    pub fn lockers_statement(&self) -> (&'static str, [Param; 1]) {
-        (
+    fn statement(&self) -> Statement {
+        Statement::new(
             "SELECT pid, granted FROM pg_locks \
              WHERE locktype = 'relation' AND relation = $1::int8::oid AND mode = 'AccessExclusiveLock' \
                AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND pid IS DISTINCT FROM pg_backend_pid() \
              ORDER BY granted DESC, pid",
-            [Param::Int(i64::from(self.oid))],
+            vec![Param::Int(i64::from(self.0.oid))],
         )
     }
 
-    /// Looks up the (group, key) of rows for row-lock waits: by physical address (a waiter's tuple lock), and
-    /// by the blocker's transaction id against the rows' `xmax` (a waiter that holds no tuple lock, as the
-    /// upsert's unique check). Best effort: a row may have moved since `pg_locks` was read.
-    pub async fn rows_at(
-        &self,
-        conn: &mut PgConnection,
-        lookup: &RowLookup,
-    ) -> Result<Vec<RowAt>, SourceError> {
-        let (sql, params) = self.rows_at_statement(lookup);
-        Self::rows_at_from(&simple::fetch(conn, None, &sql, &params).await?)
+    fn decode(&self, rows: &[PgRow]) -> Result<Vec<Locker>, SourceError> {
+        simple::decode(rows)
     }
+}
 
-    /// The statement of [`Self::rows_at`] and its parameters.
-    pub fn rows_at_statement(&self, lookup: &RowLookup) -> (String, [Param; 2]) {
-        let addresses: Vec<String> = lookup
+/// The (group, key) of rows for row-lock waits: by physical address (a waiter's tuple lock), and by the
+/// blocker's transaction id against the rows' `xmax` (a waiter that holds no tuple lock, as the upsert's unique
+/// check). Best effort: a row may have moved since `pg_locks` was read.
+#[derive(Debug, Clone, Copy)]
+pub struct RowsAtRead<'a> {
+    pub table: &'a LeaseTable,
+    pub lookup: &'a RowLookup,
+}
+
+impl Read for RowsAtRead<'_> {
+    type Output = Vec<RowAt>;
+
+    fn statement(&self) -> Statement {
+        let addresses: Vec<String> = self
+            .lookup
             .tids
             .iter()
             .map(|(p, t)| format!("({p},{t})"))
@@ -468,16 +489,18 @@ impl LeaseTable {
             "SELECT (t.ctid::text::point)[0]::int8 AS page, (t.ctid::text::point)[1]::int8 AS tuple, \
                     t.xmax::text AS xmax, {} AS \"group\", {} AS key \
              FROM {} AS t WHERE t.ctid = ANY($1::text[]::tid[]) OR t.xmax = ANY($2::text[]::xid[])",
-            self.group_expr, self.key_expr, self.name
+            self.table.group_expr, self.table.key_expr, self.table.name
         );
-        (
+        Statement::new(
             sql,
-            [Param::Texts(addresses), Param::Texts(lookup.xids.clone())],
+            vec![
+                Param::Texts(addresses),
+                Param::Texts(self.lookup.xids.clone()),
+            ],
         )
     }
 
-    /// Decodes the result of the row lookup.
-    pub fn rows_at_from(rows: &[PgRow]) -> Result<Vec<RowAt>, SourceError> {
+    fn decode(&self, rows: &[PgRow]) -> Result<Vec<RowAt>, SourceError> {
         Ok(simple::decode::<RowAtRow>(rows)?
             .into_iter()
             .map(|r| RowAt {
@@ -490,7 +513,7 @@ impl LeaseTable {
     }
 }
 
-/// What to look up in [`LeaseTable::rows_at`]: row addresses and transaction ids.
+/// What to look up in [`RowsAtRead`]: row addresses and transaction ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowLookup {
     pub tids: Vec<(u32, u16)>,
@@ -513,7 +536,7 @@ struct RowAtRow {
     key: Option<Lossy>,
 }
 
-/// A lease row found by [`LeaseTable::rows_at`].
+/// A lease row found by [`RowsAtRead`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowAt {
     pub tid: (u32, u16),
@@ -522,9 +545,6 @@ pub struct RowAt {
     pub group: Option<String>,
     pub key: Option<String>,
 }
-
-/// A summary read: the server's clock, the detail rows, the per-profile aggregates.
-pub type SummaryRead = (DateTime<Utc>, Vec<LeaseRow>, Vec<ProfileSummary>);
 
 #[derive(sqlx::FromRow)]
 struct SummaryRow {
@@ -612,13 +632,16 @@ fn at<T: Clone>(v: Option<&Vec<Option<T>>>, i: usize) -> Option<T> {
     v.and_then(|v| v.get(i).cloned().flatten())
 }
 
-fn decode(row: &PgRow, has: Optional) -> Result<(DateTime<Utc>, Vec<LeaseRow>), sqlx::Error> {
+fn decode(row: &PgRow, has: Optional) -> Result<LeaseRows, sqlx::Error> {
     type Texts = Option<Vec<Option<Lossy>>>;
     type Times = Option<Vec<Option<DateTime<Utc>>>>;
     let server_now: DateTime<Utc> = row.try_get("server_now")?;
     let groups: Texts = row.try_get("group")?;
     let Some(groups) = groups else {
-        return Ok((server_now, Vec::new()));
+        return Ok(LeaseRows {
+            server_now,
+            ..LeaseRows::default()
+        });
     };
     let keys: Texts = row.try_get("key")?;
     let owners: Texts = row.try_get("owner")?;
@@ -651,7 +674,11 @@ fn decode(row: &PgRow, has: Optional) -> Result<(DateTime<Utc>, Vec<LeaseRow>), 
             last_contended_at: at(last.as_ref(), i),
         })
         .collect();
-    Ok((server_now, rows))
+    Ok(LeaseRows {
+        server_now,
+        rows,
+        summaries: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgRow};
 
-use super::connect::SessionLimits;
 use super::error::SourceError;
-use super::simple;
+use super::read::{self, Batch, Ran, Read, Slot, Statement};
+use super::simple::{self, Param};
 use super::text::{Lossy, text};
 use crate::model::snapshot::{PreparedXact, Recovery};
 use crate::model::{AdvisoryKey, LockWait, Session, Visibility};
@@ -163,19 +163,32 @@ struct PreparedRow {
     blocks: Vec<i32>,
 }
 
-/// Decodes the result of [`PREPARED_SQL`].
-pub fn prepared_from(rows: &[PgRow]) -> Result<Vec<PreparedXact>, SourceError> {
-    Ok(simple::decode::<PreparedRow>(rows)?
-        .into_iter()
-        .map(|r| PreparedXact {
-            gid: r.gid.0,
-            owner: text(r.owner),
-            database: text(r.database),
-            prepared_at: r.prepared_at,
-            transaction: r.transaction,
-            blocks: r.blocks,
-        })
-        .collect())
+/// The prepared transactions that hold a lock one of `waiters` waits for ([`PREPARED_SQL`]).
+#[derive(Debug, Clone)]
+pub struct PreparedRead {
+    pub waiters: Vec<i32>,
+}
+
+impl Read for PreparedRead {
+    type Output = Vec<PreparedXact>;
+
+    fn statement(&self) -> Statement {
+        Statement::new(PREPARED_SQL, vec![Param::Ints(self.waiters.clone())])
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<Vec<PreparedXact>, SourceError> {
+        Ok(simple::decode::<PreparedRow>(rows)?
+            .into_iter()
+            .map(|r| PreparedXact {
+                gid: r.gid.0,
+                owner: text(r.owner),
+                database: text(r.database),
+                prepared_at: r.prepared_at,
+                transaction: r.transaction,
+                blocks: r.blocks,
+            })
+            .collect())
+    }
 }
 
 /// The waiters that some prepared transaction blocks (`pg_blocking_pids` gives 0 for it).
@@ -310,88 +323,103 @@ impl ActivityReader {
         }
     }
 
-    /// Reads sessions, and waits with their details (from memory where the wait is known).
-    pub async fn fetch(&mut self, conn: &mut PgConnection) -> Result<Activity, SourceError> {
-        let rows: Vec<SessionRow> = sqlx::query_as(SESSIONS_SQL)
-            .bind(QUERY_TEXT_LIMIT)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| SourceError::from_query(&e))?;
-        let (mut out, waiting) = sessions_from(rows);
-        match self.visibility {
-            Visibility::OwnSessionsOnly => {
-                // Wait events of other roles are hidden: pg_locks is the only source, every poll.
-                let waits = self.read_waits(conn, true).await?;
-                own_waits(waits, &mut out);
-            }
-            Visibility::Full => {
-                let details = if self.needs_details(&waiting) {
-                    Some(self.read_waits(conn, false).await?)
-                } else {
-                    None
-                };
-                self.merge(waiting, details, &mut out);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The statements of one poll's activity behind a transaction-mode pooler, where a poll is one round
-    /// trip: the sessions, and the waits whenever anyone in this database waits for a lock (details cannot
-    /// be taken from memory when the read that would tell which are new is in the same round trip).
-    pub fn pooled_statements(&self) -> [String; 2] {
-        let sessions = simple::inline(SESSIONS_SQL, &[simple::Param::Int(QUERY_TEXT_LIMIT.into())]);
+    /// The read of this poll's waits: with their blockers computed in SQL for a role that cannot see wait
+    /// events; behind a pooler (`pooled`) guarded so that `pg_locks` is not read while nobody waits.
+    pub fn waits_read(&self, pooled: bool) -> WaitsRead<'_> {
         let own = self.visibility == Visibility::OwnSessionsOnly;
-        let waits = simple::inline(&self.waits_sql, &[simple::Param::Bool(own)]);
-        let waits = if own {
-            waits
-        } else {
-            // A one-time filter: pg_locks is not read at all while nobody waits.
-            format!(
-                "SELECT * FROM ({waits}) w WHERE EXISTS (SELECT FROM pg_catalog.pg_stat_activity a \
-                 WHERE a.wait_event_type = 'Lock' AND a.datname = current_database() \
-                   AND a.pid <> pg_backend_pid())"
-            )
-        };
-        [sessions, waits]
+        WaitsRead {
+            sql: &self.waits_sql,
+            lease: &self.lease,
+            with_blockers: own,
+            only_while_anyone_waits: pooled && !own,
+        }
     }
 
-    /// The activity from the results of [`Self::pooled_statements`].
-    pub fn pooled_from(
+    /// Reads sessions, and waits with their details (from memory where the wait is known), on a direct
+    /// connection.
+    pub async fn fetch(&mut self, conn: &mut PgConnection) -> Result<Activity, SourceError> {
+        let seen = read::run(conn, None, &SessionsRead).await?;
+        // Wait events of other roles are hidden: for such a role pg_locks is the only source, every poll.
+        let read_details = match self.visibility {
+            Visibility::OwnSessionsOnly => true,
+            Visibility::Full => self.needs_details(&seen.waiting),
+        };
+        let details = if read_details {
+            Some(read::run(conn, None, &self.waits_read(false)).await?)
+        } else {
+            None
+        };
+        let read_pg_locks = details.is_some();
+        Ok(self.activity(seen, details, read_pg_locks))
+    }
+
+    /// Adds this poll's reads to a pooler's batch, where a poll is one round trip: the sessions, and the waits
+    /// whenever anyone in this database waits for a lock (details cannot be taken from memory when the read
+    /// that would tell which are new is in the same round trip).
+    pub fn add_to(&self, batch: &mut Batch) -> ActivitySlots {
+        ActivitySlots {
+            sessions: batch.add(&SessionsRead),
+            waits: batch.add(&self.waits_read(true)),
+        }
+    }
+
+    /// The activity from a pooler's batch; `None` when the batch did not get as far (its error says why).
+    pub fn from_batch(
         &mut self,
-        sessions: &[PgRow],
-        waits: &[PgRow],
-    ) -> Result<Activity, SourceError> {
-        let (mut out, waiting) = sessions_from(simple::decode(sessions)?);
-        let waits: Vec<LockWait> = simple::decode::<WaitRow>(waits)?
-            .into_iter()
-            .map(|r| self.wait_of(r))
-            .collect();
-        if !waits.is_empty() {
+        ran: &Ran,
+        slots: ActivitySlots,
+    ) -> Option<Result<Activity, SourceError>> {
+        let seen = match ran.take(slots.sessions, &SessionsRead)? {
+            Ok(seen) => seen,
+            Err(e) => return Some(Err(e)),
+        };
+        let waits = match ran.take(slots.waits, &self.waits_read(true))? {
+            Ok(waits) => waits,
+            Err(e) => return Some(Err(e)),
+        };
+        if self.visibility == Visibility::Full {
+            // Forgets the waits that ended.
+            self.needs_details(&seen.waiting);
+        }
+        // The guard skips pg_locks while nobody waits: it was read when waits came back.
+        let read_pg_locks = !waits.is_empty();
+        Some(Ok(self.activity(seen, Some(waits), read_pg_locks)))
+    }
+
+    /// This poll's activity from its sessions and, when they were read, its waits' details.
+    fn activity(
+        &mut self,
+        seen: SessionsSeen,
+        details: Option<Vec<LockWait>>,
+        read_pg_locks: bool,
+    ) -> Activity {
+        let SessionsSeen {
+            activity: mut out,
+            waiting,
+        } = seen;
+        if read_pg_locks {
             self.pg_locks_reads += 1;
             self.read_at = Some(Instant::now());
         }
         match self.visibility {
-            Visibility::OwnSessionsOnly => own_waits(waits, &mut out),
-            Visibility::Full => {
-                self.needs_details(&waiting);
-                self.merge(waiting, Some(waits), &mut out);
-            }
+            Visibility::OwnSessionsOnly => own_waits(details.unwrap_or_default(), &mut out),
+            Visibility::Full => self.merge(waiting, details, &mut out),
         }
-        Ok(out)
+        out
     }
 
     /// Forgets waits that ended; whether `pg_locks` must be read for the details of this poll's waiters.
     fn needs_details(&mut self, waiting: &[Waiting]) -> bool {
-        self.known
-            .retain(|pid, (identity, _)| waiting.iter().any(|(p, i, _)| p == pid && i == identity));
+        self.known.retain(|pid, (identity, _)| {
+            waiting
+                .iter()
+                .any(|w| w.pid == *pid && w.identity == *identity)
+        });
         if waiting.is_empty() {
             self.read_at = None;
             return false;
         }
-        let unknown = waiting
-            .iter()
-            .any(|(pid, _, _)| !self.known.contains_key(pid));
+        let unknown = waiting.iter().any(|w| !self.known.contains_key(&w.pid));
         unknown || self.read_at.is_none_or(|at| at.elapsed() >= DETAIL_REFRESH)
     }
 
@@ -399,94 +427,152 @@ impl ActivityReader {
     fn merge(&mut self, waiting: Vec<Waiting>, details: Option<Vec<LockWait>>, out: &mut Activity) {
         if let Some(details) = details {
             let details: HashMap<i32, LockWait> = details.into_iter().map(|w| (w.pid, w)).collect();
-            for (pid, identity, _) in &waiting {
-                if let Some(mut wait) = details.get(pid).cloned() {
-                    match self.known.get(pid) {
+            for w in &waiting {
+                if let Some(mut wait) = details.get(&w.pid).cloned() {
+                    match self.known.get(&w.pid) {
                         Some((_, old)) if same_lock(old, &wait) => {
                             wait.lease_row.clone_from(&old.lease_row);
                         }
-                        _ => out.new_waits.push(*pid),
+                        _ => out.new_waits.push(w.pid),
                     }
-                    self.known.insert(*pid, (identity.clone(), wait));
+                    self.known.insert(w.pid, (w.identity.clone(), wait));
                 }
             }
         }
-        for (pid, _, blocked_by) in waiting {
+        for w in waiting {
             // A backend that got its lock between the two reads has no details: it no longer waits.
-            if let Some((_, wait)) = self.known.get(&pid) {
+            if let Some((_, wait)) = self.known.get(&w.pid) {
                 out.waits.push(LockWait {
-                    blocked_by,
+                    blocked_by: w.blocked_by,
                     ..wait.clone()
                 });
             }
         }
     }
+}
 
-    async fn read_waits(
-        &mut self,
-        conn: &mut PgConnection,
-        with_blockers: bool,
-    ) -> Result<Vec<LockWait>, SourceError> {
-        let rows: Vec<WaitRow> = sqlx::query_as(sqlx::AssertSqlSafe(self.waits_sql.clone()))
-            .bind(with_blockers)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| SourceError::from_query(&e))?;
-        self.pg_locks_reads += 1;
-        self.read_at = Some(Instant::now());
-        Ok(rows.into_iter().map(|r| self.wait_of(r)).collect())
+/// A backend waiting for a lock, as `pg_stat_activity` shows it.
+#[derive(Debug, Clone)]
+struct Waiting {
+    pid: i32,
+    /// What identifies the wait: its details stay while this does.
+    identity: WaitIdentity,
+    /// `pg_blocking_pids`, each pid once.
+    blocked_by: Vec<i32>,
+}
+
+/// The server's clock and recovery state, and the sessions of this database ([`SESSIONS_SQL`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionsRead;
+
+/// What [`SessionsRead`] saw: the activity without its waits' details, and who waits.
+#[derive(Debug)]
+pub struct SessionsSeen {
+    activity: Activity,
+    waiting: Vec<Waiting>,
+}
+
+impl Read for SessionsRead {
+    type Output = SessionsSeen;
+
+    fn statement(&self) -> Statement {
+        Statement::new(SESSIONS_SQL, vec![Param::Int(QUERY_TEXT_LIMIT.into())])
     }
 
-    /// A wait from its row; one on the lease table that names no relation (its waiter holds no tuple lock)
-    /// gets the lease table's.
-    fn wait_of(&self, row: WaitRow) -> LockWait {
-        let mut wait = row.into_wait();
-        if wait.on_lease_table && wait.relation_oid.is_none() {
-            wait.relation_oid = Some(self.lease.0);
-            wait.relation = Some(self.lease.1.clone());
+    fn decode(&self, rows: &[PgRow]) -> Result<SessionsSeen, SourceError> {
+        let rows: Vec<SessionRow> = simple::decode(rows)?;
+        let mut out = Activity {
+            server_now: rows.first().map(|r| r.server_now),
+            recovery: rows.first().filter(|r| r.in_recovery).map(|r| Recovery {
+                replay_lag_s: r.replay_lag_s,
+            }),
+            ..Activity::default()
+        };
+        let mut waiting = Vec::new();
+        for r in rows {
+            // The clock row alone (no other session): no session.
+            let Some(pid) = r.pid else { continue };
+            if r.wait_event_type.as_deref() == Some("Lock") {
+                waiting.push(Waiting {
+                    pid,
+                    identity: WaitIdentity {
+                        wait_event: r.wait_event,
+                        query_start: r.query_start,
+                        xact_start: r.xact_start,
+                    },
+                    blocked_by: dedup_pids(r.blocked_by.unwrap_or_default()),
+                });
+            }
+            out.sessions.push(Session {
+                pid,
+                application: text(r.application_name),
+                user: text(r.usename),
+                client_addr: r.client_addr,
+                state: text(r.state),
+                // What a role without pg_read_all_stats gets instead of another role's query.
+                query: text(r.query).filter(|q| q != "<insufficient privilege>"),
+                xact_start: r.xact_start,
+                backend_type: r.backend_type,
+                leader_pid: r.leader_pid,
+            });
         }
-        wait
+        Ok(SessionsSeen {
+            activity: out,
+            waiting,
+        })
     }
 }
 
-/// A backend waiting for a lock, as `pg_stat_activity` shows it: pid, what identifies the wait, blockers.
-type Waiting = (i32, WaitIdentity, Vec<i32>);
+/// The waiting locks with their details ([`WAITS_SQL`], written for this server's version and lease table).
+#[derive(Debug, Clone, Copy)]
+pub struct WaitsRead<'a> {
+    sql: &'a str,
+    /// The lease table's oid and name, for waits on it that name no relation of their own.
+    lease: &'a (u32, String),
+    /// Compute the blockers here (a role that cannot see other roles' wait events).
+    with_blockers: bool,
+    /// Behind a pooler: a one-time filter, so that `pg_locks` is not read at all while nobody waits.
+    only_while_anyone_waits: bool,
+}
 
-/// The sessions of a poll, and which of them wait for a lock.
-fn sessions_from(rows: Vec<SessionRow>) -> (Activity, Vec<Waiting>) {
-    let mut out = Activity {
-        server_now: rows.first().map(|r| r.server_now),
-        recovery: rows.first().filter(|r| r.in_recovery).map(|r| Recovery {
-            replay_lag_s: r.replay_lag_s,
-        }),
-        ..Activity::default()
-    };
-    let mut waiting: Vec<Waiting> = Vec::new();
-    for r in rows {
-        // The clock row alone (no other session): no session.
-        let Some(pid) = r.pid else { continue };
-        if r.wait_event_type.as_deref() == Some("Lock") {
-            let identity = WaitIdentity {
-                wait_event: r.wait_event,
-                query_start: r.query_start,
-                xact_start: r.xact_start,
-            };
-            waiting.push((pid, identity, dedup_pids(r.blocked_by.unwrap_or_default())));
-        }
-        out.sessions.push(Session {
-            pid,
-            application: text(r.application_name),
-            user: text(r.usename),
-            client_addr: r.client_addr,
-            state: text(r.state),
-            // What a role without pg_read_all_stats gets instead of another role's query.
-            query: text(r.query).filter(|q| q != "<insufficient privilege>"),
-            xact_start: r.xact_start,
-            backend_type: r.backend_type,
-            leader_pid: r.leader_pid,
-        });
+impl Read for WaitsRead<'_> {
+    type Output = Vec<LockWait>;
+
+    fn statement(&self) -> Statement {
+        let sql = if self.only_while_anyone_waits {
+            format!(
+                "SELECT * FROM ({}) w WHERE EXISTS (SELECT FROM pg_catalog.pg_stat_activity a \
+                 WHERE a.wait_event_type = 'Lock' AND a.datname = current_database() \
+                   AND a.pid <> pg_backend_pid())",
+                self.sql
+            )
+        } else {
+            self.sql.to_owned()
+        };
+        Statement::new(sql, vec![Param::Bool(self.with_blockers)])
     }
-    (out, waiting)
+
+    fn decode(&self, rows: &[PgRow]) -> Result<Vec<LockWait>, SourceError> {
+        Ok(simple::decode::<WaitRow>(rows)?
+            .into_iter()
+            .map(|row| {
+                let mut wait = row.into_wait();
+                // A wait on the lease table that names no relation (its waiter holds no tuple lock).
+                if wait.on_lease_table && wait.relation_oid.is_none() {
+                    wait.relation_oid = Some(self.lease.0);
+                    wait.relation = Some(self.lease.1.clone());
+                }
+                wait
+            })
+            .collect())
+    }
+}
+
+/// The slots of one poll's activity reads in a pooler's batch.
+#[derive(Debug, Clone, Copy)]
+pub struct ActivitySlots {
+    sessions: Slot,
+    waits: Slot,
 }
 
 /// The waits of a role that sees only its own sessions' wait events: every wait read from `pg_locks` is new.
@@ -506,29 +592,44 @@ fn same_lock(a: &LockWait, b: &LockWait) -> bool {
         && a.transactionid == b.transactionid
 }
 
+/// What the monitor's role may see, and the server's version (`server_version_num`: what each read is written
+/// for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRole {
+    pub visibility: Visibility,
+    pub version: i32,
+}
+
 /// Whether the monitor's role sees other sessions' details (superuser or `pg_read_all_stats`, which
-/// `pg_monitor` includes), and the server's version (`server_version_num`: what each read is written for).
-pub async fn visibility(
-    conn: &mut PgConnection,
-    pooled: Option<SessionLimits>,
-) -> Result<(Visibility, i32), SourceError> {
-    let rows = simple::fetch(
-        conn,
-        pooled,
-        "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
-                current_setting('server_version_num')::int4 \
-         FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
-        &[],
-    )
-    .await?;
-    let (full, version) = simple::decode::<(bool, i32)>(&rows)?
-        .first()
-        .copied()
-        .unwrap_or((false, 0));
-    let visibility = if full {
-        Visibility::Full
-    } else {
-        Visibility::OwnSessionsOnly
-    };
-    Ok((visibility, version))
+/// `pg_monitor` includes), and the server's version.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleRead;
+
+impl Read for RoleRead {
+    type Output = ServerRole;
+
+    fn statement(&self) -> Statement {
+        Statement::new(
+            "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
+                    current_setting('server_version_num')::int4 \
+             FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+            Vec::new(),
+        )
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<ServerRole, SourceError> {
+        let (full, version) = simple::decode::<(bool, i32)>(rows)?
+            .first()
+            .copied()
+            .unwrap_or((false, 0));
+        let visibility = if full {
+            Visibility::Full
+        } else {
+            Visibility::OwnSessionsOnly
+        };
+        Ok(ServerRole {
+            visibility,
+            version,
+        })
+    }
 }

@@ -1,0 +1,737 @@
+//! The monitor: one dedicated read-only connection, its lease table resolved, and one poll at a time. A poll
+//! runs the same reads (`lease`, `locks`: each declared once, with its SQL for this server and its decoding)
+//! through either runner: one statement at a time on a direct connection, or all of them in one transaction
+//! behind a transaction-mode pooler (see [`super::read`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnection;
+
+use super::connect::{self, Pooler, SessionLimits, Target};
+use super::error::SourceError;
+use super::lease::{
+    FullRead, LeaseRows, LeaseTable, Locker, LockersRead, RowAt, RowLookup, RowsAtRead, SummaryRead,
+};
+use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
+use super::read::{self, Batch, Read};
+use super::text;
+use crate::config::LeaseMapping;
+use crate::model::snapshot::ProfileSummary;
+use crate::model::{LeaseRow, LockWait, Snapshot, Visibility};
+
+/// The lease rows a snapshot shows: the server's clock of their read, the rows read in detail, and the
+/// per-profile aggregates (summary mode; shared between aggregate refreshes).
+#[derive(Debug, Clone)]
+struct LeaseRead {
+    server_now: chrono::DateTime<chrono::Utc>,
+    rows: Vec<LeaseRow>,
+    summaries: Arc<Vec<ProfileSummary>>,
+}
+
+/// What a poll made of the lease table: the rows, or why they are unread; and a note about the read (slow
+/// aggregates) that does not make the rows unread.
+#[derive(Debug, Default)]
+struct LeaseOutcome {
+    read: Option<LeaseRead>,
+    unread: Option<String>,
+    note: Option<String>,
+}
+
+impl LeaseOutcome {
+    fn unread(why: String) -> Self {
+        Self {
+            unread: Some(why),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a poll read besides the lease rows.
+#[derive(Debug)]
+struct Polled {
+    lease: LeaseOutcome,
+    activity: locks::Activity,
+    prepared: Vec<crate::model::snapshot::PreparedXact>,
+    /// Why sessions and waits are unread (those in `activity` are the last ones read).
+    locks_error: Option<String>,
+}
+
+/// The monitor's connection with its resolved lease table and statements.
+#[derive(Debug)]
+pub struct Monitor {
+    conn: PgConnection,
+    lease: LeaseTable,
+    activity: ActivityReader,
+    visibility: Visibility,
+    limits: SessionLimits,
+    detail: LeaseDetail,
+    /// The last per-profile aggregates (summary mode) and when they were read.
+    summaries: Arc<Vec<ProfileSummary>>,
+    summaries_at: Option<Instant>,
+    /// Aggregate refreshes in a row that hit the statement timeout: each one doubles the wait before the next.
+    slow_aggregates: u32,
+    /// The lease table was found locked ACCESS EXCLUSIVE: until that lock is gone, polls ask `pg_locks` instead
+    /// of queueing a read behind it.
+    table_locked: bool,
+    /// Behind a transaction-mode pooler: each poll is one transaction that sets `limits` (see [`super::simple`]).
+    pooled: bool,
+    /// Behind a pooler, the rows of row-lock waits are named by the next poll's round trip: what to look up.
+    pending_rows: RowLookup,
+    /// Behind a pooler, the waiters blocked by a prepared transaction, whose blocker the next poll names.
+    pending_prepared: Vec<i32>,
+    /// The last lease rows read: shown, marked with their age, while a poll cannot read them.
+    last_leases: Option<LeaseRead>,
+    /// The last sessions and waits read, kept likewise.
+    last_activity: Option<locks::Activity>,
+}
+
+/// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
+/// shorter). Profiles that matter (contended, expired, in focus) are read in detail every poll; only the
+/// aggregates of the others can be this old.
+pub const SUMMARY_REFRESH: Duration = Duration::from_secs(5);
+
+/// How much of the lease table each poll reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseDetail {
+    /// Every row (the `snapshot` command: one poll, every holder in the JSON).
+    Full,
+    /// A summary per profile, and every row of the profiles that matter: a failure within `ttl`, an expired
+    /// row, or named in `focus` (what the dashboard shows in detail). Keeps a poll of a large table cheap.
+    Summary { ttl: Duration, focus: Vec<String> },
+}
+
+/// The lease read of a detail mode: every row, or the summary (with the aggregates when `aggregates`).
+#[derive(Debug, Clone, Copy)]
+enum LeaseReadOf<'a> {
+    Full(FullRead<'a>),
+    Summary(SummaryRead<'a>),
+}
+
+impl<'a> LeaseReadOf<'a> {
+    fn new(table: &'a LeaseTable, detail: &'a LeaseDetail, aggregates: bool) -> Self {
+        match detail {
+            LeaseDetail::Full => Self::Full(FullRead(table)),
+            LeaseDetail::Summary { ttl, focus } => Self::Summary(SummaryRead {
+                table,
+                ttl: *ttl,
+                focus,
+                aggregates,
+            }),
+        }
+    }
+}
+
+impl Read for LeaseReadOf<'_> {
+    type Output = LeaseRows;
+
+    fn statement(&self) -> read::Statement {
+        match self {
+            Self::Full(r) => r.statement(),
+            Self::Summary(r) => r.statement(),
+        }
+    }
+
+    fn decode(&self, rows: &[sqlx::postgres::PgRow]) -> Result<LeaseRows, SourceError> {
+        match self {
+            Self::Full(r) => r.decode(rows),
+            Self::Summary(r) => r.decode(rows),
+        }
+    }
+}
+
+impl Monitor {
+    /// Connects, checks the lease mapping and what the role can see.
+    pub async fn connect(
+        target: &Target,
+        mapping: &LeaseMapping,
+        limits: SessionLimits,
+    ) -> Result<Self, SourceError> {
+        let (mut conn, kind) = match target.connect(limits).await {
+            Err(SourceError::PoolerRefused { .. }) if target.pooler() == Pooler::None => {
+                // Only a pooler refuses the startup parameters of a plain session: connect as behind one.
+                tracing::info!(
+                    target = target.description(),
+                    "startup parameters refused: polling as through a transaction-mode pooler"
+                );
+                let target = target.clone().with_pooler(Pooler::Transaction);
+                (target.connect(limits).await?, Pooler::Transaction)
+            }
+            other => (other?, target.pooler()),
+        };
+        // How the setup statements go: written out in a transaction of their own behind a pooler.
+        let pooled = (kind == Pooler::Transaction).then_some(limits);
+        let setup = async {
+            text::accept_any_bytes(&mut conn, pooled).await?;
+            let lease = LeaseTable::resolve(&mut conn, pooled, mapping).await?;
+            let role = read::run(&mut conn, pooled, &RoleRead).await?;
+            Ok::<_, SourceError>((lease, role.visibility, role.version))
+        };
+        let (lease, visibility, version) =
+            match tokio::time::timeout(limits.client_timeout, setup).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    connect::close(conn).await;
+                    return Err(e);
+                }
+                Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
+            };
+        tracing::info!(
+            target = target.description(),
+            table = lease.name,
+            ?visibility,
+            "connected"
+        );
+        let activity = ActivityReader::new(visibility, version, (lease.oid, lease.display.clone()));
+        Ok(Self {
+            conn,
+            lease,
+            activity,
+            visibility,
+            limits,
+            detail: LeaseDetail::Full,
+            summaries: Arc::default(),
+            summaries_at: None,
+            table_locked: false,
+            slow_aggregates: 0,
+            pooled: pooled.is_some(),
+            pending_rows: RowLookup::default(),
+            pending_prepared: Vec::new(),
+            last_leases: None,
+            last_activity: None,
+        })
+    }
+
+    /// Chooses how much of the lease table the next polls read.
+    pub fn set_detail(&mut self, detail: LeaseDetail) {
+        if !matches!(
+            (&self.detail, &detail),
+            (LeaseDetail::Summary { .. }, LeaseDetail::Summary { .. })
+        ) {
+            self.summaries_at = None;
+        }
+        self.detail = detail;
+    }
+
+    /// What the monitor's role can see of other sessions.
+    pub fn visibility(&self) -> Visibility {
+        self.visibility
+    }
+
+    /// The lease table as the server names it.
+    pub fn lease_table(&self) -> &LeaseTable {
+        &self.lease
+    }
+
+    /// The connection, for tests that prove what the session can and cannot do.
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// One poll: sessions and waits, then lease rows, then the lease rows that row-lock waiters wait on and the
+    /// prepared transactions that block anyone. A read that fails for any reason but a lost connection does
+    /// not fail the poll: the lease rows or the waits last read are kept, and the snapshot says why they are
+    /// old; only a poll that read nothing fails.
+    ///
+    /// The monitor stays out of the lease table's lock queue: when someone already queues for the table itself
+    /// (a relation-lock wait on it), or a read of it hit `lock_timeout`, polls ask `pg_locks` who holds or wants
+    /// ACCESS EXCLUSIVE on it and skip the read until that lock is gone.
+    pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
+        let started = Instant::now();
+        let client_timeout = self.limits.client_timeout;
+        let polled = if self.pooled {
+            tokio::time::timeout(client_timeout, self.poll_pooled()).await
+        } else {
+            tokio::time::timeout(client_timeout, self.poll_direct()).await
+        }
+        .map_err(|_| SourceError::Timeout(client_timeout))??;
+        Ok(self.snapshot(started, polled))
+    }
+
+    /// One poll on a direct connection, one read at a time.
+    async fn poll_direct(&mut self) -> Result<Polled, SourceError> {
+        let locks_reads = self.activity.pg_locks_reads();
+        // Sessions and waits that cannot be read (a timeout, a revoked function) do not hide the rows: the
+        // last ones read stay, and the snapshot says why.
+        let (mut activity, locks_error) = match self.activity.fetch(&mut self.conn).await {
+            Ok(found) => {
+                self.last_activity = Some(found.clone());
+                (found, None)
+            }
+            Err(e) if !e.needs_reconnect() => (
+                self.last_kept_activity(),
+                Some(format!("sessions and lock waits unread: {e}")),
+            ),
+            Err(e) => return Err(e),
+        };
+        // Two expensive reads in one poll make one slow poll: the aggregates can wait for the next one.
+        let read_pg_locks = self.activity.pg_locks_reads() > locks_reads;
+        let mut lockers = Vec::new();
+        if self.table_locked || self.queued_for_table(&activity.waits) {
+            lockers = read::run(&mut self.conn, None, &LockersRead(&self.lease)).await?;
+            self.table_locked = !lockers.is_empty();
+        }
+        let fetched = if self.table_locked {
+            Err(SourceError::LockTimeout)
+        } else {
+            self.read_leases(read_pg_locks).await
+        };
+        let lease = match fetched {
+            Ok(lease) => lease,
+            Err(SourceError::LockTimeout) => {
+                if !self.table_locked {
+                    lockers = read::run(&mut self.conn, None, &LockersRead(&self.lease)).await?;
+                    self.table_locked = !lockers.is_empty();
+                }
+                LeaseOutcome::unread(table_locked_text(&self.lease.name, &lockers, &activity))
+            }
+            // Nothing read at all: that poll failed.
+            Err(e) if locks_error.is_some() => return Err(e),
+            Err(e) if !e.needs_reconnect() => LeaseOutcome::unread(unread_text(&e)),
+            Err(e) => return Err(e),
+        };
+        if !self.table_locked {
+            self.attribute_row_waits(&mut activity).await;
+        }
+        let blocked = locks::blocked_by_prepared(&activity.waits);
+        let prepared = if blocked.is_empty() {
+            Vec::new()
+        } else {
+            // Best effort: the waits stand without their blocker's name.
+            let named = read::run(&mut self.conn, None, &PreparedRead { waiters: blocked }).await;
+            named.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "could not name the prepared transactions");
+                Vec::new()
+            })
+        };
+        Ok(Polled {
+            lease,
+            activity,
+            prepared,
+            locks_error,
+        })
+    }
+
+    /// The sessions and waits last read, for a poll that could not read them.
+    fn last_kept_activity(&self) -> locks::Activity {
+        let last = self.last_activity.clone().unwrap_or_default();
+        locks::Activity {
+            sessions: last.sessions,
+            waits: last.waits,
+            ..locks::Activity::default()
+        }
+    }
+
+    /// The lease rows as the detail mode asks: every row, or the summary with the rows that matter; and a note
+    /// for the screen when the per-profile aggregates are too slow for the statement timeout.
+    async fn read_leases(&mut self, read_pg_locks: bool) -> Result<LeaseOutcome, SourceError> {
+        let refresh = match &self.detail {
+            LeaseDetail::Full => false,
+            LeaseDetail::Summary { ttl, .. } => self.aggregates_due(*ttl, read_pg_locks),
+        };
+        let got = read::run(
+            &mut self.conn,
+            None,
+            &LeaseReadOf::new(&self.lease, &self.detail, refresh),
+        )
+        .await;
+        let (rows, fresh) = match got {
+            Err(SourceError::StatementTimeout) if refresh => {
+                // Too slow for this interval: keep the last aggregates, try again later, and read the rows
+                // that matter now (an index lookup of the few hot profiles).
+                self.slow_aggregates += 1;
+                self.summaries_at = Some(Instant::now());
+                let hot = LeaseReadOf::new(&self.lease, &self.detail, false);
+                (read::run(&mut self.conn, None, &hot).await?, false)
+            }
+            other => (other?, refresh),
+        };
+        Ok(LeaseOutcome {
+            read: Some(self.lease_read(rows, fresh)),
+            unread: None,
+            note: self.aggregates_note(),
+        })
+    }
+
+    /// The rows read as a snapshot shows them: in summary mode with the aggregates, fresh or kept.
+    fn lease_read(&mut self, rows: LeaseRows, fresh_aggregates: bool) -> LeaseRead {
+        let summaries = match self.detail {
+            LeaseDetail::Full => Arc::default(),
+            LeaseDetail::Summary { .. } => {
+                if fresh_aggregates {
+                    self.aggregates_read(rows.summaries);
+                }
+                Arc::clone(&self.summaries)
+            }
+        };
+        LeaseRead {
+            server_now: rows.server_now,
+            rows: rows.rows,
+            summaries,
+        }
+    }
+
+    /// The snapshot of a poll. Without lease rows, its clock is that of the activity read, and the rows are the
+    /// last ones read, marked with the time they were read at.
+    fn snapshot(&mut self, started: Instant, polled: Polled) -> Snapshot {
+        let Polled {
+            lease,
+            activity,
+            prepared,
+            locks_error,
+        } = polled;
+        let (lease_read, leases_as_of) = if let Some(found) = lease.read {
+            // Kept for the dashboard's next polls (summary mode: the few rows that matter, the aggregates
+            // shared); a full read is `snapshot`'s one poll, which has no next one, and copying every row of a
+            // large table would cost it.
+            if matches!(self.detail, LeaseDetail::Summary { .. }) {
+                self.last_leases = Some(found.clone());
+            }
+            (found, None)
+        } else {
+            let now = activity.server_now.unwrap_or_else(chrono::Utc::now);
+            match &self.last_leases {
+                Some(last) => (
+                    LeaseRead {
+                        server_now: now,
+                        ..last.clone()
+                    },
+                    Some(last.server_now),
+                ),
+                None => (
+                    LeaseRead {
+                        server_now: now,
+                        rows: Vec::new(),
+                        summaries: Arc::default(),
+                    },
+                    None,
+                ),
+            }
+        };
+        let mut notes = self.lease.notes.clone();
+        notes.extend(lease.note);
+        Snapshot {
+            server_now: lease_read.server_now,
+            poll_ms: started.elapsed().as_secs_f64() * 1000.0,
+            leases: lease_read.rows,
+            summaries: lease_read.summaries,
+            sessions: activity.sessions,
+            waits: activity.waits,
+            visibility: self.visibility,
+            lease_error: lease.unread,
+            pooled: self.pooled,
+            parts: Vec::new(),
+            leases_as_of,
+            locks_error,
+            recovery: activity.recovery,
+            prepared,
+            notes,
+        }
+    }
+
+    /// One poll behind a transaction-mode pooler: every read in one read-only transaction, one round trip:
+    /// the sessions, the waits, and then either the lease rows or (while the table is known to be locked) who
+    /// locks it. What needs a second read in a direct session waits for the next poll: the names of row-lock
+    /// waits' rows, the prepared transactions that block, and the lockers' names after a read first hit
+    /// `lock_timeout`.
+    async fn poll_pooled(&mut self) -> Result<Polled, SourceError> {
+        let refresh = match &self.detail {
+            LeaseDetail::Summary { ttl, .. } if !self.table_locked => {
+                self.aggregates_due(*ttl, false)
+            }
+            _ => false,
+        };
+        let lockers_read = LockersRead(&self.lease);
+        let lease_read = LeaseReadOf::new(&self.lease, &self.detail, refresh);
+        let rows_read = RowsAtRead {
+            table: &self.lease,
+            lookup: &self.pending_rows,
+        };
+        let prepared_read = PreparedRead {
+            waiters: self.pending_prepared.clone(),
+        };
+        let mut batch = Batch::default();
+        let activity_at = self.activity.add_to(&mut batch);
+        let lockers_at = self.table_locked.then(|| batch.add(&lockers_read));
+        let lease_at = (!self.table_locked).then(|| batch.add(&lease_read));
+        let rows_at =
+            (!self.table_locked && !self.pending_rows.is_empty()).then(|| batch.add(&rows_read));
+        let prepared_at = (!self.pending_prepared.is_empty()).then(|| batch.add(&prepared_read));
+        let ran = batch.run(&mut self.conn, self.limits).await;
+
+        let mut activity = match self.activity.from_batch(&ran, activity_at) {
+            Some(activity) => activity?,
+            None => {
+                return Err(ran.failure().map_or_else(
+                    || SourceError::Query("the poll's transaction returned no sessions".into()),
+                    |(_, e)| e.clone(),
+                ));
+            }
+        };
+        let mut lockers = Vec::new();
+        if let Some(found) = lockers_at.and_then(|at| ran.take(at, &lockers_read)) {
+            lockers = found?;
+            self.table_locked = !lockers.is_empty();
+        }
+        // A failed lookup (rows or prepared transactions) leaves names out; a failed lease read is said on
+        // screen; any other failure fails the poll.
+        let lease_taken = lease_at.map(|at| (ran.take(at, &lease_read), ran.failed(at).cloned()));
+        let rows_found = rows_at
+            .and_then(|at| ran.take(at, &rows_read))
+            .transpose()?;
+        let prepared = prepared_at
+            .and_then(|at| ran.take(at, &prepared_read))
+            .transpose()?
+            .unwrap_or_default();
+        if let Some((at, e)) = ran.failure()
+            && ![lease_at, rows_at, prepared_at].contains(&Some(at))
+        {
+            return Err(e.clone());
+        }
+        let lease = match lease_taken {
+            Some(taken) => self.pooled_leases(taken, refresh, &activity)?,
+            None => LeaseOutcome::unread(table_locked_text(&self.lease.name, &lockers, &activity)),
+        };
+        self.name_rows_pooled(rows_found.as_deref(), &mut activity);
+        self.pending_prepared = locks::blocked_by_prepared(&activity.waits);
+        Ok(Polled {
+            lease,
+            activity,
+            prepared,
+            locks_error: None,
+        })
+    }
+
+    /// The lease rows of a pooled poll, or why they are missing: what the batch gave for the lease read (its
+    /// rows, if it completed; the error, if it is the one that failed).
+    fn pooled_leases(
+        &mut self,
+        (rows, failed): (Option<Result<LeaseRows, SourceError>>, Option<SourceError>),
+        refresh: bool,
+        activity: &locks::Activity,
+    ) -> Result<LeaseOutcome, SourceError> {
+        match (rows, failed) {
+            (Some(rows), _) => Ok(LeaseOutcome {
+                read: Some(self.lease_read(rows?, refresh)),
+                unread: None,
+                note: self.aggregates_note(),
+            }),
+            (None, Some(SourceError::LockTimeout)) => {
+                // Who holds the lock is asked by the next poll, instead of the rows.
+                self.table_locked = true;
+                Ok(LeaseOutcome::unread(table_locked_text(
+                    &self.lease.name,
+                    &[],
+                    activity,
+                )))
+            }
+            (None, Some(e)) if !e.needs_reconnect() => {
+                if refresh && matches!(e, SourceError::StatementTimeout) {
+                    self.slow_aggregates += 1;
+                    self.summaries_at = Some(Instant::now());
+                }
+                Ok(LeaseOutcome::unread(unread_text(&e)))
+            }
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(SourceError::Query(
+                "the lease read returned no result".into(),
+            )),
+        }
+    }
+
+    /// Behind a pooler: notes whether someone queues for the table itself (the next poll then asks who locks
+    /// it instead of queueing too), names the rows of row-lock waits from this poll's lookup, and keeps what
+    /// is still unnamed for the next poll's.
+    fn name_rows_pooled(&mut self, found: Option<&[RowAt]>, activity: &mut locks::Activity) {
+        // Someone queues for the table itself: the next poll asks who locks it instead of queueing too.
+        if self.queued_for_table(&activity.waits) {
+            self.table_locked = true;
+        }
+        let unnamed = |w: &LockWait| w.on_lease_table && w.lease_row.is_none();
+        if let Some(found) = found {
+            self.name_rows(found, &mut activity.waits, unnamed);
+        }
+        self.pending_rows = row_lookup(&activity.waits, unnamed);
+    }
+
+    /// Whether someone waits for a lock on the lease table itself (a relation lock: a migration's queue).
+    fn queued_for_table(&self, waits: &[LockWait]) -> bool {
+        let oid = self.lease.oid;
+        waits
+            .iter()
+            .any(|w| w.relation_oid == Some(oid) && w.locktype == "relation")
+    }
+
+    /// Names the lease row of each wait that `which` picks, from the rows found: by the address of the tuple
+    /// it waits on or holds, else by the transaction it waits for (the one row whose `xmax` it is; a
+    /// transaction that holds several rows names none of them). Known waits keep their name.
+    fn name_rows(
+        &mut self,
+        found: &[RowAt],
+        waits: &mut [LockWait],
+        which: impl Fn(&LockWait) -> bool,
+    ) {
+        let at_address: HashMap<(u32, u16), &RowAt> = found.iter().map(|r| (r.tid, r)).collect();
+        let mut locked_by: HashMap<&str, Vec<&RowAt>> = HashMap::new();
+        for r in found {
+            locked_by.entry(r.xmax.as_str()).or_default().push(r);
+        }
+        for w in waits {
+            if !which(w) {
+                continue;
+            }
+            let row = match (w.tuple, w.transactionid.as_deref()) {
+                (Some(tid), _) => at_address.get(&tid).copied(),
+                (None, Some(xid)) => match locked_by.get(xid).map(Vec::as_slice) {
+                    Some([one]) => Some(*one),
+                    _ => None,
+                },
+                (None, None) => None,
+            };
+            if let Some(row) = row {
+                let named = (row.group.clone(), row.key.clone());
+                self.activity.remember_lease_row(w.pid, named.clone());
+                w.lease_row = Some(named);
+            }
+        }
+    }
+
+    /// Whether this poll refreshes the per-profile aggregates: at least every third of a TTL, so a
+    /// summarised expiry is never far behind; postponed once when this poll already read pg_locks, never
+    /// twice (waits that churn every poll would otherwise starve the aggregates). Slower after refreshes that
+    /// timed out.
+    fn aggregates_due(&self, ttl: Duration, read_pg_locks: bool) -> bool {
+        let every = (SUMMARY_REFRESH.min(ttl / 3) * (1 << self.slow_aggregates.min(4)))
+            .min(Duration::from_mins(1));
+        let age = self.summaries_at.map(|at| at.elapsed());
+        age.is_none_or(|age| age >= every * 2 || (age >= every && !read_pg_locks))
+    }
+
+    /// Keeps freshly read aggregates.
+    fn aggregates_read(&mut self, fresh: Vec<ProfileSummary>) {
+        self.summaries = Arc::new(fresh);
+        self.summaries_at = Some(Instant::now());
+        self.slow_aggregates = 0;
+    }
+
+    /// The note for the screen while aggregate refreshes are too slow for the statement timeout.
+    fn aggregates_note(&self) -> Option<String> {
+        (self.slow_aggregates > 0).then(|| {
+            format!(
+                "per-profile aggregates take longer than the statement timeout ({} ms): calm \
+                 profiles are refreshed less often; a longer --interval gives them more time",
+                self.limits.statement_timeout.as_millis()
+            )
+        })
+    }
+
+    /// Names the lease row of each new row-lock wait on the lease table (known waits keep their name). Best
+    /// effort: a failure leaves it unnamed.
+    async fn attribute_row_waits(&mut self, activity: &mut locks::Activity) {
+        let new_waits = &activity.new_waits;
+        let new_row_wait = |w: &LockWait| w.on_lease_table && new_waits.contains(&w.pid);
+        let lookup = row_lookup(&activity.waits, new_row_wait);
+        if !lookup.is_empty() {
+            let rows = RowsAtRead {
+                table: &self.lease,
+                lookup: &lookup,
+            };
+            match read::run(&mut self.conn, None, &rows).await {
+                Ok(found) => self.name_rows(&found, &mut activity.waits, new_row_wait),
+                Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
+            }
+        }
+    }
+
+    /// How many times this monitor read `pg_locks` (for tests and the benchmark).
+    pub fn pg_locks_reads(&self) -> u64 {
+        self.activity.pg_locks_reads()
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        connect::close(self.conn).await;
+    }
+}
+
+/// What to look up to name the rows of the waits that `which` picks: the addresses of those that wait on
+/// or hold a tuple lock, the transaction ids of the others (each once).
+fn row_lookup(waits: &[LockWait], which: impl Fn(&LockWait) -> bool) -> RowLookup {
+    let mut lookup = RowLookup::default();
+    for w in waits.iter().filter(|w| which(w)) {
+        match (w.tuple, &w.transactionid) {
+            (Some(tid), _) => lookup.tids.push(tid),
+            (None, Some(xid)) => lookup.xids.push(xid.clone()),
+            (None, None) => {}
+        }
+    }
+    lookup.tids.sort_unstable();
+    lookup.tids.dedup();
+    lookup.xids.sort_unstable();
+    lookup.xids.dedup();
+    lookup
+}
+
+/// Why the lease rows are missing after a failed read, for the screen and the JSON notes.
+fn unread_text(e: &SourceError) -> String {
+    format!("lease rows unread: {e}")
+}
+
+/// What the screen says when the lease table is locked: who holds or wants ACCESS EXCLUSIVE on it, and whom
+/// a queued request waits behind (the culprit: often an open transaction, not the migration itself).
+fn table_locked_text(table: &str, lockers: &[Locker], activity: &locks::Activity) -> String {
+    let about = |pid: i32| {
+        activity
+            .sessions
+            .iter()
+            .find(|s| s.pid == pid)
+            .map(|s| {
+                [s.application.as_deref(), s.state.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|t| !t.is_empty())
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default()
+    };
+    let who: Vec<String> = lockers
+        .iter()
+        .map(|&Locker { pid, granted }| {
+            let verb = if granted { "holds" } else { "waits for" };
+            let Some(pid) = pid else {
+                return format!("a prepared transaction {verb} AccessExclusiveLock");
+            };
+            let behind: Vec<String> = activity
+                .waits
+                .iter()
+                .filter(|w| !granted && w.pid == pid)
+                .flat_map(|w| &w.blocked_by)
+                .map(|&b| {
+                    if b == 0 {
+                        "a prepared transaction".to_owned()
+                    } else {
+                        format!("pid {b}{}", about(b))
+                    }
+                })
+                .collect();
+            let behind = if behind.is_empty() {
+                String::new()
+            } else {
+                format!(" behind {}", behind.join(", "))
+            };
+            format!("pid {pid} {verb} AccessExclusiveLock{}{behind}", about(pid))
+        })
+        .collect();
+    // Who and behind whom first: on a narrow screen the end of the line is what gets cut.
+    if who.is_empty() {
+        format!(
+            "lease rows unread: {table} is locked by another session (lock_timeout; see the locks pane)"
+        )
+    } else {
+        format!("lease rows unread: {} on {table}", who.join("; "))
+    }
+}
