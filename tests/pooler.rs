@@ -219,7 +219,7 @@ async fn row_waits_are_named_and_a_migration_lock_is_not_queued_behind_through_t
         }
     }
     let (poll, row) = named.expect("the waited-on row is named within three polls");
-    assert_eq!(row, Some((Some("ROW".into()), Some("BTC".into()))));
+    assert_eq!(row, Some((Some("ROW".into()), Some("BTC".into())).into()));
     assert!(poll <= 1, "named on poll {poll}");
     exec(&mut holder, "COMMIT").await;
     drop(waiting.await);

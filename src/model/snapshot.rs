@@ -141,8 +141,8 @@ impl Part {
             );
         }
         for w in &mut snapshot.waits {
-            if let Some((group, _)) = &mut w.lease_row {
-                *group = prefix(group);
+            if let Some(row) = &mut w.lease_row {
+                row.group = prefix(&row.group);
             }
         }
         Self {
@@ -350,11 +350,34 @@ pub struct LockWait {
     pub waitstart_approx: bool,
     /// For a row-lock wait on the lease table: the row's (group, key), looked up by its address or by the
     /// blocker's transaction id against the rows' `xmax`.
-    pub lease_row: Option<(Option<String>, Option<String>)>,
+    pub lease_row: Option<RowName>,
     /// The wait is on a row of the lease table, named in `lease_row` or not (a conflicting uncommitted INSERT
     /// leaves no row visible to name).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_lease_table: bool,
+}
+
+/// A lease row by its (group, key): what a row-lock wait is on. Recorded as the pair `[group, key]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "(Option<String>, Option<String>)",
+    into = "(Option<String>, Option<String>)"
+)]
+pub struct RowName {
+    pub group: Option<String>,
+    pub key: Option<String>,
+}
+
+impl From<(Option<String>, Option<String>)> for RowName {
+    fn from((group, key): (Option<String>, Option<String>)) -> Self {
+        Self { group, key }
+    }
+}
+
+impl From<RowName> for (Option<String>, Option<String>) {
+    fn from(r: RowName) -> Self {
+        (r.group, r.key)
+    }
 }
 
 /// An advisory lock key, decoded from `pg_locks` (classid, objid, objsubid).

@@ -25,7 +25,7 @@ use super::error::SourceError;
 use super::read::{self, Batch, Ran, Read, Slot, Statement};
 use super::simple::{self, Param};
 use super::text::{Lossy, text};
-use crate::model::snapshot::{PreparedXact, Recovery};
+use crate::model::snapshot::{PreparedXact, Recovery, RowName};
 use crate::model::{AdvisoryKey, LockWait, Session, Visibility};
 
 /// Longest query text fetched per session: the screen truncates further; 1 MB queries never cross the link.
@@ -317,7 +317,7 @@ impl ActivityReader {
     }
 
     /// Names the lease row of a known wait, so it is not looked up again while the wait lasts.
-    pub fn remember_lease_row(&mut self, pid: i32, row: (Option<String>, Option<String>)) {
+    pub fn remember_lease_row(&mut self, pid: i32, row: RowName) {
         if let Some((_, wait)) = self.known.get_mut(&pid) {
             wait.lease_row = Some(row);
         }

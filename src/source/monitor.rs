@@ -590,7 +590,10 @@ impl Monitor {
                 (None, None) => None,
             };
             if let Some(row) = row {
-                let named = (row.group.clone(), row.key.clone());
+                let named = crate::model::snapshot::RowName {
+                    group: row.group.clone(),
+                    key: row.key.clone(),
+                };
                 self.activity.remember_lease_row(w.pid, named.clone());
                 w.lease_row = Some(named);
             }

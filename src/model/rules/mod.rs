@@ -21,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::history::{History, ProfileObservation, holders_fingerprint};
 use super::snapshot::{LeaseRow, PreparedXact, Session, Snapshot};
-use profile::{Counts, profile_view, row_view, summary_row, wait_view};
+use profile::{Counts, RowWaits, profile_view, row_view, summary_row, wait_view};
 pub use view::{
     Alert, Board, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
     human_duration, sort_profiles,
@@ -82,9 +82,9 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
         }
     }
     for wait in &snapshot.waits {
-        if let Some((group, _)) = &wait.lease_row {
+        if let Some(row) = &wait.lease_row {
             let o = by_profile
-                .entry(display_value(group.as_deref()))
+                .entry(display_value(row.group.as_deref()))
                 .or_default();
             o.waiters += 1;
         }
@@ -200,13 +200,13 @@ fn evaluate_one(
         .collect();
     let as_of = snapshot.leases_as_of;
     // Row-lock waits per (profile, key), and who holds the row lock they wait for.
-    let mut row_waits: HashMap<(&str, &str), (u32, Option<i32>)> = HashMap::new();
+    let mut row_waits: HashMap<(&str, &str), RowWaits> = HashMap::new();
     for w in &waits {
         if let (Some(p), Some(k)) = (&w.profile, &w.key) {
             let e = row_waits.entry((p.as_str(), k.as_str())).or_default();
-            e.0 += 1;
+            e.waiters += 1;
             if w.wait.locktype == "transactionid" {
-                e.1 = e.1.or(w.wait.blocked_by.first().copied());
+                e.holder = e.holder.or(w.wait.blocked_by.first().copied());
             }
         }
     }
@@ -232,8 +232,8 @@ fn evaluate_one(
     }
 
     let mut profile_waiters: HashMap<&str, u32> = HashMap::new();
-    for ((p, _), (n, _)) in &row_waits {
-        *profile_waiters.entry(p).or_default() += n;
+    for ((p, _), tally) in &row_waits {
+        *profile_waiters.entry(p).or_default() += tally.waiters;
     }
     // A waiter on a profile's row has contended it since its wait began, whatever the bookkeeping says (the
     // function that would record the failure is the one that waits).
@@ -379,7 +379,7 @@ mod tests {
             advisory_key: None,
             transactionid: None,
             waitstart: None,
-            lease_row: Some((Some("P".into()), Some("SYM".into()))),
+            lease_row: Some((Some("P".into()), Some("SYM".into())).into()),
             waitstart_approx: false,
             on_lease_table: false,
         }
@@ -539,7 +539,7 @@ mod tests {
             advisory_key: None,
             transactionid: Some("777".into()),
             waitstart: Some(t(-3)),
-            lease_row: Some((Some("P".into()), Some("SYM".into()))),
+            lease_row: Some((Some("P".into()), Some("SYM".into())).into()),
             waitstart_approx: false,
             on_lease_table: false,
         });

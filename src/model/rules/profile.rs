@@ -11,6 +11,14 @@ use super::super::snapshot::{LeaseRow, LockWait, PreparedXact, ProfileSummary, S
 use super::Rules;
 use super::view::{ProfileView, RowView, Status, WaitView, display_value, human_duration};
 
+/// The sessions waiting on one lease row, and who holds its row lock (the first blocker of a waiter on the
+/// holder's transaction; pid 0 for a prepared transaction).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RowWaits {
+    pub(super) waiters: u32,
+    pub(super) holder: Option<i32>,
+}
+
 pub(super) fn wait_view(
     w: &LockWait,
     sessions: &HashMap<i32, &Session>,
@@ -18,9 +26,9 @@ pub(super) fn wait_view(
 ) -> WaitView {
     let session = sessions.get(&w.pid);
     let (profile, key) = match &w.lease_row {
-        Some((g, k)) => (
-            Some(display_value(g.as_deref()).to_owned()),
-            Some(display_value(k.as_deref()).to_owned()),
+        Some(row) => (
+            Some(display_value(row.group.as_deref()).to_owned()),
+            Some(display_value(row.key.as_deref()).to_owned()),
         ),
         None => (None, None),
     };
@@ -43,13 +51,16 @@ pub(super) fn wait_view(
 pub(super) fn row_view(
     profile: &str,
     r: &LeaseRow,
-    row_waits: &HashMap<(&str, &str), (u32, Option<i32>)>,
+    row_waits: &HashMap<(&str, &str), RowWaits>,
     by_app: &HashMap<&str, &Session>,
     sessions: &HashMap<i32, &Session>,
     waits: &[WaitView],
 ) -> RowView {
     let key = display_value(r.key.as_deref());
-    let (waiters, row_lock_holder) = row_waits.get(&(profile, key)).copied().unwrap_or_default();
+    let RowWaits {
+        waiters,
+        holder: row_lock_holder,
+    } = row_waits.get(&(profile, key)).copied().unwrap_or_default();
     // pid 0: a prepared transaction holds the row lock; it is named by its gid instead.
     let prepared = (row_lock_holder == Some(0))
         .then(|| {
