@@ -9,10 +9,11 @@ use color_eyre::eyre::{Result, eyre};
 
 use crate::cli::{Common, Format, SnapshotArgs};
 use crate::model::report::Report;
-use crate::model::rules::{self, display_value};
+use crate::model::rules;
 use crate::model::snapshot::Part;
-use crate::model::{Board, History, Snapshot, human_duration};
+use crate::model::{Board, History, Snapshot};
 use crate::source::{Monitor, SessionLimits, Target};
+use crate::ui::columns::{Cells, Column, plain_line};
 use crate::ui::text::clean;
 
 /// Exit status when an escalation trigger fired.
@@ -149,41 +150,20 @@ fn write_table(
     for n in notes {
         writeln!(out, "note: {n}")?;
     }
-    writeln!(
-        out,
-        "{:<10} {:<24} {:<40} {:>8} {:>10} {:>6}",
-        "STATUS", "PROFILE", "HOLDERS", "TTL", "CONTENDED", "FAILS"
-    )?;
+    // The dashboard's columns, as plain text (one poll: no trend to draw).
+    let columns = Column::PLAIN;
+    writeln!(out, "{}", plain_line(&columns, |c| c.title().to_owned()))?;
+    let cells = Cells {
+        now,
+        glyphs: crate::ui::Glyphs::detect(),
+        history: None,
+        service: None,
+        spark: 0,
+    };
     for p in &board.profiles {
-        let holders: Vec<String> = p
-            .holders()
-            .map(|r| {
-                format!(
-                    "{}:{}",
-                    display_value(r.key.as_deref()),
-                    display_value(r.owner.as_deref())
-                )
-            })
-            .collect();
-        let ttl = p
-            .holders()
-            .filter_map(|r| r.ttl_remaining(now))
-            .min()
-            .map(human_duration)
-            .unwrap_or_default();
-        let contended = p.contended_for(now).map(human_duration).unwrap_or_default();
-        writeln!(
-            out,
-            "{:<10} {:<24} {:<40} {:>8} {:>10} {:>6}",
-            p.status.word(),
-            clean(&p.profile, 24),
-            clean(&holders.join(" "), 40),
-            ttl,
-            contended,
-            p.contention_count
-        )?;
+        writeln!(out, "{}", plain_line(&columns, |c| c.text(p, &cells)))?;
         for r in &p.reasons {
-            writeln!(out, "{:<10} {}", "", clean(r, 100))?;
+            writeln!(out, "{:<12} {}", "", clean(r, 100))?;
         }
     }
     if !board.waits.is_empty() {

@@ -6,7 +6,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::profiles::{status_label, status_style};
+use super::columns::status_label;
+use super::profiles::status_style;
 use super::{Glyphs, border_set, text};
 use crate::app::App;
 use crate::model::human_duration;

@@ -9,6 +9,7 @@
 //! └ footer: keys, or the filter being typed ─────────────────────────────────────────────────┘
 //! ```
 
+pub mod columns;
 mod detail;
 mod footer;
 mod header;
