@@ -42,6 +42,22 @@ pub struct Header {
 }
 
 impl Header {
+    /// A header for unit tests: 1 s polls and the default rules.
+    #[cfg(test)]
+    pub(crate) fn for_tests(started_at: DateTime<Utc>) -> Self {
+        Self {
+            locktop_recording: FORMAT,
+            version: "test".into(),
+            target: "t".into(),
+            interval_ms: 1000,
+            ttl_s: 30.0,
+            escalate_after_s: 90.0,
+            prepared_after_s: 60.0,
+            queries: false,
+            started_at,
+        }
+    }
+
     /// The rules the recording was made with.
     pub fn rules(&self) -> Rules {
         let ms = |s: f64| chrono::Duration::milliseconds((s * 1000.0) as i64);
@@ -328,17 +344,7 @@ mod tests {
         let merged = Snapshot::merged(vec![Part::new("east", &one, None)], now);
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("r.jsonl");
-        let header = Header {
-            locktop_recording: FORMAT,
-            version: "test".into(),
-            target: "t".into(),
-            interval_ms: 1000,
-            ttl_s: 30.0,
-            escalate_after_s: 90.0,
-            prepared_after_s: 60.0,
-            queries: false,
-            started_at: now,
-        };
+        let header = Header::for_tests(now);
         let mut recorder = Recorder::create(&path, &header).expect("create");
         recorder.poll(&merged).expect("poll");
         drop(recorder);

@@ -421,22 +421,12 @@ fn player_key(code: KeyCode, player: &mut Player, app: &mut App) -> bool {
 mod tests {
     use super::*;
     use crate::model::{LeaseRow, Snapshot};
-    use crate::recording::{FORMAT, Header};
+    use crate::recording::Header;
 
     fn recording(polls: Vec<Option<Snapshot>>) -> Recording {
         let now = chrono::Utc::now();
         Recording {
-            header: Header {
-                locktop_recording: FORMAT,
-                version: "test".into(),
-                target: "t".into(),
-                interval_ms: 1000,
-                ttl_s: 30.0,
-                escalate_after_s: 90.0,
-                prepared_after_s: 60.0,
-                queries: false,
-                started_at: now,
-            },
+            header: Header::for_tests(now),
             polls: polls
                 .into_iter()
                 .map(|snapshot| Poll {

@@ -62,22 +62,15 @@ pub fn spark_width(table_width: usize) -> usize {
 }
 
 impl Column {
-    /// The dashboard's columns, in order (the service's only when its metrics are read).
+    /// The dashboard's columns, in order: the plain table's, the service's when its metrics are read, and
+    /// the trend.
     pub fn dashboard(with_service: bool) -> Vec<Self> {
-        [
-            Self::Status,
-            Self::Profile,
-            Self::Holder,
-            Self::Ttl,
-            Self::Held,
-            Self::Contended,
-            Self::Fails,
-            Self::Service,
-            Self::Trend,
-        ]
-        .into_iter()
-        .filter(|c| with_service || *c != Self::Service)
-        .collect()
+        let mut columns = Self::PLAIN.to_vec();
+        if with_service {
+            columns.push(Self::Service);
+        }
+        columns.push(Self::Trend);
+        columns
     }
 
     /// The plain table's columns (`snapshot --format table`: one poll, no history to draw).

@@ -64,24 +64,12 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     let page = (inner.height - 1) as usize;
     app.page = page.max(1);
     let offset = scroll_offset(app.selected, page, count);
-    let rows_area = Rect {
-        y: inner.y + 1,
-        height: inner.height - 1,
-        ..inner
-    };
     let Some(now) = app.now() else {
         let msg = match &app.link {
             crate::model::feed::Link::Connecting => "waiting for the first poll…",
             _ => "no data yet",
         };
-        frame.render_widget(
-            Paragraph::new(Line::styled(
-                text::fit(&header_text(&columns, &widths), width),
-                theme.dim,
-            )),
-            Rect { height: 1, ..inner },
-        );
-        frame.render_widget(Paragraph::new(Line::styled(msg, theme.dim)), rows_area);
+        draw_empty(frame, theme, (&columns, &widths), inner, msg);
         return;
     };
     let cells = Cells {
@@ -105,14 +93,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         } else {
             "no profile matches the filter (Esc clears it)"
         };
-        frame.render_widget(
-            Paragraph::new(Line::styled(
-                text::fit(&header_text(&columns, &widths), width),
-                theme.dim,
-            )),
-            Rect { height: 1, ..inner },
-        );
-        frame.render_widget(Paragraph::new(Line::styled(msg, theme.dim)), rows_area);
+        draw_empty(frame, theme, (&columns, &widths), inner, msg);
         return;
     }
     let constraints: Vec<Constraint> = widths.iter().map(|w| Constraint::Length(*w)).collect();
@@ -157,13 +138,24 @@ fn rows<'a>(
         .collect()
 }
 
-/// The header line as text, for the screens without rows.
-fn header_text(columns: &[Column], widths: &[u16]) -> String {
-    columns
+/// The table's header and, below it, why there are no rows.
+fn draw_empty(
+    frame: &mut Frame,
+    theme: &Theme,
+    (columns, widths): (&[Column], &[u16]),
+    area: Rect,
+    msg: &str,
+) {
+    let header: String = columns
         .iter()
         .zip(widths)
         .map(|(c, w)| c.fit(c.title(), usize::from(*w)))
-        .collect()
+        .collect();
+    let lines = vec![
+        Line::styled(text::fit(&header, area.width as usize), theme.dim),
+        Line::styled(msg.to_owned(), theme.dim),
+    ];
+    frame.render_widget(Paragraph::new(lines), area);
 }
 
 fn scroll_offset(selected: usize, page: usize, count: usize) -> usize {
