@@ -152,7 +152,7 @@ fn write_table(
     }
     // The dashboard's columns, as plain text (one poll: no trend to draw).
     let columns = Column::PLAIN;
-    writeln!(out, "{}", plain_line(&columns, |c| c.title().to_owned()))?;
+    writeln!(out, "{}", plain_line(&columns, |c| c.title().into()))?;
     let cells = Cells {
         now,
         glyphs: crate::ui::Glyphs::detect(),

@@ -3,6 +3,7 @@
 //! for the text columns); `snapshot --format table` prints the same columns as plain text. A column's cell
 //! text is the same in both; only the dashboard adds styles.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -127,25 +128,27 @@ impl Column {
     }
 
     /// What the cell of profile `p` reads, as it is (control characters are defused when it is fitted).
-    pub fn text(self, p: &ProfileView, cells: &Cells<'_>) -> String {
+    pub fn text<'p>(self, p: &'p ProfileView, cells: &Cells<'_>) -> Cow<'p, str> {
         let now = cells.now;
-        let holders: Vec<&RowView> = p.holders().collect();
-        match self {
-            Self::Status => status_label(p.status, cells.glyphs).to_owned(),
-            Self::Profile => p.profile.clone(),
-            Self::Holder => match holders.as_slice() {
-                [] if p.held_count > 1 => format!("{} holders", p.held_count),
-                [] => "-".to_owned(),
-                [one] => holder_text(one),
-                [one, rest @ ..] => format!("{} +{}", holder_text(one), rest.len()),
-            },
-            Self::Ttl => holders
-                .iter()
+        Cow::Owned(match self {
+            Self::Status => return Cow::Borrowed(status_label(p.status, cells.glyphs)),
+            Self::Profile => return Cow::Borrowed(&p.profile),
+            Self::Holder => {
+                let mut holders = p.holders();
+                match (holders.next(), holders.count()) {
+                    (None, _) if p.held_count > 1 => format!("{} holders", p.held_count),
+                    (None, _) => "-".to_owned(),
+                    (Some(one), 0) => holder_text(one),
+                    (Some(one), rest) => format!("{} +{rest}", holder_text(one)),
+                }
+            }
+            Self::Ttl => p
+                .holders()
                 .filter_map(|r| r.ttl_remaining(now))
                 .min()
                 .map_or_else(|| "-".to_owned(), human_duration),
-            Self::Held => holders
-                .iter()
+            Self::Held => p
+                .holders()
                 .filter_map(|r| r.acquired_at)
                 .min()
                 .map_or_else(|| "-".to_owned(), |a| human_duration(now - a)),
@@ -167,7 +170,7 @@ impl Column {
                     .unwrap_or_default();
                 sparkline(&samples, cells.spark, cells.glyphs)
             }
-        }
+        })
     }
 
     /// The trend keeps one blank cell before its bars, so they never touch the numbers.
@@ -181,8 +184,7 @@ impl Column {
             return format!(" {}", text::fit(s, width - 1));
         }
         if self.right_aligned() {
-            let cut = text::fit(s, width);
-            format!("{:>width$}", cut.trim_end())
+            format!("{:>width$}", text::clean(s, width))
         } else {
             text::fit(s, width)
         }
@@ -207,7 +209,7 @@ pub fn widths(columns: &[Column], width: u16, spark: usize) -> Vec<u16> {
 }
 
 /// One line of the plain table: every column at its plain width, one space between.
-pub fn plain_line(columns: &[Column], cell: impl Fn(Column) -> String) -> String {
+pub fn plain_line<'a>(columns: &[Column], cell: impl Fn(Column) -> Cow<'a, str>) -> String {
     let mut out = String::new();
     for (i, c) in columns.iter().enumerate() {
         if i > 0 {
@@ -313,8 +315,8 @@ mod tests {
     #[test]
     fn the_plain_table_aligns_numbers_right_and_defuses_control_characters() {
         let line = plain_line(&[Column::Profile, Column::Ttl], |c| match c {
-            Column::Profile => "p\u{1b}[2J".to_owned(),
-            _ => "5s".to_owned(),
+            Column::Profile => "p\u{1b}[2J".into(),
+            _ => "5s".into(),
         });
         assert_eq!(line, format!("{:<24} {:>7}", "p?[2J", "5s"));
     }

@@ -132,7 +132,11 @@ fn rows<'a>(
                     Column::Trend => theme.sparkline.patch(base),
                     _ => base,
                 };
-                Cell::from(c.fit(&c.text(p, cells), usize::from(*w))).style(style)
+                // A span: one line already, so the cell need not split or copy the text.
+                Cell::from(Span::styled(
+                    c.fit(&c.text(p, cells), usize::from(*w)),
+                    style,
+                ))
             }))
         })
         .collect()
