@@ -300,3 +300,44 @@ async fn the_dashboard_through_the_pooler_shows_the_rows_and_warns_about_pids() 
     .await
     .expect("pty");
 }
+
+/// Through the pooler too, a lone waiter that holds no tuple lock (the reference function's upsert behind an
+/// open renewal) is named by the blocker's transaction id against the rows' `xmax`, by the next poll's batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_upsert_waiter_is_named_through_the_pooler_by_xmax() {
+    let url = common::database("pooled_xmax").await;
+    let bouncer = PgBouncer::start(tcp_upstream(&url), 2);
+    let target = Target::new(Some(&url_via(&url, bouncer.addr)))
+        .expect("url")
+        .with_pooler(Pooler::Transaction);
+    let limits = SessionLimits::for_interval(Duration::from_millis(500));
+    let mut m = Monitor::connect(&target, &LeaseMapping::default(), limits)
+        .await
+        .expect("connects");
+    let mut holder = common::connect_as(&url, "worker-process").await;
+    let take = "SELECT fn_try_acquire_entry_lock_row('UP', 'BTC', 'holder')";
+    exec(&mut holder, take).await;
+    exec(&mut holder, &format!("BEGIN; {take}")).await;
+    let mut waiter = common::connect_as(&url, "rival").await;
+    let waiting = tokio::spawn(async move {
+        let _ = sqlx::raw_sql("SELECT fn_try_acquire_entry_lock_row('UP', 'BTC', 'rival')")
+            .execute(&mut waiter)
+            .await;
+        waiter
+    });
+    common::wait_for_lock_waiters(&url, 1).await;
+    let mut named = None;
+    for poll in 0..3 {
+        let s = m.poll().await.expect("poll");
+        if let Some(w) = s.waits.iter().find(|w| w.lease_row.is_some()) {
+            assert_eq!(w.tuple, None, "no tuple lock names this row: {w:?}");
+            named = Some((poll, w.lease_row.clone()));
+            break;
+        }
+    }
+    let (poll, row) = named.expect("the waited-on row is named within three polls");
+    assert_eq!(row, Some((Some("UP".into()), Some("BTC".into())).into()));
+    assert!(poll <= 1, "named on poll {poll}");
+    exec(&mut holder, "ROLLBACK").await;
+    drop(waiting.await);
+}
