@@ -76,6 +76,7 @@ pub enum Action {
     ToggleDetail,
     SwitchPane,
     ToggleQueries,
+    Refresh,
     Back,
 }
 
@@ -108,6 +109,7 @@ pub fn keymap(key: KeyEvent, editing_filter: bool) -> Option<Action> {
         KeyCode::Enter => Action::ToggleDetail,
         KeyCode::Tab | KeyCode::BackTab => Action::SwitchPane,
         KeyCode::Char('t') => Action::ToggleQueries,
+        KeyCode::Char('r') => Action::Refresh,
         KeyCode::Esc => Action::Back,
         _ => return None,
     })
@@ -141,6 +143,8 @@ pub struct App {
     pub filter: String,
     pub editing_filter: bool,
     pub quit: bool,
+    /// How many polls the operator asked for at once (`r`), passed to the feed in [`Self::control`].
+    pub refreshes: u64,
     /// Rows in the profiles table at the last draw (for PgUp/PgDn).
     pub page: usize,
     polls_seen: u64,
@@ -178,6 +182,7 @@ impl App {
             filter: String::new(),
             editing_filter: false,
             quit: false,
+            refreshes: 0,
             page: 10,
             polls_seen: 0,
             fixed_now: None,
@@ -296,6 +301,7 @@ impl App {
                 .selected_profile()
                 .map(|p| vec![p.profile.clone()])
                 .unwrap_or_default(),
+            refreshes: self.refreshes,
         }
     }
 
@@ -399,6 +405,7 @@ impl App {
                 };
             }
             Action::ToggleQueries => self.show_queries = !self.show_queries,
+            Action::Refresh => self.refreshes += 1,
             Action::Back => {
                 if self.help {
                     self.help = false;

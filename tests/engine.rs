@@ -838,6 +838,7 @@ async fn the_dashboards_focus_reaches_the_poller_and_the_focused_profile_is_read
 
     control.send_replace(Control {
         focus: vec!["multi".into()],
+        ..Control::default()
     });
     let focused = tokio::time::timeout(
         Duration::from_secs(10),
@@ -856,6 +857,35 @@ async fn the_dashboards_focus_reaches_the_poller_and_the_focused_profile_is_read
         3,
         "every holder shown"
     );
+    drop(rx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+#[tokio::test]
+async fn the_operator_can_ask_for_a_poll_now_and_a_new_focus_alone_adds_no_poll() {
+    use locktop::source::{Control, Feed, PollerSettings, run_poller};
+    let url = database("refresh").await;
+    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
+    let (control, control_rx) = tokio::sync::watch::channel(Control::default());
+    let settings = PollerSettings {
+        target: Target::new(Some(&url)).expect("url"),
+        label: None,
+        mapping: LeaseMapping::default(),
+        // Long enough that only the first tick falls inside the test.
+        interval: Duration::from_mins(5),
+        ttl: Duration::from_secs(30),
+    };
+    let task = tokio::spawn(run_poller(settings, None, tx, control_rx));
+    rx.wait_for(|f| f.polls == 1).await.expect("the first poll");
+    // A new focus waits for the next scheduled poll (an absence: only waiting can show it).
+    control.send_modify(|c| c.focus = vec!["P".into()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.borrow().polls, 1, "a focus change alone adds no poll");
+    control.send_modify(|c| c.refreshes += 1);
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|f| f.polls == 2))
+        .await
+        .expect("the poll asked for comes at once")
+        .expect("poller alive");
     drop(rx);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

@@ -53,6 +53,8 @@ impl Default for Feed {
 pub struct Control {
     /// Profile names as the dashboard shows them (`target:profile` when several databases are watched).
     pub focus: Vec<String>,
+    /// How many times the operator asked for a poll now (`r`): each new count is one poll at once.
+    pub refreshes: u64,
 }
 
 impl Control {
@@ -81,6 +83,7 @@ mod tests {
     fn each_target_of_several_gets_only_its_own_profiles_in_focus() {
         let c = Control {
             focus: vec!["east:hot-1".into(), "west:hot-1".into(), "eastern:x".into()],
+            refreshes: 0,
         };
         assert_eq!(c.focus_of(Some("east")), ["hot-1"]);
         assert_eq!(c.focus_of(None), c.focus);

@@ -98,13 +98,31 @@ pub async fn run_poller(
     settings: PollerSettings,
     mut monitor: Option<Monitor>,
     tx: watch::Sender<Feed>,
-    control: watch::Receiver<Control>,
+    mut control: watch::Receiver<Control>,
 ) {
     let limits = SessionLimits::for_interval(settings.interval);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
     let mut ticker = every(settings.interval);
+    let mut refreshes = control.borrow().refreshes;
+    // Until the dashboard that steers this poller is gone.
+    let mut steered = true;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = control.changed(), if steered => {
+                if changed.is_err() {
+                    steered = false;
+                    continue;
+                }
+                // A new focus waits for the next tick; a refresh asked for is one poll now, and the next
+                // scheduled poll an interval after it.
+                if control.borrow_and_update().refreshes == refreshes {
+                    continue;
+                }
+                ticker.reset();
+            }
+        }
+        refreshes = control.borrow().refreshes;
         if tx.is_closed() {
             break;
         }

@@ -15,6 +15,7 @@ const HELP: &[&str] = &[
     "j k ↑ ↓      move                       PgUp PgDn Home End",
     "Enter        detail of the profile      Tab      profiles / lock waits",
     "t            show query texts           Ctrl-Z   suspend (fg resumes)",
+    "r            poll now",
     "",
     "ok         held and renewed, nobody failing",
     "contended  a failed acquisition or a lock wait within the last TTL",
