@@ -13,6 +13,7 @@ pub mod read;
 pub mod service;
 pub mod simple;
 pub mod text;
+mod unread;
 
 pub use crate::model::feed::{Control, Feed, Link};
 pub use connect::{Pooler, SessionLimits, Target};

@@ -12,11 +12,12 @@ use sqlx::postgres::PgConnection;
 use super::connect::{self, Pooler, SessionLimits, Target};
 use super::error::SourceError;
 use super::lease::{
-    FullRead, LeaseRows, LeaseTable, Locker, LockersRead, RowAt, RowLookup, RowsAtRead, SummaryRead,
+    FullRead, LeaseRows, LeaseTable, LockersRead, RowAt, RowLookup, RowsAtRead, SummaryRead,
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
 use super::read::{self, Batch, Read};
 use super::text;
+use super::unread::{row_lookup, table_locked_text, unread_text};
 use crate::config::LeaseMapping;
 use crate::model::snapshot::ProfileSummary;
 use crate::model::{LeaseRow, LockWait, Snapshot, Visibility};
@@ -655,86 +656,5 @@ impl Monitor {
     /// Closes the connection.
     pub async fn close(self) {
         connect::close(self.conn).await;
-    }
-}
-
-/// What to look up to name the rows of the waits that `which` picks: the addresses of those that wait on
-/// or hold a tuple lock, the transaction ids of the others (each once).
-fn row_lookup(waits: &[LockWait], which: impl Fn(&LockWait) -> bool) -> RowLookup {
-    let mut lookup = RowLookup::default();
-    for w in waits.iter().filter(|w| which(w)) {
-        match (w.tuple, &w.transactionid) {
-            (Some(tid), _) => lookup.tids.push(tid),
-            (None, Some(xid)) => lookup.xids.push(xid.clone()),
-            (None, None) => {}
-        }
-    }
-    lookup.tids.sort_unstable();
-    lookup.tids.dedup();
-    lookup.xids.sort_unstable();
-    lookup.xids.dedup();
-    lookup
-}
-
-/// Why the lease rows are missing after a failed read, for the screen and the JSON notes.
-fn unread_text(e: &SourceError) -> String {
-    format!("lease rows unread: {e}")
-}
-
-/// What the screen says when the lease table is locked: who holds or wants ACCESS EXCLUSIVE on it, and whom
-/// a queued request waits behind (the culprit: often an open transaction, not the migration itself).
-fn table_locked_text(table: &str, lockers: &[Locker], activity: &locks::Activity) -> String {
-    let about = |pid: i32| {
-        activity
-            .sessions
-            .iter()
-            .find(|s| s.pid == pid)
-            .map(|s| {
-                [s.application.as_deref(), s.state.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| !t.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .filter(|t| !t.is_empty())
-            .map(|t| format!(" ({t})"))
-            .unwrap_or_default()
-    };
-    let who: Vec<String> = lockers
-        .iter()
-        .map(|&Locker { pid, granted }| {
-            let verb = if granted { "holds" } else { "waits for" };
-            let Some(pid) = pid else {
-                return format!("a prepared transaction {verb} AccessExclusiveLock");
-            };
-            let behind: Vec<String> = activity
-                .waits
-                .iter()
-                .filter(|w| !granted && w.pid == pid)
-                .flat_map(|w| &w.blocked_by)
-                .map(|&b| {
-                    if b == 0 {
-                        "a prepared transaction".to_owned()
-                    } else {
-                        format!("pid {b}{}", about(b))
-                    }
-                })
-                .collect();
-            let behind = if behind.is_empty() {
-                String::new()
-            } else {
-                format!(" behind {}", behind.join(", "))
-            };
-            format!("pid {pid} {verb} AccessExclusiveLock{}{behind}", about(pid))
-        })
-        .collect();
-    // Who and behind whom first: on a narrow screen the end of the line is what gets cut.
-    if who.is_empty() {
-        format!(
-            "lease rows unread: {table} is locked by another session (lock_timeout; see the locks pane)"
-        )
-    } else {
-        format!("lease rows unread: {} on {table}", who.join("; "))
     }
 }
