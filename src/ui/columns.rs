@@ -289,6 +289,99 @@ pub fn sparkline(samples: &[Option<u32>], width: usize, glyphs: Glyphs) -> Strin
     out
 }
 
+/// A column of the detail pane's list of a profile's lock rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowColumn {
+    Key,
+    /// `(released)` for a row nobody holds.
+    Owner,
+    Ttl,
+    Held,
+    Fails,
+    /// The backend that holds it (`pid 123 app`), or the prepared transaction; and how many wait on it.
+    Backend,
+}
+
+impl RowColumn {
+    /// Every column, in order.
+    pub const ALL: [Self; 6] = [
+        Self::Key,
+        Self::Owner,
+        Self::Ttl,
+        Self::Held,
+        Self::Fails,
+        Self::Backend,
+    ];
+
+    /// The column's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Key => "KEY",
+            Self::Owner => "OWNER",
+            Self::Ttl => "TTL",
+            Self::Held => "HELD",
+            Self::Fails => "FAILS",
+            Self::Backend => "BACKEND",
+        }
+    }
+
+    /// The column's width; the backend takes what is left.
+    pub fn constraint(self) -> Constraint {
+        match self {
+            Self::Key => Constraint::Length(16),
+            Self::Owner => Constraint::Length(24),
+            Self::Ttl | Self::Held => Constraint::Length(8),
+            Self::Fails => Constraint::Length(7),
+            Self::Backend => Constraint::Fill(1),
+        }
+    }
+
+    /// Numbers and durations line up on the right.
+    pub fn right_aligned(self) -> bool {
+        matches!(self, Self::Ttl | Self::Held | Self::Fails)
+    }
+
+    /// What the cell of row `r` reads at `now`.
+    pub fn text(self, r: &RowView, now: DateTime<Utc>) -> String {
+        match self {
+            Self::Key => display_value(r.key.as_deref()).to_owned(),
+            Self::Owner => r.owner.clone().unwrap_or_else(|| "(released)".to_owned()),
+            Self::Ttl => r
+                .ttl_remaining(now)
+                .map_or_else(|| "-".to_owned(), human_duration),
+            Self::Held => r
+                .acquired_at
+                .map_or_else(|| "-".into(), |a| human_duration(now - a)),
+            Self::Fails => r
+                .contention_count
+                .filter(|c| *c > 0)
+                .map_or_else(|| "-".into(), |c| c.to_string()),
+            Self::Backend => {
+                let backend = match (r.pid, &r.application, &r.prepared) {
+                    (Some(pid), Some(app), _) => format!("pid {pid} {app}"),
+                    (Some(pid), None, _) => format!("pid {pid}"),
+                    (None, _, Some(gid)) => format!("prepared '{gid}'"),
+                    _ => String::new(),
+                };
+                let mut out = text::clean(&backend, 30);
+                if r.waiters > 0 {
+                    let _ = write!(out, "  {} waiting", r.waiters);
+                }
+                out
+            }
+        }
+    }
+
+    /// A cell's text defused, cut or padded to `width` cells, aligned as the column is.
+    pub fn fit(self, s: &str, width: usize) -> String {
+        if self.right_aligned() {
+            format!("{:>width$}", text::clean(s, width))
+        } else {
+            text::fit(s, width)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

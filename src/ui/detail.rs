@@ -2,15 +2,14 @@
 //! sessions waiting on its rows, and what the history window saw.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::columns::status_label;
+use super::columns::{RowColumn, status_label};
 use super::profiles::status_style;
 use super::{Glyphs, border_set, text};
 use crate::app::App;
-use crate::model::human_duration;
 use crate::model::rules::display_value;
 use crate::theme::Theme;
 
@@ -58,17 +57,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         ),
         theme.dim,
     ));
-    lines.push(Line::styled(
-        text::fit(
-            &format!(
-                "  {:<16} {:<24} {:>8} {:>8} {:>7} {}",
-                "KEY", "OWNER", "TTL", "HELD", "FAILS", "BACKEND"
-            ),
-            w,
-        ),
-        theme.dim,
-    ));
-    lines.extend(row_lines(p, now, theme, w));
+    let mut waits = Vec::new();
     if let Some(board) = &app.board {
         for wv in board
             .waits
@@ -76,7 +65,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             .filter(|wv| wv.profile.as_deref() == Some(p.profile.as_str()))
         {
             let by = crate::model::rules::blocker_names(wv);
-            lines.push(Line::raw(text::fit(
+            waits.push(Line::raw(text::fit(
                 &format!(
                     "  waiting: pid {} ({}) on {} for {}, {} blocked by {}",
                     wv.wait.pid,
@@ -90,52 +79,72 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             )));
         }
     }
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    // The lines above the rows, the rows' table, the waits below: each as tall as it needs while room lasts.
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [above, table, below] = Layout::vertical([
+        Constraint::Length(u16::try_from(lines.len()).unwrap_or(u16::MAX)),
+        Constraint::Length(u16::try_from(p.rows.len() + 1).unwrap_or(u16::MAX)),
+        Constraint::Fill(1),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(lines), above);
+    let table = indented(table, 2);
+    frame.render_widget(rows_table(p, now, theme, table.width), table);
+    frame.render_widget(Paragraph::new(waits), below);
 }
 
-/// One line per lock row of the profile.
-fn row_lines(
+/// `area` without its first `by` columns.
+fn indented(area: Rect, by: u16) -> Rect {
+    Rect {
+        x: area.x + by.min(area.width),
+        width: area.width.saturating_sub(by),
+        ..area
+    }
+}
+
+/// Every lock row of the profile, its columns declared in [`RowColumn`]; an expired row in the expired style.
+fn rows_table<'a>(
     p: &crate::model::ProfileView,
     now: chrono::DateTime<chrono::Utc>,
     theme: &Theme,
-    w: usize,
-) -> Vec<Line<'static>> {
-    let mut lines = Vec::new();
-    for r in &p.rows {
-        let ttl = r
-            .ttl_remaining(now)
-            .map_or_else(|| "-".to_owned(), human_duration);
-        let held = r
-            .acquired_at
-            .map_or_else(|| "-".into(), |a| human_duration(now - a));
-        let backend = match (r.pid, &r.application, &r.prepared) {
-            (Some(pid), Some(app), _) => format!("pid {pid} {app}"),
-            (Some(pid), None, _) => format!("pid {pid}"),
-            (None, _, Some(gid)) => format!("prepared '{gid}'"),
-            _ => String::new(),
-        };
-        let line = format!(
-            "  {:<16} {:<24} {:>8} {:>8} {:>7} {}{}",
-            text::clean(display_value(r.key.as_deref()), 16),
-            text::clean(r.owner.as_deref().unwrap_or("(released)"), 24),
-            ttl,
-            held,
-            r.contention_count
-                .filter(|c| *c > 0)
-                .map_or_else(|| "-".into(), |c| c.to_string()),
-            text::clean(&backend, 30),
-            if r.waiters > 0 {
-                format!("  {} waiting", r.waiters)
-            } else {
-                String::new()
-            }
-        );
+    width: u16,
+) -> Table<'a> {
+    const SPACING: u16 = 1;
+    let constraints: Vec<Constraint> = RowColumn::ALL.iter().map(|c| c.constraint()).collect();
+    // Each cell is fitted to its column's real width, so a cut shows as an ellipsis.
+    let widths: Vec<u16> = Layout::horizontal(constraints.clone())
+        .spacing(SPACING)
+        .split(Rect::new(0, 0, width, 1))
+        .iter()
+        .map(|r| r.width)
+        .collect();
+    let cell = |i: usize, s: &str| {
+        let c = RowColumn::ALL[i];
+        Cell::from(Span::raw(c.fit(s, usize::from(widths[i]))))
+    };
+    let header = Row::new(
+        RowColumn::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cell(i, c.title())),
+    )
+    .style(theme.dim);
+    let rows = p.rows.iter().map(|r| {
         let style = if r.is_expired(now) {
             theme.expired
         } else {
             ratatui::style::Style::default()
         };
-        lines.push(Line::styled(text::fit(&line, w), style));
-    }
-    lines
+        Row::new(
+            RowColumn::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cell(i, &c.text(r, now))),
+        )
+        .style(style)
+    });
+    Table::new(rows, constraints)
+        .header(header)
+        .column_spacing(SPACING)
 }
