@@ -39,7 +39,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             if p.detailed {
                 ""
             } else {
-                " (summary: rows are read in detail when the profile is contended or expired)"
+                " (summary: its every row is read from the next poll on)"
             }
         )),
     ])];
