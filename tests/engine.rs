@@ -801,7 +801,7 @@ async fn waits_in_another_database_are_not_this_monitors_business() {
 
 #[tokio::test]
 async fn the_dashboards_focus_reaches_the_poller_and_the_focused_profile_is_read_in_detail() {
-    use locktop::source::{Control, Feed, PollerSettings, run_poller};
+    use locktop::source::{Control, Feed};
     let url = database("focus").await;
     let mut admin = connect(&url).await;
     // A calm profile of several rows: in summary mode only its aggregate is read, until it is in focus.
@@ -811,16 +811,7 @@ async fn the_dashboards_focus_reaches_the_poller_and_the_focused_profile_is_read
            SELECT 'multi', s, 'w-' || s, now() + interval '10 min' FROM unnest(ARRAY['A', 'B', 'C']) s",
     )
     .await;
-    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
-    let (control, control_rx) = tokio::sync::watch::channel(Control::default());
-    let settings = PollerSettings {
-        target: Target::new(Some(&url)).expect("url"),
-        label: None,
-        mapping: LeaseMapping::default(),
-        interval: Duration::from_millis(100),
-        ttl: Duration::from_secs(30),
-    };
-    let task = tokio::spawn(run_poller(settings, None, tx, control_rx));
+    let (mut rx, control, task) = steered_poller(&url, Duration::from_millis(100));
     let detail_rows = |f: &Feed| {
         f.snapshot.as_ref().map_or(0, |s| {
             s.leases
@@ -863,19 +854,9 @@ async fn the_dashboards_focus_reaches_the_poller_and_the_focused_profile_is_read
 
 #[tokio::test]
 async fn the_operator_can_ask_for_a_poll_now_and_a_new_focus_alone_adds_no_poll() {
-    use locktop::source::{Control, Feed, PollerSettings, run_poller};
     let url = database("refresh").await;
-    let (tx, mut rx) = tokio::sync::watch::channel(Feed::default());
-    let (control, control_rx) = tokio::sync::watch::channel(Control::default());
-    let settings = PollerSettings {
-        target: Target::new(Some(&url)).expect("url"),
-        label: None,
-        mapping: LeaseMapping::default(),
-        // Long enough that only the first tick falls inside the test.
-        interval: Duration::from_mins(5),
-        ttl: Duration::from_secs(30),
-    };
-    let task = tokio::spawn(run_poller(settings, None, tx, control_rx));
+    // Long enough that only the first tick falls inside the test.
+    let (mut rx, control, task) = steered_poller(&url, Duration::from_mins(5));
     rx.wait_for(|f| f.polls == 1).await.expect("the first poll");
     // A new focus waits for the next scheduled poll (an absence: only waiting can show it).
     control.send_modify(|c| c.focus = vec!["P".into()]);
@@ -888,4 +869,28 @@ async fn the_operator_can_ask_for_a_poll_now_and_a_new_focus_alone_adds_no_poll(
         .expect("poller alive");
     drop(rx);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// A dashboard's poller on `url` (summary mode, polling every `interval`): its feed, the command channel that
+/// steers it, and its task.
+fn steered_poller(
+    url: &str,
+    interval: Duration,
+) -> (
+    tokio::sync::watch::Receiver<locktop::source::Feed>,
+    tokio::sync::watch::Sender<locktop::source::Control>,
+    tokio::task::JoinHandle<()>,
+) {
+    use locktop::source::{Control, Feed, PollerSettings, run_poller};
+    let (tx, rx) = tokio::sync::watch::channel(Feed::default());
+    let (control, control_rx) = tokio::sync::watch::channel(Control::default());
+    let settings = PollerSettings {
+        target: Target::new(Some(url)).expect("url"),
+        label: None,
+        mapping: LeaseMapping::default(),
+        interval,
+        ttl: Duration::from_secs(30),
+    };
+    let task = tokio::spawn(run_poller(settings, None, tx, control_rx));
+    (rx, control, task)
 }

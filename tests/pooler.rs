@@ -210,15 +210,8 @@ async fn row_waits_are_named_and_a_migration_lock_is_not_queued_behind_through_t
         waiter
     });
     common::wait_for_lock_waiters(&url, 1).await;
-    let mut named = None;
-    for poll in 0..3 {
-        let s = m.poll().await.expect("poll");
-        if let Some(w) = s.waits.iter().find(|w| w.lease_row.is_some()) {
-            named = Some((poll, w.lease_row.clone()));
-            break;
-        }
-    }
-    let (poll, row) = named.expect("the waited-on row is named within three polls");
+    let (poll, w) = poll_until_named(&mut m).await;
+    let row = w.lease_row;
     assert_eq!(row, Some((Some("ROW".into()), Some("BTC".into())).into()));
     assert!(poll <= 1, "named on poll {poll}");
     exec(&mut holder, "COMMIT").await;
@@ -326,18 +319,22 @@ async fn a_lone_upsert_waiter_is_named_through_the_pooler_by_xmax() {
         waiter
     });
     common::wait_for_lock_waiters(&url, 1).await;
-    let mut named = None;
-    for poll in 0..3 {
-        let s = m.poll().await.expect("poll");
-        if let Some(w) = s.waits.iter().find(|w| w.lease_row.is_some()) {
-            assert_eq!(w.tuple, None, "no tuple lock names this row: {w:?}");
-            named = Some((poll, w.lease_row.clone()));
-            break;
-        }
-    }
-    let (poll, row) = named.expect("the waited-on row is named within three polls");
+    let (poll, w) = poll_until_named(&mut m).await;
+    assert_eq!(w.tuple, None, "no tuple lock names this row: {w:?}");
+    let row = w.lease_row;
     assert_eq!(row, Some((Some("UP".into()), Some("BTC".into())).into()));
     assert!(poll <= 1, "named on poll {poll}");
     exec(&mut holder, "ROLLBACK").await;
     drop(waiting.await);
+}
+
+/// Polls until a wait's lease row is named (within three polls): which poll, and the wait.
+async fn poll_until_named(m: &mut Monitor) -> (usize, locktop::model::LockWait) {
+    for poll in 0..3 {
+        let s = m.poll().await.expect("poll");
+        if let Some(w) = s.waits.into_iter().find(|w| w.lease_row.is_some()) {
+            return (poll, w);
+        }
+    }
+    panic!("the waited-on row is named within three polls");
 }
