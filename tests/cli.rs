@@ -129,3 +129,29 @@ fn a_theme_name_is_looked_up_in_the_user_config_directory_first() {
         "the user's theme was read: {text:?}"
     );
 }
+
+/// `locktop snapshot | head -1`: the reader goes away; locktop stops quietly, as other Unix tools do, with its
+/// own status and no "Broken pipe" error. (The reading end is closed before locktop has even connected, so its
+/// write is sure to find nobody.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_whose_reader_goes_away_stops_quietly() {
+    let url = common::database("brokenpipe").await;
+    let _held = common::acquire(&url, "P", "w").await;
+    for format in ["table", "json"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+            .args(["snapshot", "--format", format, "--dsn", &url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{format}: nothing on stderr: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{format}: its own status (calm)"
+        );
+    }
+}

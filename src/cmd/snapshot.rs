@@ -84,20 +84,26 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         notes.extend(view.errors.iter().cloned());
     }
 
+    let status = exit_status(&board, &incomplete);
     let mut out = std::io::stdout().lock();
-    match args.format {
+    let written = match args.format {
         Format::Json => {
             let mut report = Report::new(&board, &description, snapshot.visibility, notes);
             if let Some(view) = &service {
                 report = report.with_service(view);
             }
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
+            serde_json::to_writer_pretty(&mut out, &report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
         }
-        Format::Table => write_table(&mut out, &board, &description, &notes)?,
+        Format::Table => write_table(&mut out, &board, &description, &notes),
+    };
+    match written.and_then(|()| out.flush()) {
+        // The reader went away (`| head -1`): like other Unix tools, stop quietly; the status stands.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(status),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(status),
     }
-    out.flush()?;
-    Ok(exit_status(&board, &incomplete))
 }
 
 /// Several targets' single polls as one snapshot: a target whose poll failed is a part marked down. Fails
