@@ -155,3 +155,37 @@ async fn a_snapshot_whose_reader_goes_away_stops_quietly() {
         );
     }
 }
+
+/// With no connection settings at all (no --dsn, no PG* variable, no [[target]]) the one-line error says how to
+/// give them and names `locktop demo`; with settings given it does not pretend they were missing.
+#[test]
+fn no_connection_settings_at_all_get_a_getting_started_hint() {
+    let home = tempfile::tempdir().expect("dir");
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"));
+        cmd.args(["snapshot", "--interval", "200ms"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for needle in [
+        "no connection settings were given",
+        "--dsn",
+        "PGHOST",
+        "locktop demo",
+    ] {
+        assert!(err.contains(needle), "{needle:?} in {err}");
+    }
+    let out = run(&[("PGHOST", "/nonexistent-socket-dir")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("no connection settings"), "{err}");
+}

@@ -24,7 +24,21 @@ pub struct Target {
     options: PgConnectOptions,
     description: String,
     pooler: Pooler,
+    /// Made from no settings at all (no DSN, no `PG*` connection variable): a failure to connect then says
+    /// how to give them.
+    unconfigured: bool,
 }
+
+/// The environment variables that say where to connect, as libpq reads them.
+const CONNECTION_VARIABLES: [&str; 7] = [
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGSERVICE",
+    "PGPASSWORD",
+];
 
 /// Timeouts of the monitor's session, derived from the poll interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +76,15 @@ impl Target {
                 .map_err(|e| SourceError::BadDsn(dsn_reason(&e)))?,
         };
         let description = describe(&options);
+        let unconfigured = dsn.is_none_or(|d| d.trim().is_empty())
+            && CONNECTION_VARIABLES
+                .iter()
+                .all(|v| std::env::var_os(v).is_none_or(|value| value.is_empty()));
         Ok(Self {
             options,
             description,
             pooler: Pooler::None,
+            unconfigured,
         })
     }
 
@@ -116,11 +135,21 @@ impl Target {
         .await
         {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(SourceError::from_connect(&e, &self.description)),
-            Err(_) => Err(SourceError::Unreachable {
+            Ok(Err(e)) => Err(self.with_hint(SourceError::from_connect(&e, &self.description))),
+            Err(_) => Err(self.with_hint(SourceError::Unreachable {
                 target: self.description.clone(),
                 reason: "no answer within the connect timeout".into(),
-            }),
+            })),
+        }
+    }
+
+    /// A connect failure, with how to give connection settings when none were given (a pooler's refusal is
+    /// left as it is: the monitor answers it by connecting as behind a pooler).
+    fn with_hint(&self, e: SourceError) -> SourceError {
+        match e {
+            e @ SourceError::PoolerRefused { .. } => e,
+            e if self.unconfigured => SourceError::NoSettings(Box::new(e)),
+            e => e,
         }
     }
 

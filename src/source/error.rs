@@ -10,6 +10,10 @@ pub enum SourceError {
     #[error("invalid DSN: {0}; write it as postgres://user@host:port/dbname (or key=value pairs)")]
     BadDsn(String),
     #[error(
+        "{0}; no connection settings were given: pass --dsn postgres://USER@HOST:PORT/DBNAME, set PGHOST, PGUSER and PGDATABASE, or add a [[target]] to the config file (`locktop demo` shows locktop on a throwaway database)"
+    )]
+    NoSettings(Box<SourceError>),
+    #[error(
         "cannot connect to {target}: {reason}; check the host and port, and that the server is running"
     )]
     Unreachable { target: String, reason: String },
@@ -71,10 +75,13 @@ pub enum SourceError {
 impl SourceError {
     /// Whether the connection must be dropped and made anew after this error.
     pub fn needs_reconnect(&self) -> bool {
-        matches!(
-            self,
-            Self::Timeout(_) | Self::ConnectionLost(_) | Self::Unreachable { .. }
-        )
+        match self {
+            Self::NoSettings(inner) => inner.needs_reconnect(),
+            other => matches!(
+                other,
+                Self::Timeout(_) | Self::ConnectionLost(_) | Self::Unreachable { .. }
+            ),
+        }
     }
 
     /// Classifies an error from a query on an open connection.
