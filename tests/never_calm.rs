@@ -631,15 +631,18 @@ async fn wait_times_are_exact_from_14_and_marked_approximate_on_13() {
 }
 
 /// Sessions and lock waits that cannot be read (here `pg_blocking_pids` is revoked from the monitor's role) do
-/// not hide the lease rows, and do not pass for calm: the snapshot says why, and `snapshot` exits 3.
+/// not hide the lease rows, and do not pass for calm: the dashboard keeps the waits it last read, the snapshot
+/// says why, and `snapshot` exits 3.
 #[tokio::test]
 async fn unreadable_lock_waits_leave_the_rows_and_are_not_calm() {
     let url = database("locksunread").await;
     let _held = common::acquire(&url, "P", "w").await;
     let reader = common::reader_role(&url, "nolocks").await;
-    let mut m = monitor(&reader, &LeaseMapping::default()).await;
+    let wait = common::AdvisoryWait::start(&url, 77, "holder", "SELECT pg_advisory_lock(77)").await;
+    let mut m = dashboard_monitor(&reader).await;
     let first = m.poll().await.expect("first poll");
     assert_eq!(first.locks_error, None);
+    assert_eq!(first.waits.len(), 1, "{:?}", first.waits);
     let mut admin = connect(&url).await;
     exec(
         &mut admin,
@@ -649,8 +652,20 @@ async fn unreadable_lock_waits_leave_the_rows_and_are_not_calm() {
     let during = m.poll().await.expect("the poll does not fail");
     let error = during.locks_error.clone().expect("the waits are unread");
     assert!(error.contains("pg_blocking_pids"), "{error}");
-    assert_eq!(during.leases.len(), 1, "the rows are still read");
+    // The rows are still read: P (calm) as its per-profile aggregate, as the dashboard reads it.
+    assert_eq!(during.lease_error, None);
+    assert_eq!(during.leases_as_of, None);
+    assert!(
+        during
+            .summaries
+            .iter()
+            .any(|s| s.group.as_deref() == Some("P")),
+        "{:?}",
+        during.summaries
+    );
+    assert_eq!(during.waits, first.waits, "the waits last read stay");
     assert!(during.incomplete().iter().any(|n| n.contains("unread")));
     let (code, doc) = run_snapshot(&["--dsn", &reader]);
     assert_eq!(code, 3, "{doc:#}");
+    wait.release().await;
 }

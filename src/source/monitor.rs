@@ -257,7 +257,9 @@ impl Monitor {
         // last ones read stay, and the snapshot says why.
         let (mut activity, locks_error) = match self.activity.fetch(&mut self.conn).await {
             Ok(found) => {
-                self.last_activity = Some(found.clone());
+                if self.keeps_last_reads() {
+                    self.last_activity = Some(found.clone());
+                }
                 (found, None)
             }
             Err(e) if !e.needs_reconnect() => (
@@ -312,6 +314,13 @@ impl Monitor {
             prepared,
             locks_error,
         })
+    }
+
+    /// Whether this monitor keeps what it read for a later poll that cannot read it: the dashboard's polls
+    /// (summary mode: the few rows that matter, the aggregates shared). A full read is `snapshot`'s one poll,
+    /// which has no later one, and copying every row and session of a large database would cost it.
+    fn keeps_last_reads(&self) -> bool {
+        matches!(self.detail, LeaseDetail::Summary { .. })
     }
 
     /// The sessions and waits last read, for a poll that could not read them.
@@ -383,10 +392,7 @@ impl Monitor {
             locks_error,
         } = polled;
         let (lease_read, leases_as_of) = if let Some(found) = lease.read {
-            // Kept for the dashboard's next polls (summary mode: the few rows that matter, the aggregates
-            // shared); a full read is `snapshot`'s one poll, which has no next one, and copying every row of a
-            // large table would cost it.
-            if matches!(self.detail, LeaseDetail::Summary { .. }) {
+            if self.keeps_last_reads() {
                 self.last_leases = Some(found.clone());
             }
             (found, None)
