@@ -183,11 +183,16 @@ impl Column {
         if self.gap() && width > 0 {
             return format!(" {}", text::fit(s, width - 1));
         }
-        if self.right_aligned() {
-            format!("{:>width$}", text::clean(s, width))
-        } else {
-            text::fit(s, width)
-        }
+        fit_aligned(s, width, self.right_aligned())
+    }
+}
+
+/// `s` defused, cut or padded to `width` cells, on the right when `right`.
+fn fit_aligned(s: &str, width: usize, right: bool) -> String {
+    if right {
+        format!("{:>width$}", text::clean(s, width))
+    } else {
+        text::fit(s, width)
     }
 }
 
@@ -374,11 +379,7 @@ impl RowColumn {
 
     /// A cell's text defused, cut or padded to `width` cells, aligned as the column is.
     pub fn fit(self, s: &str, width: usize) -> String {
-        if self.right_aligned() {
-            format!("{:>width$}", text::clean(s, width))
-        } else {
-            text::fit(s, width)
-        }
+        fit_aligned(s, width, self.right_aligned())
     }
 }
 

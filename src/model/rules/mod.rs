@@ -124,19 +124,13 @@ pub fn evaluate(
     if snapshot.parts.is_empty() {
         return evaluate_one(snapshot, history, rules, now, None);
     }
-    let mut joined = Board {
-        now,
-        profiles: Vec::new(),
-        waits: Vec::new(),
-        alerts: Vec::new(),
-        doubts: Vec::new(),
-    };
-    let mut prepared = Vec::new();
+    let (mut profiles, mut waits, mut doubts, mut prepared) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for part in &snapshot.parts {
         let board = evaluate_one(&part.snapshot, history, rules, now, Some(&part.target));
-        joined.profiles.extend(board.profiles);
-        joined.waits.extend(board.waits);
-        joined.doubts.extend(
+        profiles.extend(board.profiles);
+        waits.extend(board.waits);
+        doubts.extend(
             board
                 .doubts
                 .into_iter()
@@ -144,10 +138,9 @@ pub fn evaluate(
         );
         prepared.extend(part.snapshot.prepared.iter().cloned());
     }
-    let doubts = std::mem::take(&mut joined.doubts);
     Board {
         doubts,
-        ..board(joined.profiles, joined.waits, &prepared, rules, now)
+        ..board(profiles, waits, &prepared, rules, now)
     }
 }
 
