@@ -118,7 +118,7 @@ fn tally(recording: &Recording) -> Tally {
         rules::record(&mut history, snapshot, &rules);
         let board = rules::evaluate(snapshot, &history, &rules, at);
         t.alerted += usize::from(board.escalated());
-        t.unvouched += usize::from(!snapshot.incomplete().is_empty() || !board.doubts.is_empty());
+        t.unvouched += usize::from(!super::snapshot::vouches_for_calm(snapshot, &board));
         let mut contended_now = Vec::new();
         for p in &board.profiles {
             t.profiles.insert(p.profile.clone());

@@ -22,14 +22,20 @@ pub const EXIT_ESCALATED: i32 = 2;
 /// Exit status when the read was incomplete and nothing fired: locktop cannot vouch for calm.
 pub const EXIT_INCOMPLETE: i32 = 3;
 
-/// The exit status of a board and what kept it from being complete.
-pub fn exit_status(board: &Board, incomplete: &[String]) -> i32 {
+/// Whether locktop can vouch for calm on this snapshot and its board: everything was read, and every wait on a
+/// lease row is attributed to its profile.
+pub fn vouches_for_calm(snapshot: &Snapshot, board: &Board) -> bool {
+    snapshot.incomplete().is_empty() && board.doubts.is_empty()
+}
+
+/// The exit status of a board: 2 when a trigger fired, else 3 when locktop cannot vouch for calm, else 0.
+pub fn exit_status(board: &Board, vouches: bool) -> i32 {
     if board.escalated() {
         EXIT_ESCALATED
-    } else if !incomplete.is_empty() || !board.doubts.is_empty() {
-        EXIT_INCOMPLETE
-    } else {
+    } else if vouches {
         0
+    } else {
+        EXIT_INCOMPLETE
     }
 }
 
@@ -71,8 +77,7 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
 
     let rules = config.thresholds.rules();
     let board = evaluate_once(&snapshot, &rules);
-    let incomplete = snapshot.incomplete();
-    let mut notes = incomplete.clone();
+    let mut notes = snapshot.incomplete();
     notes.extend(board.doubts.iter().cloned());
     notes.extend(snapshot.visibility.note().map(str::to_owned));
     notes.extend(snapshot.source_notes());
@@ -84,7 +89,7 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
         notes.extend(view.errors.iter().cloned());
     }
 
-    let status = exit_status(&board, &incomplete);
+    let status = exit_status(&board, vouches_for_calm(&snapshot, &board));
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => {

@@ -189,9 +189,10 @@ impl Snapshot {
         }
     }
 
-    /// What could not be read or is not what it seems, most urgent first: the lease rows unread, a standby,
-    /// each database that is down (named by its target when several are watched).
-    pub fn urgent_notes(&self) -> Vec<String> {
+    /// What could not be read or is not what it seems, most urgent first: the lease rows or the waits unread, a
+    /// standby, each database that is down (named by its target when several are watched). This is why the
+    /// snapshot cannot vouch for calm (the `snapshot` command's exit status 3); empty when everything was read.
+    pub fn incomplete(&self) -> Vec<String> {
         if self.parts.is_empty() {
             return self
                 .lease_error
@@ -213,7 +214,7 @@ impl Snapshot {
             }));
             out.extend(
                 part.snapshot
-                    .urgent_notes()
+                    .incomplete()
                     .into_iter()
                     .map(|n| format!("{}: {n}", part.target)),
             );
@@ -264,12 +265,6 @@ impl Snapshot {
             prepared: Vec::new(),
             notes: Vec::new(),
         }
-    }
-
-    /// Why this snapshot cannot vouch for calm (the `snapshot` command's exit status 3): a standby, lease rows
-    /// unread, a target down. Empty when everything was read.
-    pub fn incomplete(&self) -> Vec<String> {
-        self.urgent_notes()
     }
 }
 

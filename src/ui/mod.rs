@@ -114,7 +114,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
 fn notes(app: &App) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(s) = &app.snapshot {
-        out.extend(s.urgent_notes());
+        out.extend(s.incomplete());
     }
     if let Some(board) = &app.board {
         out.extend(board.doubts.iter().cloned());
