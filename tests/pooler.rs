@@ -185,14 +185,7 @@ async fn without_the_flag_a_pooler_is_recognised_by_its_refusal_of_startup_param
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_waits_are_named_and_a_migration_lock_is_not_queued_behind_through_the_pooler() {
     let url = common::database("pooled_waits").await;
-    let bouncer = PgBouncer::start(tcp_upstream(&url), 2);
-    let target = Target::new(Some(&url_via(&url, bouncer.addr)))
-        .expect("url")
-        .with_pooler(Pooler::Transaction);
-    let limits = SessionLimits::for_interval(Duration::from_millis(500));
-    let mut m = Monitor::connect(&target, &LeaseMapping::default(), limits)
-        .await
-        .expect("connects");
+    let (_bouncer, limits, mut m) = pooled_monitor(&url).await;
 
     // A row-lock wait: the lease row is named by the poll after the one that first saw the wait.
     let _owner = common::acquire(&url, "ROW", "w1").await;
@@ -299,14 +292,7 @@ async fn the_dashboard_through_the_pooler_shows_the_rows_and_warns_about_pids() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_upsert_waiter_is_named_through_the_pooler_by_xmax() {
     let url = common::database("pooled_xmax").await;
-    let bouncer = PgBouncer::start(tcp_upstream(&url), 2);
-    let target = Target::new(Some(&url_via(&url, bouncer.addr)))
-        .expect("url")
-        .with_pooler(Pooler::Transaction);
-    let limits = SessionLimits::for_interval(Duration::from_millis(500));
-    let mut m = Monitor::connect(&target, &LeaseMapping::default(), limits)
-        .await
-        .expect("connects");
+    let (_bouncer, _, mut m) = pooled_monitor(&url).await;
     let mut holder = common::connect_as(&url, "worker-process").await;
     let take = "SELECT fn_try_acquire_entry_lock_row('UP', 'BTC', 'holder')";
     exec(&mut holder, take).await;
@@ -337,4 +323,18 @@ async fn poll_until_named(m: &mut Monitor) -> (usize, locktop::model::LockWait) 
         }
     }
     panic!("the waited-on row is named within three polls");
+}
+
+/// A PgBouncer in transaction mode (pool of 2) in front of `url`'s server, and a monitor through it polling
+/// every 500 ms, with its limits. The bouncer lives as long as the value returned.
+async fn pooled_monitor(url: &str) -> (PgBouncer, SessionLimits, Monitor) {
+    let bouncer = PgBouncer::start(tcp_upstream(url), 2);
+    let target = Target::new(Some(&url_via(url, bouncer.addr)))
+        .expect("url")
+        .with_pooler(Pooler::Transaction);
+    let limits = SessionLimits::for_interval(Duration::from_millis(500));
+    let m = Monitor::connect(&target, &LeaseMapping::default(), limits)
+        .await
+        .expect("connects");
+    (bouncer, limits, m)
 }
