@@ -55,6 +55,57 @@ impl SortBy {
     }
 }
 
+/// Whether a profile's further held rows get lines of their own (`x` cycles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLines {
+    /// When every visible profile's every row fits on the page.
+    Auto,
+    Expanded,
+    Collapsed,
+}
+
+impl KeyLines {
+    fn next(self) -> Self {
+        match self {
+            Self::Auto => Self::Expanded,
+            Self::Expanded => Self::Collapsed,
+            Self::Collapsed => Self::Auto,
+        }
+    }
+
+    /// The word in the footer.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Expanded => "all",
+            Self::Collapsed => "first",
+        }
+    }
+}
+
+/// The view as it was when the operator paused: its clock, sparklines and service rates stand still.
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    /// Server time when paused (what the header says).
+    pub now: DateTime<Utc>,
+    pub history: History,
+    pub service: Option<crate::model::service::ServiceView>,
+}
+
+/// Where the last frame drew what a mouse click can pick.
+#[derive(Debug, Clone, Default)]
+pub struct Hits {
+    /// The profiles table's lines, and for each the profile's place in the visible list.
+    pub profiles: ratatui::layout::Rect,
+    pub profile_lines: Vec<usize>,
+    /// The lower pane (lock waits, or the detail).
+    pub lower: ratatui::layout::Rect,
+    /// The lock waits' lines, and for each the wait's place in the list (`None` for a blocker's line).
+    pub wait_lines: Vec<Option<usize>>,
+    /// How many of the lock waits' lines are scrolled off the top.
+    pub wait_skip: usize,
+}
+
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -66,6 +117,7 @@ pub enum Action {
     FilterDone,
     FilterCancel,
     CycleSort,
+    CycleKeyLines,
     TogglePause,
     Up,
     Down,
@@ -99,6 +151,7 @@ pub fn keymap(key: KeyEvent, editing_filter: bool) -> Option<Action> {
         KeyCode::Char('?') | KeyCode::F(1) => Action::ToggleHelp,
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('s') => Action::CycleSort,
+        KeyCode::Char('x') => Action::CycleKeyLines,
         KeyCode::Char('p' | ' ') => Action::TogglePause,
         KeyCode::Char('k') | KeyCode::Up => Action::Up,
         KeyCode::Char('j') | KeyCode::Down => Action::Down,
@@ -138,7 +191,11 @@ pub struct App {
     pub detail: bool,
     pub help: bool,
     pub show_queries: bool,
-    pub paused: bool,
+    /// What the screen froze with, while paused (`p`): polling goes on underneath, into the history and the
+    /// latest snapshot, so that resuming is instant and nothing is lost.
+    pub paused: Option<Box<Frozen>>,
+    /// The latest snapshot that arrived while paused, and when: shown at once on resume.
+    pending: Option<(std::sync::Arc<Snapshot>, Option<Instant>)>,
     pub sort: SortBy,
     pub filter: String,
     pub editing_filter: bool,
@@ -147,6 +204,13 @@ pub struct App {
     pub refreshes: u64,
     /// Rows in the profiles table at the last draw (for PgUp/PgDn).
     pub page: usize,
+    /// The first profile shown in the table (the table scrolls only as the cursor needs).
+    pub scroll: usize,
+    /// Whether further held rows get lines of their own: the operator's choice, and what the last draw did.
+    pub key_lines: KeyLines,
+    pub expanded: bool,
+    /// Where the last frame drew what the mouse can pick.
+    pub hits: Hits,
     polls_seen: u64,
     /// A fixed server time instead of the ticking one (view tests, screenshots).
     fixed_now: Option<DateTime<Utc>>,
@@ -177,13 +241,18 @@ impl App {
             detail: false,
             help: false,
             show_queries: false,
-            paused: false,
+            paused: None,
+            pending: None,
             sort: SortBy::Severity,
             filter: String::new(),
             editing_filter: false,
             quit: false,
             refreshes: 0,
             page: 10,
+            scroll: 0,
+            key_lines: KeyLines::Auto,
+            expanded: false,
+            hits: Hits::default(),
             polls_seen: 0,
             fixed_now: None,
             replay: None,
@@ -215,22 +284,42 @@ impl App {
     }
 
     /// Server time now: the snapshot's clock advanced by the monotonic time since it arrived. While paused,
-    /// the clock stops with the screen.
+    /// the time it was paused at.
     pub fn now(&self) -> Option<DateTime<Utc>> {
+        if let Some(frozen) = &self.paused {
+            return Some(frozen.now);
+        }
         if self.fixed_now.is_some() {
             return self.fixed_now;
         }
         let s = self.snapshot.as_ref()?;
-        let elapsed = if self.paused {
-            Duration::ZERO
-        } else {
-            self.received_at?.elapsed()
-        };
+        let elapsed = self.received_at?.elapsed();
         Some(s.server_now + chrono::Duration::from_std(elapsed).unwrap_or_default())
+    }
+
+    /// Whether the screen is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// The history the screen shows: as it was when paused, else the live one.
+    pub fn shown_history(&self) -> &History {
+        self.paused.as_ref().map_or(&self.history, |f| &f.history)
+    }
+
+    /// The service's view the screen shows: as it was when paused, else the latest.
+    pub fn shown_service(&self) -> Option<&crate::model::service::ServiceView> {
+        match &self.paused {
+            Some(f) => f.service.as_ref(),
+            None => self.service.as_ref(),
+        }
     }
 
     /// How old the shown data is, when older than two intervals (the header then says "stale").
     pub fn staleness(&self) -> Option<Duration> {
+        if self.is_paused() {
+            return None;
+        }
         let age = self.received_at?.elapsed();
         (age > self.interval * 2).then_some(age)
     }
@@ -238,6 +327,9 @@ impl App {
     /// When the shown data turns stale, if it is fresh now: the screen is redrawn at that moment rather than at
     /// the next tick.
     pub fn stale_at(&self) -> Option<Instant> {
+        if self.is_paused() {
+            return None;
+        }
         let at = self.received_at? + self.interval * 2 + Duration::from_millis(1);
         (at > Instant::now()).then_some(at)
     }
@@ -259,7 +351,9 @@ impl App {
         }
         if let Some(snapshot) = feed.snapshot.as_ref().filter(|_| !feed.last_poll_failed) {
             rules::record(&mut self.history, snapshot, &self.rules);
-            if !self.paused {
+            if self.is_paused() {
+                self.pending = Some((std::sync::Arc::clone(snapshot), feed.received_at));
+            } else {
                 self.snapshot = Some(std::sync::Arc::clone(snapshot));
                 self.received_at = feed.received_at;
                 self.reevaluate();
@@ -295,12 +389,25 @@ impl App {
 
     /// What the dashboard asks of its feed: the profile under the cursor in focus, so that its every row is
     /// read even while it is calm (the detail pane shows them).
+    /// While the table shows further held rows, the profiles on the page that hold several are in focus too,
+    /// so that each of their rows, not only the one that expires first, is read and shown.
     pub fn control(&self) -> Control {
+        let mut focus: Vec<String> = self
+            .selected_profile()
+            .map(|p| vec![p.profile.clone()])
+            .unwrap_or_default();
+        if self.expanded {
+            let on_page: Vec<String> = self
+                .visible_profiles()
+                .skip(self.scroll)
+                .take(self.page)
+                .filter(|p| p.more_held() > 0 && !focus.contains(&p.profile))
+                .map(|p| p.profile.clone())
+                .collect();
+            focus.extend(on_page);
+        }
         Control {
-            focus: self
-                .selected_profile()
-                .map(|p| vec![p.profile.clone()])
-                .unwrap_or_default(),
+            focus,
             refreshes: self.refreshes,
         }
     }
@@ -344,6 +451,26 @@ impl App {
         self.selected = self.selected.min(self.visible.len().saturating_sub(1));
     }
 
+    /// Freezes the view as it is, or resumes at the latest data.
+    fn toggle_pause(&mut self) {
+        if self.paused.take().is_some() {
+            if let Some((snapshot, at)) = self.pending.take() {
+                self.snapshot = Some(snapshot);
+                self.received_at = at;
+            }
+            self.reevaluate();
+            return;
+        }
+        let Some(now) = self.now() else {
+            return;
+        };
+        self.paused = Some(Box::new(Frozen {
+            now,
+            history: self.history.clone(),
+            service: self.service.clone(),
+        }));
+    }
+
     /// Applies an action.
     pub fn apply(&mut self, action: Action) {
         let last = self.visible.len().saturating_sub(1);
@@ -383,13 +510,8 @@ impl App {
                 self.sort = self.sort.next();
                 self.refilter();
             }
-            Action::TogglePause => {
-                self.paused = !self.paused;
-                if !self.paused {
-                    // Resume at the latest data, not where the screen froze.
-                    self.received_at = self.received_at.or(Some(Instant::now()));
-                }
-            }
+            Action::CycleKeyLines => self.key_lines = self.key_lines.next(),
+            Action::TogglePause => self.toggle_pause(),
             Action::Up => *cursor = cursor.saturating_sub(1),
             Action::Down => *cursor = (*cursor + 1).min(max),
             Action::PageUp => *cursor = cursor.saturating_sub(self.page.max(1)),
@@ -500,7 +622,11 @@ mod tests {
             Some(Action::FilterInput('q')),
             "q types while filtering"
         );
-        assert_eq!(keymap(key(KeyCode::Char('x')), false), None);
+        assert_eq!(
+            keymap(key(KeyCode::Char('x')), false),
+            Some(Action::CycleKeyLines)
+        );
+        assert_eq!(keymap(key(KeyCode::Char('y')), false), None);
     }
 
     #[test]
@@ -559,9 +685,9 @@ mod tests {
     fn pause_help_detail_and_panes_toggle_and_esc_backs_out() {
         let mut app = app_with(&["a"]);
         press(&mut app, KeyCode::Char('p'));
-        assert!(app.paused);
+        assert!(app.is_paused());
         press(&mut app, KeyCode::Char('p'));
-        assert!(!app.paused);
+        assert!(!app.is_paused());
         press(&mut app, KeyCode::Char('?'));
         assert!(app.help);
         press(&mut app, KeyCode::Esc);

@@ -322,6 +322,8 @@ mod tests {
             state: None,
             query: Some("SELECT secret".into()),
             xact_start: None,
+            state_change: None,
+            wait_event: None,
             backend_type: None,
             leader_pid: None,
         };

@@ -285,6 +285,8 @@ fn prepared_blockers_workers_approximate_and_unnamed_waits_read_as_what_they_are
         state: Some("active".into()),
         query: None,
         xact_start: None,
+        state_change: None,
+        wait_event: None,
         backend_type: Some("parallel worker".into()),
         leader_pid: Some(305),
     });

@@ -13,8 +13,8 @@ use crate::model::rules;
 use crate::model::snapshot::Part;
 use crate::model::{Board, History, Snapshot};
 use crate::source::{Monitor, SessionLimits, Target};
-use crate::ui::columns::{Cells, Column, plain_line};
-use crate::ui::text::clean;
+use crate::ui::columns::{self, Cells, Column, Entry, Spec, Width, plain_line};
+use crate::ui::text;
 
 /// Exit status when an escalation trigger fired.
 pub const EXIT_ESCALATED: i32 = 2;
@@ -150,50 +150,79 @@ fn write_table(
     notes: &[String],
 ) -> std::io::Result<()> {
     let now = board.now;
-    writeln!(
-        out,
+    let glyphs = crate::ui::Glyphs::detect();
+    // Every line through the one sanitiser, and in ASCII only under a locale that is not UTF-8.
+    let mut print = |line: &str| {
+        writeln!(
+            out,
+            "{}",
+            text::ascii_if(&text::sanitize(line), !glyphs.unicode)
+        )
+    };
+    print(&format!(
         "{target}  server time {}",
         now.format("%Y-%m-%d %H:%M:%S UTC")
-    )?;
+    ))?;
     for a in &board.alerts {
-        writeln!(out, "{}", a.message())?;
+        print(a.message())?;
     }
     for n in notes {
-        writeln!(out, "note: {n}")?;
+        print(&format!("note: {n}"))?;
     }
-    // The dashboard's columns, as plain text (one poll: no trend to draw).
-    let columns = Column::PLAIN;
-    writeln!(out, "{}", plain_line(&columns, |c| c.title().into()))?;
+    // The dashboard's columns, as plain text (one poll: no trend to draw), each as wide as its widest cell,
+    // and every held row on a line of its own.
     let cells = Cells {
         now,
-        glyphs: crate::ui::Glyphs::detect(),
+        glyphs,
         history: None,
         service: None,
         spark: 0,
     };
-    for p in &board.profiles {
-        writeln!(out, "{}", plain_line(&columns, |c| c.text(p, &cells)))?;
-        for r in &p.reasons {
-            writeln!(out, "{:<12} {}", "", clean(r, 100))?;
+    let lines: Vec<Entry> = board
+        .profiles
+        .iter()
+        .flat_map(|p| columns::entries(p, now, true))
+        .collect();
+    let layout: Vec<(Column, usize)> = Column::PLAIN
+        .iter()
+        .map(|&c| {
+            let width = match c.width() {
+                Width::Fixed(n) => n,
+                Width::Text { min, .. } => lines
+                    .iter()
+                    .map(|e| text::width(&c.text(e, &cells)))
+                    .chain([min, c.title().len()])
+                    .max()
+                    .unwrap_or(min),
+            };
+            (c, width)
+        })
+        .collect();
+    print(&plain_line(&layout, |c, w| c.fit(c.title(), w).into()))?;
+    for e in &lines {
+        print(&plain_line(&layout, |c, w| c.cell(e, &cells, w).into()))?;
+        if e.first {
+            for r in &e.profile.reasons {
+                print(&format!("{:<12}{}", "", text::clean(r, 100)))?;
+            }
         }
     }
     if !board.waits.is_empty() {
-        writeln!(
-            out,
-            "\n{:<8} {:<24} {:<14} {:<24} {:>8}",
+        print("")?;
+        print(&format!(
+            "{:<8} {:<24} {:<14} {:<24} {:>8}",
             "PID", "BLOCKED BY", "LOCKTYPE", "MODE", "WAITING"
-        )?;
+        ))?;
         for w in &board.waits {
             let by = rules::blocker_names(w);
-            writeln!(
-                out,
-                "{:<8} {:<24} {:<14} {:<24} {:>8}",
+            print(&format!(
+                "{:<8} {} {} {} {}",
                 w.wait.pid,
-                clean(&by.join(","), 24),
-                w.wait.locktype,
-                w.wait.mode,
-                crate::ui::text::waited(w, now)
-            )?;
+                text::fit(&by.join(","), 24),
+                text::fit(&w.wait.locktype, 14),
+                text::fit(&w.wait.mode, 24),
+                text::pad_left(&text::waited(w, now), 8)
+            ))?;
         }
     }
     Ok(())

@@ -172,7 +172,7 @@ async fn event_loop(
                 feed.apply(news, app)
             },
             _ = tick.tick() => {
-                if !app.paused {
+                if !app.is_paused() {
                     app.reevaluate();
                 }
                 // Countdowns and the stale/reconnecting timers move every second.

@@ -295,7 +295,7 @@ pub struct ProfileSummary {
     pub group: Option<String>,
     pub rows: i64,
     pub held: i64,
-    /// For a profile of one row, that row's key, owner and acquisition; the first expiry of its held rows.
+    /// The key, owner and acquisition of its held row that expires first; the first expiry of its held rows.
     pub sample_key: Option<String>,
     pub sample_owner: Option<String>,
     pub sample_acquired_at: Option<DateTime<Utc>>,
@@ -317,6 +317,12 @@ pub struct Session {
     /// Truncated in SQL; `None` when the role may not see it.
     pub query: Option<String>,
     pub xact_start: Option<DateTime<Utc>>,
+    /// When `state` last changed: how long it has been idle in transaction, or running its query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_change: Option<DateTime<Utc>>,
+    /// What it waits for now (`Lock:transactionid`, `Client:ClientRead`), as `wait_event_type:wait_event`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_event: Option<String>,
     pub backend_type: Option<String>,
     /// For a parallel worker, its leader's pid (`leader_pid`): the session that holds and waits for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -614,9 +614,9 @@ fn summary_sql(
          agg AS MATERIALIZED ( \
            SELECT g, count(*) AS n, count(o) AS held, min(e) FILTER (WHERE o IS NOT NULL) AS e, \
                   sum(cc::float8)::int8 AS cc, max(cs) AS cs, \
-                  CASE WHEN count(*) = 1 THEN min(k COLLATE \"C\") END AS k, \
-                  CASE WHEN count(*) = 1 THEN min(o COLLATE \"C\") END AS o, \
-                  CASE WHEN count(*) = 1 THEN min(a) END AS a, \
+                  (array_agg(k ORDER BY e, k COLLATE \"C\") FILTER (WHERE o IS NOT NULL))[1] AS k, \
+                  (array_agg(o ORDER BY e, k COLLATE \"C\") FILTER (WHERE o IS NOT NULL))[1] AS o, \
+                  (array_agg(a ORDER BY e, k COLLATE \"C\") FILTER (WHERE o IS NOT NULL))[1] AS a, \
                   bool_or({interesting}) OR g = ANY($2::text[]) AS hot \
            FROM t GROUP BY g) \
          {clock} \

@@ -45,7 +45,7 @@ const SESSIONS_SQL: &str = "\
     ) \
     SELECT f.server_now, f.in_recovery, f.replay_lag_s, s.* FROM f LEFT JOIN LATERAL ( \
       SELECT a.pid, a.application_name::text, a.usename::text, a.client_addr::text, a.state::text, \
-             left(a.query, $1::int4) AS query, a.xact_start, a.query_start, a.backend_type::text, \
+             left(a.query, $1::int4) AS query, a.xact_start, a.query_start, a.state_change, a.backend_type::text, \
              a.wait_event_type::text, a.wait_event::text, \
              CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) END AS blocked_by, \
              nullif(a.leader_pid, a.pid) AS leader_pid \
@@ -213,6 +213,7 @@ struct SessionRow {
     query: Option<Lossy>,
     xact_start: Option<DateTime<Utc>>,
     query_start: Option<DateTime<Utc>>,
+    state_change: Option<DateTime<Utc>>,
     backend_type: Option<String>,
     wait_event_type: Option<String>,
     wait_event: Option<String>,
@@ -492,6 +493,11 @@ impl Read for SessionsRead {
         for r in rows {
             // The clock row alone (no other session): no session.
             let Some(pid) = r.pid else { continue };
+            let wait_event = match (&r.wait_event_type, &r.wait_event) {
+                (Some(t), Some(e)) => Some(format!("{t}:{e}")),
+                (Some(t), None) => Some(t.clone()),
+                _ => None,
+            };
             if r.wait_event_type.as_deref() == Some("Lock") {
                 waiting.push(Waiting {
                     pid,
@@ -512,6 +518,8 @@ impl Read for SessionsRead {
                 // What a role without pg_read_all_stats gets instead of another role's query.
                 query: text(r.query).filter(|q| q != "<insufficient privilege>"),
                 xact_start: r.xact_start,
+                state_change: r.state_change,
+                wait_event,
                 backend_type: r.backend_type,
                 leader_pid: r.leader_pid,
             });

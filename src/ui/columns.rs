@@ -1,13 +1,17 @@
-//! The profiles table's columns, declared once: title, width, alignment, and what a cell reads. The dashboard
-//! lays them out with ratatui's `Table` (widths from `Constraint`s: fixed columns, and shares of what is left
-//! for the text columns); `snapshot --format table` prints the same columns as plain text. A column's cell
-//! text is the same in both; only the dashboard adds styles.
+//! The profiles table's columns, declared once: title, width, priority, alignment, and what a cell reads. The
+//! dashboard lays them out for the terminal's width ([`layout`]): when the columns do not fit, the least
+//! important go first (never the status, profile, key or TTL); the space left goes to the text columns up to
+//! what their text needs, the owner taking the rest. `snapshot --format table` prints the same columns as plain
+//! text, each as wide as its widest cell. A cell's text is the same in both; only the dashboard adds styles.
+//!
+//! A profile takes one line, for its most urgent held row (expired, then waited on or contended, then the
+//! soonest to expire), with how many more it holds after its key (`BTC +3`); expanded, each other held row
+//! follows on a line of its own, so that no held key's TTL hides behind a count.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use ratatui::layout::{Constraint, Layout, Rect};
 
 use super::{Glyphs, text};
 use crate::model::History;
@@ -15,17 +19,24 @@ use crate::model::rules::{display_value, human_duration};
 use crate::model::service::ServiceView;
 use crate::model::{ProfileView, RowView, Status};
 
+/// Cells between two columns.
+pub const SPACING: usize = 1;
+
 /// A column of the profiles table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
     /// Glyph and word, so that the status reads without colour.
     Status,
     Profile,
-    /// The holder that expires first (`owner@key [pid]`), and how many more.
-    Holder,
-    /// Time left on the first lease to expire.
+    /// The key of the line's row, and after it how many more the profile holds.
+    Key,
+    /// The row's owner token, cut in the middle so that both ends show.
+    Owner,
+    /// The backend that holds the row (`prepared` for a prepared transaction).
+    Pid,
+    /// Time left on the row's lease.
     Ttl,
-    /// How long the longest holder has held it.
+    /// How long the row has been held.
     Held,
     /// How long the current contention episode has lasted.
     Contended,
@@ -41,12 +52,19 @@ pub enum Column {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Width {
     /// Always this many cells.
-    Fixed(u16),
-    /// A share of the width the fixed columns leave (in the plain table: this many cells).
-    Share { parts: u16, plain: usize },
+    Fixed(usize),
+    /// At least `min` cells, more as its text needs and room allows; `share` weighs it when room is short.
+    Text { min: usize, share: usize },
 }
 
-/// What a cell needs besides its profile: the time, and for the dashboard its history and the service.
+/// What a column's layout needs to know of it.
+pub trait Spec: Copy + PartialEq {
+    fn width(self) -> Width;
+    /// 0: never dropped; otherwise the higher, the sooner it goes when the columns do not fit.
+    fn priority(self) -> u8;
+}
+
+/// What a cell needs besides its line: the time, and for the dashboard its history and the service.
 #[derive(Debug, Clone, Copy)]
 pub struct Cells<'a> {
     pub now: DateTime<Utc>,
@@ -59,7 +77,48 @@ pub struct Cells<'a> {
 
 /// Polls shown in the sparkline: fewer on narrow terminals, so names keep their room.
 pub fn spark_width(table_width: usize) -> usize {
-    if table_width < 100 { 8 } else { 16 }
+    match table_width {
+        0..100 => 8,
+        100..180 => 16,
+        _ => 24,
+    }
+}
+
+/// One line of the profiles table: a profile's own line, or one more of its held rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'p> {
+    pub profile: &'p ProfileView,
+    /// The row the line shows (none for a profile nobody holds).
+    pub row: Option<&'p RowView>,
+    /// The profile's own line (status, episode, trend), not one of its further rows.
+    pub first: bool,
+    /// Rows it holds that have no line of their own (on its first line: `+N` after the key).
+    pub more: usize,
+}
+
+/// The lines of profile `p`: its own, then (when `expand`) one per other held row it is known to hold.
+pub fn entries(p: &ProfileView, now: DateTime<Utc>, expand: bool) -> Vec<Entry<'_>> {
+    let rows = p.holders_by_urgency(now);
+    let shown = if expand { rows.len().max(1) } else { 1 };
+    let more = p.more_held().saturating_sub(shown.saturating_sub(1));
+    let mut out = vec![Entry {
+        profile: p,
+        row: rows.first().copied().or_else(|| p.rows.first()),
+        first: true,
+        more,
+    }];
+    out.extend(rows.iter().skip(1).take(shown - 1).map(|r| Entry {
+        profile: p,
+        row: Some(r),
+        first: false,
+        more: 0,
+    }));
+    out
+}
+
+/// How many lines profile `p` takes expanded, once its every row is read.
+pub fn lines_expanded(p: &ProfileView) -> usize {
+    1 + p.more_held()
 }
 
 impl Column {
@@ -75,10 +134,12 @@ impl Column {
     }
 
     /// The plain table's columns (`snapshot --format table`: one poll, no history to draw).
-    pub const PLAIN: [Self; 7] = [
+    pub const PLAIN: [Self; 9] = [
         Self::Status,
         Self::Profile,
-        Self::Holder,
+        Self::Key,
+        Self::Owner,
+        Self::Pid,
         Self::Ttl,
         Self::Held,
         Self::Contended,
@@ -90,7 +151,9 @@ impl Column {
         match self {
             Self::Status => "STATUS",
             Self::Profile => "PROFILE",
-            Self::Holder => "HOLDER",
+            Self::Key => "KEY",
+            Self::Owner => "OWNER",
+            Self::Pid => "PID",
             Self::Ttl => "TTL",
             Self::Held => "HELD",
             Self::Contended => "CONTEND",
@@ -100,131 +163,220 @@ impl Column {
         }
     }
 
-    /// The column's width; the trend's follows the sparkline's.
-    pub fn width(self, spark: usize) -> Width {
-        match self {
-            Self::Status => Width::Fixed(12),
-            Self::Profile => Width::Share {
-                parts: 2,
-                plain: 24,
-            },
-            Self::Holder => Width::Share {
-                parts: 3,
-                plain: 40,
-            },
-            Self::Ttl | Self::Held | Self::Service => Width::Fixed(7),
-            Self::Contended => Width::Fixed(9),
-            Self::Fails => Width::Fixed(6),
-            Self::Trend => Width::Fixed(u16::try_from(spark + 1).unwrap_or(u16::MAX)),
-        }
-    }
-
     /// Numbers and durations line up on the right.
     pub fn right_aligned(self) -> bool {
         matches!(
             self,
-            Self::Ttl | Self::Held | Self::Contended | Self::Fails | Self::Service
+            Self::Pid | Self::Ttl | Self::Held | Self::Contended | Self::Fails | Self::Service
         )
     }
 
-    /// What the cell of profile `p` reads, as it is (control characters are defused when it is fitted).
-    pub fn text<'p>(self, p: &'p ProfileView, cells: &Cells<'_>) -> Cow<'p, str> {
+    /// Identifiers are cut in the middle: their ends tell them apart.
+    fn cut_in_middle(self) -> bool {
+        matches!(self, Self::Profile | Self::Key | Self::Owner)
+    }
+
+    /// What the cell of line `e` reads, whole (control characters are made visible when it is fitted).
+    pub fn text<'p>(self, e: &Entry<'p>, cells: &Cells<'_>) -> Cow<'p, str> {
         let now = cells.now;
-        Cow::Owned(match self {
-            Self::Status => return Cow::Borrowed(status_label(p.status, cells.glyphs)),
-            Self::Profile => return Cow::Borrowed(&p.profile),
-            Self::Holder => {
-                let mut holders = p.holders();
-                match (holders.next(), holders.count()) {
-                    (None, _) if p.held_count > 1 => format!("{} holders", p.held_count),
-                    (None, _) => "-".to_owned(),
-                    (Some(one), 0) => holder_text(one),
-                    (Some(one), rest) => format!("{} +{rest}", holder_text(one)),
+        let p = e.profile;
+        let row = e.row;
+        let dash = || Cow::Borrowed("-");
+        match self {
+            Self::Status if e.first => Cow::Borrowed(status_label(p.status, cells.glyphs)),
+            Self::Profile if e.first => Cow::Borrowed(&p.profile),
+            Self::Profile => Cow::Borrowed(if cells.glyphs.unicode { "  └" } else { "  `" }),
+            Self::Key => match (row, e.more) {
+                (None, 0) => dash(),
+                (None, more) => Cow::Owned(format!("+{more}")),
+                (Some(r), 0) => Cow::Borrowed(display_value(r.key.as_deref())),
+                (Some(r), more) => {
+                    Cow::Owned(format!("{} +{more}", display_value(r.key.as_deref())))
                 }
-            }
-            Self::Ttl => p
-                .holders()
-                .filter_map(|r| r.ttl_remaining(now))
-                .min()
-                .map_or_else(|| "-".to_owned(), human_duration),
-            Self::Held => p
-                .holders()
-                .filter_map(|r| r.acquired_at)
-                .min()
-                .map_or_else(|| "-".to_owned(), |a| human_duration(now - a)),
-            Self::Contended => p
+            },
+            Self::Owner => row
+                .and_then(|r| r.owner.as_deref())
+                .map_or_else(dash, Cow::Borrowed),
+            Self::Pid => match row {
+                Some(RowView { pid: Some(pid), .. }) => Cow::Owned(pid.to_string()),
+                Some(RowView {
+                    prepared: Some(_), ..
+                }) => Cow::Borrowed("prepared"),
+                _ => dash(),
+            },
+            Self::Ttl => row
+                .and_then(|r| r.ttl_remaining(now))
+                .map_or_else(dash, |d| Cow::Owned(human_duration(d))),
+            Self::Held => row
+                .and_then(|r| r.acquired_at)
+                .map_or_else(dash, |a| Cow::Owned(human_duration(now - a))),
+            Self::Contended if e.first => p
                 .contended_for(now)
-                .map_or_else(|| "-".to_owned(), human_duration),
-            Self::Fails => {
-                if p.contention_count > 0 {
-                    p.contention_count.to_string()
-                } else {
-                    "-".to_owned()
-                }
+                .map_or_else(dash, |d| Cow::Owned(human_duration(d))),
+            Self::Fails if e.first && p.contention_count > 0 => {
+                Cow::Owned(p.contention_count.to_string())
             }
-            Self::Service => service_rate(cells.service, &p.profile),
-            Self::Trend => {
+            Self::Fails => match row.and_then(|r| r.contention_count).filter(|c| *c > 0) {
+                Some(c) if !e.first => Cow::Owned(c.to_string()),
+                _ if e.first => dash(),
+                _ => Cow::Borrowed(""),
+            },
+            Self::Service if e.first => Cow::Owned(service_rate(cells.service, &p.profile)),
+            Self::Trend if e.first => {
                 let samples = cells
                     .history
                     .map(|h| h.sparkline(&p.profile, cells.spark))
                     .unwrap_or_default();
-                sparkline(&samples, cells.spark, cells.glyphs)
+                Cow::Owned(sparkline(&samples, cells.spark, cells.glyphs))
             }
-        })
-    }
-
-    /// The trend keeps one blank cell before its bars, so they never touch the numbers.
-    fn gap(self) -> bool {
-        self == Self::Trend
-    }
-
-    /// A cell's text defused, cut or padded to `width` cells, aligned as the column is.
-    pub fn fit(self, s: &str, width: usize) -> String {
-        if self.gap() && width > 0 {
-            return format!(" {}", text::fit(s, width - 1));
+            Self::Status | Self::Contended | Self::Service | Self::Trend => Cow::Borrowed(""),
         }
-        fit_aligned(s, width, self.right_aligned())
+    }
+
+    /// The cell of line `e`, made safe and fitted to `width` cells: identifiers cut in the middle, the key's
+    /// `+N` kept whole, numbers on the right.
+    pub fn cell(self, e: &Entry<'_>, cells: &Cells<'_>, width: usize) -> String {
+        if let (Self::Key, Some(r), 1..) = (self, e.row, e.more) {
+            let suffix = format!(" +{}", e.more);
+            let room = width.saturating_sub(suffix.len());
+            if room >= 2 {
+                let key = text::middle(display_value(r.key.as_deref()), room);
+                return text::pad(key + &suffix, width);
+            }
+        }
+        self.fit(&self.text(e, cells), width)
+    }
+
+    /// Text made safe and fitted to `width` cells as the column aligns and cuts.
+    pub fn fit(self, s: &str, width: usize) -> String {
+        if self.right_aligned() {
+            text::pad_left(&text::clean(s, width), width)
+        } else if self.cut_in_middle() {
+            text::fit_middle(s, width)
+        } else {
+            text::fit(s, width)
+        }
     }
 }
 
-/// `s` defused, cut or padded to `width` cells, on the right when `right`.
-fn fit_aligned(s: &str, width: usize, right: bool) -> String {
-    if right {
-        format!("{:>width$}", text::clean(s, width))
-    } else {
-        text::fit(s, width)
+impl Spec for Column {
+    fn width(self) -> Width {
+        match self {
+            Self::Status => Width::Fixed(11),
+            Self::Profile => Width::Text { min: 10, share: 2 },
+            Self::Key => Width::Text { min: 6, share: 1 },
+            Self::Owner => Width::Text { min: 10, share: 3 },
+            Self::Pid => Width::Fixed(8),
+            Self::Ttl | Self::Held | Self::Service => Width::Fixed(6),
+            Self::Contended => Width::Fixed(7),
+            Self::Fails => Width::Fixed(5),
+            // Set by the layout from the sparkline's width.
+            Self::Trend => Width::Fixed(0),
+        }
+    }
+
+    fn priority(self) -> u8 {
+        match self {
+            Self::Status | Self::Profile | Self::Key | Self::Ttl => 0,
+            Self::Owner => 1,
+            Self::Pid => 2,
+            Self::Contended => 3,
+            Self::Trend => 4,
+            Self::Service => 5,
+            Self::Fails => 6,
+            Self::Held => 7,
+        }
     }
 }
 
-/// The widths of `columns` in a table `width` cells wide: fixed columns as declared, the shares of what is
-/// left laid out by ratatui.
-pub fn widths(columns: &[Column], width: u16, spark: usize) -> Vec<u16> {
-    let constraints: Vec<Constraint> = columns
+/// The columns that fit in `width` cells and their widths. The least important go first while the minimums do
+/// not fit; then each text column grows toward what its text needs (`desired`, in cells), shares weighing who
+/// gets what when room is short; room left after that goes to the last text column. `fixed` overrides a fixed
+/// column's width (the trend's follows the sparkline).
+pub fn layout<C: Spec>(
+    columns: &[C],
+    width: usize,
+    fixed: impl Fn(C) -> Option<usize>,
+    desired: impl Fn(C) -> usize,
+) -> Vec<(C, usize)> {
+    let base = |c: C| match c.width() {
+        Width::Fixed(n) => fixed(c).unwrap_or(n),
+        Width::Text { min, .. } => min,
+    };
+    let need = |cols: &[C]| -> usize {
+        cols.iter().map(|c| base(*c)).sum::<usize>() + SPACING * cols.len().saturating_sub(1)
+    };
+    let mut kept: Vec<C> = columns.to_vec();
+    while need(&kept) > width {
+        let Some(drop) = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.priority() > 0)
+            .max_by_key(|(i, c)| (c.priority(), *i))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        kept.remove(drop);
+    }
+    let mut widths: Vec<usize> = kept.iter().map(|c| base(*c)).collect();
+    let mut spare = width.saturating_sub(need(&kept));
+    // What each text column lacks of its text, and its share.
+    let wants: Vec<(usize, usize)> = kept
         .iter()
-        .map(|c| match c.width(spark) {
-            Width::Fixed(n) => Constraint::Length(n),
-            Width::Share { parts, .. } => Constraint::Fill(parts),
+        .zip(&widths)
+        .map(|(c, w)| match c.width() {
+            Width::Text { share, .. } => (desired(*c).saturating_sub(*w), share),
+            Width::Fixed(_) => (0, 0),
         })
         .collect();
-    Layout::horizontal(constraints)
-        .split(Rect::new(0, 0, width, 1))
+    let lacking: usize = wants.iter().map(|(n, _)| n).sum();
+    if lacking <= spare {
+        for (w, (n, _)) in widths.iter_mut().zip(&wants) {
+            *w += n;
+        }
+        spare -= lacking;
+    } else {
+        // Short of room: by share, each capped at what it lacks, until the room is spent.
+        while spare > 0 {
+            let open: Vec<usize> = (0..kept.len())
+                .filter(|&i| wants[i].0 > 0 && widths[i] < base(kept[i]) + wants[i].0)
+                .collect();
+            let parts: usize = open.iter().map(|&i| wants[i].1).sum();
+            if parts == 0 {
+                break;
+            }
+            let round = spare;
+            for &i in &open {
+                let give = (round * wants[i].1 / parts)
+                    .max(1)
+                    .min(base(kept[i]) + wants[i].0 - widths[i])
+                    .min(spare);
+                widths[i] += give;
+                spare -= give;
+            }
+        }
+    }
+    if let Some(last) = kept
         .iter()
-        .map(|r| r.width)
-        .collect()
+        .rposition(|c| matches!(c.width(), Width::Text { .. }))
+    {
+        widths[last] += spare;
+    }
+    kept.into_iter().zip(widths).collect()
 }
 
-/// One line of the plain table: every column at its plain width, one space between.
-pub fn plain_line<'a>(columns: &[Column], cell: impl Fn(Column) -> Cow<'a, str>) -> String {
+/// One line of plain text: each cell fitted to its column's width, [`SPACING`] between, no trailing blanks.
+pub fn plain_line<'a, C: Copy>(
+    columns: &[(C, usize)],
+    cell: impl Fn(C, usize) -> Cow<'a, str>,
+) -> String {
     let mut out = String::new();
-    for (i, c) in columns.iter().enumerate() {
+    for (i, (c, w)) in columns.iter().enumerate() {
         if i > 0 {
-            out.push(' ');
+            out.push_str(&" ".repeat(SPACING));
         }
-        let width = match c.width(0) {
-            Width::Fixed(n) => usize::from(n),
-            Width::Share { plain, .. } => plain,
-        };
-        out.push_str(&c.fit(&cell(*c), width));
+        out.push_str(&cell(*c, *w));
     }
     out.trim_end().to_owned()
 }
@@ -241,19 +393,6 @@ pub fn status_label(status: Status, glyphs: Glyphs) -> &'static str {
         (Status::Expired, false) => "x expired",
         (Status::Escalated, false) => "! ESCALATED",
     }
-}
-
-/// `owner@key [pid]`, or the prepared transaction that holds the row.
-fn holder_text(r: &RowView) -> String {
-    let mut s = format!(
-        "{}@{}",
-        display_value(r.owner.as_deref()),
-        display_value(r.key.as_deref())
-    );
-    if let Some(pid) = r.pid {
-        let _ = write!(s, " [{pid}]");
-    }
-    s
 }
 
 /// The service's failed acquisitions per second for a profile: `-` when its metrics do not name it, `?`
@@ -297,8 +436,9 @@ pub fn sparkline(samples: &[Option<u32>], width: usize, glyphs: Glyphs) -> Strin
 /// A column of the detail pane's list of a profile's lock rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowColumn {
+    /// Shown whole, wrapped when it must.
     Key,
-    /// `(released)` for a row nobody holds.
+    /// Shown whole, wrapped when it must; `(released)` for a row nobody holds.
     Owner,
     Ttl,
     Held,
@@ -330,20 +470,14 @@ impl RowColumn {
         }
     }
 
-    /// The column's width; the backend takes what is left.
-    pub fn constraint(self) -> Constraint {
-        match self {
-            Self::Key => Constraint::Length(16),
-            Self::Owner => Constraint::Length(24),
-            Self::Ttl | Self::Held => Constraint::Length(8),
-            Self::Fails => Constraint::Length(7),
-            Self::Backend => Constraint::Fill(1),
-        }
-    }
-
     /// Numbers and durations line up on the right.
     pub fn right_aligned(self) -> bool {
         matches!(self, Self::Ttl | Self::Held | Self::Fails)
+    }
+
+    /// Tokens the operator may need to copy are never cut: they wrap.
+    pub fn wraps(self) -> bool {
+        matches!(self, Self::Key | Self::Owner)
     }
 
     /// What the cell of row `r` reads at `now`.
@@ -362,13 +496,12 @@ impl RowColumn {
                 .filter(|c| *c > 0)
                 .map_or_else(|| "-".into(), |c| c.to_string()),
             Self::Backend => {
-                let backend = match (r.pid, &r.application, &r.prepared) {
+                let mut out = match (r.pid, &r.application, &r.prepared) {
                     (Some(pid), Some(app), _) => format!("pid {pid} {app}"),
                     (Some(pid), None, _) => format!("pid {pid}"),
                     (None, _, Some(gid)) => format!("prepared '{gid}'"),
                     _ => String::new(),
                 };
-                let mut out = text::clean(&backend, 30);
                 if r.waiters > 0 {
                     let _ = write!(out, "  {} waiting", r.waiters);
                 }
@@ -377,9 +510,39 @@ impl RowColumn {
         }
     }
 
-    /// A cell's text defused, cut or padded to `width` cells, aligned as the column is.
-    pub fn fit(self, s: &str, width: usize) -> String {
-        fit_aligned(s, width, self.right_aligned())
+    /// A cell's text made safe, as lines of at most `width` cells: wrapped for the tokens, cut for the rest.
+    pub fn lines(self, s: &str, width: usize) -> Vec<String> {
+        if self.wraps() {
+            text::wrap(s, width)
+                .into_iter()
+                .map(|l| text::pad(l, width))
+                .collect()
+        } else if self.right_aligned() {
+            vec![text::pad_left(&text::clean(s, width), width)]
+        } else {
+            vec![text::fit(s, width)]
+        }
+    }
+}
+
+impl Spec for RowColumn {
+    fn width(self) -> Width {
+        match self {
+            Self::Key => Width::Text { min: 6, share: 1 },
+            Self::Owner => Width::Text { min: 12, share: 2 },
+            Self::Ttl | Self::Held => Width::Fixed(6),
+            Self::Fails => Width::Fixed(5),
+            Self::Backend => Width::Text { min: 10, share: 2 },
+        }
+    }
+
+    fn priority(self) -> u8 {
+        match self {
+            Self::Key | Self::Owner | Self::Ttl => 0,
+            Self::Backend => 1,
+            Self::Held => 2,
+            Self::Fails => 3,
+        }
     }
 }
 
@@ -387,31 +550,84 @@ impl RowColumn {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fixed_columns_keep_their_width_and_the_text_columns_share_the_rest() {
-        let columns = Column::dashboard(false);
-        for width in [78_u16, 118, 198] {
-            let spark = spark_width(usize::from(width));
-            let w = widths(&columns, width, spark);
-            assert_eq!(w.iter().sum::<u16>(), width, "{w:?}");
-            for (c, got) in columns.iter().zip(&w) {
-                if let Width::Fixed(n) = c.width(spark) {
-                    assert_eq!(*got, n, "{c:?} at {width}");
-                }
-            }
-            let (profile, holder) = (w[1], w[2]);
-            assert!(holder >= profile, "the holder gets the larger share: {w:?}");
+    fn desired_of(c: Column) -> usize {
+        match c {
+            Column::Profile => 14,
+            Column::Key => 6,
+            Column::Owner => 36,
+            _ => 0,
         }
-        assert!(!Column::dashboard(false).contains(&Column::Service));
-        assert!(Column::dashboard(true).contains(&Column::Service));
     }
 
     #[test]
-    fn the_plain_table_aligns_numbers_right_and_defuses_control_characters() {
-        let line = plain_line(&[Column::Profile, Column::Ttl], |c| match c {
-            Column::Profile => "p\u{1b}[2J".into(),
-            _ => "5s".into(),
+    fn narrow_terminals_drop_the_least_important_columns_and_keep_profile_key_ttl_owner_pid() {
+        let columns = Column::dashboard(false);
+        let at = |w: usize| {
+            layout(
+                &columns,
+                w,
+                |c| (c == Column::Trend).then_some(spark_width(w)),
+                desired_of,
+            )
+        };
+        let names = |l: &[(Column, usize)]| l.iter().map(|(c, _)| *c).collect::<Vec<_>>();
+        let narrow = at(78);
+        assert_eq!(
+            names(&narrow),
+            [
+                Column::Status,
+                Column::Profile,
+                Column::Key,
+                Column::Owner,
+                Column::Pid,
+                Column::Ttl,
+                Column::Contended,
+                Column::Trend
+            ]
+        );
+        for w in [58, 78, 118, 198] {
+            let l = at(w);
+            let total: usize = l.iter().map(|(_, n)| n).sum::<usize>() + l.len() - 1;
+            assert!(total <= w.max(40), "{w}: {l:?}");
+            for must in [Column::Status, Column::Profile, Column::Key, Column::Ttl] {
+                assert!(names(&l).contains(&must), "{w}: {must:?} dropped");
+            }
+        }
+        let wide = at(198);
+        assert_eq!(names(&wide).len(), columns.len(), "all fit at 200");
+        let owner = wide
+            .iter()
+            .find(|(c, _)| *c == Column::Owner)
+            .map(|(_, n)| *n);
+        assert!(
+            owner >= Some(36),
+            "the owner whole and the rest to it: {wide:?}"
+        );
+        assert_eq!(
+            wide.iter().map(|(_, n)| n).sum::<usize>() + wide.len() - 1,
+            198,
+            "no blank columns at the end"
+        );
+    }
+
+    #[test]
+    fn short_of_room_the_text_columns_share_by_weight_and_never_exceed_their_need() {
+        let columns = [Column::Profile, Column::Key, Column::Owner];
+        let l = layout(&columns, 40, |_| None, desired_of);
+        let w: Vec<usize> = l.iter().map(|(_, n)| *n).collect();
+        assert_eq!(w.iter().sum::<usize>() + 2, 40, "{w:?}");
+        assert!(w[0] <= 14 && w[1] == 6, "{w:?}");
+    }
+
+    #[test]
+    fn the_plain_table_aligns_numbers_right_and_shows_control_characters() {
+        let line = plain_line(&[(Column::Profile, 10), (Column::Ttl, 6)], |c, w| {
+            match c {
+                Column::Profile => c.fit("p\u{1b}[2J", w),
+                _ => c.fit("5s", w),
+            }
+            .into()
         });
-        assert_eq!(line, format!("{:<24} {:>7}", "p?[2J", "5s"));
+        assert_eq!(line, format!("{:<10} {:>6}", "p^[[2J", "5s"));
     }
 }

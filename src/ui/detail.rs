@@ -1,16 +1,20 @@
-//! The detail pane of the selected profile: status reasons, every lock row with owner, TTL and backend, the
-//! sessions waiting on its rows, and what the history window saw.
+//! The detail pane of the selected profile: status reasons, every lock row with its key and owner whole, TTL
+//! and backend, what each holding backend is doing (state and for how long, its transaction's age, what it
+//! waits for, its query, client), the sessions waiting on its rows, and what the history window saw.
+
+use std::fmt::Write as _;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::columns::{RowColumn, status_label};
+use super::columns::{self, RowColumn, status_label};
 use super::profiles::status_style;
 use super::{Glyphs, border_set, text};
 use crate::app::App;
 use crate::model::rules::display_value;
+use crate::model::{ProfileView, Session, human_duration};
 use crate::theme::Theme;
 
 /// Draws the pane.
@@ -24,7 +28,15 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         .border_set(border_set(glyphs))
         .border_style(theme.border)
         .title(Span::styled(
-            format!(" {} (Esc closes) ", text::clean(&p.profile, 40)),
+            format!(
+                " {} (Esc closes, t {} queries) ",
+                text::middle(&p.profile, 40),
+                if app.show_queries {
+                    "shortens"
+                } else {
+                    "shows whole"
+                }
+            ),
             theme.title,
         ));
     let mut lines = vec![Line::from(vec![
@@ -46,18 +58,98 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
     for r in &p.reasons {
         lines.push(Line::raw(text::clean(&format!("  {r}"), w)));
     }
-    let window = app.history.window(&p.profile);
+    let window = app.shown_history().window(&p.profile);
     lines.push(Line::styled(
-        format!(
-            "  last {}: {}, {} with waiters, {}",
-            text::count(app.history.polls() as u64, "poll"),
-            text::count(window.failures, "failed acquisition"),
-            text::count(window.polls_with_waiters, "poll"),
-            text::count(window.holder_changes, "holder change")
+        text::clean(
+            &format!(
+                "  last {}: {}, {} with waiters, {}",
+                text::count(app.shown_history().polls() as u64, "poll"),
+                text::count(window.failures, "failed acquisition"),
+                text::count(window.polls_with_waiters, "poll"),
+                text::count(window.holder_changes, "holder change")
+            ),
+            w,
         ),
         theme.dim,
     ));
-    let mut waits = Vec::new();
+    let below = below_lines(app, p, now, theme, w);
+    // The lines above the rows, the rows' table, the backends and waits below: each as tall as it needs while
+    // room lasts.
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let table = indented(inner, 2);
+    let (rows, height) = rows_table(p, now, theme, table.width as usize);
+    let [above, table, rest] = Layout::vertical([
+        Constraint::Length(u16::try_from(lines.len()).unwrap_or(u16::MAX)),
+        Constraint::Length(u16::try_from(height).unwrap_or(u16::MAX)),
+        Constraint::Fill(1),
+    ])
+    .areas(table);
+    let above = Rect {
+        x: inner.x,
+        width: inner.width,
+        ..above
+    };
+    let rest = Rect {
+        x: inner.x,
+        width: inner.width,
+        ..rest
+    };
+    frame.render_widget(Paragraph::new(lines), above);
+    frame.render_widget(rows, table);
+    frame.render_widget(Paragraph::new(below), rest);
+}
+
+/// What each holding backend does, with a hint for one idle in transaction, then the sessions that wait on the
+/// profile's rows.
+fn below_lines(
+    app: &App,
+    p: &ProfileView,
+    now: chrono::DateTime<chrono::Utc>,
+    theme: &Theme,
+    w: usize,
+) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    let sessions: Vec<&Session> = app
+        .snapshot
+        .as_deref()
+        .map(|s| s.pieces().into_iter().flat_map(|x| &x.sessions).collect())
+        .unwrap_or_default();
+    let mut seen = Vec::new();
+    for r in p.holders() {
+        let Some(pid) = r.pid.filter(|pid| !seen.contains(pid)) else {
+            continue;
+        };
+        seen.push(pid);
+        let Some(s) = sessions.iter().find(|s| s.pid == pid) else {
+            continue;
+        };
+        out.push(Line::raw(text::clean(&backend_line(s, now), w)));
+        if let Some(q) = s.query.as_deref().filter(|q| !q.is_empty()) {
+            let q = format!(
+                "    query: {}",
+                q.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            if app.show_queries {
+                out.extend(
+                    text::wrap(&q, w)
+                        .into_iter()
+                        .map(|l| Line::styled(l, theme.dim)),
+                );
+            } else {
+                out.push(Line::styled(text::clean(&q, w), theme.dim));
+            }
+        }
+        if s.state.as_deref() == Some("idle in transaction") {
+            out.push(Line::styled(
+                text::clean(
+                    "    idle in transaction: it keeps its locks until its client commits or rolls back; ask its owner",
+                    w,
+                ),
+                theme.note,
+            ));
+        }
+    }
     if let Some(board) = &app.board {
         for wv in board
             .waits
@@ -65,7 +157,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             .filter(|wv| wv.profile.as_deref() == Some(p.profile.as_str()))
         {
             let by = crate::model::rules::blocker_names(wv);
-            waits.push(Line::raw(text::fit(
+            out.push(Line::raw(text::clean(
                 &format!(
                     "  waiting: pid {} ({}) on {} for {}, {} blocked by {}",
                     wv.wait.pid,
@@ -79,19 +171,36 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
             )));
         }
     }
-    // The lines above the rows, the rows' table, the waits below: each as tall as it needs while room lasts.
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    let [above, table, below] = Layout::vertical([
-        Constraint::Length(u16::try_from(lines.len()).unwrap_or(u16::MAX)),
-        Constraint::Length(u16::try_from(p.rows.len() + 1).unwrap_or(u16::MAX)),
-        Constraint::Fill(1),
-    ])
-    .areas(inner);
-    frame.render_widget(Paragraph::new(lines), above);
-    let table = indented(table, 2);
-    frame.render_widget(rows_table(p, now, theme, table.width), table);
-    frame.render_widget(Paragraph::new(waits), below);
+    out
+}
+
+/// `pid 123 worker-7 (trader@10.0.0.7): idle in transaction for 12s, transaction 20s, waiting Client:ClientRead`.
+fn backend_line(s: &Session, now: chrono::DateTime<chrono::Utc>) -> String {
+    let age =
+        |t: chrono::DateTime<chrono::Utc>| human_duration((now - t).max(chrono::Duration::zero()));
+    let mut line = format!("  pid {}", s.pid);
+    if let Some(a) = s.application.as_deref().filter(|a| !a.is_empty()) {
+        let _ = write!(line, " {a}");
+    }
+    let who = match (s.user.as_deref(), s.client_addr.as_deref()) {
+        (Some(u), Some(c)) => format!(" ({u}@{c})"),
+        (Some(u), None) => format!(" ({u}, local socket)"),
+        (None, Some(c)) => format!(" ({c})"),
+        (None, None) => String::new(),
+    };
+    line.push_str(&who);
+    line.push_str(": ");
+    line.push_str(s.state.as_deref().unwrap_or("state unknown"));
+    if let Some(t) = s.state_change {
+        let _ = write!(line, " for {}", age(t));
+    }
+    if let Some(t) = s.xact_start {
+        let _ = write!(line, ", transaction {}", age(t));
+    }
+    if let Some(e) = &s.wait_event {
+        let _ = write!(line, ", waiting {e}");
+    }
+    line
 }
 
 /// `area` without its first `by` columns.
@@ -103,48 +212,76 @@ fn indented(area: Rect, by: u16) -> Rect {
     }
 }
 
-/// Every lock row of the profile, its columns declared in [`RowColumn`]; an expired row in the expired style.
-fn rows_table<'a>(
-    p: &crate::model::ProfileView,
+/// Every lock row of the profile, its columns declared in [`RowColumn`] and laid out for `width`; keys and
+/// owners whole (wrapped when they must); an expired row in the expired style. With its height in lines.
+fn rows_table(
+    p: &ProfileView,
     now: chrono::DateTime<chrono::Utc>,
     theme: &Theme,
-    width: u16,
-) -> Table<'a> {
-    const SPACING: u16 = 1;
-    let constraints: Vec<Constraint> = RowColumn::ALL.iter().map(|c| c.constraint()).collect();
-    // Each cell is fitted to its column's real width, so a cut shows as an ellipsis.
-    let widths: Vec<u16> = Layout::horizontal(constraints.clone())
-        .spacing(SPACING)
-        .split(Rect::new(0, 0, width, 1))
+    width: usize,
+) -> (Table<'static>, usize) {
+    let texts: Vec<Vec<String>> = p
+        .rows
         .iter()
-        .map(|r| r.width)
+        .map(|r| RowColumn::ALL.iter().map(|c| c.text(r, now)).collect())
         .collect();
-    let cell = |i: usize, s: &str| {
-        let c = RowColumn::ALL[i];
-        Cell::from(Span::raw(c.fit(s, usize::from(widths[i]))))
-    };
+    let layout = columns::layout(
+        &RowColumn::ALL,
+        width,
+        |_| None,
+        |c| {
+            let i = RowColumn::ALL.iter().position(|x| *x == c).unwrap_or(0);
+            texts
+                .iter()
+                .map(|t| text::width(&t[i]))
+                .chain([c.title().len()])
+                .max()
+                .unwrap_or(0)
+        },
+    );
     let header = Row::new(
-        RowColumn::ALL
+        layout
             .iter()
-            .enumerate()
-            .map(|(i, c)| cell(i, c.title())),
+            .map(|(c, w)| Cell::from(c.lines(c.title(), *w).concat())),
     )
     .style(theme.dim);
-    let rows = p.rows.iter().map(|r| {
-        let style = if r.is_expired(now) {
-            theme.expired
-        } else {
-            ratatui::style::Style::default()
-        };
-        Row::new(
-            RowColumn::ALL
+    let mut height = 1;
+    let rows: Vec<Row> = p
+        .rows
+        .iter()
+        .zip(&texts)
+        .map(|(r, t)| {
+            let cells: Vec<Vec<String>> = layout
                 .iter()
-                .enumerate()
-                .map(|(i, c)| cell(i, &c.text(r, now))),
-        )
-        .style(style)
-    });
-    Table::new(rows, constraints)
-        .header(header)
-        .column_spacing(SPACING)
+                .map(|(c, w)| {
+                    let i = RowColumn::ALL.iter().position(|x| x == c).unwrap_or(0);
+                    c.lines(&t[i], *w)
+                })
+                .collect();
+            let h = cells.iter().map(Vec::len).max().unwrap_or(1);
+            height += h;
+            let style = if r.is_expired(now) {
+                theme.expired
+            } else {
+                ratatui::style::Style::default()
+            };
+            Row::new(
+                cells
+                    .into_iter()
+                    .map(|l| Cell::from(l.into_iter().map(Line::raw).collect::<Vec<_>>())),
+            )
+            .height(u16::try_from(h).unwrap_or(u16::MAX))
+            .style(style)
+        })
+        .collect();
+    let constraints: Vec<Constraint> = layout
+        .iter()
+        .map(|(_, w)| Constraint::Length(*w as u16))
+        .collect();
+    (
+        Table::new(rows, constraints)
+            .header(header)
+            .column_spacing(columns::SPACING as u16),
+        height,
+    )
 }

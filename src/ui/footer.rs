@@ -25,7 +25,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         ("?", "help"),
         ("/", "filter"),
         ("s", &sort),
-        ("p", if app.paused { "resume" } else { "pause" }),
+        ("p", if app.is_paused() { "resume" } else { "pause" }),
         ("Enter", "detail"),
         ("Tab", "pane"),
         ("t", "queries"),

@@ -14,17 +14,31 @@ use crate::model::human_duration;
 use crate::model::service::ServiceView;
 use crate::theme::Theme;
 
-/// Draws the header line.
-pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    // The link state comes first: on a narrow terminal the end of the line is what gets cut.
-    let mut spans = vec![
-        Span::styled(" locktop ", theme.title),
-        state_span(app, theme),
-    ];
-    if app.paused {
-        spans.push(Span::raw(" "));
-        spans.push(Span::styled(" PAUSED (p resumes) ", theme.stale));
+/// A part of the header line, and how much it matters: 0 always stays, and on a narrow terminal the parts
+/// with the highest number go first.
+struct Piece {
+    spans: Vec<Span<'static>>,
+    drop_order: u8,
+}
+
+impl Piece {
+    fn new(drop_order: u8, spans: Vec<Span<'static>>) -> Self {
+        Self { spans, drop_order }
     }
+
+    fn width(&self) -> usize {
+        self.spans.iter().map(|s| text::width(&s.content)).sum()
+    }
+}
+
+/// Draws the header line: the link state, a standby's or a down database's alarm, the server clock and the
+/// poll latency always; the service's flags, the target and the program's name as room allows (the name goes
+/// first, then the target, cut in the middle before it goes).
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut pieces = vec![
+        Piece::new(9, vec![Span::styled(" locktop ", theme.title)]),
+        Piece::new(0, vec![state_span(app, theme)]),
+    ];
     // A standby's locks are its own and its rows lag: said in the alert colour, before anything else.
     if let Some(s) = &app.snapshot {
         for piece in s.pieces() {
@@ -38,8 +52,13 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                         )
                     })
                     .unwrap_or_default();
-                spans.push(Span::raw(" "));
-                spans.push(Span::styled(format!(" STANDBY{lag} "), theme.escalated));
+                pieces.push(Piece::new(
+                    0,
+                    vec![
+                        Span::raw(" "),
+                        Span::styled(format!(" STANDBY{lag} "), theme.escalated),
+                    ],
+                ));
             }
         }
     }
@@ -47,45 +66,99 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     // health, then (one database) its name.
     let parts = app.snapshot.as_ref().filter(|s| !s.parts.is_empty());
     if let Some(s) = parts {
-        spans.push(Span::raw("  "));
+        let mut spans = vec![Span::raw("  ")];
         for (i, part) in s.parts.iter().enumerate() {
             if i > 0 {
                 spans.push(Span::raw(" · "));
             }
             match &part.down {
-                None => spans.push(Span::styled(text::clean(&part.target, 40), theme.header)),
+                None => spans.push(Span::styled(text::middle(&part.target, 40), theme.header)),
                 // Why, in the notes line below.
                 Some(_) => spans.push(Span::styled(
-                    format!("{} DOWN", text::clean(&part.target, 40)),
+                    format!("{} DOWN", text::middle(&part.target, 40)),
                     theme.stale,
                 )),
             }
         }
+        pieces.push(Piece::new(1, spans));
     }
-    if let Some(service) = &app.service {
+    if let Some(service) = app.shown_service() {
+        let mut spans = Vec::new();
         service_spans(service, theme, &mut spans);
+        pieces.push(Piece::new(3, spans));
     }
-    if parts.is_none() {
-        spans.push(Span::raw("  "));
-        spans.push(Span::styled(app.target.clone(), theme.header));
+    let target = parts.is_none().then_some(pieces.len());
+    if target.is_some() {
+        pieces.push(Piece::new(
+            4,
+            vec![
+                Span::raw("  "),
+                Span::styled(app.target.clone(), theme.header),
+            ],
+        ));
     }
     if let Some(now) = app.now() {
-        spans.push(Span::raw(format!(
-            "  server {}",
-            now.format("%H:%M:%S UTC")
-        )));
+        pieces.push(Piece::new(
+            0,
+            vec![Span::raw(format!(
+                "  server {}",
+                now.format("%H:%M:%S UTC")
+            ))],
+        ));
     }
     if let Some(s) = &app.snapshot {
-        spans.push(Span::styled(
-            format!("  poll {:.1} ms", s.poll_ms),
-            theme.dim,
+        pieces.push(Piece::new(
+            0,
+            vec![Span::styled(
+                format!("  poll {:.1} ms", s.poll_ms),
+                theme.dim,
+            )],
         ));
         if s.pooled {
             // What it means, in the notes line.
-            spans.push(Span::styled("  via pooler", theme.stale));
+            pieces.push(Piece::new(
+                2,
+                vec![Span::styled("  via pooler", theme.stale)],
+            ));
         }
     }
+    fit(&mut pieces, target, area.width as usize);
+    let spans: Vec<Span> = pieces.into_iter().flat_map(|p| p.spans).collect();
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Drops the parts that matter least until the line fits in `width`; the target (at `target`) is first cut
+/// in the middle, down to 16 cells, before it goes.
+fn fit(pieces: &mut Vec<Piece>, target: Option<usize>, width: usize) {
+    let total = |pieces: &[Piece]| pieces.iter().map(Piece::width).sum::<usize>();
+    let mut target = target;
+    loop {
+        let over = total(pieces).saturating_sub(width);
+        if over == 0 {
+            return;
+        }
+        let Some(worst) = pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.drop_order > 0)
+            .max_by_key(|(i, p)| (p.drop_order, *i))
+            .map(|(i, _)| i)
+        else {
+            return;
+        };
+        if Some(worst) == target {
+            let name = &pieces[worst].spans[1];
+            let now = text::width(&name.content);
+            if now > 16 {
+                let cut = text::middle(&name.content, now.saturating_sub(over).max(16));
+                pieces[worst].spans[1] = Span::styled(cut, name.style);
+                continue;
+            }
+            target = None;
+        }
+        pieces.remove(worst);
+        target = target.map(|t| if t > worst { t - 1 } else { t });
+    }
 }
 
 /// The service's health flags (`svc trading ✓ recon ✗ contention 12`), or why its endpoints failed.
@@ -120,6 +193,20 @@ fn service_spans(service: &ServiceView, theme: &Theme, spans: &mut Vec<Span<'sta
 fn state_span(app: &App, theme: &Theme) -> Span<'static> {
     if let Some(replay) = &app.replay {
         return Span::styled(format!(" {} ", text::clean(replay, 80)), theme.stale);
+    }
+    if let Some(frozen) = &app.paused {
+        // Frozen: no age runs, so no "stale"; whether the link is down underneath is still said.
+        let link = match app.link {
+            Link::Connected => "",
+            Link::Connecting | Link::Reconnecting { .. } => " · link down",
+        };
+        return Span::styled(
+            format!(
+                " PAUSED {}{link} (p resumes) ",
+                frozen.now.format("%H:%M:%S")
+            ),
+            theme.stale,
+        );
     }
     match &app.link {
         Link::Connecting => Span::styled(" connecting… ", theme.stale),

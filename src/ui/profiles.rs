@@ -1,5 +1,7 @@
-//! The profiles table: status (glyph and word), profile, holders, TTL countdown, time held, contended for,
-//! failures and a sparkline of contention. Only the visible rows are built.
+//! The profiles table: status (glyph and word), profile, the key of its most urgent held row with its owner,
+//! pid and TTL countdown, time held, contended for, failures and a sparkline of contention. Columns adapt to
+//! the width ([`columns::layout`]); a profile's further held rows follow on lines of their own when expanded.
+//! Only the visible lines are built.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -7,10 +9,10 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::columns::{self, Cells, Column, spark_width};
+use super::columns::{self, Cells, Column, Entry, spark_width};
 use super::{Glyphs, border_set, text};
-use crate::app::{App, Pane};
-use crate::model::{Status, human_duration};
+use crate::app::{App, KeyLines, Pane};
+use crate::model::{ProfileView, Status, human_duration};
 use crate::theme::Theme;
 
 /// The style of a status.
@@ -47,124 +49,202 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         .title(Span::styled(title, theme.title));
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    app.hits.profiles = Rect::default();
     if inner.height < 2 {
         return;
     }
     let width = inner.width as usize;
     let spark = spark_width(width);
-    let columns = Column::dashboard(app.service.is_some());
-    let widths = columns::widths(&columns, inner.width, spark);
-    let header = Row::new(
-        columns
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| Cell::from(c.fit(c.title(), usize::from(*w)))),
-    )
-    .style(theme.dim);
+    let all = Column::dashboard(app.service.is_some());
     let page = (inner.height - 1) as usize;
     app.page = page.max(1);
-    let offset = scroll_offset(app.selected, page, count);
     let Some(now) = app.now() else {
         let msg = match &app.link {
             crate::model::feed::Link::Connecting => "waiting for the first poll…",
             _ => "no data yet",
         };
-        draw_empty(frame, theme, (&columns, &widths), inner, msg);
+        draw_empty(frame, theme, &all, spark, inner, msg);
         return;
     };
+    app.expanded = match app.key_lines {
+        KeyLines::Expanded => true,
+        KeyLines::Collapsed => false,
+        KeyLines::Auto => fits_expanded(app.visible_profiles(), page),
+    };
+    app.scroll = scroll(app, page);
     let cells = Cells {
         now,
         glyphs,
-        history: Some(&app.history),
-        service: app.service.as_ref(),
+        history: Some(app.shown_history()),
+        service: app.shown_service(),
         spark,
     };
-    let rows = rows(
-        app,
-        &columns,
-        &widths,
-        &cells,
-        theme,
-        (offset, page, focused),
-    );
-    if rows.is_empty() {
+    let lines = page_lines(app, now, page);
+    if lines.is_empty() {
         let msg = if app.filter.is_empty() {
             "no lease rows"
         } else {
             "no profile matches the filter (Esc clears it)"
         };
-        draw_empty(frame, theme, (&columns, &widths), inner, msg);
+        draw_empty(frame, theme, &all, spark, inner, msg);
         return;
     }
-    let constraints: Vec<Constraint> = widths.iter().map(|w| Constraint::Length(*w)).collect();
+    let layout = columns::layout(
+        &all,
+        width,
+        |c| (c == Column::Trend).then_some(spark),
+        |c| {
+            lines
+                .iter()
+                .map(|(_, e)| text::width(&c.text(e, &cells)))
+                .chain([c.title().len()])
+                .max()
+                .unwrap_or(0)
+        },
+    );
+    let header =
+        Row::new(layout.iter().map(|(c, w)| Cell::from(c.fit(c.title(), *w)))).style(theme.dim);
+    let rows: Vec<Row> = lines
+        .iter()
+        .map(|(i, e)| row(e, (&layout, &cells), theme, *i == app.selected && focused))
+        .collect();
+    let picks: Vec<usize> = lines.iter().map(|(i, _)| *i).collect();
+    drop(lines);
+    app.hits.profiles = Rect {
+        y: inner.y + 1,
+        height: picks.len() as u16,
+        ..inner
+    };
+    app.hits.profile_lines = picks;
+    let constraints: Vec<Constraint> = layout
+        .iter()
+        .map(|(_, w)| Constraint::Length(*w as u16))
+        .collect();
     frame.render_widget(
         Table::new(rows, constraints)
             .header(header)
-            .column_spacing(0),
+            .column_spacing(columns::SPACING as u16),
         inner,
     );
 }
 
-/// The rows on screen (`page` of them from `offset`), each cell styled by its column.
-fn rows<'a>(
+/// Whether every visible profile's every held row fits on one page (the default then shows them all).
+fn fits_expanded<'a>(profiles: impl Iterator<Item = &'a ProfileView>, page: usize) -> bool {
+    let mut lines = 0;
+    for p in profiles {
+        lines += columns::lines_expanded(p);
+        if lines > page {
+            return false;
+        }
+    }
+    true
+}
+
+/// Lines the profile takes now.
+fn line_count(p: &ProfileView, expanded: bool) -> usize {
+    if expanded {
+        p.holders().count().max(1)
+    } else {
+        1
+    }
+}
+
+/// The first profile shown: it moves only as far as keeps the selected profile's line on the page, and no
+/// further up than fills the page from the end.
+fn scroll(app: &App, page: usize) -> usize {
+    let expanded = app.expanded;
+    let profiles: Vec<&ProfileView> = app.visible_profiles().collect();
+    let selected = app.selected.min(profiles.len().saturating_sub(1));
+    let mut first = app.scroll.min(selected);
+    while first < selected
+        && profiles[first..selected]
+            .iter()
+            .map(|p| line_count(p, expanded))
+            .sum::<usize>()
+            + 1
+            > page
+    {
+        first += 1;
+    }
+    // No empty lines at the bottom while profiles above are hidden.
+    let mut used = 0;
+    let mut top = profiles.len();
+    while top > 0 {
+        let n = line_count(profiles[top - 1], expanded);
+        if used + n > page {
+            break;
+        }
+        used += n;
+        top -= 1;
+    }
+    first.min(top)
+}
+
+/// The lines on the page from the first profile shown, each with its profile's place in the visible list.
+fn page_lines(
     app: &App,
-    columns: &[Column],
-    widths: &[u16],
-    cells: &Cells<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+    page: usize,
+) -> Vec<(usize, Entry<'_>)> {
+    let mut out = Vec::with_capacity(page);
+    for (i, p) in app.visible_profiles().enumerate().skip(app.scroll) {
+        for e in columns::entries(p, now, app.expanded) {
+            if out.len() == page {
+                return out;
+            }
+            out.push((i, e));
+        }
+    }
+    out
+}
+
+/// One line of the table, each cell styled by its column.
+fn row<'a>(
+    e: &Entry<'_>,
+    (layout, cells): (&[(Column, usize)], &Cells<'_>),
     theme: &Theme,
-    (offset, page, focused): (usize, usize, bool),
-) -> Vec<Row<'a>> {
-    app.visible_profiles()
-        .enumerate()
-        .skip(offset)
-        .take(page)
-        .map(|(i, p)| {
-            let base = if i == app.selected && focused {
-                theme.selected
-            } else {
-                Style::default()
-            };
-            let status = status_style(p.status, theme).patch(base);
-            Row::new(columns.iter().zip(widths).map(|(c, w)| {
-                let style = match c {
-                    Column::Status => status,
-                    Column::Contended if p.contended_since.is_some() => status,
-                    Column::Trend => theme.sparkline.patch(base),
-                    _ => base,
-                };
-                // A span: one line already, so the cell need not split or copy the text.
-                Cell::from(Span::styled(
-                    c.fit(&c.text(p, cells), usize::from(*w)),
-                    style,
-                ))
-            }))
-        })
-        .collect()
+    selected: bool,
+) -> Row<'a> {
+    let p = e.profile;
+    let base = if selected && e.first {
+        theme.selected
+    } else {
+        Style::default()
+    };
+    let status = status_style(p.status, theme).patch(base);
+    let expired = e.row.is_some_and(|r| r.is_expired(cells.now));
+    Row::new(layout.iter().map(|(c, w)| {
+        let style = match c {
+            Column::Status => status,
+            Column::Contended if p.contended_since.is_some() => status,
+            Column::Ttl | Column::Key if expired => theme.expired.patch(base),
+            Column::Trend => theme.sparkline.patch(base),
+            _ => base,
+        };
+        // A span: one line already, so the cell need not split or copy the text.
+        Cell::from(Span::styled(c.cell(e, cells, *w), style))
+    }))
 }
 
 /// The table's header and, below it, why there are no rows.
 fn draw_empty(
     frame: &mut Frame,
     theme: &Theme,
-    (columns, widths): (&[Column], &[u16]),
+    all: &[Column],
+    spark: usize,
     area: Rect,
     msg: &str,
 ) {
-    let header: String = columns
-        .iter()
-        .zip(widths)
-        .map(|(c, w)| c.fit(c.title(), usize::from(*w)))
-        .collect();
+    let layout = columns::layout(
+        all,
+        area.width as usize,
+        |c| (c == Column::Trend).then_some(spark),
+        |c| c.title().len(),
+    );
+    let header = columns::plain_line(&layout, |c, w| c.fit(c.title(), w).into());
     let lines = vec![
         Line::styled(text::fit(&header, area.width as usize), theme.dim),
         Line::styled(msg.to_owned(), theme.dim),
     ];
     frame.render_widget(Paragraph::new(lines), area);
-}
-
-fn scroll_offset(selected: usize, page: usize, count: usize) -> usize {
-    if page == 0 || count <= page {
-        return 0;
-    }
-    selected.saturating_sub(page - 1).min(count - page)
 }

@@ -518,6 +518,8 @@ mod tests {
             state: Some("idle in transaction".into()),
             query: None,
             xact_start: None,
+            state_change: None,
+            wait_event: None,
             backend_type: None,
             leader_pid: None,
         });
@@ -578,7 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn summarised_profiles_show_their_single_holder_and_keep_feeding_the_history() {
+    fn summarised_profiles_show_the_holder_that_expires_first_and_keep_feeding_the_history() {
         let mut s = snapshot(0, vec![contended(row("hot", "w1", 30), -5, -1, 2)]);
         s.summaries = std::sync::Arc::new(vec![
             ProfileSummary {
@@ -596,9 +598,9 @@ mod tests {
                 group: Some("busy".into()),
                 rows: 4,
                 held: 3,
-                sample_key: None,
-                sample_owner: None,
-                sample_acquired_at: None,
+                sample_key: Some("ETH".into()),
+                sample_owner: Some("w7".into()),
+                sample_acquired_at: Some(t(-27)),
                 next_expiry: Some(t(3)),
                 failure_total: Some(0),
                 latest_contended_since: None,
@@ -625,7 +627,17 @@ mod tests {
             .expect("busy");
         assert_eq!(
             (busy.row_count, busy.held_count, busy.rows.len()),
-            (4, 3, 0)
+            (4, 3, 1),
+            "the held row that expires first stands for the profile"
+        );
+        let first = busy.holders().next().expect("a holder");
+        assert_eq!(
+            (
+                first.key.as_deref(),
+                first.owner.as_deref(),
+                first.expires_at
+            ),
+            (Some("ETH"), Some("w7"), Some(t(3)))
         );
         assert_eq!(status(&b, "hot"), Status::Contended);
     }

@@ -103,10 +103,11 @@ pub(super) struct Counts {
     pub(super) detailed: bool,
 }
 
-/// The row standing for a summarised profile of a single held row (with several rows, the aggregate cannot
-/// say which owner holds which key; the screen then shows the counts and the first expiry).
+/// The row standing for a summarised profile: its held row that expires first (the summary names its key,
+/// owner and acquisition). The screen says how many more it holds; the dashboard reads them all for the
+/// profiles it shows expanded.
 pub(super) fn summary_row(s: &ProfileSummary, by_app: &HashMap<&str, &Session>) -> Option<RowView> {
-    if s.held != 1 || s.rows != 1 {
+    if s.held == 0 {
         return None;
     }
     let linked = s

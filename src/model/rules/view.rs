@@ -78,8 +78,8 @@ pub struct ProfileView {
     /// Failed acquisitions in the current episode, summed over the profile's rows.
     pub contention_count: i64,
     pub waiters: u32,
-    /// The rows in detail; for a profile known only from its summary, one row standing for its holder (the
-    /// one that expires first), or none when several hold rows (then see `held_count`).
+    /// The rows in detail; for a profile known only from its summary, one row standing for its held row that
+    /// expires first (`held_count` says how many it holds).
     pub rows: Vec<RowView>,
     /// Rows of the profile and rows with an owner, whether or not they are in `rows`.
     pub row_count: usize,
@@ -95,6 +95,35 @@ impl ProfileView {
     /// The rows that somebody holds (or held and did not release).
     pub fn holders(&self) -> impl Iterator<Item = &RowView> {
         self.rows.iter().filter(|r| r.owner.is_some())
+    }
+
+    /// The rows somebody holds, most urgent first: expired, then waited on or contended, then the soonest to
+    /// expire (then by key). The first stands for the profile on its line.
+    pub fn holders_by_urgency(&self, now: DateTime<Utc>) -> Vec<&RowView> {
+        let mut rows: Vec<&RowView> = self.holders().collect();
+        rows.sort_by(|a, b| {
+            let rank = |r: &RowView| {
+                (
+                    !r.is_expired(now),
+                    !(r.waiters > 0 || r.contended_since.is_some()),
+                    r.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+                )
+            };
+            rank(a).cmp(&rank(b)).then_with(|| {
+                natural_cmp(
+                    a.key.as_deref().unwrap_or(""),
+                    b.key.as_deref().unwrap_or(""),
+                )
+            })
+        });
+        rows
+    }
+
+    /// How many rows it holds besides the one on its line.
+    pub fn more_held(&self) -> usize {
+        self.held_count
+            .max(self.holders().count())
+            .saturating_sub(1)
     }
 
     /// How long the current contention episode has lasted; `None` when not contended.
