@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEventKind};
 
 use crate::model::feed::{Control, Feed, Link};
 use crate::model::order::natural_cmp;
@@ -92,18 +92,22 @@ pub struct Frozen {
     pub service: Option<crate::model::service::ServiceView>,
 }
 
-/// Where the last frame drew what a mouse click can pick.
+/// Where the last frame drew what a mouse click can pick, and in which order the lock waits were listed.
 #[derive(Debug, Clone, Default)]
 pub struct Hits {
+    /// The profiles pane, its border included.
+    pub profiles_pane: ratatui::layout::Rect,
     /// The profiles table's lines, and for each the profile's place in the visible list.
     pub profiles: ratatui::layout::Rect,
     pub profile_lines: Vec<usize>,
-    /// The lower pane (lock waits, or the detail).
+    /// The lower pane (lock waits, or the detail), its border included.
     pub lower: ratatui::layout::Rect,
-    /// The lock waits' lines, and for each the wait's place in the list (`None` for a blocker's line).
+    /// The lock waits' lines, and for each its place among the waits listed (`None` for a blocker's line).
     pub wait_lines: Vec<Option<usize>>,
     /// How many of the lock waits' lines are scrolled off the top.
     pub wait_skip: usize,
+    /// The waits as listed (the locks pane's cursor counts in this order), as indexes into the board's waits.
+    pub wait_order: Vec<usize>,
 }
 
 /// What a key asks for.
@@ -128,6 +132,7 @@ pub enum Action {
     ToggleDetail,
     SwitchPane,
     ToggleQueries,
+    ToggleAlerts,
     Refresh,
     Back,
 }
@@ -162,6 +167,7 @@ pub fn keymap(key: KeyEvent, editing_filter: bool) -> Option<Action> {
         KeyCode::Enter => Action::ToggleDetail,
         KeyCode::Tab | KeyCode::BackTab => Action::SwitchPane,
         KeyCode::Char('t') => Action::ToggleQueries,
+        KeyCode::Char('a') => Action::ToggleAlerts,
         KeyCode::Char('r') => Action::Refresh,
         KeyCode::Esc => Action::Back,
         _ => return None,
@@ -189,7 +195,12 @@ pub struct App {
     pub pane: Pane,
     pub lock_selected: usize,
     pub detail: bool,
+    /// The backend whose detail the lower pane shows instead (Enter on a wait with no profile: its blocker).
+    pub backend: Option<i32>,
     pub help: bool,
+    /// The list of every active alert (`a`), and its cursor.
+    pub alerts_open: bool,
+    pub alert_selected: usize,
     pub show_queries: bool,
     /// What the screen froze with, while paused (`p`): polling goes on underneath, into the history and the
     /// latest snapshot, so that resuming is instant and nothing is lost.
@@ -216,6 +227,8 @@ pub struct App {
     fixed_now: Option<DateTime<Utc>>,
     /// Set by `locktop replay`: the player's state line, shown in the header instead of the link state.
     pub replay: Option<String>,
+    /// The `--record` file's state, while recording.
+    pub recording: Option<crate::model::feed::RecordStatus>,
     /// The service's metrics and health, when `--metrics-url`/`--health-url` are given: `Some` from the
     /// start (empty until the first scrape), so the table keeps its column.
     pub service: Option<crate::model::service::ServiceView>,
@@ -239,7 +252,10 @@ impl App {
             pane: Pane::Profiles,
             lock_selected: 0,
             detail: false,
+            backend: None,
             help: false,
+            alerts_open: false,
+            alert_selected: 0,
             show_queries: false,
             paused: None,
             pending: None,
@@ -256,6 +272,7 @@ impl App {
             polls_seen: 0,
             fixed_now: None,
             replay: None,
+            recording: None,
             service: None,
         }
     }
@@ -451,6 +468,125 @@ impl App {
         self.selected = self.selected.min(self.visible.len().saturating_sub(1));
     }
 
+    /// A mouse event at a cell: a click on a profile's line selects it and focuses the table, a click on the
+    /// lower pane focuses the lock waits (and selects the wait clicked); the wheel moves the cursor of the
+    /// pane under the pointer. Returns whether anything changed.
+    pub fn mouse(&mut self, kind: MouseEventKind, column: u16, row: u16) -> bool {
+        let at = ratatui::layout::Position::new(column, row);
+        let pane = if self.hits.profiles_pane.contains(at) {
+            Pane::Profiles
+        } else if self.hits.lower.contains(at) && !self.detail {
+            Pane::Locks
+        } else {
+            return false;
+        };
+        match kind {
+            MouseEventKind::Down(MouseButton::Left) => {
+                self.pane = pane;
+                if pane == Pane::Profiles {
+                    if self.hits.profiles.contains(at) {
+                        let line = usize::from(row - self.hits.profiles.y);
+                        if let Some(&i) = self.hits.profile_lines.get(line) {
+                            self.selected = i;
+                        }
+                    }
+                } else {
+                    // The pane's border is its first row.
+                    if row > self.hits.lower.y {
+                        let line = usize::from(row - self.hits.lower.y - 1) + self.hits.wait_skip;
+                        if let Some(Some(i)) = self.hits.wait_lines.get(line) {
+                            self.lock_selected = *i;
+                        }
+                    }
+                }
+                true
+            }
+            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+                let before = self.pane;
+                self.pane = pane;
+                self.apply(if kind == MouseEventKind::ScrollUp {
+                    Action::Up
+                } else {
+                    Action::Down
+                });
+                self.pane = before;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The alerts list's keys: moving, Enter to jump to the alert's profile, Esc or `a` to close. Returns
+    /// whether the key was the list's.
+    fn alerts_key(&mut self, action: Action) -> bool {
+        let count = self.board.as_ref().map_or(0, |b| b.alerts.len());
+        match action {
+            Action::Up => self.alert_selected = self.alert_selected.saturating_sub(1),
+            Action::Down => {
+                self.alert_selected = (self.alert_selected + 1).min(count.saturating_sub(1));
+            }
+            Action::Home => self.alert_selected = 0,
+            Action::End => self.alert_selected = count.saturating_sub(1),
+            Action::Back => self.alerts_open = false,
+            Action::ToggleDetail => {
+                let profile = self
+                    .board
+                    .as_ref()
+                    .and_then(|b| b.alerts.get(self.alert_selected))
+                    .and_then(|a| a.profiles().first().map(|p| (*p).to_owned()));
+                self.alerts_open = false;
+                if let Some(profile) = profile {
+                    self.jump_to(&profile);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Enter on the lock waits: the wait's profile in detail when it is on a lease row, else its blocker's
+    /// backend.
+    fn open_wait(&mut self) {
+        let Some(wait) = self
+            .hits
+            .wait_order
+            .get(self.lock_selected)
+            .and_then(|&i| self.board.as_ref()?.waits.get(i))
+        else {
+            return;
+        };
+        if let Some(profile) = wait.profile.clone() {
+            self.jump_to(&profile);
+            return;
+        }
+        let blocker = wait.wait.blocked_by.iter().copied().find(|&pid| pid != 0);
+        if let Some(pid) = blocker.or(Some(wait.wait.pid)) {
+            self.backend = Some(pid);
+            self.detail = true;
+        }
+    }
+
+    /// Selects `profile` (clearing a filter that hides it) and opens its detail.
+    pub fn jump_to(&mut self, profile: &str) {
+        let find = |app: &Self| {
+            app.visible
+                .iter()
+                .position(|&i| app.profile(i).is_some_and(|p| p.profile == profile))
+        };
+        let mut at = find(self);
+        if at.is_none() && !self.filter.is_empty() {
+            self.filter.clear();
+            self.refilter();
+            at = find(self);
+        }
+        if let Some(at) = at {
+            self.selected = at;
+            self.pane = Pane::Profiles;
+            self.detail = true;
+            self.backend = None;
+        }
+    }
+
     /// Freezes the view as it is, or resumes at the latest data.
     fn toggle_pause(&mut self) {
         if self.paused.take().is_some() {
@@ -473,6 +609,9 @@ impl App {
 
     /// Applies an action.
     pub fn apply(&mut self, action: Action) {
+        if self.alerts_open && self.alerts_key(action) {
+            return;
+        }
         let last = self.visible.len().saturating_sub(1);
         let locks_last = self
             .board
@@ -487,6 +626,10 @@ impl App {
         let max = if in_locks { locks_last } else { last };
         match action {
             Action::Quit => self.quit = true,
+            Action::ToggleAlerts => {
+                self.alerts_open = !self.alerts_open;
+                self.alert_selected = 0;
+            }
             Action::ToggleHelp => self.help = !self.help,
             Action::StartFilter => {
                 self.editing_filter = true;
@@ -518,7 +661,11 @@ impl App {
             Action::PageDown => *cursor = (*cursor + self.page.max(1)).min(max),
             Action::Home => *cursor = 0,
             Action::End => *cursor = max,
-            Action::ToggleDetail => self.detail = !self.detail,
+            Action::ToggleDetail if in_locks && !self.detail => self.open_wait(),
+            Action::ToggleDetail => {
+                self.detail = !self.detail;
+                self.backend = None;
+            }
             Action::SwitchPane => {
                 self.pane = if in_locks {
                     Pane::Profiles
@@ -533,6 +680,7 @@ impl App {
                     self.help = false;
                 } else if self.detail {
                     self.detail = false;
+                    self.backend = None;
                 } else if !self.filter.is_empty() {
                     self.filter.clear();
                     self.refilter();

@@ -83,6 +83,9 @@ pub struct WatchArgs {
     /// No colour (also when NO_COLOR is set): emphasis by bold, reverse and underline only.
     #[arg(long)]
     pub no_color: bool,
+    /// Leave the mouse to the terminal (its own text selection) instead of clicks and the wheel.
+    #[arg(long)]
+    pub no_mouse: bool,
     /// Append every poll to FILE (JSON Lines, mode 0600) for `locktop replay`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -155,6 +158,9 @@ pub struct ReplayArgs {
     /// No colour (also when NO_COLOR is set).
     #[arg(long)]
     pub no_color: bool,
+    /// Leave the mouse to the terminal (its own text selection) instead of clicks and the wheel.
+    #[arg(long)]
+    pub no_mouse: bool,
 }
 
 /// The playback speeds `replay` offers.

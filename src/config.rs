@@ -39,6 +39,44 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// The service's own endpoints, read beside the database.
     pub service: ServiceConfig,
+    /// How the dashboard draws.
+    pub display: DisplayConfig,
+}
+
+/// How the dashboard draws (`[display]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisplayConfig {
+    /// Colour depth: `"auto"` (from `TERM` and `COLORTERM`), `"none"`, `"16"`, `"256"` or `"truecolor"`.
+    pub colors: ColorSetting,
+    /// Mouse: a click selects a row or focuses a pane, the wheel scrolls. Off keeps the terminal's own text
+    /// selection (as `--no-mouse` does).
+    pub mouse: bool,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        Self {
+            colors: ColorSetting::Auto,
+            mouse: true,
+        }
+    }
+}
+
+/// The colour depth the config asks for (`[display] colors`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorSetting {
+    /// From `TERM` and `COLORTERM`.
+    #[default]
+    Auto,
+    None,
+    #[serde(rename = "16")]
+    Ansi16,
+    #[serde(rename = "256")]
+    Indexed,
+    #[serde(rename = "truecolor")]
+    TrueColor,
 }
 
 /// One database to watch.

@@ -104,6 +104,7 @@ impl Poll {
 #[derive(Debug)]
 pub struct Recorder {
     out: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
     queries: bool,
     rules: Rules,
     history: History,
@@ -122,6 +123,7 @@ impl Recorder {
             .open(path)?;
         let mut recorder = Self {
             out: std::io::BufWriter::new(file),
+            path: path.to_owned(),
             queries: header.queries,
             rules: header.rules(),
             history: History::default(),
@@ -179,6 +181,15 @@ impl Recorder {
             statuses: BTreeMap::new(),
             alerts: Vec::new(),
         })
+    }
+
+    /// Where it writes, and how large the file is now.
+    pub fn status(&self) -> crate::model::feed::RecordStatus {
+        crate::model::feed::RecordStatus {
+            path: self.path.display().to_string(),
+            bytes: self.out.get_ref().metadata().map_or(0, |m| m.len()),
+            stopped: None,
+        }
     }
 
     fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {

@@ -12,6 +12,8 @@ use std::path::Path;
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 
+pub use crate::config::ColorSetting;
+
 /// The shipped themes: name and file contents.
 pub const BUILT_IN: [(&str, &str); 4] = [
     ("default", include_str!("../themes/default.toml")),
@@ -129,24 +131,50 @@ fn parse_color(text: &str) -> Option<Color> {
 pub enum ColorDepth {
     /// No colour at all (`NO_COLOR`, `--no-color`).
     None,
-    /// 16 or 256 indexed colours: RGB is approximated.
+    /// The 16 ANSI colours (`TERM=xterm`, `vt100`, `linux`, `screen`): indexed and RGB colours become the
+    /// nearest of them.
+    Ansi16,
+    /// 256 indexed colours (`TERM=*-256color`): RGB is approximated.
     Indexed,
     /// 24-bit colour (`COLORTERM=truecolor` or `24bit`, and not GNU screen).
     TrueColor,
 }
 
 impl ColorDepth {
-    /// From the environment: `COLORTERM` says truecolor; GNU screen (`TERM=screen*`) garbles RGB.
-    pub fn detect(no_color: bool) -> Self {
+    /// From the environment, unless the config says: `COLORTERM=truecolor` (not under GNU screen, which garbles
+    /// RGB) gives RGB, a `TERM` naming 256 colours gives 256, any other gives the 16 ANSI colours.
+    pub fn detect(no_color: bool, setting: ColorSetting) -> Self {
+        Self::from_env(
+            no_color,
+            setting,
+            &std::env::var("TERM").unwrap_or_default(),
+            &std::env::var("COLORTERM").unwrap_or_default(),
+        )
+    }
+
+    /// [`Self::detect`] for given `TERM` and `COLORTERM` values.
+    pub fn from_env(no_color: bool, setting: ColorSetting, term: &str, colorterm: &str) -> Self {
         if no_color {
             return Self::None;
         }
-        let colorterm = std::env::var("COLORTERM").unwrap_or_default();
-        let term = std::env::var("TERM").unwrap_or_default();
-        if (colorterm == "truecolor" || colorterm == "24bit") && !term.starts_with("screen") {
-            Self::TrueColor
-        } else {
-            Self::Indexed
+        match setting {
+            ColorSetting::None => Self::None,
+            ColorSetting::Ansi16 => Self::Ansi16,
+            ColorSetting::Indexed => Self::Indexed,
+            ColorSetting::TrueColor => Self::TrueColor,
+            ColorSetting::Auto => {
+                if (colorterm == "truecolor" || colorterm == "24bit") && !term.starts_with("screen")
+                {
+                    Self::TrueColor
+                } else if term.contains("256color")
+                    || colorterm == "truecolor"
+                    || colorterm == "24bit"
+                {
+                    Self::Indexed
+                } else {
+                    Self::Ansi16
+                }
+            }
         }
     }
 }
@@ -290,8 +318,77 @@ fn adapt(c: Color, depth: ColorDepth) -> Color {
             let level = |v: u8| (u16::from(v) * 5 / 255) as u8;
             Color::Indexed(16 + 36 * level(r) + 6 * level(g) + level(b))
         }
+        (Color::Rgb(r, g, b), ColorDepth::Ansi16) => nearest_ansi(r, g, b),
+        (Color::Indexed(index), ColorDepth::Ansi16) => {
+            let (red, green, blue) = indexed_rgb(index);
+            nearest_ansi(red, green, blue)
+        }
         (other, _) => other,
     }
+}
+
+/// The RGB of one of the 256 indexed colours (the xterm palette).
+fn indexed_rgb(i: u8) -> (u8, u8, u8) {
+    const BASE: [(u8, u8, u8); 16] = [
+        (0, 0, 0),
+        (205, 0, 0),
+        (0, 205, 0),
+        (205, 205, 0),
+        (0, 0, 238),
+        (205, 0, 205),
+        (0, 205, 205),
+        (229, 229, 229),
+        (127, 127, 127),
+        (255, 0, 0),
+        (0, 255, 0),
+        (255, 255, 0),
+        (92, 92, 255),
+        (255, 0, 255),
+        (0, 255, 255),
+        (255, 255, 255),
+    ];
+    match i {
+        0..16 => BASE[usize::from(i)],
+        16..232 => {
+            let n = i - 16;
+            let step = |v: u8| if v == 0 { 0 } else { 55 + 40 * v };
+            (step(n / 36), step((n / 6) % 6), step(n % 6))
+        }
+        _ => {
+            let v = 8 + 10 * (i - 232);
+            (v, v, v)
+        }
+    }
+}
+
+/// The nearest of the 16 ANSI colours to an RGB colour.
+fn nearest_ansi(r: u8, g: u8, b: u8) -> Color {
+    const ANSI: [Color; 16] = [
+        Color::Black,
+        Color::Red,
+        Color::Green,
+        Color::Yellow,
+        Color::Blue,
+        Color::Magenta,
+        Color::Cyan,
+        Color::Gray,
+        Color::DarkGray,
+        Color::LightRed,
+        Color::LightGreen,
+        Color::LightYellow,
+        Color::LightBlue,
+        Color::LightMagenta,
+        Color::LightCyan,
+        Color::White,
+    ];
+    let distance = |i: u8| {
+        let (r2, g2, b2) = indexed_rgb(i);
+        let d = |a: u8, b: u8| (i32::from(a) - i32::from(b)).pow(2);
+        d(r, r2) + d(g, g2) + d(b, b2)
+    };
+    (0..16_u8)
+        .min_by_key(|i| distance(*i))
+        .map_or(Color::Reset, |i| ANSI[usize::from(i)])
 }
 
 #[cfg(test)]
@@ -344,6 +441,47 @@ mod tests {
         );
         let t = Theme::parse("x", BUILT_IN[1].1, ColorDepth::TrueColor).expect("light");
         assert_eq!(t.contended.fg, Some(Color::Rgb(0x8a, 0x5a, 0x00)));
+    }
+
+    #[test]
+    fn colour_depth_follows_term_and_colorterm_and_the_config_wins() {
+        let at = |term, colorterm| ColorDepth::from_env(false, ColorSetting::Auto, term, colorterm);
+        assert_eq!(at("xterm", ""), ColorDepth::Ansi16);
+        assert_eq!(at("xterm-256color", ""), ColorDepth::Indexed);
+        assert_eq!(at("xterm-256color", "truecolor"), ColorDepth::TrueColor);
+        assert_eq!(at("screen", "truecolor"), ColorDepth::Indexed);
+        assert_eq!(
+            ColorDepth::from_env(false, ColorSetting::TrueColor, "xterm", ""),
+            ColorDepth::TrueColor
+        );
+        assert_eq!(
+            ColorDepth::from_env(true, ColorSetting::TrueColor, "xterm", ""),
+            ColorDepth::None
+        );
+        // Under 16 colours no theme's style uses an indexed or RGB colour.
+        for (name, text) in BUILT_IN {
+            let t = Theme::parse(name, text, ColorDepth::Ansi16).expect("theme");
+            for s in [
+                t.contended,
+                t.escalated,
+                t.selected,
+                t.banner,
+                t.stale,
+                t.dim,
+            ] {
+                for c in [s.fg, s.bg].into_iter().flatten() {
+                    assert!(
+                        !matches!(c, Color::Rgb(..) | Color::Indexed(_)),
+                        "{name}: {c:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(nearest_ansi(0xd0, 0x10, 0x10), Color::Red);
+        assert_eq!(
+            adapt(Color::Indexed(196), ColorDepth::Ansi16),
+            Color::LightRed
+        );
     }
 
     #[test]

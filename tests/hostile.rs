@@ -99,6 +99,17 @@ async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_termina
     .execute(&mut conn)
     .await
     .expect("insert");
+    // Bidi controls and a C1 control (U+009B is CSI to some terminals), wide and zero-width characters.
+    sqlx::query(
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         VALUES ($1, $2, $3, now() + interval '1 hour')",
+    )
+    .bind("BIDI\u{202E}gnp.exe")
+    .bind("\u{2066}K\u{2069}")
+    .bind("o\u{9b}31m\u{200B}利润")
+    .execute(&mut conn)
+    .await
+    .expect("insert");
     // A waiter whose query text is 1 MB long and full of escapes, blocked by a holder.
     let long_query = format!(
         "SELECT pg_advisory_lock(3) /* {} {} */",
@@ -117,7 +128,7 @@ async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_termina
         tui.wait_for("/*");
         tui.keys("\t");
         tui.keys("\t\r");
-        let screen = tui.wait_for("(Esc closes)");
+        let screen = tui.wait_for("(Esc closes");
         tui.keys("q");
         assert_eq!(tui.wait_exit(), 0);
         (screen, tui.raw_output())
@@ -127,7 +138,7 @@ async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_termina
     for escape in ESCAPES {
         assert!(!raw.contains(escape), "{escape:?} reached the terminal");
     }
-    assert!(screen.contains("EVIL?[5m"), "shown, defused:\n{screen}");
+    assert!(screen.contains("EVIL^[[5m"), "shown, defused:\n{screen}");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
         .args(["snapshot", "--format", "table", "--dsn", &url])
@@ -138,6 +149,34 @@ async fn escape_sequences_in_tokens_ids_and_1_mb_queries_never_reach_the_termina
     assert!(
         !table.contains('\x1b'),
         "no escape in the table output: {table:?}"
+    );
+    for raw in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{9b}', '\u{200B}'] {
+        assert!(
+            !table.contains(raw),
+            "{raw:?} raw in the table output: {table}"
+        );
+    }
+    assert!(
+        table.contains("BIDI<U+202E>gnp.exe") && table.contains("o<U+009B>31m<U+200B>利润"),
+        "shown as escapes: {table}"
+    );
+    // Under a locale that is not UTF-8, every byte of the table is ASCII.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--format", "table", "--dsn", &url])
+        .env("LANG", "C")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .output()
+        .expect("snapshot");
+    assert!(
+        out.stdout.is_ascii(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("o<U+009B>31m<U+200B>?"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     wait.release().await;
 }

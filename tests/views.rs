@@ -325,3 +325,297 @@ fn prepared_blockers_workers_approximate_and_unnamed_waits_read_as_what_they_are
     );
     insta::assert_snapshot!("prepared_and_unnamed_120x40", terminal.backend());
 }
+
+/// The buffer's text, one string per line (wide characters once, their hidden cells skipped).
+fn lines_of(t: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = t.backend().buffer();
+    let width = buffer.area.width as usize;
+    buffer
+        .content
+        .chunks(width)
+        .map(|row| {
+            let mut line = String::new();
+            let mut skip = 0;
+            for cell in row {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                line.push_str(cell.symbol());
+                skip = unicode_width::UnicodeWidthStr::width(cell.symbol()).saturating_sub(1);
+            }
+            line
+        })
+        .collect()
+}
+
+/// No cell holds a control, bidi or invisible formatting character, and in the profiles table every TTL sits in
+/// the TTL column (a character measured wrong would shift it).
+fn assert_safe_and_aligned(t: &Terminal<TestBackend>) {
+    for cell in &t.backend().buffer().content {
+        assert!(
+            !cell.symbol().chars().any(locktop::ui::text::unsafe_char),
+            "unsafe text reached the buffer: {:?}",
+            cell.symbol()
+        );
+    }
+    let buffer = t.backend().buffer();
+    let rows: Vec<Vec<&str>> = buffer
+        .content
+        .chunks(buffer.area.width as usize)
+        .map(|r| r.iter().map(ratatui::buffer::Cell::symbol).collect())
+        .collect();
+    let header = rows
+        .iter()
+        .position(|r| r.concat().contains("STATUS") && r.concat().contains("TTL"))
+        .expect("the table's header");
+    let end = rows[header]
+        .windows(3)
+        .position(|w| w.concat() == "TTL")
+        .expect("TTL column")
+        + 3;
+    for row in rows.iter().skip(header + 1).take_while(|r| r[0] == "│") {
+        if row[1..end].concat().trim().is_empty() {
+            continue;
+        }
+        let ttl = row[end - 6..end].concat();
+        let ttl = ttl.trim();
+        assert!(
+            ttl == "-" || ttl.ends_with('s') || ttl.ends_with('m'),
+            "not a TTL under TTL: {ttl:?} in {:?}",
+            row.concat()
+        );
+    }
+}
+
+#[test]
+fn hostile_text_at_every_size_is_shown_escaped_measured_in_cells_and_keys_are_never_hidden() {
+    let mut app = app_showing(fixtures::hostile());
+    for (w, h) in [(80, 24), (120, 40), (200, 50)] {
+        let t = render(&mut app, w, h, &theme());
+        assert_safe_and_aligned(&t);
+        insta::assert_snapshot!(format!("hostile_{w}x{h}"), t.backend());
+        let text = lines_of(&t).join("\n");
+        // Shown as escapes (cut in the middle where the column is narrow), never obeyed.
+        assert!(text.contains("ctl-^["), "{w}x{h}:\n{text}");
+        assert!(text.contains("bidi-<"), "{w}x{h}:\n{text}");
+    }
+    // 120x40: room for every key of the multi-key profile, each with its owner's distinguishing end and TTL.
+    let text = lines_of(&render(&mut app, 120, 40, &theme())).join("\n");
+    for (key, ttl, owner_end) in [
+        ("SOL", "-4s", "000003"),
+        ("XRP", "14s", "000004"),
+        ("BTC", "9s", "000001"),
+        ("ETH", "27s", "000002"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!(" {key} ")) && l.contains(owner_end))
+            .unwrap_or_else(|| panic!("{key} has no line of its own:\n{text}"));
+        assert!(line.contains(ttl), "{key}: {line}");
+    }
+    // 80x24: no room; the expired key stands for the profile, with how many more, and the owner's end shows.
+    let text = lines_of(&render(&mut app, 80, 24, &theme())).join("\n");
+    app.apply(Action::End);
+    let text_end = lines_of(&render(&mut app, 80, 24, &theme())).join("\n");
+    let line = text
+        .lines()
+        .chain(text_end.lines())
+        .find(|l| l.contains("multi-key"))
+        .unwrap_or_else(|| panic!("multi-key not on screen:\n{text}\n{text_end}"));
+    assert!(
+        line.contains("SOL +3") && line.contains("00003") && line.contains("-4s"),
+        "{line}"
+    );
+    // `x` shows them all, scrolling if it must.
+    app.apply(Action::CycleKeyLines);
+    let t = render(&mut app, 80, 24, &theme());
+    assert!(app.expanded);
+    insta::assert_snapshot!("hostile_expanded_80x24", t.backend());
+}
+
+#[test]
+fn without_a_utf8_locale_every_cell_is_ascii() {
+    let mut app = app_showing(fixtures::hostile());
+    app.apply(Action::ToggleAlerts);
+    for (w, h) in [(80, 24), (120, 40)] {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        terminal
+            .draw(|f| ui::draw(f, &mut app, &theme(), Glyphs { unicode: false }))
+            .expect("draw");
+        for cell in &terminal.backend().buffer().content {
+            assert!(cell.symbol().is_ascii(), "{:?}", cell.symbol());
+        }
+        insta::assert_snapshot!(format!("ascii_{w}x{h}"), terminal.backend());
+    }
+}
+
+#[test]
+fn a_pause_freezes_values_and_sparklines_while_polls_go_on_and_resume_shows_the_latest() {
+    use locktop::model::feed::{Feed, Link};
+    let mut app = fixtures::incident_over_time();
+    app.apply(Action::TogglePause);
+    let frozen = format!("{}", render(&mut app, 120, 40, &theme()).backend());
+    assert!(
+        frozen.contains("PAUSED 12:13:20") && !frozen.contains("stale"),
+        "{frozen}"
+    );
+    // Polls keep arriving underneath, with more failures each time.
+    for i in 1..=5 {
+        let mut s = fixtures::incident();
+        s.server_now = fixtures::t(i);
+        for r in &mut s.leases {
+            r.contention_count = Some(500 + i);
+        }
+        app.on_feed(&Feed {
+            snapshot: Some(std::sync::Arc::new(s)),
+            received_at: Some(std::time::Instant::now()),
+            polls: 100 + i as u64,
+            last_poll_failed: false,
+            link: Link::Connected,
+        });
+    }
+    let still = format!("{}", render(&mut app, 120, 40, &theme()).backend());
+    assert_eq!(frozen, still, "nothing moves while paused");
+    app.apply(Action::TogglePause);
+    let resumed = format!("{}", render(&mut app, 120, 40, &theme()).backend());
+    assert!(!resumed.contains("PAUSED"), "{resumed}");
+    assert_ne!(
+        frozen, resumed,
+        "resume shows the polls that came meanwhile"
+    );
+    assert!(app.history.polls() > 60, "no poll was lost to the pause");
+}
+
+#[test]
+fn the_alerts_list_names_every_trigger_with_its_runbook_and_enter_jumps_to_its_profile() {
+    let mut app = app_showing(incident());
+    let banner = lines_of(&render(&mut app, 120, 40, &theme()))[1].clone();
+    let alerts = app.board.as_ref().expect("board").alerts.len();
+    assert!(alerts >= 2, "the incident fires several triggers");
+    assert!(
+        banner.contains(&format!("{alerts} alerts on")) && banner.contains("a lists them"),
+        "{banner}"
+    );
+    app.apply(Action::ToggleAlerts);
+    let t = render(&mut app, 120, 40, &theme());
+    let text = lines_of(&t).join("\n");
+    assert!(text.contains("contended_too_long: hot-7"), "{text}");
+    assert!(
+        text.contains("runbook:") && text.contains("Never delete"),
+        "{text}"
+    );
+    insta::assert_snapshot!("alerts_120x40", t.backend());
+    app.apply(Action::End);
+    let last = app.board.as_ref().expect("board").alerts[alerts - 1].profiles()[0].to_owned();
+    app.apply(Action::ToggleDetail);
+    assert!(!app.alerts_open && app.detail);
+    assert_eq!(
+        app.selected_profile().map(|p| p.profile.clone()),
+        Some(last)
+    );
+}
+
+#[test]
+fn enter_on_a_lock_wait_opens_its_profile_or_its_blockers_backend() {
+    let mut app = app_showing(incident());
+    app.apply(Action::SwitchPane);
+    render(&mut app, 120, 40, &theme());
+    // The advisory wait (the third waiter line) is on no lease row: its blocker's backend opens.
+    app.apply(Action::End);
+    app.apply(Action::ToggleDetail);
+    assert_eq!(app.backend, Some(201));
+    let text = lines_of(&render(&mut app, 120, 40, &theme())).join("\n");
+    assert!(
+        text.contains("backend 201") && text.contains("blocks pid 202"),
+        "{text}"
+    );
+    app.apply(Action::Back);
+    assert!(!app.detail && app.backend.is_none());
+    // The first waits on hot-7's row: its profile opens, in the profiles pane.
+    app.apply(Action::Home);
+    app.apply(Action::ToggleDetail);
+    assert_eq!(
+        app.selected_profile().map(|p| p.profile.as_str()),
+        Some("hot-7")
+    );
+    assert!(app.detail && app.backend.is_none());
+    let text = lines_of(&render(&mut app, 120, 40, &theme())).join("\n");
+    assert!(
+        text.contains(
+            "pid 101 w-hot (trader@10.0.0.7): idle in transaction for 12s, transaction 20s"
+        ) && text.contains("idle in transaction: it keeps its locks"),
+        "the holder's backend state and the hint:\n{text}"
+    );
+}
+
+#[test]
+fn a_click_selects_a_line_or_focuses_a_pane_and_the_wheel_moves() {
+    use crossterm::event::{MouseButton, MouseEventKind};
+    let mut app = app_showing(incident());
+    render(&mut app, 120, 40, &theme());
+    let table = app.hits.profiles;
+    let row = table.y + 3;
+    let line = app.hits.profile_lines[3];
+    assert!(app.mouse(MouseEventKind::Down(MouseButton::Left), table.x + 5, row));
+    assert_eq!(app.selected, line);
+    assert!(app.mouse(MouseEventKind::ScrollDown, table.x + 5, row));
+    assert_eq!(app.selected, line + 1);
+    let lower = app.hits.lower;
+    assert!(app.mouse(
+        MouseEventKind::Down(MouseButton::Left),
+        lower.x + 3,
+        lower.y + 2
+    ));
+    assert_eq!(app.pane, locktop::app::Pane::Locks);
+    assert_eq!(app.lock_selected, 0, "the first waiter's line");
+    assert!(
+        !app.mouse(MouseEventKind::Down(MouseButton::Left), 0, 0),
+        "the header picks nothing"
+    );
+}
+
+#[test]
+fn the_footer_shows_the_recording_and_says_when_it_stopped_and_why() {
+    use locktop::model::feed::RecordStatus;
+    let mut app = app_showing(calm());
+    app.recording = Some(RecordStatus {
+        path: "/var/tmp/incident.jsonl".into(),
+        bytes: 1_234_567,
+        stopped: None,
+    });
+    let text = lines_of(&render(&mut app, 80, 24, &theme())).join("\n");
+    assert!(text.contains("REC incident.jsonl 1.2 MB"), "{text}");
+    app.recording = Some(RecordStatus {
+        stopped: Some("No space left on device (os error 28)".into()),
+        ..app.recording.clone().expect("status")
+    });
+    let t = render(&mut app, 80, 24, &theme());
+    let text = lines_of(&t).join("\n");
+    assert!(text.contains("REC STOPPED"), "{text}");
+    assert!(
+        text.contains("recording stopped: No space left on device"),
+        "{text}"
+    );
+    insta::assert_snapshot!("recording_stopped_80x24", t.backend());
+}
+
+#[test]
+fn the_panes_keep_their_place_while_waits_come_and_go() {
+    let borders = |app: &mut App| -> Vec<usize> {
+        lines_of(&render(app, 80, 24, &theme()))
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with('╭'))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut app = app_showing(incident());
+    let busy = borders(&mut app);
+    let mut quiet = incident();
+    quiet.waits.truncate(1);
+    let mut app = app_showing(quiet);
+    assert_eq!(busy, borders(&mut app));
+    let mut app = app_showing(calm());
+    assert_eq!(busy, borders(&mut app));
+}

@@ -40,7 +40,8 @@ async fn serve_stats(
 
 /// Runs the demo; returns the exit status.
 pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
-    let theme = super::watch::check_terminal(&args.watch)?;
+    let display = super::load_config(common.config.as_deref())?.display;
+    let face = super::watch::check_terminal(&args.watch, &display)?;
     let thresholds = if args.real_time {
         Thresholds::default()
     } else {
@@ -122,7 +123,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
         Ok(recorder) => {
             let targets = [("demo".to_owned(), target)];
             let extras = super::watch::Extras { recorder, scraper };
-            super::watch::dashboard(&targets, &config, common.interval, &theme, notes, extras).await
+            super::watch::dashboard(&targets, &config, common.interval, &face, notes, extras).await
         }
         Err(e) => Err(e),
     };

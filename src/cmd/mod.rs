@@ -131,10 +131,12 @@ pub fn scraper(
 
 /// Sends logs to a file when one is given; never to the terminal.
 pub fn init_logging(path: Option<&Path>) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let Some(path) = path else { return Ok(()) };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .wrap_err_with(|| format!("cannot open log file {}; check --log-file", path.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKTOP_LOG")
@@ -142,7 +144,27 @@ pub fn init_logging(path: Option<&Path>) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(std::sync::Mutex::new(SafeLog(file)))
         .init();
     Ok(())
+}
+
+/// The log file, written through the screen's sanitiser: database text in a log line (an error naming a
+/// profile, a query) cannot carry escape sequences or bidi controls to whoever `cat`s or `tail`s the log. Each
+/// event arrives in one write, ending in its newline, which stays.
+#[derive(Debug)]
+pub struct SafeLog<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for SafeLog<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let safe: Vec<std::borrow::Cow<str>> =
+            text.split('\n').map(crate::ui::text::sanitize).collect();
+        self.0.write_all(safe.join("\n").as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }

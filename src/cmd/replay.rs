@@ -18,8 +18,7 @@ use crate::cli::{ReplayArgs, SPEEDS};
 use crate::model::rules;
 use crate::model::{History, Status, human_duration};
 use crate::recording::{self, Poll, Recording};
-use crate::theme::Theme;
-use crate::ui::{Glyphs, text};
+use crate::ui::text;
 
 /// Runs `replay`; returns the exit status.
 pub async fn run(args: &ReplayArgs) -> Result<i32> {
@@ -31,14 +30,16 @@ pub async fn run(args: &ReplayArgs) -> Result<i32> {
         out.flush()?;
         return Ok(t.exit_status());
     }
-    let theme = super::watch::check_terminal_for(&args.theme, args.no_color)?;
+    let display = super::load_config(None)?.display;
+    let face =
+        super::watch::check_terminal_for(&args.theme, args.no_color, args.no_mouse, &display)?;
     if !recording.polls.iter().any(|p| p.snapshot.is_some()) {
         return Err(eyre!(
             "{} holds no successful poll to replay",
             args.file.display()
         ));
     }
-    play(recording, args.speed, &theme).await
+    play(recording, args.speed, &face).await
 }
 
 /// Reads the file; an unreadable file or one that is not a recording is a one-line error.
@@ -316,7 +317,7 @@ impl Player {
     }
 }
 
-async fn play(recording: Recording, speed: u32, theme: &Theme) -> Result<i32> {
+async fn play(recording: Recording, speed: u32, face: &super::terminal::Face) -> Result<i32> {
     let header = &recording.header;
     let interval = Duration::from_millis(header.interval_ms.max(1));
     let mut notes = Vec::new();
@@ -346,7 +347,7 @@ async fn play(recording: Recording, speed: u32, theme: &Theme) -> Result<i32> {
         tick,
     };
     player.catch_up(&mut app);
-    super::terminal::run(&mut app, &mut player, theme, Glyphs::detect()).await?;
+    super::terminal::run(&mut app, &mut player, face).await?;
     Ok(0)
 }
 

@@ -12,7 +12,7 @@ use std::io::{BufWriter, Stdout, Write};
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
-use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{self, Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::{cursor, execute, terminal};
 use futures_util::StreamExt;
 use ratatui::Terminal;
@@ -22,6 +22,15 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, keymap};
 use crate::theme::Theme;
 use crate::ui::{self, Glyphs};
+
+/// How the screen looks and what it takes: the theme, the character set, and whether the mouse is read.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub theme: Theme,
+    pub glyphs: Glyphs,
+    /// Mouse capture: clicks and the wheel (off keeps the terminal's own text selection).
+    pub mouse: bool,
+}
 
 /// What a feed gives the runtime.
 pub trait Plug {
@@ -52,9 +61,13 @@ pub trait Plug {
 #[derive(Debug)]
 pub struct TerminalGuard;
 
+/// Whether the screen, once taken, reads the mouse (kept for taking it again after a suspend).
+static MOUSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl TerminalGuard {
-    /// Raw mode and the alternate screen, undone on drop and on a panic.
-    pub fn enter() -> Result<Self> {
+    /// Raw mode and the alternate screen (and mouse capture when `mouse`), undone on drop and on a panic.
+    pub fn enter(mouse: bool) -> Result<Self> {
+        MOUSE.store(mouse, std::sync::atomic::Ordering::Relaxed);
         take_screen()?;
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -71,7 +84,7 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Raw mode, the alternate screen, the cursor hidden.
+/// Raw mode, the alternate screen, the cursor hidden, and the mouse read when asked for.
 fn take_screen() -> Result<()> {
     terminal::enable_raw_mode()?;
     execute!(
@@ -79,13 +92,17 @@ fn take_screen() -> Result<()> {
         terminal::EnterAlternateScreen,
         cursor::Hide
     )?;
+    if MOUSE.load(std::sync::atomic::Ordering::Relaxed) {
+        execute!(std::io::stdout(), event::EnableMouseCapture)?;
+    }
     Ok(())
 }
 
-/// The terminal as the shell left it.
+/// The terminal as the shell left it (mouse capture off whether or not it was on: harmless either way).
 pub fn restore() {
     let _ = execute!(
         std::io::stdout(),
+        event::DisableMouseCapture,
         terminal::LeaveAlternateScreen,
         cursor::Show
     );
@@ -117,10 +134,10 @@ fn is_suspend_key(key: &KeyEvent) -> bool {
 }
 
 /// Runs the screen until the operator quits (or a signal says so); the terminal is restored on every way out.
-pub async fn run(app: &mut App, feed: &mut impl Plug, theme: &Theme, glyphs: Glyphs) -> Result<()> {
-    let guard = TerminalGuard::enter()?;
+pub async fn run(app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<()> {
+    let guard = TerminalGuard::enter(face.mouse)?;
     let mut term = screen()?;
-    let result = event_loop(&mut term, app, feed, theme, glyphs).await;
+    let result = event_loop(&mut term, app, feed, face).await;
     drop(term);
     drop(guard);
     result
@@ -130,8 +147,7 @@ async fn event_loop(
     term: &mut Screen,
     app: &mut App,
     feed: &mut impl Plug,
-    theme: &Theme,
-    glyphs: Glyphs,
+    face: &Face,
 ) -> Result<()> {
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -143,7 +159,7 @@ async fn event_loop(
         nix::sys::signal::Signal::SIGTSTP as i32,
     ))?;
     feed.control(app);
-    draw(term, app, feed, theme, glyphs)?;
+    draw(term, app, feed, face)?;
     loop {
         let stale_at = app.stale_at();
         let mut suspend_now = false;
@@ -162,6 +178,7 @@ async fn event_loop(
                         }
                     }
                 }
+                Some(Ok(Event::Mouse(m))) => app.mouse(m.kind, m.column, m.row),
                 Some(Ok(Event::Resize(..))) => true,
                 Some(Ok(_)) => false,
                 Some(Err(e)) => return Err(e.into()),
@@ -199,20 +216,14 @@ async fn event_loop(
         }
         if redraw || suspend_now {
             feed.control(app);
-            draw(term, app, feed, theme, glyphs)?;
+            draw(term, app, feed, face)?;
         }
     }
 }
 
-fn draw(
-    term: &mut Screen,
-    app: &mut App,
-    feed: &mut impl Plug,
-    theme: &Theme,
-    glyphs: Glyphs,
-) -> Result<()> {
+fn draw(term: &mut Screen, app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<()> {
     feed.before_draw(app);
-    term.draw(|f| ui::draw(f, app, theme, glyphs))?;
+    term.draw(|f| ui::draw(f, app, &face.theme, face.glyphs))?;
     term.backend_mut().flush()?;
     Ok(())
 }

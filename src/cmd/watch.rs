@@ -12,10 +12,11 @@ use color_eyre::eyre::{Result, WrapErr, bail, eyre};
 use crossterm::terminal;
 use tokio::sync::watch;
 
-use super::terminal::Plug;
+use super::terminal::{Face, Plug};
 use crate::app::App;
 use crate::cli::{Common, WatchArgs};
-use crate::config::Config;
+use crate::config::{Config, DisplayConfig};
+use crate::model::feed::RecordStatus;
 use crate::model::service::ServiceView;
 use crate::recording::{self, Recorder};
 use crate::source::service::{Scraper, run_service};
@@ -33,14 +34,14 @@ pub fn no_color(flag: bool) -> bool {
 
 /// Runs the dashboard until the operator quits; returns the exit status.
 pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
-    let theme = check_terminal(args)?;
     let config = super::load_config(common.config.as_deref())?;
+    let face = check_terminal(args, &config.display)?;
     let targets = super::targets(common, &config)?;
     let scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
     let notes = Vec::new();
     let recorder = open_recorder(args, &super::describe(&targets), &config, common.interval)?;
     let extras = Extras { recorder, scraper };
-    dashboard(&targets, &config, common.interval, &theme, notes, extras).await
+    dashboard(&targets, &config, common.interval, &face, notes, extras).await
 }
 
 /// What a dashboard may run beside its pollers.
@@ -82,9 +83,16 @@ pub fn open_recorder(
     Ok(Some(recorder))
 }
 
-/// Writes every poll the poller publishes to the recording, apart from the UI (which may pause or lag).
-async fn record_polls(mut rx: tokio::sync::watch::Receiver<Feed>, mut recorder: Recorder) {
+/// Writes every poll the poller publishes to the recording, apart from the UI (which may pause or lag), and
+/// tells the UI the file's size after each, or why it stopped (a failed write ends the recording, not the
+/// dashboard).
+pub async fn record_polls(
+    mut rx: tokio::sync::watch::Receiver<Feed>,
+    mut recorder: Recorder,
+    status: watch::Sender<Option<RecordStatus>>,
+) {
     let mut seen = 0;
+    status.send_replace(Some(recorder.status()));
     while rx.changed().await.is_ok() {
         let feed = rx.borrow_and_update().clone();
         if feed.polls == seen {
@@ -96,26 +104,39 @@ async fn record_polls(mut rx: tokio::sync::watch::Receiver<Feed>, mut recorder: 
             (Some(snapshot), false, _) => recorder.poll(snapshot),
             _ => Ok(()),
         };
+        let mut now = recorder.status();
         if let Err(e) = written {
-            tracing::error!(error = %e, "recording stopped");
+            tracing::error!(error = %e, path = %now.path, "recording stopped");
+            now.stopped = Some(e.to_string());
+            status.send_replace(Some(now));
             return;
         }
+        status.send_replace(Some(now));
     }
 }
 
 /// The checks made before the terminal is touched: a terminal, large enough, and a usable theme.
-pub fn check_terminal(args: &WatchArgs) -> Result<Theme> {
-    check_terminal_for(&args.theme, args.no_color)
+pub fn check_terminal(args: &WatchArgs, display: &DisplayConfig) -> Result<Face> {
+    check_terminal_for(&args.theme, args.no_color, args.no_mouse, display)
 }
 
-/// [`check_terminal`] for a theme name or path and the `--no-color` flag.
-pub fn check_terminal_for(theme: &str, no_color_flag: bool) -> Result<Theme> {
+/// [`check_terminal`] for a theme name or path, the `--no-color` and `--no-mouse` flags, and the config's
+/// `[display]`.
+pub fn check_terminal_for(
+    theme: &str,
+    no_color_flag: bool,
+    no_mouse: bool,
+    display: &DisplayConfig,
+) -> Result<Face> {
     if !std::io::stdout().is_terminal() {
         bail!(
             "stdout is not a terminal: the dashboard needs one; for scripts use `locktop snapshot --format json`"
         );
     }
-    let theme = Theme::load(theme, ColorDepth::detect(no_color(no_color_flag)))?;
+    let theme = Theme::load(
+        theme,
+        ColorDepth::detect(no_color(no_color_flag), display.colors),
+    )?;
     let (width, height) = terminal::size()?;
     if width < ui::MIN_WIDTH || height < ui::MIN_HEIGHT {
         bail!(
@@ -124,7 +145,11 @@ pub fn check_terminal_for(theme: &str, no_color_flag: bool) -> Result<Theme> {
             ui::MIN_HEIGHT
         );
     }
-    Ok(theme)
+    Ok(Face {
+        theme,
+        glyphs: Glyphs::detect(),
+        mouse: display.mouse && !no_mouse,
+    })
 }
 
 /// Connects (checking the mapping), then shows the dashboard until the operator quits. With several targets,
@@ -134,7 +159,7 @@ pub async fn dashboard(
     targets: &[(String, Target)],
     config: &Config,
     interval: Duration,
-    theme: &Theme,
+    face: &Face,
     notes: Vec<String>,
     extras: Extras,
 ) -> Result<i32> {
@@ -198,7 +223,8 @@ pub async fn dashboard(
         tasks.push(tokio::spawn(fleet::run_fleet(feeds, interval, tx.clone())));
     }
     drop(tx);
-    let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r)));
+    let (record_tx, record_rx) = watch::channel(None);
+    let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r, record_tx)));
     let (service_tx, service_rx) = watch::channel(None);
     let with_service = scraper.is_some();
     let mut kept_service_tx = None;
@@ -219,11 +245,12 @@ pub async fn dashboard(
     }
     let mut live = Live {
         rx,
+        recording: record_rx,
         service: service_rx,
         _service_tx: kept_service_tx,
         control,
     };
-    let result = super::terminal::run(&mut app, &mut live, theme, Glyphs::detect()).await;
+    let result = super::terminal::run(&mut app, &mut live, face).await;
     for task in &tasks {
         task.abort();
     }
@@ -240,6 +267,8 @@ pub async fn dashboard(
 /// The live feed: the pollers' latest snapshot and the service's scrapes in, the dashboard's focus out.
 struct Live {
     rx: watch::Receiver<Feed>,
+    /// The recorder's reports (the sender is dropped when there is none, or when it stops).
+    recording: watch::Receiver<Option<RecordStatus>>,
     service: watch::Receiver<Option<ServiceView>>,
     _service_tx: Option<watch::Sender<Option<ServiceView>>>,
     control: watch::Sender<Control>,
@@ -248,6 +277,7 @@ struct Live {
 /// What the live feed brings.
 enum News {
     Polled(Feed),
+    Recorded(Option<RecordStatus>),
     Scraped(Option<ServiceView>),
 }
 
@@ -262,6 +292,9 @@ impl Plug for Live {
                 }
                 Ok(News::Polled(self.rx.borrow_and_update().clone()))
             },
+            Ok(()) = self.recording.changed() => {
+                Ok(News::Recorded(self.recording.borrow_and_update().clone()))
+            },
             // The scraper's task ends only with the dashboard (or never starts without endpoints).
             Ok(()) = self.service.changed() => {
                 Ok(News::Scraped(self.service.borrow_and_update().clone()))
@@ -272,6 +305,11 @@ impl Plug for Live {
     fn apply(&mut self, news: News, app: &mut App) -> bool {
         match news {
             News::Polled(feed) => app.on_feed(&feed),
+            News::Recorded(status) => {
+                let changed = app.recording != status;
+                app.recording = status;
+                changed
+            }
             News::Scraped(view) => {
                 app.service = view.or(app.service.take());
                 true

@@ -22,6 +22,15 @@ pub enum Link {
     },
 }
 
+/// The `--record` file, as the recorder reports it: where, how large, and why it stopped if it did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordStatus {
+    pub path: String,
+    pub bytes: u64,
+    /// Set when a write failed (disk full, file too large): the recording ends there, the dashboard goes on.
+    pub stopped: Option<String>,
+}
+
 /// What the poller publishes: the latest good snapshot (kept while reconnecting, shown as stale) and the link.
 #[derive(Debug, Clone)]
 pub struct Feed {

@@ -17,8 +17,12 @@ use crate::model::rules::display_value;
 use crate::model::{ProfileView, Session, human_duration};
 use crate::theme::Theme;
 
-/// Draws the pane.
+/// Draws the pane: the selected profile's, or the backend's that Enter on a lock wait opened.
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: Rect) {
+    if let (Some(pid), Some(now)) = (app.backend, app.now()) {
+        draw_backend(frame, app, (theme, glyphs), area, (pid, now));
+        return;
+    }
     let (Some(p), Some(now)) = (app.selected_profile(), app.now()) else {
         return;
     };
@@ -100,6 +104,84 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
     frame.render_widget(Paragraph::new(below), rest);
 }
 
+/// One backend in detail (a blocker of a wait on no lease row): what it does, its query whole, and who waits
+/// on it.
+fn draw_backend(
+    frame: &mut Frame,
+    app: &App,
+    (theme, glyphs): (&Theme, Glyphs),
+    area: Rect,
+    (pid, now): (i32, chrono::DateTime<chrono::Utc>),
+) {
+    let w = area.width.saturating_sub(2) as usize;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(border_set(glyphs))
+        .border_style(theme.border)
+        .title(Span::styled(
+            format!(" backend {pid} (Esc closes) "),
+            theme.title,
+        ));
+    let sessions = sessions(app);
+    let mut lines = Vec::new();
+    match sessions.iter().find(|s| s.pid == pid) {
+        None => lines.push(Line::styled(
+            text::clean(
+                &format!("  pid {pid} is not among this database's sessions (it may have ended)"),
+                w,
+            ),
+            theme.note,
+        )),
+        Some(s) => {
+            lines.push(Line::raw(text::clean(&backend_line(s, now), w)));
+            if let Some(q) = s.query.as_deref().filter(|q| !q.is_empty()) {
+                lines.extend(
+                    text::wrap(&format!("    query: {q}"), w)
+                        .into_iter()
+                        .map(|l| Line::styled(l, theme.dim)),
+                );
+            }
+            if s.state.as_deref() == Some("idle in transaction") {
+                lines.push(Line::styled(text::clean(IDLE_HINT, w), theme.note));
+            }
+        }
+    }
+    if let Some(board) = &app.board {
+        for wv in board
+            .waits
+            .iter()
+            .filter(|wv| wv.wait.blocked_by.contains(&pid))
+        {
+            lines.push(Line::raw(text::clean(
+                &format!(
+                    "  blocks pid {} ({}) for {}, {} on {}",
+                    wv.wait.pid,
+                    wv.application.as_deref().unwrap_or("?"),
+                    text::waited(wv, now),
+                    wv.wait.mode,
+                    wv.wait.relation.as_deref().map_or_else(
+                        || wv.wait.locktype.clone(),
+                        |r| format!("{} {r}", wv.wait.locktype)
+                    )
+                ),
+                w,
+            )));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The hint under a backend idle in transaction.
+const IDLE_HINT: &str = "    idle in transaction: it keeps its locks until its client commits or rolls back; ask its owner";
+
+/// Every session the shown snapshot read, of every database watched.
+fn sessions(app: &App) -> Vec<&Session> {
+    app.snapshot
+        .as_deref()
+        .map(|s| s.pieces().into_iter().flat_map(|x| &x.sessions).collect())
+        .unwrap_or_default()
+}
+
 /// What each holding backend does, with a hint for one idle in transaction, then the sessions that wait on the
 /// profile's rows.
 fn below_lines(
@@ -110,11 +192,7 @@ fn below_lines(
     w: usize,
 ) -> Vec<Line<'static>> {
     let mut out = Vec::new();
-    let sessions: Vec<&Session> = app
-        .snapshot
-        .as_deref()
-        .map(|s| s.pieces().into_iter().flat_map(|x| &x.sessions).collect())
-        .unwrap_or_default();
+    let sessions = sessions(app);
     let mut seen = Vec::new();
     for r in p.holders() {
         let Some(pid) = r.pid.filter(|pid| !seen.contains(pid)) else {
@@ -141,13 +219,7 @@ fn below_lines(
             }
         }
         if s.state.as_deref() == Some("idle in transaction") {
-            out.push(Line::styled(
-                text::clean(
-                    "    idle in transaction: it keeps its locks until its client commits or rolls back; ask its owner",
-                    w,
-                ),
-                theme.note,
-            ));
+            out.push(Line::styled(text::clean(IDLE_HINT, w), theme.note));
         }
     }
     if let Some(board) = &app.board {

@@ -272,17 +272,47 @@ fn secs(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or_default()
 }
 
-/// Draws the banner naming the escalation trigger that fired (and how many more did).
+/// Draws the banner line: the first escalation trigger that fired, and how many more alerts on how many
+/// profiles (`a` lists them); with none, that no trigger fired, or that locktop cannot vouch for calm. The line
+/// is always there, so that the panes below keep their place.
 pub fn draw_banner(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let Some(board) = &app.board else { return };
+    let width = area.width as usize;
     let Some(first) = board.alerts.first() else {
+        let vouches = app
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.incomplete().is_empty())
+            && board.doubts.is_empty();
+        let (msg, style) = if vouches {
+            (" no escalation trigger fired", theme.dim)
+        } else {
+            (
+                " no trigger fired, but not everything could be read: see the notes",
+                theme.note,
+            )
+        };
+        frame.render_widget(
+            Paragraph::new(Line::styled(text::fit(msg, width), style)),
+            area,
+        );
         return;
     };
     let more = board.alerts.len() - 1;
-    let mut msg = format!(" {}", first.message());
+    let mut msg = format!(" {}", text::sanitize(first.message()));
     if more > 0 {
-        let _ = write!(msg, "  (+{more} more: see the profiles marked ESCALATED)");
+        let mut profiles: Vec<&str> = board.alerts.iter().flat_map(|a| a.profiles()).collect();
+        profiles.sort_unstable();
+        profiles.dedup();
+        let _ = write!(
+            msg,
+            "  (+{more} more; {} on {}: a lists them)",
+            text::count(board.alerts.len() as u64, "alert"),
+            text::count(profiles.len() as u64, "profile")
+        );
+    } else {
+        msg.push_str("  (a: runbook)");
     }
-    let line = text::fit(&msg, area.width as usize);
+    let line = text::fit(&msg, width);
     frame.render_widget(Paragraph::new(Line::styled(line, theme.banner)), area);
 }

@@ -11,11 +11,13 @@ use crate::theme::Theme;
 const HELP: &[&str] = &[
     "q / Ctrl-C   quit                       ?        this help",
     "/            filter profile/owner/key   Esc      back, clear filter",
-    "s            cycle sort                 p        pause (the screen freezes)",
+    "s            cycle sort                 p        pause (the view freezes)",
     "j k ↑ ↓      move                       PgUp PgDn Home End",
-    "Enter        detail of the profile      Tab      profiles / lock waits",
+    "Enter        detail of the profile; on a lock wait, its profile or blocker",
+    "Tab          profiles / lock waits      a        alerts and their runbook",
+    "x            a profile's other keys: auto (when they fit), all, first only",
     "t            show query texts           Ctrl-Z   suspend (fg resumes)",
-    "r            poll now",
+    "r            poll now                   mouse    click selects, wheel moves",
     "",
     "ok         held and renewed, nobody failing",
     "contended  a failed acquisition or a lock wait within the last TTL",
@@ -36,9 +38,15 @@ const REPLAY: &str = "replay       p/Space pause  +/- speed 1×/10×/60×  . ste
 pub fn draw(frame: &mut Frame, theme: &Theme, glyphs: Glyphs, area: Rect, replay: bool) {
     let mut help: Vec<&str> = HELP.to_vec();
     if replay {
-        help.insert(6, REPLAY);
+        help.insert(9, REPLAY);
     }
-    let w = (help.iter().map(|l| l.chars().count()).max().unwrap_or(40) as u16 + 4).min(area.width);
+    let w = (help
+        .iter()
+        .map(|l| super::text::width(l))
+        .max()
+        .unwrap_or(40) as u16
+        + 4)
+    .min(area.width);
     let h = (help.len() as u16 + 2).min(area.height);
     let rect = Rect {
         x: area.x + (area.width - w) / 2,

@@ -15,27 +15,19 @@ use crate::app::{App, Pane};
 use crate::model::{WaitView, human_duration};
 use crate::theme::Theme;
 
-/// Rows the pane wants: none when nobody waits, else the tree up to 40 % of the screen.
-pub fn height(app: &App, screen: u16) -> u16 {
-    let waits = app.board.as_ref().map_or(0, |b| b.waits.len());
-    if waits == 0 {
-        return 3;
-    }
-    let groups = app
-        .board
-        .as_ref()
-        .map(|b| by_target(&b.waits))
-        .unwrap_or_default();
-    let headings = if groups.len() > 1 || groups.iter().any(|(t, _)| t.is_some()) {
-        groups.len()
-    } else {
-        0
-    };
-    let roots: usize = groups.iter().map(|(_, w)| roots(w).len()).sum();
-    u16::try_from(waits + roots + headings + 2)
-        .unwrap_or(u16::MAX)
-        .min(screen * 2 / 5)
-        .max(4)
+/// Rows the pane takes: two fifths of the screen, whatever the waits, so that the panes keep their place
+/// while waits come and go (they change only with the terminal's size).
+pub fn height(screen: u16) -> u16 {
+    (screen * 2 / 5).max(5)
+}
+
+/// What the pane drew, for the mouse and for Enter: each line's wait (its place in the listed order), the lines
+/// scrolled off, and the listed order as indexes into the board's waits.
+#[derive(Debug, Default)]
+pub struct Drawn {
+    pub lines: Vec<Option<usize>>,
+    pub skip: usize,
+    pub order: Vec<usize>,
 }
 
 /// The waits of each target (pids mean something only within one server), in the board's order.
@@ -68,7 +60,7 @@ fn roots(waits: &[&WaitView]) -> Vec<i32> {
 }
 
 /// Draws the pane.
-pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: Rect) {
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: Rect) -> Drawn {
     let focused = app.pane == Pane::Locks;
     let block = Block::default()
         .borders(Borders::ALL)
@@ -78,14 +70,14 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
     let w = area.width.saturating_sub(2) as usize;
     let (Some(board), Some(now)) = (&app.board, app.now()) else {
         frame.render_widget(Paragraph::new("").block(block), area);
-        return;
+        return Drawn::default();
     };
     if board.waits.is_empty() {
         frame.render_widget(
             Paragraph::new(Line::styled("nobody waits for a lock", theme.dim)).block(block),
             area,
         );
-        return;
+        return Drawn::default();
     }
     let mut tree = Tree {
         app,
@@ -95,6 +87,8 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         w,
         lines: Vec::new(),
         index: 0,
+        drawn: Drawn::default(),
+        waits: &board.waits,
     };
     for (target, waits) in by_target(&board.waits) {
         let snapshot = app.snapshot.as_deref().map(|s| {
@@ -106,21 +100,30 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         if let Some(t) = target {
             tree.lines
                 .push(Line::styled(text::fit(&format!("[{t}]"), w), theme.title));
+            tree.drawn.lines.push(None);
         }
         let sessions: HashMap<i32, &crate::model::Session> = snapshot
             .map(|s| s.sessions.iter().map(|x| (x.pid, x)).collect())
             .unwrap_or_default();
         tree.draw(&waits, &sessions);
     }
-    let skip = app
-        .lock_selected
-        .saturating_sub(area.height.saturating_sub(3) as usize);
+    // The selected waiter's line stays in view.
+    let at = tree
+        .drawn
+        .lines
+        .iter()
+        .position(|l| *l == Some(app.lock_selected))
+        .unwrap_or(0);
+    let skip = at.saturating_sub(area.height.saturating_sub(3) as usize);
     frame.render_widget(
         Paragraph::new(tree.lines)
             .scroll((skip as u16, 0))
             .block(block),
         area,
     );
+    let mut drawn = tree.drawn;
+    drawn.skip = skip;
+    drawn
 }
 
 /// Draws the blocking trees of the pane, one server at a time, into `lines`.
@@ -133,6 +136,9 @@ struct Tree<'a> {
     lines: Vec<Line<'static>>,
     /// Waiter lines so far (the locks pane's cursor counts them).
     index: usize,
+    drawn: Drawn,
+    /// The board's waits, to say which one a line shows.
+    waits: &'a [WaitView],
 }
 
 impl Tree<'_> {
@@ -167,6 +173,7 @@ impl Tree<'_> {
             }
             self.lines
                 .push(Line::styled(text::fit(&head, self.w), self.theme.header));
+            self.drawn.lines.push(None);
             self.walk(root, 1, &by_blocker, &mut shown);
         }
     }
@@ -240,6 +247,10 @@ impl Tree<'_> {
                 theme.contended
             };
             self.lines.push(Line::styled(text::fit(&line, w), style));
+            self.drawn.lines.push(Some(self.index));
+            self.drawn
+                .order
+                .extend(self.waits.iter().position(|x| std::ptr::eq(x, *wv)));
             self.index += 1;
             self.walk(wv.wait.pid, depth + 1, by_blocker, shown);
         }

@@ -9,6 +9,7 @@
 //! └ footer: keys, or the filter being typed ─────────────────────────────────────────────────┘
 //! ```
 
+mod alerts;
 pub mod columns;
 mod detail;
 mod footer;
@@ -63,16 +64,15 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
         frame.render_widget(wrapped, area);
         return;
     }
-    let banner = app.board.as_ref().is_some_and(|b| !b.alerts.is_empty());
     let notes = notes(app);
     let bottom = if app.detail {
         area.height / 2
     } else {
-        locks::height(app, area.height)
+        locks::height(area.height)
     };
     let [head, ban, note, main, lower, foot] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(u16::from(banner)),
+        Constraint::Length(1),
         Constraint::Length(u16::try_from(notes.len().min(2)).unwrap_or(0)),
         Constraint::Min(4),
         Constraint::Length(bottom),
@@ -80,9 +80,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
     ])
     .areas(area);
     header::draw(frame, app, theme, head);
-    if banner {
-        header::draw_banner(frame, app, theme, ban);
-    }
+    header::draw_banner(frame, app, theme, ban);
     for (i, n) in notes.iter().take(2).enumerate() {
         let line = Rect {
             y: note.y + i as u16,
@@ -98,14 +96,37 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
         );
     }
     profiles::draw(frame, app, theme, glyphs, main);
+    app.hits.lower = lower;
     if app.detail {
+        // The lock waits' lines stay as last drawn: Esc shows them again as they were.
         detail::draw(frame, app, theme, glyphs, lower);
-    } else if bottom > 0 {
-        locks::draw(frame, app, theme, glyphs, lower);
+    } else {
+        let drawn = locks::draw(frame, app, theme, glyphs, lower);
+        app.hits.wait_lines = drawn.lines;
+        app.hits.wait_skip = drawn.skip;
+        app.hits.wait_order = drawn.order;
     }
     footer::draw(frame, app, theme, foot);
+    if app.alerts_open {
+        alerts::draw(frame, app, theme, glyphs, area);
+    }
     if app.help {
         help::draw(frame, theme, glyphs, area, app.replay.is_some());
+    }
+    if !glyphs.unicode {
+        ascii_only(frame.buffer_mut());
+    }
+}
+
+/// Every cell in ASCII, for a terminal whose locale is not UTF-8: the one place the whole screen passes
+/// through, so that no byte above 0x7F is ever written (a stray C1 byte such as 0x9B is CSI to some terminals).
+fn ascii_only(buffer: &mut ratatui::buffer::Buffer) {
+    for cell in &mut buffer.content {
+        let symbol = cell.symbol();
+        if !symbol.is_ascii() {
+            let c = symbol.chars().next().map_or(' ', text::ascii_char);
+            cell.set_char(c);
+        }
     }
 }
 
@@ -113,6 +134,11 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
 /// endpoints fail, then what the role cannot see and the session's own notes.
 fn notes(app: &App) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    if let Some(reason) = app.recording.as_ref().and_then(|r| r.stopped.as_deref()) {
+        out.push(format!(
+            "recording stopped: {reason}; the file ends at the last poll written, the dashboard goes on"
+        ));
+    }
     if let Some(s) = &app.snapshot {
         out.extend(s.incomplete());
     }

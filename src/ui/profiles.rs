@@ -9,7 +9,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::columns::{self, Cells, Column, Entry, spark_width};
+use super::columns::{self, Cells, Column, Entry, Spec, spark_width};
 use super::{Glyphs, border_set, text};
 use crate::app::{App, KeyLines, Pane};
 use crate::model::{ProfileView, Status, human_duration};
@@ -28,20 +28,7 @@ pub fn status_style(status: Status, theme: &Theme) -> Style {
 /// Draws the table.
 pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, area: Rect) {
     let focused = app.pane == Pane::Profiles;
-    let count = app.visible.len();
-    let total = app.board.as_ref().map_or(0, |b| b.profiles.len());
-    let title = if app.filter.is_empty() {
-        format!(
-            " profiles ({total}) · escalate after {} ",
-            human_duration(app.rules.escalate_after)
-        )
-    } else {
-        format!(
-            " profiles ({count} of {total} match /{}) · escalate after {} ",
-            text::clean(&app.filter, 30),
-            human_duration(app.rules.escalate_after)
-        )
-    };
+    let title = title(app);
     let block = Block::default()
         .borders(Borders::ALL)
         .border_set(border_set(glyphs))
@@ -49,6 +36,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         .title(Span::styled(title, theme.title));
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    app.hits.profiles_pane = area;
     app.hits.profiles = Rect::default();
     if inner.height < 2 {
         return;
@@ -72,7 +60,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         KeyLines::Auto => fits_expanded(app.visible_profiles(), page),
     };
     app.scroll = scroll(app, page);
-    let cells = Cells {
+    let mut cells = Cells {
         now,
         glyphs,
         history: Some(app.shown_history()),
@@ -89,19 +77,8 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         draw_empty(frame, theme, &all, spark, inner, msg);
         return;
     }
-    let layout = columns::layout(
-        &all,
-        width,
-        |c| (c == Column::Trend).then_some(spark),
-        |c| {
-            lines
-                .iter()
-                .map(|(_, e)| text::width(&c.text(e, &cells)))
-                .chain([c.title().len()])
-                .max()
-                .unwrap_or(0)
-        },
-    );
+    let (layout, spark) = fit_columns(&all, width, spark, &lines, &cells);
+    cells.spark = spark;
     let header =
         Row::new(layout.iter().map(|(c, w)| Cell::from(c.fit(c.title(), *w)))).style(theme.dim);
     let rows: Vec<Row> = lines
@@ -126,6 +103,70 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
             .column_spacing(columns::SPACING as u16),
         inner,
     );
+}
+
+/// The pane's title: how many profiles (and how many the filter lets through), and the escalation limit.
+fn title(app: &App) -> String {
+    let total = app.board.as_ref().map_or(0, |b| b.profiles.len());
+    if app.filter.is_empty() {
+        format!(
+            " profiles ({total}) · escalate after {} ",
+            human_duration(app.rules.escalate_after)
+        )
+    } else {
+        format!(
+            " profiles ({} of {total} match /{}) · escalate after {} ",
+            app.visible.len(),
+            text::clean(&app.filter, 30),
+            human_duration(app.rules.escalate_after)
+        )
+    }
+}
+
+/// The columns for the lines on the page, and the sparkline's width: room left once every text is whole goes
+/// to the trend, up to [`columns::MAX_SPARK`] polls (the escalation window and more), rather than to blanks.
+fn fit_columns(
+    all: &[Column],
+    width: usize,
+    spark: usize,
+    lines: &[(usize, Entry<'_>)],
+    cells: &Cells<'_>,
+) -> (Vec<(Column, usize)>, usize) {
+    let desired = |c: Column| {
+        lines
+            .iter()
+            .map(|(_, e)| text::width(&c.text(e, cells)))
+            .chain([c.title().len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let layout = columns::layout(
+        all,
+        width,
+        |c| (c == Column::Trend).then_some(spark),
+        desired,
+    );
+    let surplus = layout
+        .iter()
+        .find(|(c, _)| *c == Column::Owner)
+        .map_or(0, |(c, w)| {
+            let min = match c.width() {
+                columns::Width::Text { min, .. } => min,
+                columns::Width::Fixed(n) => n,
+            };
+            w.saturating_sub(desired(*c).max(min))
+        });
+    if surplus == 0 || !layout.iter().any(|(c, _)| *c == Column::Trend) {
+        return (layout, spark);
+    }
+    let wider = (spark + surplus).min(columns::MAX_SPARK).max(spark);
+    let layout = columns::layout(
+        all,
+        width,
+        |c| (c == Column::Trend).then_some(wider),
+        desired,
+    );
+    (layout, wider)
 }
 
 /// Whether every visible profile's every held row fits on one page (the default then shows them all).

@@ -192,6 +192,67 @@ pub enum Alert {
 }
 
 impl Alert {
+    /// The trigger's name, as in the JSON.
+    pub fn trigger(&self) -> &'static str {
+        match self {
+            Self::ContendedTooLong { .. } => "contended_too_long",
+            Self::ExpiredNotRefreshed { .. } => "expired_not_refreshed",
+            Self::SeveralContended { .. } => "several_contended",
+            Self::PreparedBlocking { .. } => "prepared_blocking",
+        }
+    }
+
+    /// The profiles it is about (none for a prepared transaction).
+    pub fn profiles(&self) -> Vec<&str> {
+        match self {
+            Self::ContendedTooLong { profile, .. } | Self::ExpiredNotRefreshed { profile, .. } => {
+                vec![profile]
+            }
+            Self::SeveralContended { profiles, .. } => {
+                profiles.iter().map(String::as_str).collect()
+            }
+            Self::PreparedBlocking { .. } => Vec::new(),
+        }
+    }
+
+    /// How long its condition has held (contended, expired, prepared), when it says.
+    pub fn for_s(&self) -> Option<i64> {
+        match self {
+            Self::ContendedTooLong {
+                contended_for_s: s, ..
+            }
+            | Self::ExpiredNotRefreshed {
+                expired_for_s: s, ..
+            }
+            | Self::PreparedBlocking {
+                prepared_for_s: s, ..
+            } => Some(*s),
+            Self::SeveralContended { .. } => None,
+        }
+    }
+
+    /// What the runbook says to do. locktop only observes: it never tells anyone to delete lock rows.
+    pub fn runbook(&self) -> &'static str {
+        match self {
+            Self::ContendedTooLong { .. } => {
+                "Find the holder (Enter: its backend, state and query). If it is alive and working, let it \
+                 finish; if it is stuck, page the team that owns it. Never delete lock rows by hand."
+            }
+            Self::ExpiredNotRefreshed { .. } => {
+                "Its owner stopped renewing: check whether that worker is alive. The lease lapses by design so \
+                 that a waiter can take it; escalate to the owning team. Never delete the row by hand."
+            }
+            Self::SeveralContended { .. } => {
+                "Several profiles at once point at a shared cause (database load, a stuck scheduler, a \
+                 deploy): check the database and the service's health, and escalate."
+            }
+            Self::PreparedBlocking { .. } => {
+                "A prepared transaction keeps its locks until COMMIT PREPARED or ROLLBACK PREPARED, which is \
+                 its owner's decision: find the transaction manager that prepared it, and escalate."
+            }
+        }
+    }
+
     /// The one-line text for the banner and the logs.
     pub fn message(&self) -> &str {
         match self {
