@@ -201,9 +201,10 @@ async fn sigtstp_from_outside_and_ctrl_z_hand_the_terminal_back_and_sigcont_take
             }
             wait_until(&format!("{how}: stopped"), || process_state(pid) == 'T');
             assert!(tui.cooked(), "{how}: the shell gets a cooked terminal back");
-            assert!(
-                left_alternate_screen(&tui.raw_output()),
-                "{how}: the alternate screen is left while stopped"
+            // Written before the stop; the pty's reader may take a moment to pass it on.
+            wait_until(
+                &format!("{how}: the alternate screen is left while stopped"),
+                || left_alternate_screen(&tui.raw_output()),
             );
             let before = tui.raw_output().len();
             signal(pid, "CONT");
@@ -218,4 +219,157 @@ async fn sigtstp_from_outside_and_ctrl_z_hand_the_terminal_back_and_sigcont_take
     })
     .await
     .expect("pty test");
+}
+
+/// Two contended profiles (the several-contended trigger fires), a calm one, and an advisory lock wait.
+async fn busy_scene(url: &str) -> Vec<sqlx::PgConnection> {
+    let mut keep = Vec::new();
+    for p in ["HOT", "WARM", "CALM"] {
+        keep.push(common::acquire(url, p, "w1").await);
+    }
+    let mut rival = connect_as(url, "w2").await;
+    for p in ["HOT", "WARM"] {
+        let won: bool = sqlx::query_scalar("SELECT fn_try_acquire_entry_lock_row($1, 'BTC', 'w2')")
+            .bind(p)
+            .fetch_one(&mut rival)
+            .await
+            .expect("contend");
+        assert!(!won);
+    }
+    keep.push(rival);
+    keep
+}
+
+/// The row (0-based) of the first line of a pane (inside its border) holding `what`.
+fn row_of(screen: &str, what: &str) -> u16 {
+    screen
+        .lines()
+        .position(|l| l.starts_with('│') && l.contains(what))
+        .unwrap_or_else(|| panic!("{what:?} not on screen:\n{screen}")) as u16
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_freezes_the_screen_a_lists_alerts_enter_opens_a_waits_blocker_and_the_mouse_picks() {
+    let url = database("tui_keys").await;
+    let _scene = busy_scene(&url).await;
+    let wait =
+        common::AdvisoryWait::start(&url, 77, "scheduler-a", "SELECT pg_advisory_lock(77)").await;
+    let url2 = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &url2, "--interval", "300ms"]);
+        tui.wait_for("contended at once");
+        // a: every alert with its runbook; Esc closes.
+        tui.keys("a");
+        let list = tui.wait_for("runbook:");
+        assert!(list.contains("several_contended: HOT, WARM"), "{list}");
+        tui.keys("\x1b");
+        tui.wait_screen("the list closed", |s| !s.contains("runbook:"));
+        // p: nothing moves (the TTL countdowns tick every second otherwise), polling goes on underneath.
+        tui.keys("p");
+        let frozen = tui.wait_for("PAUSED");
+        assert!(!frozen.contains("stale"), "{frozen}");
+        std::thread::sleep(Duration::from_millis(1_500));
+        assert_eq!(tui.screen(), frozen, "the paused screen changed");
+        tui.keys("p");
+        tui.wait_screen("the resumed screen", |s| {
+            !s.contains("PAUSED") && s != frozen
+        });
+        // Enter on the advisory wait (no lease row): its blocker's backend.
+        tui.keys("\t\r");
+        let backend = tui.wait_for("backend ");
+        assert!(
+            backend.contains("scheduler-a") && backend.contains("blocks pid"),
+            "{backend}"
+        );
+        tui.keys("\x1b");
+        tui.wait_screen("the waits again", |s| !s.contains("backend "));
+        // A click on WARM's line selects it; Enter opens its detail. The wheel moves to the next profile.
+        let screen = tui.screen();
+        let warm = row_of(&screen, "WARM");
+        tui.click(20, warm);
+        tui.keys("\r");
+        tui.wait_for("WARM (Esc closes");
+        tui.keys("\x1b");
+        let screen = tui.wait_screen("the detail closed", |s| !s.contains("(Esc closes"));
+        let next = screen
+            .lines()
+            .nth(usize::from(row_of(&screen, "WARM") + 1))
+            .and_then(|l| ["HOT", "CALM"].into_iter().find(|p| l.contains(p)))
+            .expect("a profile below WARM");
+        tui.wheel_down(20, row_of(&screen, "WARM"));
+        tui.keys("\r");
+        tui.wait_for(&format!("{next} (Esc closes"));
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        let raw = tui.raw_output();
+        assert!(raw.contains("\x1b[?1000h"), "mouse capture on");
+        assert!(
+            raw.rfind("\x1b[?1000l") > raw.rfind("\x1b[?1000h"),
+            "mouse capture off at exit"
+        );
+    })
+    .await
+    .expect("pty test");
+    wait.release().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_lang_c_and_term_xterm_every_byte_is_ascii_and_colours_are_the_16_classic_ones() {
+    let url = database("tui_ascii").await;
+    let _scene = busy_scene(&url).await;
+    let mut conn = common::connect(&url).await;
+    sqlx::query(
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         VALUES ($1, $2, $3, now() + interval '1 hour')",
+    )
+    .bind("利润-\u{202E}evil")
+    .bind("🚀")
+    .bind("o\u{9b}2J\u{200B}")
+    .execute(&mut conn)
+    .await
+    .expect("insert");
+    let url2 = url.to_string();
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::spawn(
+            &["--dsn", &url2, "--interval", "300ms", "--no-mouse"],
+            &[
+                ("LANG", "C"),
+                ("LC_ALL", ""),
+                ("LC_CTYPE", ""),
+                ("TERM", "xterm"),
+            ],
+            (24, 80),
+        );
+        tui.wait_for("contended at once");
+        tui.keys("a");
+        tui.wait_for("runbook:");
+        tui.keys("\x1b/evil\r\r");
+        tui.wait_for("(Esc closes");
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        tui.output.lock().expect("lock").clone()
+    })
+    .await
+    .expect("pty test");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        raw.is_ascii(),
+        "bytes above 0x7f: {:?}",
+        raw.iter()
+            .filter(|b| **b > 0x7f)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !text.contains("38;5;") && !text.contains("48;5;"),
+        "256-colour codes under TERM=xterm"
+    );
+    assert!(
+        text.contains("\x1b[3") || text.contains("\x1b[9"),
+        "colours are still there"
+    );
+    assert!(
+        !text.contains("\x1b[?1000h"),
+        "--no-mouse leaves the mouse to the terminal"
+    );
 }

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod docs;
 pub mod replay;
+mod sgr16;
 pub mod snapshot;
 pub mod terminal;
 pub mod watch;
@@ -166,5 +167,21 @@ impl<W: std::io::Write> std::io::Write for SafeLog<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn the_log_shows_database_text_escaped_and_keeps_its_newlines() {
+        let mut log = super::SafeLog(Vec::new());
+        log.write_all(b"poll failed: profile \x1b]0;pwned\x07 \xe2\x80\xae x\n")
+            .expect("write");
+        assert_eq!(
+            String::from_utf8(log.0).expect("utf8"),
+            "poll failed: profile ^[]0;pwned^G <U+202E> x\n"
+        );
     }
 }

@@ -19,6 +19,7 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::sgr16::Sgr16;
 use crate::app::{App, keymap};
 use crate::theme::Theme;
 use crate::ui::{self, Glyphs};
@@ -30,6 +31,8 @@ pub struct Face {
     pub glyphs: Glyphs,
     /// Mouse capture: clicks and the wheel (off keeps the terminal's own text selection).
     pub mouse: bool,
+    /// A 16-colour terminal: colours are written with the classic codes, not 256-colour ones.
+    pub ansi16: bool,
 }
 
 /// What a feed gives the runtime.
@@ -109,23 +112,24 @@ pub fn restore() {
     let _ = terminal::disable_raw_mode();
 }
 
-type Screen = Terminal<CrosstermBackend<BufWriter<Stdout>>>;
+type Screen = Terminal<CrosstermBackend<Sgr16<BufWriter<Stdout>>>>;
 
-fn screen() -> Result<Screen> {
-    let backend = CrosstermBackend::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+fn screen(ansi16: bool) -> Result<Screen> {
+    let out = BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let backend = CrosstermBackend::new(Sgr16::new(out, ansi16));
     Ok(Terminal::new(backend)?)
 }
 
 /// Hands the terminal back to the shell and stops this process, as a shell's job control expects of Ctrl-Z or
 /// SIGTSTP (the handler that catches SIGTSTP replaced its default stop); on SIGCONT takes the terminal again
 /// with a full repaint (a new `Terminal`: its first frame paints everything, and no cursor query is made).
-fn suspend(term: &mut Screen) -> Result<()> {
+fn suspend(term: &mut Screen, ansi16: bool) -> Result<()> {
     restore();
     nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGSTOP)?;
     // Here again after SIGCONT.
     take_screen()?;
     execute!(std::io::stdout(), terminal::Clear(terminal::ClearType::All))?;
-    *term = screen()?;
+    *term = screen(ansi16)?;
     Ok(())
 }
 
@@ -136,7 +140,7 @@ fn is_suspend_key(key: &KeyEvent) -> bool {
 /// Runs the screen until the operator quits (or a signal says so); the terminal is restored on every way out.
 pub async fn run(app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<()> {
     let guard = TerminalGuard::enter(face.mouse)?;
-    let mut term = screen()?;
+    let mut term = screen(face.ansi16)?;
     let result = event_loop(&mut term, app, feed, face).await;
     drop(term);
     drop(guard);
@@ -212,7 +216,7 @@ async fn event_loop(
             "LOCKTOP_TEST_PANIC: a deliberate panic once the first poll arrived"
         );
         if suspend_now {
-            suspend(term)?;
+            suspend(term, face.ansi16)?;
         }
         if redraw || suspend_now {
             feed.control(app);

@@ -133,10 +133,8 @@ pub fn check_terminal_for(
             "stdout is not a terminal: the dashboard needs one; for scripts use `locktop snapshot --format json`"
         );
     }
-    let theme = Theme::load(
-        theme,
-        ColorDepth::detect(no_color(no_color_flag), display.colors),
-    )?;
+    let depth = ColorDepth::detect(no_color(no_color_flag), display.colors);
+    let theme = Theme::load(theme, depth)?;
     let (width, height) = terminal::size()?;
     if width < ui::MIN_WIDTH || height < ui::MIN_HEIGHT {
         bail!(
@@ -149,6 +147,7 @@ pub fn check_terminal_for(
         theme,
         glyphs: Glyphs::detect(),
         mouse: display.mouse && !no_mouse,
+        ansi16: depth == ColorDepth::Ansi16,
     })
 }
 
@@ -325,5 +324,58 @@ impl Plug for Live {
             *c = wanted;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::model::Snapshot;
+
+    #[tokio::test]
+    async fn a_recording_whose_writes_fail_says_it_stopped_and_why() {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", writer.as_raw_fd()));
+        let header = recording::Header {
+            locktop_recording: recording::FORMAT,
+            version: "test".into(),
+            target: "t".into(),
+            interval_ms: 1000,
+            ttl_s: 30.0,
+            escalate_after_s: 90.0,
+            prepared_after_s: 60.0,
+            queries: false,
+            started_at: chrono::Utc::now(),
+        };
+        let recorder = Recorder::create(&path, &header).expect("recorder");
+        let (tx, rx) = watch::channel(Feed::default());
+        let (status_tx, mut status) = watch::channel(None);
+        let task = tokio::spawn(record_polls(rx, recorder, status_tx));
+        status.changed().await.expect("first status");
+        assert!(
+            status
+                .borrow_and_update()
+                .as_ref()
+                .is_some_and(|s| s.stopped.is_none())
+        );
+        // Nobody reads any more: the next write fails, as on a full disk.
+        drop(reader);
+        drop(writer);
+        tx.send_replace(Feed {
+            snapshot: Some(std::sync::Arc::new(Snapshot::at(chrono::Utc::now()))),
+            polls: 1,
+            link: Link::Connected,
+            ..Feed::default()
+        });
+        task.await.expect("the recorder ends");
+        let last = status.borrow().clone().expect("a status");
+        assert!(
+            last.stopped
+                .as_deref()
+                .is_some_and(|r| r.contains("Broken pipe")),
+            "{last:?}"
+        );
     }
 }

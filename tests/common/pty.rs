@@ -89,6 +89,38 @@ impl Tui {
         }
     }
 
+    /// Waits until the screen satisfies `check`; returns it.
+    pub fn wait_screen(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A left click at a cell (0-based column and row), as a terminal reports it with SGR mouse reporting.
+    pub fn click(&mut self, column: u16, row: u16) {
+        self.keys(&format!(
+            "\x1b[<0;{};{}M\x1b[<0;{};{}m",
+            column + 1,
+            row + 1,
+            column + 1,
+            row + 1
+        ));
+    }
+
+    /// One notch of the wheel down at a cell.
+    pub fn wheel_down(&mut self, column: u16, row: u16) {
+        self.keys(&format!("\x1b[<65;{};{}M", column + 1, row + 1));
+    }
+
     pub fn keys(&mut self, keys: &str) {
         self.writer.write_all(keys.as_bytes()).expect("write");
         self.writer.flush().expect("flush");
