@@ -92,6 +92,26 @@ pub struct Frozen {
     pub service: Option<crate::model::service::ServiceView>,
 }
 
+/// Column widths that only grow, for one table width (see [`App::sticky`]).
+#[derive(Debug, Clone, Default)]
+pub struct Sticky {
+    width: usize,
+    by_title: std::collections::HashMap<&'static str, usize>,
+}
+
+impl Sticky {
+    /// The width a column keeps: the widest it needed since the table was last this wide.
+    pub fn keep(&mut self, table_width: usize, title: &'static str, needed: usize) -> usize {
+        if self.width != table_width {
+            self.width = table_width;
+            self.by_title.clear();
+        }
+        let kept = self.by_title.entry(title).or_insert(0);
+        *kept = (*kept).max(needed);
+        *kept
+    }
+}
+
 /// Where the last frame drew what a mouse click can pick, and in which order the lock waits were listed.
 #[derive(Debug, Clone, Default)]
 pub struct Hits {
@@ -222,6 +242,9 @@ pub struct App {
     pub expanded: bool,
     /// Where the last frame drew what the mouse can pick.
     pub hits: Hits,
+    /// The widest text each column of the profiles table has needed at this terminal width: columns grow as
+    /// longer text comes, and never narrow while the terminal keeps its size, so that they stay in place.
+    pub sticky: Sticky,
     polls_seen: u64,
     /// A fixed server time instead of the ticking one (view tests, screenshots).
     fixed_now: Option<DateTime<Utc>>,
@@ -269,6 +292,7 @@ impl App {
             key_lines: KeyLines::Auto,
             expanded: false,
             hits: Hits::default(),
+            sticky: Sticky::default(),
             polls_seen: 0,
             fixed_now: None,
             replay: None,
@@ -406,23 +430,22 @@ impl App {
 
     /// What the dashboard asks of its feed: the profile under the cursor in focus, so that its every row is
     /// read even while it is calm (the detail pane shows them).
-    /// While the table shows further held rows, the profiles on the page that hold several are in focus too,
-    /// so that each of their rows, not only the one that expires first, is read and shown.
+    /// The profiles on the page are in focus too: every row of what the operator sees is read each poll, so
+    /// that each TTL shown is the database's (a calm profile's summary may be seconds old, and a countdown
+    /// from it would reach zero while its owner renews), and a profile's every held key can have its line.
     pub fn control(&self) -> Control {
         let mut focus: Vec<String> = self
             .selected_profile()
             .map(|p| vec![p.profile.clone()])
             .unwrap_or_default();
-        if self.expanded {
-            let on_page: Vec<String> = self
-                .visible_profiles()
-                .skip(self.scroll)
-                .take(self.page)
-                .filter(|p| p.more_held() > 0 && !focus.contains(&p.profile))
-                .map(|p| p.profile.clone())
-                .collect();
-            focus.extend(on_page);
-        }
+        let on_page: Vec<String> = self
+            .visible_profiles()
+            .skip(self.scroll)
+            .take(self.page)
+            .filter(|p| !focus.contains(&p.profile))
+            .map(|p| p.profile.clone())
+            .collect();
+        focus.extend(on_page);
         Control {
             focus,
             refreshes: self.refreshes,
@@ -827,6 +850,19 @@ mod tests {
             press(&mut app, KeyCode::Char('s'));
         }
         assert_eq!(app.sort, SortBy::Severity);
+    }
+
+    #[test]
+    fn the_profiles_on_the_page_are_in_focus_so_their_every_row_is_read() {
+        let mut app = app_with(&["a", "b", "c", "d"]);
+        app.apply(Action::End);
+        app.page = 3;
+        app.scroll = 1;
+        assert_eq!(
+            app.control().focus,
+            ["d", "b", "c"],
+            "the cursor's, then the page's"
+        );
     }
 
     #[test]

@@ -619,3 +619,24 @@ fn the_panes_keep_their_place_while_waits_come_and_go() {
     let mut app = app_showing(calm());
     assert_eq!(busy, borders(&mut app));
 }
+
+#[test]
+fn columns_keep_their_place_when_the_longest_text_leaves_the_page() {
+    let mut long = incident();
+    long.leases.push(fixtures::row(
+        "profile-9",
+        "BTC",
+        "a-much-longer-owner-token-than-the-others",
+        40,
+    ));
+    let mut app = app_showing(long);
+    let header = |app: &mut App| {
+        lines_of(&render(app, 120, 40, &theme()))
+            .into_iter()
+            .find(|l| l.contains("STATUS"))
+            .expect("header")
+    };
+    let before = header(&mut app);
+    app.show_at(incident(), fixtures::t(1));
+    assert_eq!(before, header(&mut app), "no column moved");
+}

@@ -85,7 +85,13 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if let Some(service) = app.shown_service() {
         let mut spans = Vec::new();
         service_spans(service, theme, &mut spans);
-        pieces.push(Piece::new(3, spans));
+        // An unhealthy loop or a failing endpoint is an alarm; healthy flags are only informative.
+        let alarm = !service.errors.is_empty()
+            || service.health.iter().any(|h| {
+                h.trading_loop_healthy == Some(false)
+                    || h.reconciliation_loop_healthy == Some(false)
+            });
+        pieces.push(Piece::new(if alarm { 1 } else { 3 }, spans));
     }
     let target = parts.is_none().then_some(pieces.len());
     if target.is_some() {
@@ -127,38 +133,34 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// Drops the parts that matter least until the line fits in `width`; the target (at `target`) is first cut
-/// in the middle, down to 16 cells, before it goes.
+/// Keeps the parts that matter most while they fit in `width`, in their order on the line; the target (at
+/// `target`) is cut in the middle, to no fewer than 16 cells, to fit the room left rather than go.
 fn fit(pieces: &mut Vec<Piece>, target: Option<usize>, width: usize) {
-    let total = |pieces: &[Piece]| pieces.iter().map(Piece::width).sum::<usize>();
-    let mut target = target;
-    loop {
-        let over = total(pieces).saturating_sub(width);
-        if over == 0 {
-            return;
-        }
-        let Some(worst) = pieces
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.drop_order > 0)
-            .max_by_key(|(i, p)| (p.drop_order, *i))
-            .map(|(i, _)| i)
-        else {
-            return;
-        };
-        if Some(worst) == target {
-            let name = &pieces[worst].spans[1];
-            let now = text::width(&name.content);
-            if now > 16 {
-                let cut = text::middle(&name.content, now.saturating_sub(over).max(16));
-                pieces[worst].spans[1] = Span::styled(cut, name.style);
-                continue;
+    let mut order: Vec<usize> = (0..pieces.len()).collect();
+    order.sort_by_key(|&i| (pieces[i].drop_order, i));
+    let mut keep = vec![false; pieces.len()];
+    let mut used = 0;
+    for i in order {
+        let w = pieces[i].width();
+        if used + w <= width || pieces[i].drop_order == 0 {
+            keep[i] = true;
+            used += w;
+        } else if Some(i) == target {
+            let name = &pieces[i].spans[1];
+            let room = width.saturating_sub(used + 2);
+            if room >= 16 {
+                let cut = text::middle(&name.content, room);
+                pieces[i].spans[1] = Span::styled(cut, name.style);
+                keep[i] = true;
+                used += pieces[i].width();
             }
-            target = None;
         }
-        pieces.remove(worst);
-        target = target.map(|t| if t > worst { t - 1 } else { t });
     }
+    let mut i = 0;
+    pieces.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 /// The service's health flags (`svc trading ✓ recon ✗ contention 12`), or why its endpoints failed.

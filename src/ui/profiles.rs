@@ -60,6 +60,8 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         KeyLines::Auto => fits_expanded(app.visible_profiles(), page),
     };
     app.scroll = scroll(app, page);
+    // Taken while the page's lines borrow the app; put back below.
+    let mut sticky = std::mem::take(&mut app.sticky);
     let mut cells = Cells {
         now,
         glyphs,
@@ -74,10 +76,24 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         } else {
             "no profile matches the filter (Esc clears it)"
         };
+        drop(lines);
+        app.sticky = sticky;
         draw_empty(frame, theme, &all, spark, inner, msg);
         return;
     }
-    let (layout, spark) = fit_columns(&all, width, spark, &lines, &cells);
+    let needed: Vec<(Column, usize)> = all
+        .iter()
+        .map(|&c| {
+            let widest = lines
+                .iter()
+                .map(|(_, e)| text::width(&c.text(e, &cells)))
+                .chain([c.title().len()])
+                .max()
+                .unwrap_or(0);
+            (c, sticky.keep(width, c.title(), widest))
+        })
+        .collect();
+    let (layout, spark) = fit_columns(&all, width, spark, &needed);
     cells.spark = spark;
     let header =
         Row::new(layout.iter().map(|(c, w)| Cell::from(c.fit(c.title(), *w)))).style(theme.dim);
@@ -87,6 +103,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         .collect();
     let picks: Vec<usize> = lines.iter().map(|(i, _)| *i).collect();
     drop(lines);
+    app.sticky = sticky;
     app.hits.profiles = Rect {
         y: inner.y + 1,
         height: picks.len() as u16,
@@ -123,23 +140,15 @@ fn title(app: &App) -> String {
     }
 }
 
-/// The columns for the lines on the page, and the sparkline's width: room left once every text is whole goes
+/// The columns for the text they need (`needed`, in cells), and the sparkline's width: room left once every text is whole goes
 /// to the trend, up to [`columns::MAX_SPARK`] polls (the escalation window and more), rather than to blanks.
 fn fit_columns(
     all: &[Column],
     width: usize,
     spark: usize,
-    lines: &[(usize, Entry<'_>)],
-    cells: &Cells<'_>,
+    needed: &[(Column, usize)],
 ) -> (Vec<(Column, usize)>, usize) {
-    let desired = |c: Column| {
-        lines
-            .iter()
-            .map(|(_, e)| text::width(&c.text(e, cells)))
-            .chain([c.title().len()])
-            .max()
-            .unwrap_or(0)
-    };
+    let desired = |c: Column| needed.iter().find(|(n, _)| *n == c).map_or(0, |(_, w)| *w);
     let layout = columns::layout(
         all,
         width,
