@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub connection: Connection,
     /// The dashboard's options, for `locktop` without a command (`locktop --theme light`).
     #[command(flatten)]
     pub watch: WatchArgs,
@@ -21,29 +23,7 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// PostgreSQL URL or key=value DSN; without it the PG* variables and ~/.pgpass are used. Give it more than
-    /// once to watch several databases at once (profiles are then named database:profile).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub dsn: Vec<String>,
-    /// What sits in front of the server: `transaction` for a transaction-mode pooler (PgBouncer, Supabase's
-    /// port 6543): each poll is then one simple-protocol transaction. A pooler that refuses the startup
-    /// parameters of a plain session is detected without it.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "none",
-        env = "LOCKTOP_POOLER",
-        global = true
-    )]
-    pub pooler: crate::config::Pooler,
-    /// The service's Prometheus metrics page (repeatable): its contention rate per profile_id is shown beside
-    /// the database's view.
-    #[arg(long, value_name = "URL", global = true)]
-    pub metrics_url: Vec<String>,
-    /// The service's JSON health document (repeatable): its health flags are shown in the header.
-    #[arg(long, value_name = "URL", global = true)]
-    pub health_url: Vec<String>,
-    /// Config file (TOML): lease table mapping and thresholds.
+    /// Config file (TOML): lease table mapping, thresholds, targets, display.
     #[arg(long, short = 'c', env = "LOCKTOP_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Poll interval, like 1s or 500ms (at least 100ms).
@@ -54,11 +34,57 @@ pub struct Common {
     pub log_file: Option<PathBuf>,
 }
 
+/// Where to connect: the options of the commands that read a database (the dashboard and `snapshot`; `demo`
+/// makes its own database and `replay` reads a file).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Connection {
+    /// PostgreSQL URL or key=value DSN; without it the PG* variables and ~/.pgpass are used. Give it more than
+    /// once to watch several databases at once (profiles are then named database:profile).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub dsn: Vec<String>,
+    /// What sits in front of the server: `transaction` for a transaction-mode pooler (PgBouncer, Supabase's
+    /// port 6543): each poll is then one simple-protocol transaction. A pooler that refuses the startup
+    /// parameters of a plain session is detected without it.
+    #[arg(long, value_enum, default_value = "none", env = "LOCKTOP_POOLER")]
+    pub pooler: crate::config::Pooler,
+    /// The service's Prometheus metrics page (repeatable): its contention rate per profile_id is shown beside
+    /// the database's view.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Vec<String>,
+    /// The service's JSON health document (repeatable): its health flags are shown in the header.
+    #[arg(long, value_name = "URL")]
+    pub health_url: Vec<String>,
+}
+
+impl Connection {
+    /// These options, or for each one not given here, `outer`'s (`locktop --dsn X snapshot`).
+    #[must_use]
+    pub fn or(&self, outer: &Self) -> Self {
+        let pick =
+            |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
+        Self {
+            dsn: pick(&self.dsn, &outer.dsn),
+            pooler: if self.pooler == crate::config::Pooler::None {
+                outer.pooler
+            } else {
+                self.pooler
+            },
+            metrics_url: pick(&self.metrics_url, &outer.metrics_url),
+            health_url: pick(&self.health_url, &outer.health_url),
+        }
+    }
+}
+
 /// What to do.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// The live dashboard (the default when no command is given).
-    Watch(WatchArgs),
+    Watch {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        args: WatchArgs,
+    },
     /// A throwaway PostgreSQL with a workload that plays the runbook's incidents, and the dashboard on it.
     Demo(DemoArgs),
     /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
@@ -119,6 +145,8 @@ pub struct DemoArgs {
 /// Options of `snapshot`.
 #[derive(Debug, Clone, Args)]
 pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub connection: Connection,
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -172,4 +200,43 @@ fn parse_speed(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|s| SPEEDS.contains(s))
         .ok_or_else(|| format!("the speed is one of 1, 10 or 60, not {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_options_before_the_command_apply_when_the_command_has_none() {
+        let cli = Cli::try_parse_from([
+            "locktop",
+            "--dsn",
+            "postgres://a/x",
+            "snapshot",
+            "-f",
+            "table",
+        ])
+        .expect("parse");
+        let Some(Command::Snapshot(args)) = &cli.command else {
+            panic!("snapshot");
+        };
+        assert_eq!(args.connection.or(&cli.connection).dsn, ["postgres://a/x"]);
+        let cli = Cli::try_parse_from([
+            "locktop",
+            "--dsn",
+            "postgres://a/x",
+            "snapshot",
+            "--dsn",
+            "postgres://b/y",
+            "--pooler",
+            "transaction",
+        ])
+        .expect("parse");
+        let Some(Command::Snapshot(args)) = &cli.command else {
+            panic!("snapshot");
+        };
+        let merged = args.connection.or(&cli.connection);
+        assert_eq!(merged.dsn, ["postgres://b/y"], "the command's own win");
+        assert_eq!(merged.pooler, crate::config::Pooler::Transaction);
+    }
 }

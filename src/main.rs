@@ -22,15 +22,21 @@ fn main() -> ExitCode {
             .build()?;
         runtime.block_on(async {
             match &cli.command {
-                Some(Command::Snapshot(args)) => cmd::snapshot::run(&cli.common, args).await,
-                Some(Command::Watch(args)) => cmd::watch::run(&cli.common, args).await,
+                Some(Command::Snapshot(args)) => {
+                    let connection = args.connection.or(&cli.connection);
+                    cmd::snapshot::run(&cli.common, &connection, args).await
+                }
+                Some(Command::Watch { connection, args }) => {
+                    let connection = connection.or(&cli.connection);
+                    cmd::watch::run(&cli.common, &connection, args).await
+                }
                 Some(Command::Demo(args)) => cmd::demo::run(&cli.common, args).await,
                 Some(Command::Completions { shell }) => {
                     cmd::docs::print(&cmd::docs::completions(*shell))
                 }
                 Some(Command::Replay(args)) => cmd::replay::run(args).await,
                 Some(Command::Man) => cmd::docs::man().and_then(|page| cmd::docs::print(&page)),
-                None => cmd::watch::run(&cli.common, &cli.watch).await,
+                None => cmd::watch::run(&cli.common, &cli.connection, &cli.watch).await,
             }
         })
     });

@@ -54,6 +54,36 @@ fn completions_for_every_shell_and_the_man_page_come_from_the_cli_definitions() 
     assert!(err.contains("bash"), "names the shells it knows: {err}");
 }
 
+#[test]
+fn each_commands_help_lists_only_the_options_that_apply_to_it() {
+    let help = |args: &[&str]| String::from_utf8_lossy(&locktop(args, &[]).stdout).into_owned();
+    let connection = ["--dsn", "--pooler", "--metrics-url", "--health-url"];
+    for cmd in ["replay", "demo"] {
+        let text = help(&[cmd, "--help"]);
+        for option in connection {
+            assert!(
+                !text.contains(option),
+                "`{cmd} --help` lists {option}:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("--interval"),
+            "{cmd}: the common options stay"
+        );
+    }
+    for args in [
+        &["--help"][..],
+        &["snapshot", "--help"],
+        &["watch", "--help"],
+    ] {
+        let text = help(args);
+        for option in connection {
+            assert!(text.contains(option), "{args:?} lacks {option}");
+        }
+    }
+    assert!(help(&["--help"]).contains("--no-mouse"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_config_file_is_found_in_xdg_config_home_then_in_dot_config_and_an_explicit_one_wins() {
     let url = common::database("xdg").await;

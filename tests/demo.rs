@@ -289,6 +289,11 @@ async fn keep_leaves_a_cluster_that_psql_and_snapshot_can_use_and_tells_how_to_s
     .await
     .expect("pty");
     let raw = tui.raw_output();
+    assert!(
+        !raw.contains("stopped and removed")
+            && raw.contains("it is left running when the demo ends"),
+        "the first message says what --keep does: {raw:?}"
+    );
     let url = raw
         .split("kept the cluster: psql '")
         .nth(1)

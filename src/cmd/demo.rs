@@ -56,9 +56,14 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
         .await?
         .wrap_err("cannot start the demo's PostgreSQL")?;
     println!(
-        "locktop demo: throwaway PostgreSQL in {} (port {}); it is stopped and removed when the demo ends",
+        "locktop demo: throwaway PostgreSQL in {} (port {}); {}",
         cluster.root().display(),
-        cluster.port()
+        cluster.port(),
+        if args.keep {
+            "--keep: it is left running when the demo ends, with how to reach and stop it"
+        } else {
+            "it is stopped and removed when the demo ends"
+        }
     );
     let url = cluster.url("postgres");
     let mut admin = demo::admin(&url)

@@ -33,14 +33,17 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
 /// The databases to watch, with their labels: the `--dsn`s, else the config's `[[target]]`s, else one from the
 /// `PG*` environment. Labels are the configured names, else the database names, else `user@host:port/db`
 /// when those repeat.
-pub fn targets(common: &crate::cli::Common, config: &Config) -> Result<Vec<(String, Target)>> {
+pub fn targets(
+    connection: &crate::cli::Connection,
+    config: &Config,
+) -> Result<Vec<(String, Target)>> {
     let mut found: Vec<(Option<String>, Target)> = Vec::new();
-    if common.dsn.is_empty() && !config.targets.is_empty() {
+    if connection.dsn.is_empty() && !config.targets.is_empty() {
         for (i, t) in config.targets.iter().enumerate() {
-            let pooler = if common.pooler == Pooler::None {
+            let pooler = if connection.pooler == Pooler::None {
                 t.pooler
             } else {
-                common.pooler
+                connection.pooler
             };
             let target = Target::new(Some(&t.dsn))
                 .map_err(|e| {
@@ -53,11 +56,11 @@ pub fn targets(common: &crate::cli::Common, config: &Config) -> Result<Vec<(Stri
                 .with_pooler(pooler);
             found.push((t.name.clone(), target));
         }
-    } else if common.dsn.is_empty() {
-        found.push((None, Target::new(None)?.with_pooler(common.pooler)));
+    } else if connection.dsn.is_empty() {
+        found.push((None, Target::new(None)?.with_pooler(connection.pooler)));
     } else {
-        for dsn in &common.dsn {
-            found.push((None, Target::new(Some(dsn))?.with_pooler(common.pooler)));
+        for dsn in &connection.dsn {
+            found.push((None, Target::new(Some(dsn))?.with_pooler(connection.pooler)));
         }
     }
     let databases: Vec<String> = found.iter().map(|(_, t)| t.database().to_owned()).collect();
@@ -106,13 +109,13 @@ pub fn describe(targets: &[(String, Target)]) -> String {
 
 /// The service endpoints: the config's `[service]` lists and the command line's URLs.
 pub fn service_settings(
-    common: &crate::cli::Common,
+    connection: &crate::cli::Connection,
     config: &Config,
 ) -> crate::source::service::ServiceSettings {
     let mut metrics = config.service.metrics.clone();
-    metrics.extend(common.metrics_url.iter().cloned());
+    metrics.extend(connection.metrics_url.iter().cloned());
     let mut health = config.service.health.clone();
-    health.extend(common.health_url.iter().cloned());
+    health.extend(connection.health_url.iter().cloned());
     crate::source::service::ServiceSettings { metrics, health }
 }
 

@@ -26,7 +26,11 @@ pub async fn run(args: &ReplayArgs) -> Result<i32> {
     if args.summary {
         let t = tally(&recording);
         let mut out = std::io::stdout().lock();
-        out.write_all(summary(&recording, &t).as_bytes())?;
+        // Database text through the one sanitiser, and ASCII only under a locale that is not UTF-8.
+        let ascii = !crate::ui::Glyphs::detect().unicode;
+        for line in summary(&recording, &t).lines() {
+            writeln!(out, "{}", text::ascii_if(&text::sanitize(line), ascii))?;
+        }
         out.flush()?;
         return Ok(t.exit_status());
     }
@@ -56,7 +60,9 @@ fn clock(at: DateTime<Utc>) -> String {
 /// What one profile went through in a recording.
 #[derive(Default)]
 struct Seen {
+    /// Contended, escalated or expired: the incident goes on while a row is expired and not refreshed.
     contended: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    expired: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     escalated: Vec<(DateTime<Utc>, DateTime<Utc>)>,
     holders: BTreeSet<String>,
 }
@@ -123,7 +129,7 @@ fn tally(recording: &Recording) -> Tally {
         let mut contended_now = Vec::new();
         for p in &board.profiles {
             t.profiles.insert(p.profile.clone());
-            if !matches!(p.status, Status::Contended | Status::Escalated) {
+            if p.status == Status::Ok {
                 continue;
             }
             contended_now.push(p.profile.clone());
@@ -131,6 +137,9 @@ fn tally(recording: &Recording) -> Tally {
             extend(&mut s.contended, at, prev);
             if p.status == Status::Escalated {
                 extend(&mut s.escalated, at, prev);
+            }
+            if p.holders().any(|r| r.is_expired(at)) {
+                extend(&mut s.expired, at, prev);
             }
             s.holders
                 .extend(p.holders().filter_map(|r| r.owner.clone()));
@@ -190,6 +199,10 @@ fn summary(recording: &Recording, t: &Tally) -> String {
     for (profile, s) in &t.seen {
         let contended: Vec<String> = s.contended.iter().map(|&x| span(x)).collect();
         let _ = write!(out, "{profile}: contended {}", contended.join(", "));
+        if !s.expired.is_empty() {
+            let expired: Vec<String> = s.expired.iter().map(|&x| span(x)).collect();
+            let _ = write!(out, "; a row expired {}", expired.join(", "));
+        }
         if !s.escalated.is_empty() {
             let escalated: Vec<String> = s.escalated.iter().map(|&x| span(x)).collect();
             let _ = write!(out, "; escalated {}", escalated.join(", "));
@@ -471,5 +484,28 @@ mod tests {
             2,
             "a trigger wins over an incomplete poll"
         );
+    }
+
+    #[test]
+    fn an_expired_row_continues_the_episode_instead_of_breaking_it() {
+        let now = chrono::Utc::now();
+        let mut expired = held(now + chrono::Duration::seconds(1), 11);
+        expired.leases[0].expires_at = Some(now - chrono::Duration::seconds(1));
+        let r = recording(vec![
+            Some(held(now, 10)),
+            Some(expired),
+            Some(held(now + chrono::Duration::seconds(2), 12)),
+        ]);
+        let t = tally(&r);
+        let seen = &t.seen["P"];
+        assert_eq!(
+            seen.contended.len(),
+            1,
+            "one episode, no gap: {:?}",
+            seen.contended
+        );
+        assert_eq!(seen.expired.len(), 1);
+        let text = summary(&r, &t);
+        assert!(text.contains("(2s); a row expired"), "{text}");
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use color_eyre::eyre::{Result, eyre};
 
-use crate::cli::{Common, Format, SnapshotArgs};
+use crate::cli::{Common, Connection, Format, SnapshotArgs};
 use crate::model::report::Report;
 use crate::model::rules;
 use crate::model::snapshot::Part;
@@ -40,9 +40,9 @@ pub fn exit_status(board: &Board, vouches: bool) -> i32 {
 }
 
 /// Polls once and prints; returns the exit status.
-pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
+pub async fn run(common: &Common, connection: &Connection, args: &SnapshotArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
-    let targets = super::targets(common, &config)?;
+    let targets = super::targets(connection, &config)?;
     let limits = SessionLimits::for_interval(common.interval);
     let polls = targets.iter().map(|(_, target)| async {
         let mut monitor = Monitor::connect(target, &config.lease, limits).await?;
@@ -52,7 +52,10 @@ pub async fn run(common: &Common, args: &SnapshotArgs) -> Result<i32> {
     });
     // The service's counters are read twice, an interval apart, to give rates: the first read goes with the
     // database poll, the second after it.
-    let mut scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
+    let mut scraper = super::scraper(
+        super::service_settings(connection, &config),
+        common.interval,
+    )?;
     let first_scrape = async {
         if let Some(s) = scraper.as_mut() {
             s.scrape().await;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::terminal::{Face, Plug};
 use crate::app::App;
-use crate::cli::{Common, WatchArgs};
+use crate::cli::{Common, Connection, WatchArgs};
 use crate::config::{Config, DisplayConfig};
 use crate::model::feed::RecordStatus;
 use crate::model::service::ServiceView;
@@ -33,11 +33,14 @@ pub fn no_color(flag: bool) -> bool {
 }
 
 /// Runs the dashboard until the operator quits; returns the exit status.
-pub async fn run(common: &Common, args: &WatchArgs) -> Result<i32> {
+pub async fn run(common: &Common, connection: &Connection, args: &WatchArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
     let face = check_terminal(args, &config.display)?;
-    let targets = super::targets(common, &config)?;
-    let scraper = super::scraper(super::service_settings(common, &config), common.interval)?;
+    let targets = super::targets(connection, &config)?;
+    let scraper = super::scraper(
+        super::service_settings(connection, &config),
+        common.interval,
+    )?;
     let notes = Vec::new();
     let recorder = open_recorder(args, &super::describe(&targets), &config, common.interval)?;
     let extras = Extras { recorder, scraper };
