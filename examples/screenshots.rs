@@ -192,6 +192,8 @@ struct Shot {
     file: &'static str,
     theme: Theme,
     app: App,
+    /// Columns and rows.
+    size: (u16, u16),
 }
 
 fn shots() -> Result<Vec<Shot>, String> {
@@ -210,6 +212,9 @@ fn shots() -> Result<Vec<Shot>, String> {
     let mut help = fixtures::incident_over_time();
     help.apply(Action::ToggleHelp);
 
+    let mut alerts = fixtures::incident_over_time();
+    alerts.apply(Action::ToggleAlerts);
+
     let mut fleet = fixtures::app_showing(fixtures::two_targets());
     fleet.service = Some(fixtures::service_view());
 
@@ -218,37 +223,56 @@ fn shots() -> Result<Vec<Shot>, String> {
             file: "dashboard.png",
             theme: default.clone(),
             app: dashboard,
+            size: (120, 40),
         },
         Shot {
             file: "detail.png",
             theme: default.clone(),
             app: detail,
+            size: (120, 40),
         },
         Shot {
             file: "locks.png",
             theme: default.clone(),
             app: locks,
+            size: (120, 40),
         },
         Shot {
             file: "help.png",
             theme: default.clone(),
             app: help,
+            size: (120, 40),
         },
         Shot {
             file: "fleet.png",
             theme: default.clone(),
             app: fleet,
+            size: (120, 40),
         },
         Shot {
             file: "monochrome.png",
             theme: theme("monochrome", ColorDepth::None)?,
             app: fixtures::incident_over_time(),
+            size: (120, 40),
+        },
+        Shot {
+            file: "small.png",
+            theme: default.clone(),
+            app: fixtures::incident_over_time(),
+            size: (80, 24),
+        },
+        Shot {
+            file: "alerts.png",
+            theme: default.clone(),
+            app: alerts,
+            size: (120, 40),
         },
     ])
 }
 
 fn render(shot: &mut Shot) -> Result<Buffer, String> {
-    let mut terminal = Terminal::new(TestBackend::new(120, 40)).map_err(|e| e.to_string())?;
+    let (w, h) = shot.size;
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).map_err(|e| e.to_string())?;
     terminal
         .draw(|f| ui::draw(f, &mut shot.app, &shot.theme, Glyphs { unicode: true }))
         .map_err(|e| e.to_string())?;

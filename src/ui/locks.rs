@@ -15,10 +15,10 @@ use crate::app::{App, Pane};
 use crate::model::{WaitView, human_duration};
 use crate::theme::Theme;
 
-/// Rows the pane takes: two fifths of the screen, whatever the waits, so that the panes keep their place
-/// while waits come and go (they change only with the terminal's size).
+/// Rows the pane takes: a third of the screen, whatever the waits, so that the panes keep their place while
+/// waits come and go (they change only with the terminal's size).
 pub fn height(screen: u16) -> u16 {
-    (screen * 2 / 5).max(5)
+    (screen / 3).max(6)
 }
 
 /// What the pane drew, for the mouse and for Enter: each line's wait (its place in the listed order), the lines

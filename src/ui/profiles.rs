@@ -274,6 +274,8 @@ fn row<'a>(
         // A span: one line already, so the cell need not split or copy the text.
         Cell::from(Span::styled(c.cell(e, cells, *w), style))
     }))
+    // The gaps between the cells take the line's style too: a selected line is one bar.
+    .style(base)
 }
 
 /// The table's header and, below it, why there are no rows.
