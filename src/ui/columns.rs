@@ -75,9 +75,6 @@ pub struct Cells<'a> {
     pub spark: usize,
 }
 
-/// The most polls a sparkline shows, when a wide terminal has room to spare.
-pub const MAX_SPARK: usize = 120;
-
 /// Polls shown in the sparkline: fewer on narrow terminals, so names keep their room.
 pub fn spark_width(table_width: usize) -> usize {
     match table_width {

@@ -9,7 +9,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use super::columns::{self, Cells, Column, Entry, Spec, spark_width};
+use super::columns::{self, Cells, Column, Entry, spark_width};
 use super::{Glyphs, border_set, text};
 use crate::app::{App, KeyLines, Pane};
 use crate::model::{ProfileView, Status, human_duration};
@@ -62,7 +62,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     app.scroll = scroll(app, page);
     // Taken while the page's lines borrow the app; put back below.
     let mut sticky = std::mem::take(&mut app.sticky);
-    let mut cells = Cells {
+    let cells = Cells {
         now,
         glyphs,
         history: Some(app.shown_history()),
@@ -93,8 +93,12 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
             (c, sticky.keep(width, c.title(), widest))
         })
         .collect();
-    let (layout, spark) = fit_columns(&all, width, spark, &needed);
-    cells.spark = spark;
+    let layout = columns::layout(
+        &all,
+        width,
+        |c| (c == Column::Trend).then_some(spark),
+        |c| needed.iter().find(|(n, _)| *n == c).map_or(0, |(_, w)| *w),
+    );
     let header =
         Row::new(layout.iter().map(|(c, w)| Cell::from(c.fit(c.title(), *w)))).style(theme.dim);
     let rows: Vec<Row> = lines
@@ -138,44 +142,6 @@ fn title(app: &App) -> String {
             human_duration(app.rules.escalate_after)
         )
     }
-}
-
-/// The columns for the text they need (`needed`, in cells), and the sparkline's width: room left once every text is whole goes
-/// to the trend, up to [`columns::MAX_SPARK`] polls (the escalation window and more), rather than to blanks.
-fn fit_columns(
-    all: &[Column],
-    width: usize,
-    spark: usize,
-    needed: &[(Column, usize)],
-) -> (Vec<(Column, usize)>, usize) {
-    let desired = |c: Column| needed.iter().find(|(n, _)| *n == c).map_or(0, |(_, w)| *w);
-    let layout = columns::layout(
-        all,
-        width,
-        |c| (c == Column::Trend).then_some(spark),
-        desired,
-    );
-    let surplus = layout
-        .iter()
-        .find(|(c, _)| *c == Column::Owner)
-        .map_or(0, |(c, w)| {
-            let min = match c.width() {
-                columns::Width::Text { min, .. } => min,
-                columns::Width::Fixed(n) => n,
-            };
-            w.saturating_sub(desired(*c).max(min))
-        });
-    if surplus == 0 || !layout.iter().any(|(c, _)| *c == Column::Trend) {
-        return (layout, spark);
-    }
-    let wider = (spark + surplus).min(columns::MAX_SPARK).max(spark);
-    let layout = columns::layout(
-        all,
-        width,
-        |c| (c == Column::Trend).then_some(wider),
-        desired,
-    );
-    (layout, wider)
 }
 
 /// Whether every visible profile's every held row fits on one page (the default then shows them all).
