@@ -341,17 +341,7 @@ mod tests {
     async fn a_recording_whose_writes_fail_says_it_stopped_and_why() {
         let (reader, writer) = std::io::pipe().expect("pipe");
         let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", writer.as_raw_fd()));
-        let header = recording::Header {
-            locktop_recording: recording::FORMAT,
-            version: "test".into(),
-            target: "t".into(),
-            interval_ms: 1000,
-            ttl_s: 30.0,
-            escalate_after_s: 90.0,
-            prepared_after_s: 60.0,
-            queries: false,
-            started_at: chrono::Utc::now(),
-        };
+        let header = recording::Header::for_tests(chrono::Utc::now());
         let recorder = Recorder::create(&path, &header).expect("recorder");
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);

@@ -132,19 +132,7 @@ fn draw_backend(
             ),
             theme.note,
         )),
-        Some(s) => {
-            lines.push(Line::raw(text::clean(&backend_line(s, now), w)));
-            if let Some(q) = s.query.as_deref().filter(|q| !q.is_empty()) {
-                lines.extend(
-                    text::wrap(&format!("    query: {q}"), w)
-                        .into_iter()
-                        .map(|l| Line::styled(l, theme.dim)),
-                );
-            }
-            if s.state.as_deref() == Some("idle in transaction") {
-                lines.push(Line::styled(text::clean(IDLE_HINT, w), theme.note));
-            }
-        }
+        Some(s) => lines.extend(backend_lines(s, now, theme, (w, true))),
     }
     if let Some(board) = &app.board {
         for wv in board
@@ -202,25 +190,7 @@ fn below_lines(
         let Some(s) = sessions.iter().find(|s| s.pid == pid) else {
             continue;
         };
-        out.push(Line::raw(text::clean(&backend_line(s, now), w)));
-        if let Some(q) = s.query.as_deref().filter(|q| !q.is_empty()) {
-            let q = format!(
-                "    query: {}",
-                q.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
-            if app.show_queries {
-                out.extend(
-                    text::wrap(&q, w)
-                        .into_iter()
-                        .map(|l| Line::styled(l, theme.dim)),
-                );
-            } else {
-                out.push(Line::styled(text::clean(&q, w), theme.dim));
-            }
-        }
-        if s.state.as_deref() == Some("idle in transaction") {
-            out.push(Line::styled(text::clean(IDLE_HINT, w), theme.note));
-        }
+        out.extend(backend_lines(s, now, theme, (w, app.show_queries)));
     }
     if let Some(board) = &app.board {
         for wv in board
@@ -242,6 +212,36 @@ fn below_lines(
                 w,
             )));
         }
+    }
+    out
+}
+
+/// What a backend does (see [`backend_line`]), its query (on one line, or whole when `whole`), and a hint when
+/// it is idle in transaction.
+fn backend_lines(
+    s: &Session,
+    now: chrono::DateTime<chrono::Utc>,
+    theme: &Theme,
+    (w, whole): (usize, bool),
+) -> Vec<Line<'static>> {
+    let mut out = vec![Line::raw(text::clean(&backend_line(s, now), w))];
+    if let Some(q) = s.query.as_deref().filter(|q| !q.is_empty()) {
+        let q = format!(
+            "    query: {}",
+            q.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        if whole {
+            out.extend(
+                text::wrap(&q, w)
+                    .into_iter()
+                    .map(|l| Line::styled(l, theme.dim)),
+            );
+        } else {
+            out.push(Line::styled(text::clean(&q, w), theme.dim));
+        }
+    }
+    if s.state.as_deref() == Some("idle in transaction") {
+        out.push(Line::styled(text::clean(IDLE_HINT, w), theme.note));
     }
     out
 }
