@@ -365,14 +365,13 @@ impl App {
         (age > self.interval * 2).then_some(age)
     }
 
-    /// When the shown data turns stale, if it is fresh now: the screen is redrawn at that moment rather than at
-    /// the next tick.
+    /// When the shown data turns stale (it may have passed already): a screen last drawn fresh is redrawn at
+    /// that moment rather than at the next tick. None while paused.
     pub fn stale_at(&self) -> Option<Instant> {
         if self.is_paused() {
             return None;
         }
-        let at = self.received_at? + self.interval * 2 + Duration::from_millis(1);
-        (at > Instant::now()).then_some(at)
+        Some(self.received_at? + self.interval * 2 + Duration::from_millis(1))
     }
 
     /// Takes what the poller published. Returns whether anything visible changed.

@@ -163,9 +163,11 @@ async fn event_loop(
         nix::sys::signal::Signal::SIGTSTP as i32,
     ))?;
     feed.control(app);
-    draw(term, app, feed, face)?;
+    let mut drawn_fresh = draw(term, app, feed, face)?;
     loop {
-        let stale_at = app.stale_at();
+        // Data that stops coming is marked stale the moment it is two intervals old, if the last frame drew
+        // it fresh: also when that moment has just passed (a tick drew a frame a moment before it).
+        let stale_at = app.stale_at().filter(|_| drawn_fresh);
         let mut suspend_now = false;
         let redraw = tokio::select! {
             event = keys.next() => match event {
@@ -199,7 +201,6 @@ async fn event_loop(
                 // Countdowns and the stale/reconnecting timers move every second.
                 true
             },
-            // Data that stops coming is marked stale the moment it is two intervals old.
             () = sleep_until_or_never(stale_at) => true,
             _ = stop.recv() => { suspend_now = true; false },
             _ = term_signal.recv() => { app.quit = true; false },
@@ -220,16 +221,18 @@ async fn event_loop(
         }
         if redraw || suspend_now {
             feed.control(app);
-            draw(term, app, feed, face)?;
+            drawn_fresh = draw(term, app, feed, face)?;
         }
     }
 }
 
-fn draw(term: &mut Screen, app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<()> {
+/// Draws a frame; whether the data was fresh when it began (so that the frame may show it fresh).
+fn draw(term: &mut Screen, app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<bool> {
+    let fresh = app.staleness().is_none();
     feed.before_draw(app);
     term.draw(|f| ui::draw(f, app, &face.theme, face.glyphs))?;
     term.backend_mut().flush()?;
-    Ok(())
+    Ok(fresh)
 }
 
 async fn sleep_until_or_never(at: Option<std::time::Instant>) {
