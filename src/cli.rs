@@ -7,8 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Live PostgreSQL lease-lock and pg_locks dashboard for incidents. Read-only: it never writes to the database.
 #[derive(Debug, Parser)]
-#[command(name = "locktop", version, about, long_about = None)]
+#[command(name = "locktop", version, about, long_about = None, disable_help_flag = true)]
 pub struct Cli {
+    /// Print help (`-h` is the host, as in psql).
+    #[arg(long, short = '?', action = clap::ArgAction::Help, global = true)]
+    pub help: Option<bool>,
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -42,6 +45,18 @@ pub struct Connection {
     /// once to watch several databases at once (profiles are then named database:profile).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub dsn: Vec<String>,
+    /// Host name or socket directory, as psql's -h (wins over the DSN and PGHOST); several as a,b.
+    #[arg(short = 'h', long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port, as psql's -p (wins over the DSN and PGPORT).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Option<String>,
+    /// User name, as psql's -U (wins over the DSN and PGUSER; by default the OS user).
+    #[arg(short = 'U', long = "username", value_name = "USER")]
+    pub username: Option<String>,
+    /// Database name, as psql's -d (wins over the DSN and PGDATABASE; by default the user name).
+    #[arg(short = 'd', long = "dbname", value_name = "DBNAME")]
+    pub dbname: Option<String>,
     /// What sits in front of the server: `transaction` for a transaction-mode pooler (PgBouncer, Supabase's
     /// port 6543): each poll is then one simple-protocol transaction. A pooler that refuses the startup
     /// parameters of a plain session is detected without it.
@@ -71,6 +86,20 @@ impl Connection {
             },
             metrics_url: pick(&self.metrics_url, &outer.metrics_url),
             health_url: pick(&self.health_url, &outer.health_url),
+            host: self.host.clone().or_else(|| outer.host.clone()),
+            port: self.port.clone().or_else(|| outer.port.clone()),
+            username: self.username.clone().or_else(|| outer.username.clone()),
+            dbname: self.dbname.clone().or_else(|| outer.dbname.clone()),
+        }
+    }
+
+    /// The psql-style flags, as overrides of every other source.
+    pub fn overrides(&self) -> crate::source::conninfo::Overrides {
+        crate::source::conninfo::Overrides {
+            host: self.host.clone(),
+            port: self.port.clone(),
+            user: self.username.clone(),
+            dbname: self.dbname.clone(),
         }
     }
 }

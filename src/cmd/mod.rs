@@ -45,7 +45,7 @@ pub fn targets(
             } else {
                 connection.pooler
             };
-            let target = Target::new(Some(&t.dsn))
+            let target = Target::resolve(Some(&t.dsn), &connection.overrides())
                 .map_err(|e| {
                     let which = t
                         .name
@@ -57,10 +57,16 @@ pub fn targets(
             found.push((t.name.clone(), target));
         }
     } else if connection.dsn.is_empty() {
-        found.push((None, Target::new(None)?.with_pooler(connection.pooler)));
+        found.push((
+            None,
+            Target::resolve(None, &connection.overrides())?.with_pooler(connection.pooler),
+        ));
     } else {
         for dsn in &connection.dsn {
-            found.push((None, Target::new(Some(dsn))?.with_pooler(connection.pooler)));
+            found.push((
+                None,
+                Target::resolve(Some(dsn), &connection.overrides())?.with_pooler(connection.pooler),
+            ));
         }
     }
     let databases: Vec<String> = found.iter().map(|(_, t)| t.database().to_owned()).collect();

@@ -1,16 +1,15 @@
 //! Where to connect and how the monitor's one dedicated session is set up.
 //!
-//! Connection settings follow libpq conventions as far as sqlx goes: a URL or `key=value` DSN, else the `PG*`
-//! variables and `~/.pgpass`. The session is read-only, with timeouts below the poll interval, so that the
-//! monitor can neither write, nor queue behind a migration's lock, nor hang, nor hold a transaction open.
+//! Where to connect is resolved as libpq resolves it ([`super::conninfo`]); sqlx makes the connection, trying
+//! each host in turn. The session is read-only, with timeouts below the poll interval, so that the monitor can
+//! neither write, nor queue behind a migration's lock, nor hang, nor hold a transaction open.
 
-use std::fmt::Write as _;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
+use sqlx::{ConnectOptions, Connection, Row};
 
+use super::conninfo::{ConnInfo, Host, Overrides, Surroundings};
 use super::error::SourceError;
 pub use crate::config::Pooler;
 
@@ -18,27 +17,13 @@ pub use crate::config::Pooler;
 /// find it by this name.
 pub const APPLICATION_NAME: &str = "locktop";
 
-/// A database to watch: connection options and a description safe to show (no password).
+/// A database to watch: its resolved connection settings and a description safe to show (no password).
 #[derive(Debug, Clone)]
 pub struct Target {
-    options: PgConnectOptions,
+    info: ConnInfo,
     description: String,
     pooler: Pooler,
-    /// Made from no settings at all (no DSN, no `PG*` connection variable): a failure to connect then says
-    /// how to give them.
-    unconfigured: bool,
 }
-
-/// The environment variables that say where to connect, as libpq reads them.
-const CONNECTION_VARIABLES: [&str; 7] = [
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
-    "PGSERVICE",
-    "PGPASSWORD",
-];
 
 /// Timeouts of the monitor's session, derived from the poll interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,26 +50,19 @@ impl SessionLimits {
 }
 
 impl Target {
-    /// From a DSN (URL or libpq `key=value` form), or from the `PG*` environment and `~/.pgpass` when `None`.
+    /// From a DSN (URL or libpq `key=value` form), or from the `PG*` environment, a service file and the
+    /// defaults when `None`.
     pub fn new(dsn: Option<&str>) -> Result<Self, SourceError> {
-        let options = match dsn.map(str::trim) {
-            None | Some("") => PgConnectOptions::new(),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                PgConnectOptions::from_str(url).map_err(|e| SourceError::BadDsn(dsn_reason(&e)))?
-            }
-            Some(kv) => PgConnectOptions::from_str(&key_value_to_url(kv)?)
-                .map_err(|e| SourceError::BadDsn(dsn_reason(&e)))?,
-        };
-        let description = describe(&options);
-        let unconfigured = dsn.is_none_or(|d| d.trim().is_empty())
-            && CONNECTION_VARIABLES
-                .iter()
-                .all(|v| std::env::var_os(v).is_none_or(|value| value.is_empty()));
+        Self::resolve(dsn, &Overrides::default())
+    }
+
+    /// [`Self::new`] with the command line's `-h -p -U -d`, which win over everything else.
+    pub fn resolve(dsn: Option<&str>, overrides: &Overrides) -> Result<Self, SourceError> {
+        let info = ConnInfo::resolve(dsn, overrides, &Surroundings::current())?;
         Ok(Self {
-            options,
-            description,
+            description: info.describe(),
+            info,
             pooler: Pooler::None,
-            unconfigured,
         })
     }
 
@@ -97,9 +75,7 @@ impl Target {
 
     /// The database's name (the user's name when the DSN names none, as libpq does).
     pub fn database(&self) -> &str {
-        self.options
-            .get_database()
-            .unwrap_or(self.options.get_username())
+        &self.info.dbname
     }
 
     /// The pooler between the monitor and the server.
@@ -117,30 +93,151 @@ impl Target {
     /// Behind a transaction-mode pooler the session settings would stay on whichever backend the pooler
     /// picked, and the pooler refuses the `options` and `extra_float_digits` startup parameters: none are
     /// sent, and each poll sets its limits with `SET LOCAL` in its own transaction instead.
+    ///
+    /// With several hosts each is tried in turn, within `connect_timeout` each, until one answers and has the
+    /// `target_session_attrs` asked for (`prefer-standby`: a standby first, else any).
     pub async fn connect(&self, limits: SessionLimits) -> Result<PgConnection, SourceError> {
+        let attrs = self.info.target_session_attrs.as_str();
+        let rounds: &[&str] = if attrs == "prefer-standby" {
+            &["standby", "any"]
+        } else {
+            &[attrs]
+        };
+        let mut failures: Vec<(String, SourceError)> = Vec::new();
+        for want in rounds {
+            for host in &self.info.hosts {
+                match self.connect_host(host, limits).await {
+                    Ok(mut conn) => match has_attrs(&mut conn, want).await {
+                        Ok(None) => return Ok(conn),
+                        Ok(Some(reason)) => {
+                            close(conn).await;
+                            failures.push((
+                                host_label(host),
+                                SourceError::Unreachable {
+                                    target: host_label(host),
+                                    reason: format!("{reason} (target_session_attrs={attrs})"),
+                                },
+                            ));
+                        }
+                        Err(e) => {
+                            close(conn).await;
+                            failures.push((host_label(host), e));
+                        }
+                    },
+                    Err(e @ SourceError::PoolerRefused { .. }) => return Err(e),
+                    Err(e) => failures.push((host_label(host), e)),
+                }
+            }
+        }
+        let e = if failures.len() == 1 {
+            failures.remove(0).1
+        } else {
+            SourceError::Unreachable {
+                target: self.description.clone(),
+                reason: failures
+                    .iter()
+                    .map(|(h, e)| format!("{h}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
+        };
+        Err(self.with_hint(e))
+    }
+
+    /// One host: its options, and a connect within `connect_timeout` (or the session's own limit).
+    async fn connect_host(
+        &self,
+        host: &Host,
+        limits: SessionLimits,
+    ) -> Result<PgConnection, SourceError> {
         let options = self
-            .options
-            .clone()
+            .options_for(host)
             .application_name(APPLICATION_NAME)
             .disable_statement_logging();
         let options = match self.pooler {
             Pooler::Transaction => options.extra_float_digits(None),
             Pooler::None => Self::session_settings(options, limits),
         };
-        let connecting = PgConnection::connect_with(&options);
-        match tokio::time::timeout(
-            limits.client_timeout.max(Duration::from_secs(5)),
-            connecting,
-        )
-        .await
-        {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(self.with_hint(SourceError::from_connect(&e, &self.description))),
-            Err(_) => Err(self.with_hint(SourceError::Unreachable {
-                target: self.description.clone(),
-                reason: "no answer within the connect timeout".into(),
-            })),
+        let wait = self
+            .info
+            .connect_timeout
+            .unwrap_or_else(|| limits.client_timeout.max(Duration::from_secs(5)));
+        let label = host_label(host);
+        if let Some(ca) = self.info.sslrootcert.as_ref().filter(|ca| {
+            !host.is_socket() && self.info.sslmode.starts_with("verify-") && !ca.exists()
+        }) {
+            // As libpq: verifying the server needs its CA, and a missing file is said as such.
+            return Err(SourceError::Tls {
+                target: self.description_at(host),
+                reason: format!(
+                    "root certificate file {} does not exist (sslmode={} verifies the server's certificate)",
+                    ca.display(),
+                    self.info.sslmode
+                ),
+            });
         }
+        match tokio::time::timeout(wait, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(SourceError::from_connect(&e, &self.description_at(host))),
+            Err(_) => Err(SourceError::Unreachable {
+                target: label,
+                reason: format!("no answer within {}s (connect_timeout)", wait.as_secs()),
+            }),
+        }
+    }
+
+    /// The description, naming the one host when there are several.
+    fn description_at(&self, host: &Host) -> String {
+        if self.info.hosts.len() == 1 {
+            self.description.clone()
+        } else {
+            format!(
+                "{}@{}/{}",
+                self.info.user,
+                host_label(host),
+                self.info.dbname
+            )
+        }
+    }
+
+    /// sqlx's options for one host: every field set from the resolved settings, none left to sqlx's own
+    /// reading of the environment.
+    fn options_for(&self, host: &Host) -> PgConnectOptions {
+        let info = &self.info;
+        let mut o = PgConnectOptions::new_without_pgpass()
+            .username(&info.user)
+            .database(&info.dbname)
+            .port(host.port)
+            .host(host.addr.as_deref().unwrap_or(&host.name));
+        if let Some(p) = info.password_for(host) {
+            o = o.password(&p);
+        }
+        // As libpq: TLS does not apply to a Unix socket.
+        let mode = if host.is_socket() {
+            PgSslMode::Disable
+        } else {
+            match info.sslmode.as_str() {
+                "disable" => PgSslMode::Disable,
+                "allow" => PgSslMode::Allow,
+                "require" => PgSslMode::Require,
+                "verify-ca" => PgSslMode::VerifyCa,
+                "verify-full" => PgSslMode::VerifyFull,
+                _ => PgSslMode::Prefer,
+            }
+        };
+        o = o.ssl_mode(mode);
+        if !host.is_socket() {
+            if let Some(ca) = &info.sslrootcert {
+                o = o.ssl_root_cert(ca);
+            }
+            if let Some(cert) = &info.sslcert {
+                o = o.ssl_client_cert(cert);
+            }
+            if let Some(key) = &info.sslkey {
+                o = o.ssl_client_key(key);
+            }
+        }
+        o
     }
 
     /// A connect failure, with how to give connection settings when none were given (a pooler's refusal is
@@ -148,7 +245,7 @@ impl Target {
     fn with_hint(&self, e: SourceError) -> SourceError {
         match e {
             e @ SourceError::PoolerRefused { .. } => e,
-            e if self.unconfigured => SourceError::NoSettings(Box::new(e)),
+            e if !self.info.configured => SourceError::NoSettings(Box::new(e)),
             e => e,
         }
     }
@@ -177,91 +274,33 @@ pub async fn close(conn: PgConnection) {
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.close()).await;
 }
 
-fn describe(o: &PgConnectOptions) -> String {
-    let db = o.get_database().unwrap_or(o.get_username());
-    match o.get_socket() {
-        Some(socket) => format!("{}@{}/{db}", o.get_username(), socket.display()),
-        None if o.get_host().starts_with('/') => {
-            format!("{}@{}/{db}", o.get_username(), o.get_host())
-        }
-        None => format!(
-            "{}@{}:{}/{db}",
-            o.get_username(),
-            o.get_host(),
-            o.get_port()
-        ),
+/// `host:port`, or the socket directory.
+fn host_label(host: &Host) -> String {
+    let name = host.addr.as_deref().unwrap_or(&host.name);
+    if host.is_socket() {
+        name.to_owned()
+    } else {
+        format!("{name}:{}", host.port)
     }
 }
 
-/// The reason a DSN was refused, without echoing the DSN (it may hold a password).
-fn dsn_reason(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Configuration(c) => c.to_string(),
-        other => other.to_string(),
+/// Whether a session's server is what `target_session_attrs` asks for: `None` when it is, else why not.
+/// `read-write` and `read-only` are judged by recovery, like `primary` and `standby`: the monitor's own session
+/// is read-only by its settings, so `transaction_read_only` would say nothing of the server.
+async fn has_attrs(conn: &mut PgConnection, want: &str) -> Result<Option<String>, SourceError> {
+    if want == "any" {
+        return Ok(None);
     }
-}
-
-/// Turns libpq's `host=db port=5432 dbname=app` form into the URL form sqlx parses (query parameters).
-fn key_value_to_url(kv: &str) -> Result<String, SourceError> {
-    let mut params = Vec::new();
-    let mut rest = kv.trim();
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once('=').ok_or_else(|| {
-            SourceError::BadDsn(format!("expected key=value near {:?}", first_word(rest)))
-        })?;
-        let key = key.trim();
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            return Err(SourceError::BadDsn(format!(
-                "bad key {:?}",
-                first_word(key)
-            )));
-        }
-        let after = after.trim_start();
-        let (value, remaining) = if let Some(quoted) = after.strip_prefix('\'') {
-            let mut value = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
-                    '\'' => {
-                        end = Some(i + 1);
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
-            let end =
-                end.ok_or_else(|| SourceError::BadDsn(format!("unterminated quote in {key}")))?;
-            (value, &quoted[end..])
-        } else {
-            let end = after.find(char::is_whitespace).unwrap_or(after.len());
-            (after[..end].to_owned(), &after[end..])
-        };
-        params.push(format!(
-            "{}={}",
-            percent_encode(key),
-            percent_encode(&value)
-        ));
-        rest = remaining.trim_start();
-    }
-    Ok(format!("postgres:///?{}", params.join("&")))
-}
-
-fn first_word(s: &str) -> &str {
-    s.split_whitespace().next().unwrap_or_default()
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    let row = sqlx::raw_sql("SELECT pg_catalog.pg_is_in_recovery()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| SourceError::from_query(&e))?;
+    let standby: bool = row.try_get(0).map_err(|e| SourceError::from_query(&e))?;
+    Ok(match (want, standby) {
+        ("read-write" | "primary", true) => Some("a standby (in recovery)".into()),
+        ("read-only" | "standby", false) => Some("a primary (not in recovery)".into()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! UI never awaits the database and a slow poll is skipped, never queued.
 
 pub mod connect;
+pub mod conninfo;
 pub mod error;
 pub mod fleet;
 pub mod lease;

@@ -1,0 +1,366 @@
+//! Connecting as psql does, against a real server: a service file, the OS user as the default role, several
+//! hosts (the first dead, or silent past `connect_timeout`), socket directories in URLs, the password file's
+//! socket lines, `sslmode` ignored on a socket, and errors that name a bad key or value but never a password.
+//!
+//! This binary has a cluster of its own: a role that logs in with a SCRAM password, on the socket and on TCP.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use locktop::rig::cluster::{Cluster, ClusterOptions};
+
+const PASSWORD: &str = "Tail9Secret-x";
+
+struct Server {
+    cluster: Cluster,
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let cluster = Cluster::start(&ClusterOptions {
+            tcp: true,
+            hba: vec![
+                "host all pwuser 127.0.0.1/32 scram-sha-256".into(),
+                "local all pwuser scram-sha-256".into(),
+            ],
+            ..ClusterOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let url = cluster.url("postgres");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut conn = common::connect(&url).await;
+                common::exec(&mut conn, "CREATE DATABASE connect").await;
+                let connect = url.replace("/postgres?", "/connect?");
+                let mut conn = common::connect(&connect).await;
+                let setup = format!(
+                    "{} CREATE ROLE pwuser LOGIN PASSWORD '{PASSWORD}'; GRANT pg_monitor TO pwuser; \
+                     GRANT SELECT ON entry_locks TO pwuser;",
+                    common::REFERENCE_SCHEMA
+                );
+                common::exec(&mut conn, &setup).await;
+            });
+        })
+        .join()
+        .expect("setup");
+        Server { cluster }
+    })
+}
+
+fn socket_dir() -> String {
+    server().cluster.root().display().to_string()
+}
+
+fn port() -> u16 {
+    server().cluster.port()
+}
+
+/// `locktop ARGS` with none of this machine's connection settings: no `PG*` variables, an empty home.
+fn locktop(args: &[&str], env: &[(&str, &str)], home: &Path) -> Output {
+    locktop_as(None, args, env, home)
+}
+
+fn locktop_as(user: Option<&str>, args: &[&str], env: &[(&str, &str)], home: &Path) -> Output {
+    let bin = env!("CARGO_BIN_EXE_locktop");
+    let mut cmd = match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--", bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PG") || k == "DATABASE_URL" || k.starts_with("LOCKTOP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run locktop")
+}
+
+fn home() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("home");
+    // Readable by the OS user the tests switch to.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// The report's target, after a successful snapshot.
+fn target_of(out: &Output) -> String {
+    assert!(
+        out.status.code() == Some(0),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    report["target"].as_str().expect("target").to_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}
+
+#[test]
+fn a_service_file_names_the_server_and_psql_flags_win_over_it() {
+    let home = home();
+    let file = home.path().join("services.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "# the team's services\n[trading]\nhost={}\nport={}\ndbname=connect\nuser=postgres\n",
+            socket_dir(),
+            port()
+        ),
+    )
+    .expect("service file");
+    let file = file.display().to_string();
+    let env = [("PGSERVICEFILE", file.as_str()), ("PGSERVICE", "trading")];
+    let out = locktop(&["snapshot"], &env, home.path());
+    assert_eq!(
+        target_of(&out),
+        format!("postgres@{}/connect", socket_dir())
+    );
+    let out = locktop(
+        &["snapshot", "--dsn", "service=trading"],
+        &env[..1],
+        home.path(),
+    );
+    assert_eq!(
+        target_of(&out),
+        format!("postgres@{}/connect", socket_dir())
+    );
+    // psql's -d wins over the service's dbname.
+    let out = locktop(&["snapshot", "-d", "postgres"], &env, home.path());
+    assert_eq!(out.status.code(), Some(1), "no lease table in postgres");
+    assert!(stderr(&out).contains("lease table"), "{}", stderr(&out));
+    // ~/.pg_service.conf is the user's file when PGSERVICEFILE is not set.
+    std::fs::copy(&file, home.path().join(".pg_service.conf")).expect("copy");
+    let out = locktop(&["snapshot"], &[("PGSERVICE", "trading")], home.path());
+    assert_eq!(
+        target_of(&out),
+        format!("postgres@{}/connect", socket_dir())
+    );
+    let out = locktop(&["snapshot"], &[("PGSERVICE", "nosuch")], home.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("service \"nosuch\" not found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_a_user_the_os_user_is_the_role_as_in_libpq() {
+    let home = home();
+    let port = port().to_string();
+    let dir = socket_dir();
+    let env = [
+        ("PGHOST", dir.as_str()),
+        ("PGPORT", port.as_str()),
+        ("PGDATABASE", "connect"),
+    ];
+    // As root the cluster runs as the postgres OS user and its superuser is that role: run as that user.
+    let root = nix::unistd::geteuid().is_root();
+    let (user, role) = if root {
+        (Some("postgres"), "postgres".to_owned())
+    } else {
+        (None, std::env::var("USER").expect("USER"))
+    };
+    let out = locktop_as(user, &["snapshot"], &env, home.path());
+    assert_eq!(target_of(&out), format!("{role}@{dir}/connect"));
+}
+
+#[test]
+fn with_several_hosts_a_dead_first_one_is_passed_over() {
+    let home = home();
+    let dsn = format!(
+        "host=127.0.0.1,{} port=1,{} dbname=connect user=postgres",
+        socket_dir(),
+        port()
+    );
+    let out = locktop(&["snapshot", "--dsn", &dsn], &[], home.path());
+    assert_eq!(
+        target_of(&out),
+        format!("postgres@127.0.0.1:1,{}/connect", socket_dir())
+    );
+    // The same as a URL: hosts with their ports, and when all fail each one is named.
+    let dsn = "postgres://postgres@127.0.0.1:1,127.0.0.1:2/connect";
+    let out = locktop(&["snapshot", "--dsn", dsn], &[], home.path());
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("127.0.0.1:1:") && e.contains("127.0.0.1:2:"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
+
+#[test]
+fn a_silent_server_costs_connect_timeout_then_the_next_host_is_tried() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    // Accepts and never answers, keeping the connections open.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let home = home();
+    let started = Instant::now();
+    let dsn =
+        format!("host=127.0.0.1 port={silent_port} connect_timeout=2 dbname=connect user=postgres");
+    let out = locktop(&["snapshot", "--dsn", &dsn], &[], home.path());
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no answer within 2s (connect_timeout)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(4_500),
+        "connect_timeout=2 took {took:?}"
+    );
+    // PGCONNECT_TIMEOUT, and the next host after the silent one.
+    let started = Instant::now();
+    let dsn = format!(
+        "host=127.0.0.1,{} port={silent_port},{} dbname=connect user=postgres",
+        socket_dir(),
+        port()
+    );
+    let out = locktop(
+        &["snapshot", "--dsn", &dsn],
+        &[("PGCONNECT_TIMEOUT", "2")],
+        home.path(),
+    );
+    assert!(target_of(&out).contains("connect"));
+    assert!(
+        started.elapsed() < Duration::from_millis(4_500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn socket_directories_in_urls_and_sslmode_ignored_on_a_socket() {
+    let home = home();
+    let dir = socket_dir();
+    let encoded: String = dir.replace('/', "%2F");
+    for url in [
+        format!("postgres://postgres@/connect?host={dir}&port={}", port()),
+        format!("postgresql://postgres@{encoded}:{}/connect", port()),
+        format!(
+            "postgres://postgres@/connect?host={dir}&port={}&sslmode=require",
+            port()
+        ),
+    ] {
+        let out = locktop(&["snapshot", "--dsn", &url], &[], home.path());
+        assert_eq!(target_of(&out), format!("postgres@{dir}/connect"), "{url}");
+    }
+}
+
+#[test]
+fn the_password_file_matches_socket_lines_and_a_wrong_password_is_never_echoed() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = home();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!(
+            "127.0.0.1:*:*:pwuser:not-this-one\n{}:{}:connect:pwuser:{PASSWORD}\n",
+            socket_dir().replace(':', "\\:"),
+            port()
+        ),
+    )
+    .expect("pgpass");
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let dsn = format!(
+        "host={} port={} user=pwuser dbname=connect",
+        socket_dir(),
+        port()
+    );
+    let out = locktop(&["snapshot", "--dsn", &dsn], &[], home.path());
+    assert!(target_of(&out).starts_with("pwuser@"));
+    // Others may read it: skipped with a warning, as libpq does; the login then fails.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = locktop(&["snapshot", "--dsn", &dsn], &[], home.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("group or world access"),
+        "{}",
+        stderr(&out)
+    );
+    // A wrong password, in a URL and in PGPASSWORD: the error says what failed, never the password.
+    for (dsn, env) in [
+        (
+            format!(
+                "postgres://pwuser:Wrong7Secret@127.0.0.1:{}/connect?sslmode=disable",
+                port()
+            ),
+            vec![],
+        ),
+        (
+            format!("host=127.0.0.1 port={} user=pwuser dbname=connect", port()),
+            vec![("PGPASSWORD", "Wrong7Secret")],
+        ),
+    ] {
+        let out = locktop(&["snapshot", "--dsn", &dsn], &env, home.path());
+        assert_eq!(out.status.code(), Some(1));
+        let e = stderr(&out);
+        assert!(
+            e.contains("authentication failed for pwuser@127.0.0.1"),
+            "{e}"
+        );
+        assert!(!e.contains("Wrong7Secret") && !e.contains(PASSWORD), "{e}");
+    }
+}
+
+#[test]
+fn a_bad_sslmode_or_an_unknown_key_is_one_line_naming_it() {
+    let home = home();
+    let out = locktop(
+        &[
+            "snapshot",
+            "--dsn",
+            &format!("host={} dbname=connect", socket_dir()),
+        ],
+        &[("PGSSLMODE", "bogus")],
+        home.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("sslmode \"bogus\"") && e.contains("verify-full"),
+        "{e}"
+    );
+    let out = locktop(
+        &["snapshot", "--dsn", "dbnmae=test password=Tail9Secret"],
+        &[],
+        home.path(),
+    );
+    let e = stderr(&out);
+    assert!(
+        e.contains("unknown key \"dbnmae\"") && e.contains("dbname"),
+        "{e}"
+    );
+    assert!(!e.contains("Tail9Secret"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}
