@@ -9,12 +9,35 @@ use locktop::cli::{Cli, Command};
 use locktop::cmd;
 
 fn main() -> ExitCode {
+    // Before anything else: a password on the command line leaves the process's arguments at once.
+    cmd::scrub::reexec_without_secrets();
     // Installed first: its panic hook is the one the terminal-restoring hook chains to.
     let _ = color_eyre::install();
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    let handed_over = cmd::scrub::handed_over();
+    if !handed_over.is_empty() {
+        // With the DSNs the command line kept, wherever they were given.
+        for own in [
+            match &mut cli.command {
+                Some(Command::Snapshot(args)) => Some(&mut args.connection.dsn),
+                Some(Command::Watch { connection, .. }) => Some(&mut connection.dsn),
+                _ => None,
+            },
+            Some(&mut cli.connection.dsn),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.is_empty())
+        {
+            own.extend(handed_over.iter().cloned());
+        }
+        if cli.connection.dsn.is_empty() {
+            cli.connection.dsn = handed_over;
+        }
+    }
     let result = cmd::init_logging(cli.common.log_file.as_deref()).and_then(|()| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -44,8 +67,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-            eprintln!("locktop: {}", chain.join(": "));
-            tracing::error!(error = %chain.join(": "), "exiting on error");
+            // Every error leaves through here: no password it might quote gets out.
+            let text = locktop::source::conninfo::redact(&chain.join(": "));
+            eprintln!("locktop: {text}");
+            tracing::error!(error = %text, "exiting on error");
             ExitCode::FAILURE
         }
     }

@@ -364,3 +364,29 @@ fn a_bad_sslmode_or_an_unknown_key_is_one_line_naming_it() {
     assert!(!e.contains("Tail9Secret"), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
 }
+
+#[test]
+fn a_password_on_the_command_line_leaves_the_process_arguments_with_a_warning() {
+    let url = format!(
+        "postgres://pwuser:{PASSWORD}@127.0.0.1:{}/connect?sslmode=disable",
+        port()
+    );
+    let mut tui = common::pty::Tui::start(&["--dsn", &url, "--interval", "300ms"]);
+    tui.wait_for("profiles (0)");
+    let pid = tui.child.process_id().expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(!cmdline.contains(PASSWORD), "{cmdline}");
+    assert!(
+        cmdline.contains("--interval 300ms"),
+        "the other arguments stay: {cmdline}"
+    );
+    tui.keys("q");
+    assert_eq!(tui.wait_exit(), 0);
+    let raw = tui.raw_output();
+    assert!(
+        raw.contains("use PGPASSWORD, ~/.pgpass or a service file"),
+        "{raw:?}"
+    );
+    assert!(!raw.contains(PASSWORD), "the screen never shows it");
+}

@@ -79,4 +79,39 @@ async fn a_standby_is_said_to_be_one_with_its_lag_and_snapshot_exits_3() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+
+    // Both servers in one DSN, the standby first: target_session_attrs picks the primary (libpq's multi-host
+    // failover), and `standby` the standby.
+    let both = |attrs: &str| {
+        format!(
+            "host={},{} port={},{} user=postgres dbname=postgres target_session_attrs={attrs}",
+            standby.root().display(),
+            primary.root().display(),
+            standby.port(),
+            primary.port()
+        )
+    };
+    let run = |dsn: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+            .args(["snapshot", "--format", "json", "--dsn", &dsn])
+            .output()
+            .expect("snapshot runs")
+    };
+    for attrs in ["read-write", "primary"] {
+        let out = run(both(attrs));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{attrs}: the primary, not in recovery: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for attrs in ["any", "standby", "prefer-standby"] {
+        assert_eq!(
+            run(both(attrs)).status.code(),
+            Some(3),
+            "{attrs}: the standby first"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod docs;
 pub mod replay;
+pub mod scrub;
 mod sgr16;
 pub mod snapshot;
 pub mod terminal;
@@ -159,15 +160,16 @@ pub fn init_logging(path: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// The log file, written through the screen's sanitiser: database text in a log line (an error naming a
-/// profile, a query) cannot carry escape sequences or bidi controls to whoever `cat`s or `tail`s the log. Each
-/// event arrives in one write, ending in its newline, which stays.
+/// The log file, written through the screen's sanitiser and the secrets' redaction: database text in a log
+/// line (an error naming a profile, a query) cannot carry escape sequences or bidi controls to whoever `cat`s
+/// or `tail`s the log, and no password seen while connecting is written. Each event arrives in one write,
+/// ending in its newline, which stays.
 #[derive(Debug)]
 pub struct SafeLog<W>(pub W);
 
 impl<W: std::io::Write> std::io::Write for SafeLog<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
+        let text = crate::source::conninfo::redact(&String::from_utf8_lossy(buf));
         let safe: Vec<std::borrow::Cow<str>> =
             text.split('\n').map(crate::ui::text::sanitize).collect();
         self.0.write_all(safe.join("\n").as_bytes())?;
@@ -191,6 +193,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(log.0).expect("utf8"),
             "poll failed: profile ^[]0;pwned^G <U+202E> x\n"
+        );
+    }
+
+    #[test]
+    fn a_password_seen_while_connecting_never_reaches_the_log() {
+        crate::source::conninfo::remember_secret("Zq9LongSecret");
+        let mut log = super::SafeLog(Vec::new());
+        log.write_all(b"connect failed for postgres://u:Zq9LongSecret@h/db\n")
+            .expect("write");
+        assert_eq!(
+            String::from_utf8(log.0).expect("utf8"),
+            "connect failed for postgres://u:****@h/db\n"
         );
     }
 }

@@ -242,14 +242,16 @@ impl ConnInfo {
         let sslmode = get("sslmode").unwrap_or("prefer").to_owned();
         if !SSL_MODES.contains(&sslmode.as_str()) {
             return Err(SourceError::BadDsn(format!(
-                "sslmode {sslmode:?} is not one of {}",
+                "sslmode {} is not one of {}",
+                shown(&sslmode),
                 SSL_MODES.join(", ")
             )));
         }
         let attrs = get("target_session_attrs").unwrap_or("any").to_owned();
         if !SESSION_ATTRS.contains(&attrs.as_str()) {
             return Err(SourceError::BadDsn(format!(
-                "target_session_attrs {attrs:?} is not one of {}",
+                "target_session_attrs {} is not one of {}",
+                shown(&attrs),
                 SESSION_ATTRS.join(", ")
             )));
         }
@@ -261,7 +263,8 @@ impl ConnInfo {
                 Ok(s) => Some(Duration::from_secs(s.max(2).unsigned_abs())),
                 Err(_) => {
                     return Err(SourceError::BadDsn(format!(
-                        "connect_timeout {t:?} is not a number of seconds"
+                        "connect_timeout {} is not a number of seconds",
+                        shown(t)
                     )));
                 }
             },
@@ -273,6 +276,9 @@ impl ConnInfo {
                 .then(|| home(".postgresql/root.crt"))
                 .flatten()
         });
+        for secret in ["password", "sslpassword"].into_iter().filter_map(get) {
+            remember_secret(secret);
+        }
         Ok(Self {
             hosts,
             user,
@@ -314,7 +320,11 @@ impl ConnInfo {
             return self.password.clone();
         }
         let file = self.passfile.as_deref()?;
-        passfile_password(file, host, &self.dbname, &self.user)
+        let found = passfile_password(file, host, &self.dbname, &self.user);
+        if let Some(p) = &found {
+            remember_secret(p);
+        }
+        found
     }
 }
 
@@ -363,7 +373,10 @@ fn hosts(
             let port = match port_text {
                 None => 5432,
                 Some(p) => p.parse().map_err(|_| {
-                    SourceError::BadDsn(format!("port {p:?} is not a number from 1 to 65535"))
+                    SourceError::BadDsn(format!(
+                        "port {} is not a number from 1 to 65535",
+                        shown(p)
+                    ))
                 })?,
             };
             Ok(Host {
@@ -375,17 +388,82 @@ fn hosts(
         .collect()
 }
 
-/// The keys refused: a key that is not libpq's or not supported, with the list of those that are.
+/// The keys refused: a key that is not libpq's or not supported, with the list of those that are. The key is
+/// named only when it is a near miss of a known one (a typo): anything else may be a misplaced value, a
+/// password among them.
 fn check_key(key: &str) -> Result<(), SourceError> {
     if KEYS.contains(&key) {
-        Ok(())
-    } else {
-        Err(SourceError::BadDsn(format!(
-            "unknown key {:?}; locktop knows {}",
-            key,
-            KEYS.join(", ")
-        )))
+        return Ok(());
     }
+    let near = KEYS.iter().any(|k| edit_distance(k, key) <= 2);
+    let named = if near {
+        format!("unknown key {key:?}")
+    } else {
+        "an unknown key (not shown: it may be a misplaced value)".to_owned()
+    };
+    Err(SourceError::BadDsn(format!(
+        "{named}; locktop knows {}",
+        KEYS.join(", ")
+    )))
+}
+
+/// A value for an error message: quoted when it looks like a setting (short, lower case, digits and `-_.`),
+/// else not shown, since a value in the wrong place may be a password.
+fn shown(value: &str) -> String {
+    let plain = value.len() <= 24
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if plain {
+        format!("{value:?}")
+    } else {
+        "(value not shown)".to_owned()
+    }
+}
+
+/// Levenshtein distance, for telling a typo from a stray value.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Passwords seen while resolving (the DSN's, `PGPASSWORD`, the password file's): [`redact`] takes them out
+/// of any text that leaves the process.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Remembers a secret for [`redact`].
+pub fn remember_secret(secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    if let Ok(mut s) = SECRETS.lock()
+        && !s.iter().any(|x| x == secret)
+    {
+        s.push(secret.to_owned());
+    }
+}
+
+/// `text` with every remembered secret replaced by `****`: the one place every error and log line passes
+/// through on its way out.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_owned();
+    if let Ok(secrets) = SECRETS.lock() {
+        for s in secrets.iter() {
+            out = out.replace(s.as_str(), "****");
+        }
+    }
+    out
 }
 
 /// libpq's `key=value` form: values may be single-quoted with `\'` and `\\` escapes.
@@ -539,8 +617,8 @@ fn service_entry(name: &str, around: &Surroundings) -> Result<Vec<(String, Strin
         }
     }
     Err(SourceError::BadDsn(format!(
-        "service {:?} not found in {}",
-        name,
+        "service {} not found in {}",
+        shown(name),
         looked.join(" or ")
     )))
 }
@@ -741,6 +819,10 @@ mod tests {
         assert!(!e.contains("Tail9Secret"));
         let e = resolve("dbnmae=test", &[]).expect_err("typo").to_string();
         assert!(e.contains("dbnmae") && e.contains("dbname"), "{e}");
+        let e = resolve("host=db Tail9Secret=x", &[])
+            .expect_err("stray")
+            .to_string();
+        assert!(!e.contains("Tail9Secret") && e.contains("not shown"), "{e}");
         let e = resolve("host=db", &[("PGSSLMODE", "bogus")])
             .expect_err("env")
             .to_string();
@@ -828,5 +910,28 @@ mod tests {
             .expect_err("missing")
             .to_string();
         assert!(e.contains("nosuch") && e.contains("not found"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_error_from_a_malformed_dsn_holds_its_secret(
+            head in proptest::sample::select(vec![
+                "", "host=db ", "postgres://u:", "postgres://", "password=", "password='", "user=",
+                "dbname=x ", "postgres://u@h/d?password=", "postgres://u@h/d?sslpassword=",
+                "host=a,b port=1,2,3 password=", "postgresql://u:", "postgres://[::1", "sslmode=",
+                "connect_timeout=", "port=", "service=", "x y=",
+            ]),
+            tail in proptest::sample::select(vec![
+                "", "@h/db", "@h:notaport/db", "' x", " port=abc", "&x=1", "=", " bad key",
+                "@%zz/db", " sslmode=bogus", "@h/d?nope=1", "=1", ":", ",", "@[::1/db",
+            ]),
+        ) {
+            let secret = "Q7zSecretTail9";
+            let dsn = format!("{head}{secret}{tail}");
+            if let Err(e) = ConnInfo::resolve(Some(&dsn), &Overrides::default(), &around(&[])) {
+                let text = e.to_string();
+                proptest::prop_assert!(!text.contains(secret), "{:?} -> {}", dsn, text);
+            }
+        }
     }
 }
