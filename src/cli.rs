@@ -147,6 +147,9 @@ pub struct WatchArgs {
     /// Also record query texts (left out by default: they may hold data).
     #[arg(long, requires = "record")]
     pub record_queries: bool,
+    /// Append to an existing recording of another target or format (refused by default).
+    #[arg(long, requires = "record")]
+    pub record_append_other: bool,
 }
 
 /// Options of `demo`.

@@ -113,14 +113,57 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates (mode 0600: lock rows and sessions are operational data) or appends to `path`, and writes the
-    /// header.
-    pub fn create(path: &Path, header: &Header) -> std::io::Result<Self> {
+    /// header. A symbolic link is refused (the file is opened with `O_NOFOLLOW`), and so is an existing file
+    /// that is not a recording of the same target in this format, unless `mix` says to append anyway.
+    pub fn create(path: &Path, header: &Header, mix: bool) -> std::io::Result<Self> {
+        use std::io::BufRead as _;
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .create(true)
             .append(true)
             .mode(0o600)
-            .open(path)?;
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    std::io::Error::other(
+                        "it is a symbolic link: give the file itself (--record never follows a link)",
+                    )
+                } else {
+                    e
+                }
+            })?;
+        if file.metadata()?.len() > 0 && !mix {
+            let mut first = String::new();
+            std::io::BufReader::new(&file).read_line(&mut first)?;
+            let refuse = |why: String| Err(std::io::Error::other(why));
+            match serde_json::from_str::<Header>(first.trim_end()) {
+                Ok(h) if h.locktop_recording != FORMAT => {
+                    return refuse(format!(
+                        "it is a recording in format {} (this locktop writes format {FORMAT}); give another \
+                         file, or --record-append-other to add to it anyway",
+                        h.locktop_recording
+                    ));
+                }
+                Ok(h) if h.target != header.target => {
+                    return refuse(format!(
+                        "it is a recording of {}, not of {}; give another file, or --record-append-other to \
+                         add to it anyway",
+                        h.target, header.target
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return refuse("it is not a locktop recording; give another file".to_owned());
+                }
+            }
+        }
+        Self::onto(file, path, header)
+    }
+
+    /// A recorder writing onto an open file, beginning with the header.
+    pub fn onto(file: std::fs::File, path: &Path, header: &Header) -> std::io::Result<Self> {
         let mut recorder = Self {
             out: std::io::BufWriter::new(file),
             path: path.to_owned(),
@@ -358,7 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("r.jsonl");
         let header = Header::for_tests(now);
-        let mut recorder = Recorder::create(&path, &header).expect("create");
+        let mut recorder = Recorder::create(&path, &header, false).expect("create");
         recorder.poll(&merged).expect("poll");
         drop(recorder);
         let text = std::fs::read_to_string(&path).expect("read");

@@ -390,3 +390,84 @@ fn a_password_on_the_command_line_leaves_the_process_arguments_with_a_warning() 
     );
     assert!(!raw.contains(PASSWORD), "the screen never shows it");
 }
+
+#[test]
+fn files_are_0600_and_record_refuses_a_link_and_another_targets_recording() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = home();
+    let dir = home.path();
+    let dsn = format!(
+        "host={} port={} user=postgres dbname=connect",
+        socket_dir(),
+        port()
+    );
+    // The log file is created 0600.
+    let log = dir.join("locktop.log");
+    let out = locktop(
+        &[
+            "snapshot",
+            "--dsn",
+            &dsn,
+            "--log-file",
+            &log.display().to_string(),
+        ],
+        &[],
+        dir,
+    );
+    assert!(target_of(&out).contains("connect"));
+    let mode = |p: &Path| std::fs::metadata(p).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    // A recording, then a link to it, then another target's recording.
+    let record = dir.join("incident.jsonl");
+    let record_arg = record.display().to_string();
+    let mut tui = common::pty::Tui::start(&["--dsn", &dsn, "--record", &record_arg]);
+    tui.wait_for("profiles (0)");
+    tui.keys("q");
+    assert_eq!(tui.wait_exit(), 0);
+    assert_eq!(mode(&record), 0o600);
+    let link = dir.join("link.jsonl");
+    std::os::unix::fs::symlink(&record, &link).expect("symlink");
+    let other = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        socket_dir(),
+        port()
+    );
+    let refusals = [
+        (
+            vec![
+                "--dsn",
+                dsn.as_str(),
+                "--record",
+                link.to_str().expect("utf8"),
+            ],
+            "symbolic link",
+        ),
+        (
+            vec!["--dsn", other.as_str(), "--record", record_arg.as_str()],
+            "it is a recording of",
+        ),
+    ];
+    for (args, needle) in refusals {
+        let mut tui = common::pty::Tui::start(&args);
+        assert_eq!(tui.wait_exit(), 1, "{args:?}");
+        let raw = tui.raw_output();
+        assert!(
+            raw.contains(needle) && !raw.contains("\x1b[?1049h"),
+            "{args:?}: {raw:?}"
+        );
+    }
+    // Asked to, it appends anyway (the other database has no lease table: that is the error now).
+    let mut tui = common::pty::Tui::start(&[
+        "--dsn",
+        &other,
+        "--record",
+        &record_arg,
+        "--record-append-other",
+    ]);
+    assert_eq!(tui.wait_exit(), 1);
+    assert!(
+        tui.raw_output().contains("lease table"),
+        "{:?}",
+        tui.raw_output()
+    );
+}

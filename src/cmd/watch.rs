@@ -77,12 +77,13 @@ pub fn open_recorder(
         queries: args.record_queries,
         started_at: chrono::Utc::now(),
     };
-    let recorder = Recorder::create(path, &header).wrap_err_with(|| {
-        format!(
-            "cannot write the recording {}; check --record",
-            path.display()
-        )
-    })?;
+    let recorder =
+        Recorder::create(path, &header, args.record_append_other).wrap_err_with(|| {
+            format!(
+                "cannot write the recording {}; check --record",
+                path.display()
+            )
+        })?;
     Ok(Some(recorder))
 }
 
@@ -332,17 +333,16 @@ impl Plug for Live {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsRawFd;
-
     use super::*;
     use crate::model::Snapshot;
 
     #[tokio::test]
     async fn a_recording_whose_writes_fail_says_it_stopped_and_why() {
         let (reader, writer) = std::io::pipe().expect("pipe");
-        let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", writer.as_raw_fd()));
+        let path = std::path::PathBuf::from("pipe");
         let header = recording::Header::for_tests(chrono::Utc::now());
-        let recorder = Recorder::create(&path, &header).expect("recorder");
+        let file = std::fs::File::from(std::os::fd::OwnedFd::from(writer));
+        let recorder = Recorder::onto(file, &path, &header).expect("recorder");
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
         let task = tokio::spawn(record_polls(rx, recorder, status_tx));
@@ -355,7 +355,6 @@ mod tests {
         );
         // Nobody reads any more: the next write fails, as on a full disk.
         drop(reader);
-        drop(writer);
         tx.send_replace(Feed {
             snapshot: Some(std::sync::Arc::new(Snapshot::at(chrono::Utc::now()))),
             polls: 1,
