@@ -44,7 +44,20 @@ fn completions_for_every_shell_and_the_man_page_come_from_the_cli_definitions() 
     assert!(man.status.success());
     let page = String::from_utf8_lossy(&man.stdout);
     assert!(page.contains(".TH locktop 1"), "{page}");
-    for word in ["snapshot", "completions", "\\-\\-dsn"] {
+    for word in [
+        "snapshot",
+        "completions",
+        "\\-\\-dsn",
+        ".SH KEYS",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXIT STATUS",
+        ".SH EXAMPLES",
+        "F1",
+        "PGSERVICEFILE",
+        "/etc/locktop/config.toml",
+        "~/.pgpass",
+    ] {
         assert!(page.contains(word), "the man page lacks {word}");
     }
     let bad = locktop(&["completions", "tcsh"], &[]);
@@ -120,6 +133,31 @@ async fn the_config_file_is_found_in_xdg_config_home_then_in_dot_config_and_an_e
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("public.from_home"),
         "{out:?}"
+    );
+
+    // A user without a config file gets the system-wide one (/etc/locktop, here a directory of the test's).
+    let system = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        system.path().join("config.toml"),
+        "[lease]\ntable = \"public.from_etc\"\n",
+    )
+    .expect("write");
+    let bare = tempfile::tempdir().expect("dir");
+    let out = locktop(
+        &snapshot,
+        &[("HOME", bare.path()), ("LOCKTOP_SYSCONFDIR", system.path())],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public.from_etc"),
+        "{out:?}"
+    );
+    let out = locktop(
+        &snapshot,
+        &[("HOME", home.path()), ("LOCKTOP_SYSCONFDIR", system.path())],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("public.from_home"),
+        "the user's file wins: {out:?}"
     );
 
     let mut with_config = snapshot.to_vec();

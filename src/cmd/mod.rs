@@ -17,17 +17,22 @@ use crate::config::Config;
 use crate::source::{Pooler, Target};
 
 /// The config file given on the command line, else `config.toml` in the user's config directory when there
-/// is one, else the defaults of the reference schema.
+/// is one, else the system-wide one (`/etc/locktop/config.toml`, for a shared bastion), else the defaults of
+/// the reference schema.
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
     if let Some(p) = path {
         return Ok(Config::load(p)?);
     }
-    match crate::config::config_dir().map(|d| d.join("config.toml")) {
-        Some(found) if found.is_file() => {
+    let user = crate::config::config_dir().map(|d| d.join("config.toml"));
+    let system = std::env::var_os("LOCKTOP_SYSCONFDIR")
+        .map_or_else(|| std::path::PathBuf::from("/etc/locktop"), Into::into)
+        .join("config.toml");
+    match user.into_iter().chain([system]).find(|p| p.is_file()) {
+        Some(found) => {
             tracing::info!(path = %found.display(), "config file");
             Ok(Config::load(&found)?)
         }
-        _ => Ok(Config::default()),
+        None => Ok(Config::default()),
     }
 }
 
