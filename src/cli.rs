@@ -57,6 +57,13 @@ pub struct Connection {
     /// Database name, as psql's -d (wins over the DSN and PGDATABASE; by default the user name).
     #[arg(short = 'd', long = "dbname", value_name = "DBNAME")]
     pub dbname: Option<String>,
+    /// Never prompt for a password, as psql's -w (by default locktop asks only when the server wants one,
+    /// none is known, and standard input is a terminal).
+    #[arg(short = 'w', long = "no-password", conflicts_with = "password")]
+    pub no_password: bool,
+    /// Prompt for the password before connecting, as psql's -W.
+    #[arg(short = 'W', long = "password")]
+    pub password: bool,
     /// What sits in front of the server: `transaction` for a transaction-mode pooler (PgBouncer, Supabase's
     /// port 6543): each poll is then one simple-protocol transaction. A pooler that refuses the startup
     /// parameters of a plain session is detected without it.
@@ -90,6 +97,8 @@ impl Connection {
             port: self.port.clone().or_else(|| outer.port.clone()),
             username: self.username.clone().or_else(|| outer.username.clone()),
             dbname: self.dbname.clone().or_else(|| outer.dbname.clone()),
+            no_password: self.no_password || outer.no_password,
+            password: self.password || outer.password,
         }
     }
 

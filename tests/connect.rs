@@ -362,7 +362,13 @@ fn a_bad_sslmode_or_an_unknown_key_is_one_line_naming_it() {
         "{e}"
     );
     assert!(!e.contains("Tail9Secret"), "{e}");
-    assert_eq!(e.lines().count(), 1, "{e}");
+    // The password's warning, then the one line of the error.
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 2, "{e}");
+    assert!(
+        lines[0].contains("warning: a password on the command line"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -469,5 +475,45 @@ fn files_are_0600_and_record_refuses_a_link_and_another_targets_recording() {
         tui.raw_output().contains("lease table"),
         "{:?}",
         tui.raw_output()
+    );
+}
+
+#[test]
+fn a_password_is_asked_for_only_when_needed_or_with_w_and_never_with_lowercase_w() {
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=pwuser dbname=connect sslmode=disable",
+        port()
+    );
+    let home = home();
+    let home_env = home.path().display().to_string();
+    let env = [("HOME", home_env.as_str()), ("PGPASSFILE", "/nonexistent")];
+    for args in [
+        vec!["snapshot", "--dsn", dsn.as_str()],
+        vec!["snapshot", "-W", "--dsn", dsn.as_str()],
+    ] {
+        let mut tui = common::pty::Tui::spawn(&args, &env, (24, 80));
+        tui.wait_for("Password for pwuser@127.0.0.1");
+        tui.keys(&format!("{PASSWORD}\r"));
+        assert_eq!(tui.wait_exit(), 0, "{args:?}: {:?}", tui.raw_output());
+        assert!(!tui.raw_output().contains(PASSWORD), "not echoed");
+    }
+    let mut tui = common::pty::Tui::spawn(&["snapshot", "-w", "--dsn", &dsn], &env, (24, 80));
+    assert_eq!(tui.wait_exit(), 1);
+    let raw = tui.raw_output();
+    assert!(
+        raw.contains("authentication failed") && !raw.contains("Password for"),
+        "{raw:?}"
+    );
+    // Not a terminal: never asked.
+    let out = locktop(
+        &["snapshot", "--dsn", &dsn],
+        &[("PGPASSFILE", "/nonexistent")],
+        home.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("authentication failed"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -38,6 +38,20 @@ async fn serve_stats(
         .wrap_err("cannot serve the demo's service endpoints on 127.0.0.1")
 }
 
+/// Says where the demo's cluster is, and what becomes of it.
+fn announce(cluster: &Cluster, keep: bool) {
+    println!(
+        "locktop demo: throwaway PostgreSQL in {} (port {}); {}",
+        cluster.root().display(),
+        cluster.port(),
+        if keep {
+            "--keep: it is left running when the demo ends, with how to reach and stop it"
+        } else {
+            "it is stopped and removed when the demo ends"
+        }
+    );
+}
+
 /// Runs the demo; returns the exit status.
 pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
     let display = super::load_config(common.config.as_deref())?.display;
@@ -55,16 +69,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(&ClusterOptions::default()))
         .await?
         .wrap_err("cannot start the demo's PostgreSQL")?;
-    println!(
-        "locktop demo: throwaway PostgreSQL in {} (port {}); {}",
-        cluster.root().display(),
-        cluster.port(),
-        if args.keep {
-            "--keep: it is left running when the demo ends, with how to reach and stop it"
-        } else {
-            "it is stopped and removed when the demo ends"
-        }
-    );
+    announce(&cluster, args.keep);
     let url = cluster.url("postgres");
     let mut admin = demo::admin(&url)
         .await
@@ -127,7 +132,11 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
     ) {
         Ok(recorder) => {
             let targets = [("demo".to_owned(), target)];
-            let extras = super::watch::Extras { recorder, scraper };
+            let extras = super::watch::Extras {
+                recorder,
+                scraper,
+                never_ask: true,
+            };
             super::watch::dashboard(&targets, &config, common.interval, &face, notes, extras).await
         }
         Err(e) => Err(e),

@@ -106,6 +106,83 @@ pub fn targets(
     Ok(labels)
 }
 
+/// With `-W`, asks for each target's password before anything connects.
+pub fn ask_passwords(
+    targets: Vec<(String, Target)>,
+    connection: &crate::cli::Connection,
+) -> Result<Vec<(String, Target)>> {
+    if !connection.password {
+        return Ok(targets);
+    }
+    targets
+        .into_iter()
+        .map(|(label, target)| {
+            let password = read_password(target.description())?;
+            Ok((label, target.with_password(password)))
+        })
+        .collect()
+}
+
+/// Connects the monitor; when the server refuses the login, no password is known, `-w` is not given and
+/// standard input is a terminal, asks for the password (as psql does) and tries once more. Before the
+/// terminal is taken.
+///
+/// Returns the target as it connected (with the password typed), for the reconnections to come.
+pub async fn connect_asking(
+    target: &Target,
+    mapping: &crate::config::LeaseMapping,
+    limits: crate::source::SessionLimits,
+    never_ask: bool,
+) -> std::result::Result<(crate::source::Monitor, Target), crate::source::SourceError> {
+    use std::io::IsTerminal;
+    match crate::source::Monitor::connect(target, mapping, limits).await {
+        Err(crate::source::SourceError::Auth {
+            target: what,
+            reason,
+        }) if !never_ask && target.lacks_password() && std::io::stdin().is_terminal() => {
+            let Ok(password) = read_password(target.description()) else {
+                return Err(crate::source::SourceError::Auth {
+                    target: what,
+                    reason,
+                });
+            };
+            let target = target.clone().with_password(password);
+            let monitor = crate::source::Monitor::connect(&target, mapping, limits).await?;
+            Ok((monitor, target))
+        }
+        other => other.map(|m| (m, target.clone())),
+    }
+}
+
+/// A password typed at the terminal, not echoed; Esc or Ctrl-C gives up.
+fn read_password(what: &str) -> Result<String> {
+    use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+    eprint!("Password for {what}: ");
+    crossterm::terminal::enable_raw_mode()?;
+    let mut password = String::new();
+    let typed = loop {
+        match event::read() {
+            Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => match k.code {
+                KeyCode::Enter => break Ok(()),
+                KeyCode::Esc => break Err(eyre!("no password typed")),
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    break Err(eyre!("no password typed"));
+                }
+                KeyCode::Char(c) => password.push(c),
+                KeyCode::Backspace => {
+                    password.pop();
+                }
+                _ => {}
+            },
+            Ok(_) => {}
+            Err(e) => break Err(e.into()),
+        }
+    };
+    let _ = crossterm::terminal::disable_raw_mode();
+    eprintln!();
+    typed.map(|()| password)
+}
+
 /// What the header, a recording and `snapshot` call the targets: the one target's `user@host:port/db`, or
 /// each label with its own (`east (mon@east:5432/trading), …`).
 pub fn describe(targets: &[(String, Target)]) -> String {

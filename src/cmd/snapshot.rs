@@ -12,7 +12,7 @@ use crate::model::report::Report;
 use crate::model::rules;
 use crate::model::snapshot::Part;
 use crate::model::{Board, History, Snapshot};
-use crate::source::{Monitor, SessionLimits, Target};
+use crate::source::{SessionLimits, Target};
 use crate::ui::columns::{self, Cells, Column, Entry, Spec, Width, plain_line};
 use crate::ui::text;
 
@@ -42,10 +42,11 @@ pub fn exit_status(board: &Board, vouches: bool) -> i32 {
 /// Polls once and prints; returns the exit status.
 pub async fn run(common: &Common, connection: &Connection, args: &SnapshotArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
-    let targets = super::targets(connection, &config)?;
+    let targets = super::ask_passwords(super::targets(connection, &config)?, connection)?;
     let limits = SessionLimits::for_interval(common.interval);
     let polls = targets.iter().map(|(_, target)| async {
-        let mut monitor = Monitor::connect(target, &config.lease, limits).await?;
+        let (mut monitor, _) =
+            super::connect_asking(target, &config.lease, limits, connection.no_password).await?;
         let polled = monitor.poll().await;
         monitor.close().await;
         polled

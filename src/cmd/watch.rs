@@ -21,8 +21,7 @@ use crate::model::service::ServiceView;
 use crate::recording::{self, Recorder};
 use crate::source::service::{Scraper, run_service};
 use crate::source::{
-    Control, Feed, LeaseDetail, Link, Monitor, PollerSettings, SessionLimits, Target, fleet,
-    run_poller,
+    Control, Feed, LeaseDetail, Link, PollerSettings, SessionLimits, Target, fleet, run_poller,
 };
 use crate::theme::{ColorDepth, Theme};
 use crate::ui::{self, Glyphs};
@@ -36,14 +35,18 @@ pub fn no_color(flag: bool) -> bool {
 pub async fn run(common: &Common, connection: &Connection, args: &WatchArgs) -> Result<i32> {
     let config = super::load_config(common.config.as_deref())?;
     let face = check_terminal(args, &config.display)?;
-    let targets = super::targets(connection, &config)?;
+    let targets = super::ask_passwords(super::targets(connection, &config)?, connection)?;
     let scraper = super::scraper(
         super::service_settings(connection, &config),
         common.interval,
     )?;
     let notes = Vec::new();
     let recorder = open_recorder(args, &super::describe(&targets), &config, common.interval)?;
-    let extras = Extras { recorder, scraper };
+    let extras = Extras {
+        recorder,
+        scraper,
+        never_ask: connection.no_password,
+    };
     dashboard(&targets, &config, common.interval, &face, notes, extras).await
 }
 
@@ -54,6 +57,8 @@ pub struct Extras {
     pub recorder: Option<Recorder>,
     /// Reads the service's metrics and health.
     pub scraper: Option<Scraper>,
+    /// `-w`: never ask for a password.
+    pub never_ask: bool,
 }
 
 /// The `--record` file, opened before the terminal is touched so that a bad path is a one-line error.
@@ -166,39 +171,23 @@ pub async fn dashboard(
     notes: Vec<String>,
     extras: Extras,
 ) -> Result<i32> {
-    let Extras { recorder, scraper } = extras;
+    let Extras {
+        recorder,
+        scraper,
+        never_ask,
+    } = extras;
     let limits = SessionLimits::for_interval(interval);
     let ttl = config.thresholds.ttl;
-    let connects = targets.iter().map(|(label, target)| async move {
-        match Monitor::connect(target, &config.lease, limits).await {
-            Ok(mut monitor) => {
-                monitor.set_detail(LeaseDetail::Summary {
-                    ttl,
-                    focus: Vec::new(),
-                });
-                Ok(Some(monitor))
-            }
-            Err(e) if targets.len() > 1 && e.needs_reconnect() => {
-                tracing::warn!(target = label, error = %e, "target down at start");
-                Ok(None)
-            }
-            Err(e) if targets.len() > 1 => Err(eyre!("{label}: {e}")),
-            Err(e) => Err(e.into()),
-        }
-    });
-    let monitors = futures_util::future::join_all(connects)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+    let connected = connect_all(targets, config, limits, never_ask).await?;
 
     let (tx, rx) = watch::channel(Feed::default());
     let (control, control_rx) = watch::channel(Control::default());
     let mut tasks = Vec::new();
     let mut feeds = Vec::new();
-    for ((label, target), monitor) in targets.iter().zip(monitors) {
+    for ((label, _), (monitor, target)) in targets.iter().zip(connected) {
         let several = targets.len() > 1;
         let settings = PollerSettings {
-            target: target.clone(),
+            target,
             label: several.then(|| label.clone()),
             mapping: config.lease.clone(),
             interval,
@@ -265,6 +254,38 @@ pub async fn dashboard(
         let _ = recording.await;
     }
     result.map(|()| 0)
+}
+
+/// The monitor of each target, with the target as it connected (a password typed at the prompt stays for the
+/// reconnections). With several targets, one that cannot be reached yet starts as down.
+async fn connect_all(
+    targets: &[(String, Target)],
+    config: &Config,
+    limits: SessionLimits,
+    never_ask: bool,
+) -> Result<Vec<(Option<crate::source::Monitor>, Target)>> {
+    let ttl = config.thresholds.ttl;
+    let connects = targets.iter().map(|(label, target)| async move {
+        match super::connect_asking(target, &config.lease, limits, never_ask).await {
+            Ok((mut monitor, target)) => {
+                monitor.set_detail(LeaseDetail::Summary {
+                    ttl,
+                    focus: Vec::new(),
+                });
+                Ok((Some(monitor), target))
+            }
+            Err(e) if targets.len() > 1 && e.needs_reconnect() => {
+                tracing::warn!(target = label, error = %e, "target down at start");
+                Ok((None, target.clone()))
+            }
+            Err(e) if targets.len() > 1 => Err(eyre!("{label}: {e}")),
+            Err(e) => Err(e.into()),
+        }
+    });
+    futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// The live feed: the pollers' latest snapshot and the service's scrapes in, the dashboard's focus out.

@@ -66,6 +66,22 @@ impl Target {
         })
     }
 
+    /// Whether no password is known for it (none given, none in the password file for its first host).
+    pub fn lacks_password(&self) -> bool {
+        self.info
+            .hosts
+            .first()
+            .is_none_or(|h| self.info.password_for(h).is_none())
+    }
+
+    /// The same database with this password (typed at a prompt).
+    #[must_use]
+    pub fn with_password(mut self, password: String) -> Self {
+        super::conninfo::remember_secret(&password);
+        self.info.password = Some(password);
+        self
+    }
+
     /// The same database behind a pooler of this kind.
     #[must_use]
     pub fn with_pooler(mut self, pooler: Pooler) -> Self {
