@@ -299,6 +299,20 @@ fn the_password_file_matches_socket_lines_and_a_wrong_password_is_never_echoed()
     );
     let out = locktop(&["snapshot", "--dsn", &dsn], &[], home.path());
     assert!(target_of(&out).starts_with("pwuser@"));
+    // The same file named by PGPASSFILE, or by passfile= in the DSN, from another place.
+    let moved = home.path().join("elsewhere.pgpass");
+    std::fs::rename(&pgpass, &moved).expect("move");
+    let moved_arg = moved.display().to_string();
+    let out = locktop(
+        &["snapshot", "--dsn", &dsn],
+        &[("PGPASSFILE", &moved_arg)],
+        home.path(),
+    );
+    assert!(target_of(&out).starts_with("pwuser@"));
+    let with_key = format!("{dsn} passfile={moved_arg}");
+    let out = locktop(&["snapshot", "--dsn", &with_key], &[], home.path());
+    assert!(target_of(&out).starts_with("pwuser@"));
+    std::fs::rename(&moved, &pgpass).expect("move back");
     // Others may read it: skipped with a warning, as libpq does; the login then fails.
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let out = locktop(&["snapshot", "--dsn", &dsn], &[], home.path());

@@ -515,3 +515,43 @@ async fn the_password_appears_nowhere_on_screen_in_messages_in_the_log_or_in_a_r
     assert!(recorded.contains("pwuser@127.0.0.1"), "{recorded}");
     assert!(!recorded.contains(PASSWORD), "in the recording");
 }
+
+#[test]
+fn verify_full_reads_the_default_root_certificate_in_the_home_directory() {
+    let s = server();
+    let home = tempfile::tempdir().expect("home");
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full",
+        s.cluster.port()
+    );
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+            .args(["snapshot", "--format", "json", "--dsn", &url])
+            .env("HOME", home.path())
+            .env_remove("PGSSLROOTCERT")
+            .output()
+            .expect("snapshot");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = run();
+    assert!(
+        missing.contains(".postgresql/root.crt does not exist"),
+        "{missing}"
+    );
+    // With the file there, it is the CA the server is verified against. (The rig's certificate signs
+    // itself, which rustls does not take as a CA: verification fails, but on the certificate, not on a
+    // missing file.)
+    std::fs::create_dir(home.path().join(".postgresql")).expect("dir");
+    std::fs::copy(
+        s.cluster.root().join("data/server.crt"),
+        home.path().join(".postgresql/root.crt"),
+    )
+    .expect("the server's certificate");
+    let verified = run();
+    assert!(
+        verified.contains("TLS to")
+            && verified.contains("certificate")
+            && !verified.contains("does not exist"),
+        "{verified}"
+    );
+}

@@ -778,6 +778,24 @@ mod tests {
     }
 
     #[test]
+    fn hostaddr_is_connected_to_while_host_names_the_server() {
+        let c = resolve("host=db.example hostaddr=10.1.2.3 port=6432", &[]).expect("ok");
+        assert_eq!(
+            c.hosts,
+            [Host {
+                name: "db.example".into(),
+                addr: Some("10.1.2.3".into()),
+                port: 6432
+            }]
+        );
+        assert_eq!(c.describe(), "alice@10.1.2.3:6432/alice");
+        assert!(
+            resolve("host=a,b hostaddr=10.0.0.1", &[]).is_err(),
+            "one address per host"
+        );
+    }
+
+    #[test]
     fn socket_directories_in_urls_and_the_defaults() {
         let c = resolve("postgres://mon@/db?host=/var/run/postgresql", &[]).expect("query host");
         assert!(c.hosts[0].is_socket() && c.hosts[0].name == "/var/run/postgresql");
