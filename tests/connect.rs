@@ -531,3 +531,39 @@ fn a_password_is_asked_for_only_when_needed_or_with_w_and_never_with_lowercase_w
         stderr(&out)
     );
 }
+
+#[test]
+fn the_password_files_warning_never_lands_on_the_dashboard() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = home();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, "*:*:*:*:whatever\n").expect("pgpass");
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let good = format!(
+        "host={} port={} user=postgres dbname=connect",
+        socket_dir(),
+        port()
+    );
+    // A second database that is down: the poller retries it (and reads the password file) while the
+    // dashboard is on screen.
+    let down = "host=127.0.0.1 port=1 user=postgres dbname=down";
+    let home_env = home.path().display().to_string();
+    let mut tui = common::pty::Tui::spawn(
+        &["--dsn", &good, "--dsn", down, "--interval", "200ms"],
+        &[("HOME", home_env.as_str())],
+        (40, 120),
+    );
+    tui.wait_for("DOWN");
+    let raw = tui.raw_output();
+    let entered = raw.find("\x1b[?1049h").expect("the dashboard is on screen");
+    assert!(
+        raw[..entered].contains("group or world access"),
+        "said once, before: {raw:?}"
+    );
+    // Several retries later, still not on the dashboard's screen.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let raw = tui.raw_output();
+    assert!(!raw[entered..].contains("group or world access"), "{raw:?}");
+    tui.keys("q");
+    assert_eq!(tui.wait_exit(), 0);
+}

@@ -89,6 +89,8 @@ impl Drop for TerminalGuard {
 
 /// Raw mode, the alternate screen, the cursor hidden, and the mouse read when asked for.
 fn take_screen() -> Result<()> {
+    // Nothing may write to stderr now: it is the terminal the dashboard draws on.
+    crate::source::conninfo::TERMINAL_TAKEN.store(true, std::sync::atomic::Ordering::Relaxed);
     terminal::enable_raw_mode()?;
     execute!(
         std::io::stdout(),
@@ -103,6 +105,7 @@ fn take_screen() -> Result<()> {
 
 /// The terminal as the shell left it (mouse capture off whether or not it was on: harmless either way).
 pub fn restore() {
+    crate::source::conninfo::TERMINAL_TAKEN.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = execute!(
         std::io::stdout(),
         event::DisableMouseCapture,

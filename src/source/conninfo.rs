@@ -677,6 +677,13 @@ fn service_in(
     Ok(found)
 }
 
+/// Set while the dashboard draws on the terminal: warnings then go to the log only.
+pub static TERMINAL_TAKEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the password file's warning was given on stderr already.
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The password of the first line of the password file that matches, as libpq matches: `host` by its name (a
 /// socket in the default directory as `localhost`), `*` for anything, `\:` and `\\` escaped. A file that others
 /// can read is skipped with a warning, as libpq does.
@@ -691,10 +698,15 @@ fn passfile_password(file: &Path, host: &Host, dbname: &str, user: &str) -> Opti
             file = %file.display(),
             "password file has group or world access; permissions should be u=rw (0600) or less: ignored"
         );
-        eprintln!(
-            "locktop: warning: password file {} has group or world access; permissions should be u=rw (0600) or less: ignored",
-            file.display()
-        );
+        // On stderr once, and never while the dashboard draws on the terminal (a reconnection).
+        if !TERMINAL_TAKEN.load(std::sync::atomic::Ordering::Relaxed)
+            && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!(
+                "locktop: warning: password file {} has group or world access; permissions should be u=rw (0600) or less: ignored",
+                file.display()
+            );
+        }
         return None;
     }
     let text = std::fs::read_to_string(file).ok()?;
