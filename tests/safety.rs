@@ -43,6 +43,8 @@ fn server() -> &'static Safety {
                 "host all tlsonly 127.0.0.1/32 reject".into(),
                 "host all pwuser 127.0.0.1/32 scram-sha-256".into(),
                 "local all pwuser scram-sha-256".into(),
+                "hostssl all certuser 127.0.0.1/32 cert".into(),
+                "host all certuser 127.0.0.1/32 reject".into(),
             ],
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -554,4 +556,136 @@ fn verify_full_reads_the_default_root_certificate_in_the_home_directory() {
             && !verified.contains("does not exist"),
         "{verified}"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(ok.status.success(), "openssl {args:?}: {ok:?}");
+}
+
+/// In `dir`: a CA (`ca.crt`) and a certificate for the role `certuser` that it signed (`client.crt`,
+/// `client.key`).
+fn client_certificate(dir: &Path) {
+    let dir = dir.to_path_buf();
+    std::fs::create_dir_all(&dir).expect("dir");
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=certuser",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+    );
+    // An X.509 v3 certificate (rustls refuses v1, which `x509 -req` makes without extensions).
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("extensions");
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_from_sslcert_and_sslkey_logs_in_where_the_server_asks_for_one() {
+    let s = server();
+    // A CA of the test's own, which the server trusts for client certificates, and a certificate for the role.
+    let dir = s.files.join("client-ca");
+    client_certificate(&dir);
+    let mut admin = common::connect(&s.socket_url).await;
+    common::exec(
+        &mut admin,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'certuser') THEN \
+         CREATE ROLE certuser LOGIN; END IF; END $$; \
+         GRANT pg_monitor TO certuser; GRANT SELECT ON entry_locks TO certuser;",
+    )
+    .await;
+    let ca = dir.join("ca.crt").display().to_string();
+    common::exec(
+        &mut admin,
+        &format!("ALTER SYSTEM SET ssl_ca_file = '{ca}'"),
+    )
+    .await;
+    common::exec(&mut admin, "SELECT pg_reload_conf()").await;
+    let cert = dir.join("client.crt").display().to_string();
+    let key = dir.join("client.key").display().to_string();
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=certuser dbname=postgres sslmode=require",
+        s.cluster.port()
+    );
+    let snapshot = |dsn: String, env: Vec<(&'static str, String)>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"));
+        cmd.args(["snapshot", "--format", "json", "--dsn", &dsn])
+            .env_remove("PGSSLCERT")
+            .env_remove("PGSSLKEY");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("snapshot")
+    };
+    // The reload takes a moment to reach new connections.
+    common::wait_until("the server trusts the test's CA", || {
+        let out = snapshot(format!("{dsn} sslcert={cert} sslkey={key}"), Vec::new());
+        async move { out.status.code().is_some_and(|c| c == 0 || c == 2) }
+    })
+    .await;
+    let out = snapshot(
+        dsn.clone(),
+        vec![("PGSSLCERT", cert.clone()), ("PGSSLKEY", key.clone())],
+    );
+    assert!(
+        out.status.code().is_some_and(|c| c == 0 || c == 2),
+        "PGSSLCERT and PGSSLKEY: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = snapshot(dsn, Vec::new());
+    assert_eq!(out.status.code(), Some(1), "no certificate, no login");
 }
