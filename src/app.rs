@@ -250,6 +250,8 @@ pub struct App {
     fixed_now: Option<DateTime<Utc>>,
     /// Set by `locktop replay`: the player's state line, shown in the header instead of the link state.
     pub replay: Option<String>,
+    /// The database's deadlock count when locktop first read it: the header says how many came since.
+    pub deadlocks_at_start: Option<i64>,
     /// The `--record` file's state, while recording.
     pub recording: Option<crate::model::feed::RecordStatus>,
     /// The service's metrics and health, when `--metrics-url`/`--health-url` are given: `Some` from the
@@ -296,6 +298,7 @@ impl App {
             polls_seen: 0,
             fixed_now: None,
             replay: None,
+            deadlocks_at_start: None,
             recording: None,
             service: None,
         }
@@ -311,6 +314,7 @@ impl App {
     /// Records `snapshot` in the history and makes it the shown one, without evaluating it: a replay that
     /// catches up several polls evaluates once, at its clock, with [`Self::set_clock`].
     pub fn take(&mut self, snapshot: Snapshot) {
+        self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
         let snapshot = std::sync::Arc::new(snapshot);
         rules::record(&mut self.history, &snapshot, &self.rules);
         self.snapshot = Some(snapshot);
@@ -390,6 +394,7 @@ impl App {
             }
         }
         if let Some(snapshot) = feed.snapshot.as_ref().filter(|_| !feed.last_poll_failed) {
+            self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
             rules::record(&mut self.history, snapshot, &self.rules);
             if self.is_paused() {
                 self.pending = Some((std::sync::Arc::clone(snapshot), feed.received_at));

@@ -894,3 +894,77 @@ fn steered_poller(
     let task = tokio::spawn(run_poller(settings, None, tx, control_rx));
     (rx, control, task)
 }
+
+/// Two sessions that each lock a row the other then wants: one is chosen as the deadlock's victim.
+async fn deadlock(url: &str) {
+    let mut a = connect(url).await;
+    let mut b = connect(url).await;
+    for c in [&mut a, &mut b] {
+        exec(c, "SET deadlock_timeout = '50ms'").await;
+        exec(c, "BEGIN").await;
+    }
+    exec(&mut a, "UPDATE dl SET v = v + 1 WHERE id = 1").await;
+    exec(&mut b, "UPDATE dl SET v = v + 1 WHERE id = 2").await;
+    let first = sqlx::raw_sql("UPDATE dl SET v = v + 1 WHERE id = 2").execute(&mut a);
+    let second = async {
+        // A waits on B's row first; then B asks for A's: a cycle.
+        wait_for_lock_waiters(url, 1).await;
+        sqlx::raw_sql("UPDATE dl SET v = v + 1 WHERE id = 1")
+            .execute(&mut b)
+            .await
+    };
+    let (r1, r2) = tokio::join!(first, second);
+    assert!(
+        r1.is_err() != r2.is_err(),
+        "one of the two is the deadlock's victim: {r1:?} {r2:?}"
+    );
+    for c in [&mut a, &mut b] {
+        exec(c, "ROLLBACK").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlocks_are_counted_in_the_snapshot_and_the_json() {
+    let url = database("deadlocks").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "CREATE TABLE dl (id int PRIMARY KEY, v int); INSERT INTO dl VALUES (1, 0), (2, 0)",
+    )
+    .await;
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("monitor");
+    let before = m.poll().await.expect("poll").deadlocks.expect("counted");
+    deadlock(&url).await;
+    deadlock(&url).await;
+    // The statistics reach pg_stat_database when the victims' transactions end.
+    common::wait_until("two deadlocks counted", || {
+        let url = url.to_string();
+        async move {
+            let mut m = monitor(&url, &LeaseMapping::default())
+                .await
+                .expect("monitor");
+            m.poll()
+                .await
+                .ok()
+                .and_then(|s| s.deadlocks)
+                .is_some_and(|d| d >= before + 2)
+        }
+    })
+    .await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
+        .args(["snapshot", "--format", "json", "--dsn", &url])
+        .output()
+        .expect("snapshot");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        report["database"]["deadlocks"].as_i64() >= Some(2),
+        "{}",
+        report["database"]
+    );
+    assert_eq!(
+        report["database"]["deadlocks_since_start"].as_i64(),
+        Some(0)
+    );
+}

@@ -640,3 +640,20 @@ fn columns_keep_their_place_when_the_longest_text_leaves_the_page() {
     app.show_at(incident(), fixtures::t(1));
     assert_eq!(before, header(&mut app), "no column moved");
 }
+
+#[test]
+fn the_header_counts_the_databases_deadlocks_and_those_since_locktop_started() {
+    let mut first = calm();
+    first.deadlocks = Some(5);
+    let mut app = app_showing(first);
+    let quiet = lines_of(&render(&mut app, 120, 40, &theme()))[0].clone();
+    assert!(
+        quiet.contains("deadlocks 5") && !quiet.contains("since start"),
+        "{quiet}"
+    );
+    let mut later = calm();
+    later.deadlocks = Some(7);
+    app.show_at(later, fixtures::t(1));
+    let header = lines_of(&render(&mut app, 120, 40, &theme()))[0].clone();
+    assert!(header.contains("deadlocks 7 (+2 since start)"), "{header}");
+}

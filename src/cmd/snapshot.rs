@@ -97,7 +97,9 @@ pub async fn run(common: &Common, connection: &Connection, args: &SnapshotArgs) 
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => {
-            let mut report = Report::new(&board, &description, snapshot.visibility, notes);
+            // One poll: every deadlock counted before it, none since.
+            let mut report = Report::new(&board, &description, snapshot.visibility, notes)
+                .with_deadlocks(snapshot.deadlocks, snapshot.deadlocks);
             if let Some(view) = &service {
                 report = report.with_service(view);
             }

@@ -24,6 +24,18 @@ pub struct Report<'a> {
     /// The service's health documents and failed endpoints, with `--metrics-url`/`--health-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceReport<'a>>,
+    /// The database's own counters (absent when they could not be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseReport>,
+}
+
+/// The database's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DatabaseReport {
+    /// `pg_stat_database.deadlocks`: since the server's statistics were last reset.
+    pub deadlocks: i64,
+    /// Since locktop started watching (0 for a single poll).
+    pub deadlocks_since_start: i64,
 }
 
 /// What the service's endpoints said (per-profile figures are in each profile's `service`).
@@ -127,7 +139,18 @@ impl<'a> Report<'a> {
             waits: board.waits.iter().map(|w| wait_report(w, now)).collect(),
             alerts: &board.alerts,
             service: None,
+            database: None,
         }
+    }
+
+    /// Adds the database's deadlock counter, and how many came since `baseline` (the first one seen).
+    #[must_use]
+    pub fn with_deadlocks(mut self, deadlocks: Option<i64>, baseline: Option<i64>) -> Self {
+        self.database = deadlocks.map(|d| DatabaseReport {
+            deadlocks: d,
+            deadlocks_since_start: baseline.map_or(0, |b| (d - b).max(0)),
+        });
+        self
     }
 
     /// Adds what the service's endpoints said.

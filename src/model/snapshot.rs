@@ -45,6 +45,10 @@ pub struct Snapshot {
     /// rows lag the primary's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// The database's deadlocks since its statistics were reset (`pg_stat_database.deadlocks`); with several
+    /// databases, their sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadlocks: Option<i64>,
     /// Prepared (two-phase) transactions that block a waiter of this poll; their locks have no pid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prepared: Vec<PreparedXact>,
@@ -180,10 +184,12 @@ impl Snapshot {
         } else {
             Visibility::OwnSessionsOnly
         };
+        let counted: Vec<i64> = parts.iter().filter_map(|p| p.snapshot.deadlocks).collect();
         Self {
             poll_ms,
             visibility,
             pooled: parts.iter().any(|p| p.snapshot.pooled),
+            deadlocks: (!counted.is_empty()).then(|| counted.iter().sum()),
             parts,
             ..Self::at(server_now)
         }
@@ -262,6 +268,7 @@ impl Snapshot {
             leases_as_of: None,
             locks_error: None,
             recovery: None,
+            deadlocks: None,
             prepared: Vec::new(),
             notes: Vec::new(),
         }

@@ -41,9 +41,11 @@ const SESSIONS_SQL: &str = "\
       SELECT now() AS server_now, pg_catalog.pg_is_in_recovery() AS in_recovery, \
              CASE WHEN pg_catalog.pg_is_in_recovery() \
                   THEN extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8 \
-             END AS replay_lag_s \
+             END AS replay_lag_s, \
+             (SELECT d.deadlocks FROM pg_catalog.pg_stat_database d \
+              WHERE d.datname = current_database())::int8 AS deadlocks \
     ) \
-    SELECT f.server_now, f.in_recovery, f.replay_lag_s, s.* FROM f LEFT JOIN LATERAL ( \
+    SELECT f.server_now, f.in_recovery, f.replay_lag_s, f.deadlocks, s.* FROM f LEFT JOIN LATERAL ( \
       SELECT a.pid, a.application_name::text, a.usename::text, a.client_addr::text, a.state::text, \
              left(a.query, $1::int4) AS query, a.xact_start, a.query_start, a.state_change, a.backend_type::text, \
              a.wait_event_type::text, a.wait_event::text, \
@@ -205,6 +207,7 @@ struct SessionRow {
     server_now: DateTime<Utc>,
     in_recovery: bool,
     replay_lag_s: Option<f64>,
+    deadlocks: Option<i64>,
     pid: Option<i32>,
     application_name: Option<Lossy>,
     usename: Option<Lossy>,
@@ -278,6 +281,8 @@ struct WaitIdentity {
 pub struct Activity {
     pub server_now: Option<DateTime<Utc>>,
     pub recovery: Option<Recovery>,
+    /// The database's deadlock count since its statistics were reset (`pg_stat_database.deadlocks`).
+    pub deadlocks: Option<i64>,
     pub sessions: Vec<Session>,
     pub waits: Vec<LockWait>,
     /// Waits whose details are new this poll (their lease rows still need naming).
@@ -484,6 +489,7 @@ impl Read for SessionsRead {
         let rows: Vec<SessionRow> = simple::decode(rows)?;
         let mut out = Activity {
             server_now: rows.first().map(|r| r.server_now),
+            deadlocks: rows.first().and_then(|r| r.deadlocks),
             recovery: rows.first().filter(|r| r.in_recovery).map(|r| Recovery {
                 replay_lag_s: r.replay_lag_s,
             }),

@@ -432,6 +432,7 @@ impl Monitor {
             leases_as_of,
             locks_error,
             recovery: activity.recovery,
+            deadlocks: activity.deadlocks,
             prepared,
             notes,
         }

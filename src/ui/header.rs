@@ -103,6 +103,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             ],
         ));
     }
+    pieces.extend(deadlocks_piece(app, theme));
     if let Some(now) = app.now() {
         pieces.push(Piece::new(
             0,
@@ -131,6 +132,27 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     fit(&mut pieces, target, area.width as usize);
     let spans: Vec<Span> = pieces.into_iter().flat_map(|p| p.spans).collect();
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The database's deadlocks: new ones since locktop started are an alarm; the server's total alone is
+/// background.
+fn deadlocks_piece(app: &App, theme: &Theme) -> Option<Piece> {
+    let total = app.snapshot.as_ref().and_then(|s| s.deadlocks)?;
+    let since = app.deadlocks_at_start.map_or(0, |b| (total - b).max(0));
+    Some(if since > 0 {
+        Piece::new(
+            1,
+            vec![Span::styled(
+                format!("  deadlocks {total} (+{since} since start)"),
+                theme.escalated,
+            )],
+        )
+    } else {
+        Piece::new(
+            5,
+            vec![Span::styled(format!("  deadlocks {total}"), theme.dim)],
+        )
+    })
 }
 
 /// Keeps the parts that matter most while they fit in `width`, in their order on the line; the target (at
