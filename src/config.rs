@@ -220,6 +220,10 @@ pub struct Thresholds {
     /// A prepared transaction older than this that blocks anyone raises an alert.
     #[serde(deserialize_with = "duration")]
     pub prepared_after: Duration,
+    /// This many deadlocks within `deadlock_window` raise an alert (0: never).
+    pub deadlock_burst: u32,
+    #[serde(deserialize_with = "duration")]
+    pub deadlock_window: Duration,
 }
 
 impl Default for Thresholds {
@@ -228,6 +232,8 @@ impl Default for Thresholds {
             ttl: Duration::from_secs(30),
             escalate_after: Duration::from_secs(90),
             prepared_after: Duration::from_mins(1),
+            deadlock_burst: 3,
+            deadlock_window: Duration::from_mins(5),
         }
     }
 }
@@ -240,6 +246,9 @@ impl Thresholds {
             escalate_after: chrono::Duration::from_std(self.escalate_after)
                 .unwrap_or(chrono::Duration::MAX),
             prepared_after: chrono::Duration::from_std(self.prepared_after)
+                .unwrap_or(chrono::Duration::MAX),
+            deadlock_burst: self.deadlock_burst,
+            deadlock_window: chrono::Duration::from_std(self.deadlock_window)
                 .unwrap_or(chrono::Duration::MAX),
         }
     }
@@ -372,6 +381,18 @@ mod tests {
         let c = Config::parse("").expect("empty config parses");
         assert_eq!(c, Config::default());
         assert_eq!(c.thresholds.escalate_after, Duration::from_secs(90));
+        assert_eq!(
+            (c.thresholds.deadlock_burst, c.thresholds.deadlock_window),
+            (3, Duration::from_mins(5)),
+            "the defaults"
+        );
+        let c = Config::parse("[thresholds]\ndeadlock_burst = 2\ndeadlock_window = '1m'\n")
+            .expect("parses");
+        let rules = c.thresholds.rules();
+        assert_eq!(
+            (rules.deadlock_burst, rules.deadlock_window),
+            (2, chrono::Duration::minutes(1))
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl Header {
             ttl: ms(self.ttl_s),
             escalate_after: ms(self.escalate_after_s),
             prepared_after: ms(self.prepared_after_s),
+            ..Rules::default()
         }
     }
 }

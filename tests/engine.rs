@@ -924,7 +924,7 @@ async fn deadlock(url: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deadlocks_are_counted_in_the_snapshot_and_the_json() {
+async fn deadlocks_are_counted_in_the_snapshot_and_the_json_and_a_burst_escalates() {
     let url = database("deadlocks").await;
     let mut admin = connect(&url).await;
     exec(
@@ -953,6 +953,28 @@ async fn deadlocks_are_counted_in_the_snapshot_and_the_json() {
         }
     })
     .await;
+    // Polls before and after them, in one history: a burst of two, with the limit at two.
+    let rules = Rules {
+        deadlock_burst: 2,
+        ..Rules::default()
+    };
+    let mut history = locktop::model::History::default();
+    let first = locktop::model::Snapshot {
+        deadlocks: Some(before),
+        ..locktop::model::Snapshot::at(chrono::Utc::now())
+    };
+    locktop::model::rules::record(&mut history, &first, &rules);
+    let after = m.poll().await.expect("poll");
+    locktop::model::rules::record(&mut history, &after, &rules);
+    let board = locktop::model::rules::evaluate(&after, &history, &rules, after.server_now);
+    assert!(
+        board
+            .alerts
+            .iter()
+            .any(|a| matches!(a, Alert::DeadlockBurst { deadlocks, .. } if *deadlocks >= 2)),
+        "{:?}",
+        board.alerts
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_locktop"))
         .args(["snapshot", "--format", "json", "--dsn", &url])
         .output()

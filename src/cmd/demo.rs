@@ -64,6 +64,7 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
             ttl: Duration::from_secs(5),
             escalate_after: Duration::from_secs(15),
             prepared_after: Duration::from_secs(20),
+            ..Thresholds::default()
         }
     };
     let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(&ClusterOptions::default()))

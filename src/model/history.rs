@@ -25,6 +25,9 @@ pub struct History {
     /// One entry per recorded poll, oldest first: whether the poll failed (a gap).
     missed: VecDeque<bool>,
     profiles: HashMap<String, ProfileHistory>,
+    /// The database's deadlock counter as read by recent polls (server time, count), oldest first: as far
+    /// back as the deadlock trigger's window.
+    deadlocks: VecDeque<(DateTime<Utc>, i64)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -98,7 +101,33 @@ impl History {
             next_seq: 0,
             missed: VecDeque::with_capacity(capacity.max(1)),
             profiles: HashMap::new(),
+            deadlocks: VecDeque::new(),
         }
+    }
+
+    /// Records the database's deadlock counter read at `at`, keeping readings as far back as `window`.
+    pub fn record_deadlocks(
+        &mut self,
+        at: DateTime<Utc>,
+        count: Option<i64>,
+        window: chrono::Duration,
+    ) {
+        let Some(count) = count else { return };
+        self.deadlocks.push_back((at, count));
+        while self
+            .deadlocks
+            .front()
+            .is_some_and(|(t, _)| at - *t > window)
+        {
+            self.deadlocks.pop_front();
+        }
+    }
+
+    /// Deadlocks counted within the window kept (the counter's rise; a reset counts from zero).
+    pub fn deadlocks_in_window(&self) -> Option<i64> {
+        let (_, first) = self.deadlocks.front()?;
+        let (_, last) = self.deadlocks.back()?;
+        Some(if last >= first { last - first } else { *last })
     }
 
     /// Polls in the window so far, missed ones included: the capacity once the window is full.

@@ -36,6 +36,9 @@ pub struct Rules {
     pub escalate_after: Duration,
     /// A prepared transaction older than this that blocks anyone raises an alert.
     pub prepared_after: Duration,
+    /// This many deadlocks within `deadlock_window` raise an alert (0: never).
+    pub deadlock_burst: u32,
+    pub deadlock_window: Duration,
 }
 
 impl Default for Rules {
@@ -44,6 +47,8 @@ impl Default for Rules {
             ttl: Duration::seconds(30),
             escalate_after: Duration::seconds(90),
             prepared_after: Duration::seconds(60),
+            deadlock_burst: 3,
+            deadlock_window: Duration::minutes(5),
         }
     }
 }
@@ -107,6 +112,11 @@ pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
         rules.ttl,
         seen.iter().map(|(k, v)| (k.as_str(), *v)),
     );
+    history.record_deadlocks(
+        snapshot.server_now,
+        snapshot.deadlocks,
+        rules.deadlock_window,
+    );
 }
 
 /// Applies the rules to a snapshot at server time `now` (the snapshot's `server_now` plus the monotonic time
@@ -140,7 +150,7 @@ pub fn evaluate(
     }
     Board {
         doubts,
-        ..board(profiles, waits, &prepared, rules, now)
+        ..board(profiles, waits, &prepared, (rules, history), now)
     }
 }
 
@@ -150,7 +160,7 @@ fn board(
     mut profiles: Vec<ProfileView>,
     waits: Vec<WaitView>,
     prepared: &[PreparedXact],
-    rules: &Rules,
+    (rules, history): (&Rules, &History),
     now: DateTime<Utc>,
 ) -> Board {
     sort_profiles(&mut profiles, now);
@@ -159,6 +169,7 @@ fn board(
         prepared,
         rules,
         now,
+        deadlocks_in_window: history.deadlocks_in_window(),
     });
     Board {
         now,
@@ -283,7 +294,7 @@ fn evaluate_one(
     let doubts = unattributed(&waits);
     Board {
         doubts,
-        ..board(profiles, waits, &snapshot.prepared, rules, now)
+        ..board(profiles, waits, &snapshot.prepared, (rules, history), now)
     }
 }
 

@@ -179,6 +179,12 @@ pub enum Alert {
         profiles: Vec<String>,
         message: String,
     },
+    /// The database counted a burst of deadlocks within the window.
+    DeadlockBurst {
+        deadlocks: i64,
+        window_s: i64,
+        message: String,
+    },
     /// A prepared transaction older than the limit blocks sessions: its locks stay until its owner commits or
     /// rolls it back.
     PreparedBlocking {
@@ -199,6 +205,7 @@ impl Alert {
             Self::ExpiredNotRefreshed { .. } => "expired_not_refreshed",
             Self::SeveralContended { .. } => "several_contended",
             Self::PreparedBlocking { .. } => "prepared_blocking",
+            Self::DeadlockBurst { .. } => "deadlock_burst",
         }
     }
 
@@ -211,7 +218,7 @@ impl Alert {
             Self::SeveralContended { profiles, .. } => {
                 profiles.iter().map(String::as_str).collect()
             }
-            Self::PreparedBlocking { .. } => Vec::new(),
+            Self::PreparedBlocking { .. } | Self::DeadlockBurst { .. } => Vec::new(),
         }
     }
 
@@ -227,7 +234,7 @@ impl Alert {
             | Self::PreparedBlocking {
                 prepared_for_s: s, ..
             } => Some(*s),
-            Self::SeveralContended { .. } => None,
+            Self::SeveralContended { .. } | Self::DeadlockBurst { .. } => None,
         }
     }
 
@@ -250,6 +257,11 @@ impl Alert {
                 "A prepared transaction keeps its locks until COMMIT PREPARED or ROLLBACK PREPARED, which is \
                  its owner's decision: find the transaction manager that prepared it, and escalate."
             }
+            Self::DeadlockBurst { .. } => {
+                "Each deadlock aborted one session's transaction. Find the statements in the server log \
+                 (log_lock_waits, deadlock_timeout), check the lock waits now, and escalate to the team whose \
+                 code takes the locks in conflicting orders."
+            }
         }
     }
 
@@ -259,7 +271,8 @@ impl Alert {
             Self::ContendedTooLong { message, .. }
             | Self::ExpiredNotRefreshed { message, .. }
             | Self::SeveralContended { message, .. }
-            | Self::PreparedBlocking { message, .. } => message,
+            | Self::PreparedBlocking { message, .. }
+            | Self::DeadlockBurst { message, .. } => message,
         }
     }
 }

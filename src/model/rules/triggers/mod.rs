@@ -3,6 +3,7 @@
 //! lists them in the order their alerts are shown.
 
 mod contended_too_long;
+mod deadlock_burst;
 mod expired_not_refreshed;
 mod prepared_blocking;
 mod several_contended;
@@ -21,17 +22,20 @@ pub struct Facts<'a> {
     pub prepared: &'a [PreparedXact],
     pub rules: &'a Rules,
     pub now: DateTime<Utc>,
+    /// Deadlocks the database counted within the rules' deadlock window.
+    pub deadlocks_in_window: Option<i64>,
 }
 
 /// A trigger: the alerts it raises on these facts (none when it does not fire).
 pub type Trigger = fn(&Facts<'_>) -> Vec<Alert>;
 
 /// Every trigger, in the order their alerts are shown (the banner shows the first).
-pub const TRIGGERS: [Trigger; 4] = [
+pub const TRIGGERS: [Trigger; 5] = [
     contended_too_long::fire,
     expired_not_refreshed::fire,
     several_contended::fire,
     prepared_blocking::fire,
+    deadlock_burst::fire,
 ];
 
 /// The alerts of every trigger that fires.
