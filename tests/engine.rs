@@ -935,7 +935,17 @@ async fn deadlocks_are_counted_in_the_snapshot_and_the_json_and_a_burst_escalate
     let mut m = monitor(&url, &LeaseMapping::default())
         .await
         .expect("monitor");
-    let before = m.poll().await.expect("poll").deadlocks.expect("counted");
+    let first = m.poll().await.expect("poll");
+    let before = first.deadlocks.expect("counted");
+    // The test cluster keeps PostgreSQL's default (log_lock_waits off): said in the notes.
+    assert!(
+        first
+            .notes
+            .iter()
+            .any(|n| n.contains("log_lock_waits is off") && n.contains("deadlock_timeout = 1s")),
+        "{:?}",
+        first.notes
+    );
     deadlock(&url).await;
     deadlock(&url).await;
     // The statistics reach pg_stat_database when the victims' transactions end.
@@ -959,11 +969,11 @@ async fn deadlocks_are_counted_in_the_snapshot_and_the_json_and_a_burst_escalate
         ..Rules::default()
     };
     let mut history = locktop::model::History::default();
-    let first = locktop::model::Snapshot {
+    let earlier = locktop::model::Snapshot {
         deadlocks: Some(before),
         ..locktop::model::Snapshot::at(chrono::Utc::now())
     };
-    locktop::model::rules::record(&mut history, &first, &rules);
+    locktop::model::rules::record(&mut history, &earlier, &rules);
     let after = m.poll().await.expect("poll");
     locktop::model::rules::record(&mut history, &after, &rules);
     let board = locktop::model::rules::evaluate(&after, &history, &rules, after.server_now);

@@ -612,6 +612,33 @@ fn same_lock(a: &LockWait, b: &LockWait) -> bool {
 pub struct ServerRole {
     pub visibility: Visibility,
     pub version: i32,
+    /// Whether the server logs lock waits longer than `deadlock_timeout` (`log_lock_waits`), and that timeout
+    /// in milliseconds: what makes an incident diagnosable afterwards from the server log.
+    pub log_lock_waits: bool,
+    pub deadlock_timeout_ms: i64,
+}
+
+impl ServerRole {
+    /// Said once per session in the notes when the server's log will not explain lock waits afterwards.
+    pub fn lock_logging_note(&self) -> Option<String> {
+        let mut lacks = Vec::new();
+        if !self.log_lock_waits {
+            lacks.push("log_lock_waits is off".to_owned());
+        }
+        if self.deadlock_timeout_ms > 5_000 {
+            lacks.push(format!(
+                "deadlock_timeout is {} ms (deadlocks are found that late, and waits logged only after it)",
+                self.deadlock_timeout_ms
+            ));
+        }
+        (!lacks.is_empty()).then(|| {
+            format!(
+                "{}: the server log will not show who waited on whom after the incident; ask the DBA to set \
+                 log_lock_waits = on and deadlock_timeout = 1s",
+                lacks.join(", ")
+            )
+        })
+    }
 }
 
 /// Whether the monitor's role sees other sessions' details (superuser or `pg_read_all_stats`, which
@@ -625,17 +652,20 @@ impl Read for RoleRead {
     fn statement(&self) -> Statement {
         Statement::new(
             "SELECT r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
-                    current_setting('server_version_num')::int4 \
+                    current_setting('server_version_num')::int4, \
+                    current_setting('log_lock_waits')::bool, \
+                    (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::int8 \
              FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
             Vec::new(),
         )
     }
 
     fn decode(&self, rows: &[PgRow]) -> Result<ServerRole, SourceError> {
-        let (full, version) = simple::decode::<(bool, i32)>(rows)?
-            .first()
-            .copied()
-            .unwrap_or((false, 0));
+        let (full, version, log_lock_waits, deadlock_timeout_ms) =
+            simple::decode::<(bool, i32, bool, i64)>(rows)?
+                .first()
+                .copied()
+                .unwrap_or((false, 0, true, 1_000));
         let visibility = if full {
             Visibility::Full
         } else {
@@ -644,6 +674,28 @@ impl Read for RoleRead {
         Ok(ServerRole {
             visibility,
             version,
+            log_lock_waits,
+            deadlock_timeout_ms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_notes_say_when_the_server_log_will_not_explain_lock_waits() {
+        let role = |log_lock_waits, deadlock_timeout_ms| ServerRole {
+            visibility: Visibility::Full,
+            version: 150_000,
+            log_lock_waits,
+            deadlock_timeout_ms,
+        };
+        assert_eq!(role(true, 1_000).lock_logging_note(), None);
+        let off = role(false, 1_000).lock_logging_note().expect("a note");
+        assert!(off.starts_with("log_lock_waits is off:"), "{off}");
+        let slow = role(true, 30_000).lock_logging_note().expect("a note");
+        assert!(slow.contains("deadlock_timeout is 30000 ms"), "{slow}");
     }
 }

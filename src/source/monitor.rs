@@ -167,17 +167,19 @@ impl Monitor {
             text::accept_any_bytes(&mut conn, pooled).await?;
             let lease = LeaseTable::resolve(&mut conn, pooled, mapping).await?;
             let role = read::run(&mut conn, pooled, &RoleRead).await?;
-            Ok::<_, SourceError>((lease, role.visibility, role.version))
+            Ok::<_, SourceError>((lease, role))
         };
-        let (lease, visibility, version) =
-            match tokio::time::timeout(limits.client_timeout, setup).await {
-                Ok(Ok(found)) => found,
-                Ok(Err(e)) => {
-                    connect::close(conn).await;
-                    return Err(e);
-                }
-                Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
-            };
+        let (mut lease, role) = match tokio::time::timeout(limits.client_timeout, setup).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                connect::close(conn).await;
+                return Err(e);
+            }
+            Err(_) => return Err(SourceError::Timeout(limits.client_timeout)),
+        };
+        let (visibility, version) = (role.visibility, role.version);
+        // Among the notes of every poll of this session, the last.
+        lease.notes.extend(role.lock_logging_note());
         tracing::info!(
             target = target.description(),
             table = lease.name,
