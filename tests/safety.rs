@@ -505,8 +505,12 @@ async fn the_password_appears_nowhere_on_screen_in_messages_in_the_log_or_in_a_r
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // A poll, not an error: 0 or 2, or 3 when another test of this binary holds the lease table just then
+    // (its migration queues for ACCESS EXCLUSIVE: the rows are unread and locktop cannot vouch for calm).
     assert!(
-        out.status.code().is_some_and(|c| c == 0 || c == 2),
+        out.status
+            .code()
+            .is_some_and(|c| c == 0 || c == 2 || c == 3),
         "{printed}"
     );
     assert!(!printed.contains(PASSWORD), "{printed}");
@@ -674,7 +678,8 @@ async fn a_client_certificate_from_sslcert_and_sslkey_logs_in_where_the_server_a
     // The reload takes a moment to reach new connections.
     common::wait_until("the server trusts the test's CA", || {
         let out = snapshot(format!("{dsn} sslcert={cert} sslkey={key}"), Vec::new());
-        async move { out.status.code().is_some_and(|c| c == 0 || c == 2) }
+        // Logged in: a poll, whatever it found (3 while another test holds the lease table).
+        async move { out.status.code().is_some_and(|c| c != 1) }
     })
     .await;
     let out = snapshot(
@@ -682,7 +687,7 @@ async fn a_client_certificate_from_sslcert_and_sslkey_logs_in_where_the_server_a
         vec![("PGSSLCERT", cert.clone()), ("PGSSLKEY", key.clone())],
     );
     assert!(
-        out.status.code().is_some_and(|c| c == 0 || c == 2),
+        out.status.code().is_some_and(|c| c != 1),
         "PGSSLCERT and PGSSLKEY: {}",
         String::from_utf8_lossy(&out.stderr)
     );
