@@ -254,6 +254,8 @@ pub struct App {
     pub deadlocks_at_start: Option<i64>,
     /// The `--record` file's state, while recording.
     pub recording: Option<crate::model::feed::RecordStatus>,
+    /// Why the latest `--on-alert` run failed, until one succeeds.
+    pub hook_failure: Option<String>,
     /// The service's metrics and health, when `--metrics-url`/`--health-url` are given: `Some` from the
     /// start (empty until the first scrape), so the table keeps its column.
     pub service: Option<crate::model::service::ServiceView>,
@@ -300,6 +302,7 @@ impl App {
             replay: None,
             deadlocks_at_start: None,
             recording: None,
+            hook_failure: None,
             service: None,
         }
     }

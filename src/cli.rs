@@ -127,6 +127,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Poll once and print the state (for scripts and health checks): exit 0 calm, 2 escalated, 1 error.
     Snapshot(SnapshotArgs),
+    /// Headless: the dashboard's polls and runbook rules as Prometheus metrics (`/metrics`) and a health check
+    /// (`/healthz`) over HTTP, until SIGINT or SIGTERM.
+    Serve(ServeArgs),
     /// Play a `--record` file back in the dashboard (or `--summary`: a text report of the incident).
     Replay(ReplayArgs),
     /// Print a shell completion script: `locktop completions bash > /etc/bash_completion.d/locktop`.
@@ -159,6 +162,39 @@ pub struct WatchArgs {
     /// Append to an existing recording of another target or format (refused by default).
     #[arg(long, requires = "record")]
     pub record_append_other: bool,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+}
+
+/// The command run on each alert change (the dashboard and `serve`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct HookArgs {
+    /// Run CMD (with sh -c) each time an escalation trigger starts or clears: the alert as JSON on its stdin
+    /// and in LOCKTOP_ALERT_* variables. One run at a time, in order; never blocks the polls or the screen.
+    #[arg(long, value_name = "CMD", env = "LOCKTOP_ON_ALERT")]
+    pub on_alert: Option<String>,
+    /// How long one run of --on-alert may take before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_hook_timeout)]
+    pub on_alert_timeout: Duration,
+}
+
+/// The address `serve` listens on by default: loopback only (the metrics name profiles).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9671";
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Address to listen on, as HOST:PORT (loopback by default; 0.0.0.0:PORT exposes it to the network).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "LOCKTOP_LISTEN")]
+    pub listen: String,
+    /// Per-profile series for at most this many profiles that are not calm (most severe first); the others
+    /// are summed up as profile="_other".
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top_profiles: usize,
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 /// Options of `demo`.
@@ -198,6 +234,14 @@ pub struct SnapshotArgs {
 pub enum Format {
     Json,
     Table,
+}
+
+fn parse_hook_timeout(text: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("the timeout must be more than 0s".to_owned());
+    }
+    Ok(d)
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {

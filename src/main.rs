@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         for own in [
             match &mut cli.command {
                 Some(Command::Snapshot(args)) => Some(&mut args.connection.dsn),
+                Some(Command::Serve(args)) => Some(&mut args.connection.dsn),
                 Some(Command::Watch { connection, .. }) => Some(&mut connection.dsn),
                 _ => None,
             },
@@ -38,7 +39,10 @@ fn main() -> ExitCode {
             cli.connection.dsn = handed_over;
         }
     }
-    let result = cmd::init_logging(cli.common.log_file.as_deref()).and_then(|()| {
+    // Headless, `serve` logs to stderr (a service manager's journal) unless told a file; the others never
+    // write logs on the terminal they draw on.
+    let to_stderr = matches!(cli.command, Some(Command::Serve(_)));
+    let result = cmd::init_logging(cli.common.log_file.as_deref(), to_stderr).and_then(|()| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -52,6 +56,10 @@ fn main() -> ExitCode {
                 Some(Command::Watch { connection, args }) => {
                     let connection = connection.or(&cli.connection);
                     cmd::watch::run(&cli.common, &connection, args).await
+                }
+                Some(Command::Serve(args)) => {
+                    let connection = args.connection.or(&cli.connection);
+                    cmd::serve::run(&cli.common, &connection, args).await
                 }
                 Some(Command::Demo(args)) => cmd::demo::run(&cli.common, args).await,
                 Some(Command::Completions { shell }) => {
@@ -70,7 +78,9 @@ fn main() -> ExitCode {
             // Every error leaves through here: no password it might quote gets out.
             let text = locktop::source::conninfo::redact(&chain.join(": "));
             eprintln!("locktop: {text}");
-            tracing::error!(error = %text, "exiting on error");
+            if !to_stderr {
+                tracing::error!(error = %text, "exiting on error");
+            }
             ExitCode::FAILURE
         }
     }

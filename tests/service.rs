@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use locktop::rig::serve;
+use locktop::cmd::http as serve;
 use locktop::source::service::{Scraper, ServiceSettings, request_timeout, run_service};
 use locktop::source::{Feed, PollerSettings, Target, run_poller};
 

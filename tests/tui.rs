@@ -375,3 +375,57 @@ async fn under_lang_c_and_term_xterm_every_byte_is_ascii_and_colours_are_the_16_
         "--no-mouse leaves the mouse to the terminal"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_on_alert_gets_the_alert_on_stdin_and_its_failure_is_a_note_not_terminal_output()
+ {
+    let url = database("tui_hook").await;
+    let mut admin = common::connect(&url).await;
+    common::exec(
+        &mut admin,
+        "INSERT INTO entry_locks VALUES \
+           ('HOOKED', 'AAPL', 'w1', now(), now() + interval '25 s', 40, now() - interval '100 s', now())",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("alerts.jsonl");
+    // The command prints to stdout and stderr too: neither may reach the dashboard's terminal.
+    let hook = format!(
+        "cat >> '{}'; echo HOOK-STDOUT; echo HOOK-STDERR-SAYS-WHY >&2; exit 4",
+        file.display()
+    );
+    let url2 = url.to_string();
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &url2, "--interval", "300ms", "--on-alert", &hook]);
+        let screen = tui.wait_for("--on-alert failed");
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+        let raw = tui.raw_output();
+        assert!(
+            !raw.contains("HOOK-STDOUT"),
+            "the command's stdout reached the terminal"
+        );
+        screen
+    })
+    .await
+    .expect("pty test");
+    assert!(
+        screen.contains("exit status: 4: HOOK-STDERR-SAYS-WHY"),
+        "{screen}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .expect("the command ran")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["event"], "start");
+    assert_eq!(lines[0]["trigger"], "contended_too_long");
+    assert_eq!(lines[0]["profile"], "HOOKED");
+    assert_eq!(
+        lines[0]["alert"]["contended_for_s"]
+            .as_i64()
+            .map(|s| s >= 100),
+        Some(true)
+    );
+}

@@ -472,6 +472,7 @@ fn a_pause_freezes_values_and_sparklines_while_polls_go_on_and_resume_shows_the_
             received_at: Some(std::time::Instant::now()),
             polls: 100 + i as u64,
             last_poll_failed: false,
+            failures: 0,
             link: Link::Connected,
         });
     }

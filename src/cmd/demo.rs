@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr};
 
+use super::http as serve;
 use crate::cli::{Common, DemoArgs};
 use crate::config::{Config, Thresholds};
 use crate::model::human_duration;
 use crate::rig::cluster::{Cluster, ClusterOptions};
 use crate::rig::demo::{self, Scenario, ServiceStats, Workload};
-use crate::rig::serve;
 use crate::source::Target;
 use crate::source::service::ServiceSettings;
 
@@ -137,6 +137,10 @@ pub async fn run(common: &Common, args: &DemoArgs) -> Result<i32> {
                 recorder,
                 scraper,
                 never_ask: true,
+                hooks: super::hooks::Hooks::from_args(
+                    &args.watch.hooks,
+                    &super::describe(&targets),
+                ),
             };
             super::watch::dashboard(&targets, &config, common.interval, &face, notes, extras).await
         }

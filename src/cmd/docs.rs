@@ -112,6 +112,14 @@ const SECTIONS: &[(&str, &[(&str, &str)])] = &[
             ),
             ("LOCKTOP_LOG", "the log's level filter (default info)"),
             (
+                "LOCKTOP_ON_ALERT, LOCKTOP_LISTEN",
+                "as --on-alert and serve's --listen",
+            ),
+            (
+                "LOCKTOP_ALERT_EVENT, _TRIGGER, _PROFILE, _PROFILES, _SINCE, _AT, _MESSAGE, _TARGET",
+                "set for the --on-alert command (which also gets the alert as JSON on stdin; PGPASSWORD and DATABASE_URL are not passed on)",
+            ),
+            (
                 "LOCKTOP_PG_BINDIR",
                 "the PostgreSQL server programs of locktop demo",
             ),
@@ -156,7 +164,7 @@ const SECTIONS: &[(&str, &[(&str, &str)])] = &[
         &[
             (
                 "0",
-                "quit normally; for snapshot, everything was read and no trigger fired",
+                "quit normally (serve: on SIGINT or SIGTERM); for snapshot, everything was read and no trigger fired",
             ),
             (
                 "1",
@@ -187,6 +195,14 @@ const SECTIONS: &[(&str, &[(&str, &str)])] = &[
             (
                 "locktop snapshot --format json",
                 "one poll as JSON, for scripts (exit 0, 2 or 3)",
+            ),
+            (
+                "locktop serve --listen 127.0.0.1:9671",
+                "headless: Prometheus metrics at /metrics, a health check at /healthz",
+            ),
+            (
+                "locktop --on-alert 'logger -t locktop'",
+                "run a command on each alert start and clear (the alert as JSON on stdin)",
             ),
             (
                 "locktop --record incident.jsonl",

@@ -2,8 +2,11 @@
 
 pub mod demo;
 pub mod docs;
+pub mod hooks;
+pub mod http;
 pub mod replay;
 pub mod scrub;
+pub mod serve;
 mod sgr16;
 pub mod snapshot;
 pub mod terminal;
@@ -222,18 +225,28 @@ pub fn scraper(
         .map_err(|e| eyre!(e))
 }
 
-/// Sends logs to a file when one is given; never to the terminal.
-pub fn init_logging(path: Option<&Path>) -> Result<()> {
+/// Sends logs to a file when one is given; else, with `to_stderr` (headless `serve`), to stderr; never to the
+/// terminal the dashboard draws on.
+pub fn init_logging(path: Option<&Path>, to_stderr: bool) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let Some(path) = path else { return Ok(()) };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKTOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let Some(path) = path else {
+        if to_stderr {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(|| SafeLog(std::io::stderr()))
+                .init();
+        }
+        return Ok(());
+    };
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
         .wrap_err_with(|| format!("cannot open log file {}; check --log-file", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOCKTOP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

@@ -46,6 +46,7 @@ pub async fn run(common: &Common, connection: &Connection, args: &WatchArgs) -> 
         recorder,
         scraper,
         never_ask: connection.no_password,
+        hooks: super::hooks::Hooks::from_args(&args.hooks, &super::describe(&targets)),
     };
     dashboard(&targets, &config, common.interval, &face, notes, extras).await
 }
@@ -59,6 +60,8 @@ pub struct Extras {
     pub scraper: Option<Scraper>,
     /// `-w`: never ask for a password.
     pub never_ask: bool,
+    /// `--on-alert`: the command run on each alert change.
+    pub hooks: Option<super::hooks::Hooks>,
 }
 
 /// The `--record` file, opened before the terminal is touched so that a bad path is a one-line error.
@@ -175,7 +178,78 @@ pub async fn dashboard(
         recorder,
         scraper,
         never_ask,
+        hooks,
     } = extras;
+    let Pollers {
+        rx,
+        control,
+        mut tasks,
+    } = start_pollers(targets, config, interval, never_ask).await?;
+    // Without hooks, a sender kept open so that the feed waits on it forever instead of seeing it closed.
+    let (_hook_tx, hook_failed) = if let Some(h) = hooks {
+        (None, h.start(&rx, config, &mut tasks))
+    } else {
+        let (tx, rx) = watch::channel(None);
+        (Some(tx), rx)
+    };
+    let (record_tx, record_rx) = watch::channel(None);
+    let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r, record_tx)));
+    let (service_tx, service_rx) = watch::channel(None);
+    let with_service = scraper.is_some();
+    let mut kept_service_tx = None;
+    match scraper {
+        Some(scraper) => tasks.push(tokio::spawn(run_service(scraper, interval, service_tx))),
+        // Kept open, so that the feed waits on it forever instead of seeing it closed.
+        None => kept_service_tx = Some(service_tx),
+    }
+
+    let mut app = App::new(
+        super::describe(targets),
+        config.thresholds.rules(),
+        interval,
+        notes,
+    );
+    if with_service {
+        app.service = Some(ServiceView::default());
+    }
+    let mut live = Live {
+        rx,
+        recording: record_rx,
+        service: service_rx,
+        _service_tx: kept_service_tx,
+        hook_failed,
+        control,
+    };
+    let result = super::terminal::run(&mut app, &mut live, face).await;
+    for task in &tasks {
+        task.abort();
+    }
+    if let Some(recording) = recording {
+        // The pollers are gone, so the channel closes and the recorder finishes its last line.
+        for task in tasks {
+            let _ = task.await;
+        }
+        let _ = recording.await;
+    }
+    result.map(|()| 0)
+}
+
+/// The pollers of the targets, on one feed, and the dashboard's steering of them.
+#[derive(Debug)]
+pub struct Pollers {
+    pub rx: watch::Receiver<Feed>,
+    pub control: watch::Sender<Control>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Connects to every target (checking the mapping; see [`connect_all`]) and starts a poller on each; with
+/// several, a fleet task merges their feeds into one.
+pub async fn start_pollers(
+    targets: &[(String, Target)],
+    config: &Config,
+    interval: Duration,
+    never_ask: bool,
+) -> Result<Pollers> {
     let limits = SessionLimits::for_interval(interval);
     let ttl = config.thresholds.ttl;
     let connected = connect_all(targets, config, limits, never_ask).await?;
@@ -215,45 +289,7 @@ pub async fn dashboard(
         tasks.push(tokio::spawn(fleet::run_fleet(feeds, interval, tx.clone())));
     }
     drop(tx);
-    let (record_tx, record_rx) = watch::channel(None);
-    let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r, record_tx)));
-    let (service_tx, service_rx) = watch::channel(None);
-    let with_service = scraper.is_some();
-    let mut kept_service_tx = None;
-    match scraper {
-        Some(scraper) => tasks.push(tokio::spawn(run_service(scraper, interval, service_tx))),
-        // Kept open, so that the feed waits on it forever instead of seeing it closed.
-        None => kept_service_tx = Some(service_tx),
-    }
-
-    let mut app = App::new(
-        super::describe(targets),
-        config.thresholds.rules(),
-        interval,
-        notes,
-    );
-    if with_service {
-        app.service = Some(ServiceView::default());
-    }
-    let mut live = Live {
-        rx,
-        recording: record_rx,
-        service: service_rx,
-        _service_tx: kept_service_tx,
-        control,
-    };
-    let result = super::terminal::run(&mut app, &mut live, face).await;
-    for task in &tasks {
-        task.abort();
-    }
-    if let Some(recording) = recording {
-        // The pollers are gone, so the channel closes and the recorder finishes its last line.
-        for task in tasks {
-            let _ = task.await;
-        }
-        let _ = recording.await;
-    }
-    result.map(|()| 0)
+    Ok(Pollers { rx, control, tasks })
 }
 
 /// The monitor of each target, with the target as it connected (a password typed at the prompt stays for the
@@ -295,6 +331,8 @@ struct Live {
     recording: watch::Receiver<Option<RecordStatus>>,
     service: watch::Receiver<Option<ServiceView>>,
     _service_tx: Option<watch::Sender<Option<ServiceView>>>,
+    /// Why the latest `--on-alert` run failed (`None` once one succeeds).
+    hook_failed: watch::Receiver<Option<String>>,
     control: watch::Sender<Control>,
 }
 
@@ -303,6 +341,7 @@ enum News {
     Polled(Feed),
     Recorded(Option<RecordStatus>),
     Scraped(Option<ServiceView>),
+    HookFailed(Option<String>),
 }
 
 impl Plug for Live {
@@ -323,6 +362,9 @@ impl Plug for Live {
             Ok(()) = self.service.changed() => {
                 Ok(News::Scraped(self.service.borrow_and_update().clone()))
             },
+            Ok(()) = self.hook_failed.changed() => {
+                Ok(News::HookFailed(self.hook_failed.borrow_and_update().clone()))
+            },
         }
     }
 
@@ -337,6 +379,11 @@ impl Plug for Live {
             News::Scraped(view) => {
                 app.service = view.or(app.service.take());
                 true
+            }
+            News::HookFailed(why) => {
+                let changed = app.hook_failure != why;
+                app.hook_failure = why;
+                changed
             }
         }
     }

@@ -41,6 +41,8 @@ pub struct Feed {
     pub polls: u64,
     /// Whether the latest poll attempt failed.
     pub last_poll_failed: bool,
+    /// Counts the failed poll attempts (of `polls`).
+    pub failures: u64,
     pub link: Link,
 }
 
@@ -51,6 +53,7 @@ impl Default for Feed {
             received_at: None,
             polls: 0,
             last_poll_failed: false,
+            failures: 0,
             link: Link::Connecting,
         }
     }

@@ -1,6 +1,7 @@
 //! The pure model: snapshots in, statuses, reasons and alerts out. No I/O, no terminal, no clock of its own:
 //! `now` is always passed in, so every rule is testable with a fixed time.
 
+pub mod exposition;
 pub mod feed;
 pub mod history;
 pub mod order;
@@ -8,6 +9,7 @@ pub mod report;
 pub mod rules;
 pub mod service;
 pub mod snapshot;
+pub mod watcher;
 
 pub use history::{History, WindowStats};
 pub use rules::{

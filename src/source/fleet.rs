@@ -109,6 +109,7 @@ pub async fn run_fleet(
         let merged = Snapshot::merged(parts, now);
         tx.send_modify(|f| {
             f.polls += 1;
+            f.failures += u64::from(!any_live);
             f.last_poll_failed = !any_live;
             if any_live {
                 f.snapshot = Some(Arc::new(merged));

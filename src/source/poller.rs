@@ -170,6 +170,7 @@ pub async fn run_poller(
                 let next_at = Instant::now() + delay;
                 tx.send_modify(|f| {
                     f.polls += 1;
+                    f.failures += 1;
                     f.last_poll_failed = true;
                     f.link = Link::Reconnecting {
                         attempt,

@@ -131,7 +131,7 @@ fn ascii_only(buffer: &mut ratatui::buffer::Buffer) {
 }
 
 /// The note lines, most urgent first (two are shown): why lease rows or a database are missing, which service
-/// endpoints fail, then what the role cannot see and the session's own notes.
+/// endpoints fail, whether `--on-alert` failed, then what the role cannot see and the session's own notes.
 fn notes(app: &App) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(reason) = app.recording.as_ref().and_then(|r| r.stopped.as_deref()) {
@@ -147,6 +147,9 @@ fn notes(app: &App) -> Vec<String> {
     }
     if let Some(service) = &app.service {
         out.extend(service.errors.iter().cloned());
+    }
+    if let Some(why) = &app.hook_failure {
+        out.push(why.clone());
     }
     if let Some(s) = &app.snapshot {
         if s.pooled {

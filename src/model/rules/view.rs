@@ -198,6 +198,27 @@ pub enum Alert {
 }
 
 impl Alert {
+    /// Every trigger's name, in the order of [`Self::trigger`].
+    pub const TRIGGERS: [&'static str; 5] = [
+        "contended_too_long",
+        "expired_not_refreshed",
+        "several_contended",
+        "prepared_blocking",
+        "deadlock_burst",
+    ];
+
+    /// What it is about, within its trigger: the same alert keeps its subject from one evaluation to the next
+    /// while its figures change (a profile, a profile's key, a prepared transaction; the cross-profile
+    /// triggers are one alert each, whichever profiles they name).
+    pub fn subject(&self) -> String {
+        match self {
+            Self::ContendedTooLong { profile, .. } => profile.clone(),
+            Self::ExpiredNotRefreshed { profile, key, .. } => format!("{profile} {key}"),
+            Self::PreparedBlocking { gid, .. } => gid.clone(),
+            Self::SeveralContended { .. } | Self::DeadlockBurst { .. } => String::new(),
+        }
+    }
+
     /// The trigger's name, as in the JSON.
     pub fn trigger(&self) -> &'static str {
         match self {
