@@ -657,4 +657,15 @@ fn the_header_counts_the_databases_deadlocks_and_those_since_locktop_started() {
     app.show_at(later, fixtures::t(1));
     let header = lines_of(&render(&mut app, 120, 40, &theme()))[0].clone();
     assert!(header.contains("deadlocks 7 (+2 since start)"), "{header}");
+    // Per minute over the last ten (t(1) and t(121) are two minutes apart): 2, none read, 4; no reading
+    // before.
+    let mut much_later = calm();
+    much_later.deadlocks = Some(11);
+    much_later.server_now = fixtures::t(121);
+    app.show_at(much_later, fixtures::t(121));
+    let header = lines_of(&render(&mut app, 160, 40, &theme()))[0].clone();
+    assert!(
+        header.contains("deadlocks 11 (+6 since start)        ▄ █/min"),
+        "{header}"
+    );
 }

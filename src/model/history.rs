@@ -28,7 +28,13 @@ pub struct History {
     /// The database's deadlock counter as read by recent polls (server time, count), oldest first: as far
     /// back as the deadlock trigger's window.
     deadlocks: VecDeque<(DateTime<Utc>, i64)>,
+    /// Deadlocks counted per minute of server time (minute since the epoch, count), oldest first, for the last
+    /// [`DEADLOCK_MINUTES`] minutes.
+    deadlock_minutes: VecDeque<(i64, u32)>,
 }
+
+/// Minutes of deadlock counts kept for the header's sparkline.
+pub const DEADLOCK_MINUTES: usize = 10;
 
 #[derive(Debug, Clone, Default)]
 struct ProfileHistory {
@@ -102,6 +108,7 @@ impl History {
             missed: VecDeque::with_capacity(capacity.max(1)),
             profiles: HashMap::new(),
             deadlocks: VecDeque::new(),
+            deadlock_minutes: VecDeque::with_capacity(DEADLOCK_MINUTES + 1),
         }
     }
 
@@ -113,6 +120,26 @@ impl History {
         window: chrono::Duration,
     ) {
         let Some(count) = count else { return };
+        if let Some(&(_, previous)) = self.deadlocks.back() {
+            // The counter's rise since the previous reading (a reset counts from zero), in this minute.
+            let new = if count >= previous {
+                count - previous
+            } else {
+                count
+            };
+            let minute = at.timestamp().div_euclid(60);
+            match self.deadlock_minutes.back_mut() {
+                Some((m, n)) if *m == minute => *n = n.saturating_add(new as u32),
+                _ => self.deadlock_minutes.push_back((minute, new as u32)),
+            }
+            while self
+                .deadlock_minutes
+                .front()
+                .is_some_and(|(m, _)| minute - m >= DEADLOCK_MINUTES as i64)
+            {
+                self.deadlock_minutes.pop_front();
+            }
+        }
         self.deadlocks.push_back((at, count));
         while self
             .deadlocks
@@ -128,6 +155,22 @@ impl History {
         let (_, first) = self.deadlocks.front()?;
         let (_, last) = self.deadlocks.back()?;
         Some(if last >= first { last - first } else { *last })
+    }
+
+    /// Deadlocks per minute over the last `minutes` minutes up to `now`'s, oldest first: `None` for a minute
+    /// with no reading (before locktop started, or while the database could not be read).
+    pub fn deadlocks_per_minute(&self, now: DateTime<Utc>, minutes: usize) -> Vec<Option<u32>> {
+        let last = now.timestamp().div_euclid(60);
+        (0..minutes as i64)
+            .rev()
+            .map(|back| {
+                let minute = last - back;
+                self.deadlock_minutes
+                    .iter()
+                    .find(|(m, _)| *m == minute)
+                    .map(|(_, n)| *n)
+            })
+            .collect()
     }
 
     /// Polls in the window so far, missed ones included: the capacity once the window is full.
@@ -289,6 +332,29 @@ mod tests {
     }
 
     const TTL: chrono::Duration = chrono::Duration::seconds(30);
+
+    #[test]
+    fn deadlocks_are_counted_per_minute_with_gaps_where_nothing_was_read() {
+        let mut h = History::default();
+        let window = chrono::Duration::minutes(5);
+        // t(0) is 20 s into its minute: readings at 0 s, 30 s (+2), 50 s (+1, next minute), then none for
+        // two minutes, then one 3 minutes on (+4, its counter having reset to 4).
+        let base = t(0) - chrono::Duration::seconds(t(0).timestamp().rem_euclid(60));
+        for (s, count) in [(0, 10), (30, 12), (70, 13), (250, 4)] {
+            h.record_deadlocks(base + chrono::Duration::seconds(s), Some(count), window);
+        }
+        assert_eq!(
+            h.deadlocks_per_minute(base + chrono::Duration::seconds(250), 5),
+            [Some(2), Some(1), None, None, Some(4)]
+        );
+        // Ten minutes later only what is within the last ten minutes is kept.
+        h.record_deadlocks(base + chrono::Duration::seconds(900), Some(4), window);
+        assert_eq!(
+            h.deadlocks_per_minute(base + chrono::Duration::seconds(900), 12)[..2],
+            [None, None]
+        );
+        assert_eq!(h.deadlock_minutes.len(), 1);
+    }
 
     #[test]
     fn samples_are_failures_since_the_previous_poll_plus_waiters() {

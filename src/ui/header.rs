@@ -7,9 +7,11 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::text;
+use super::columns::sparkline;
+use super::{Glyphs, text};
 use crate::app::App;
 use crate::model::feed::Link;
+use crate::model::history::DEADLOCK_MINUTES;
 use crate::model::human_duration;
 use crate::model::service::ServiceView;
 use crate::theme::Theme;
@@ -34,7 +36,7 @@ impl Piece {
 /// Draws the header line: the link state, a standby's or a down database's alarm, the server clock and the
 /// poll latency always; the service's flags, the target and the program's name as room allows (the name goes
 /// first, then the target, cut in the middle before it goes).
-pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: Rect) {
     let mut pieces = vec![
         Piece::new(9, vec![Span::styled(" locktop ", theme.title)]),
         Piece::new(0, vec![state_span(app, theme)]),
@@ -103,7 +105,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             ],
         ));
     }
-    pieces.extend(deadlocks_piece(app, theme));
+    pieces.extend(deadlocks_piece(app, theme, glyphs));
     if let Some(now) = app.now() {
         pieces.push(Piece::new(
             0,
@@ -136,17 +138,29 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 
 /// The database's deadlocks: new ones since locktop started are an alarm; the server's total alone is
 /// background.
-fn deadlocks_piece(app: &App, theme: &Theme) -> Option<Piece> {
+fn deadlocks_piece(app: &App, theme: &Theme, glyphs: Glyphs) -> Option<Piece> {
     let total = app.snapshot.as_ref().and_then(|s| s.deadlocks)?;
     let since = app.deadlocks_at_start.map_or(0, |b| (total - b).max(0));
     Some(if since > 0 {
-        Piece::new(
-            1,
-            vec![Span::styled(
-                format!("  deadlocks {total} (+{since} since start)"),
+        let mut spans = vec![Span::styled(
+            format!("  deadlocks {total} (+{since} since start)"),
+            theme.escalated,
+        )];
+        // Per minute over the last ten, while any came within them.
+        let minutes = app
+            .now()
+            .map(|now| {
+                app.shown_history()
+                    .deadlocks_per_minute(now, DEADLOCK_MINUTES)
+            })
+            .unwrap_or_default();
+        if minutes.iter().flatten().any(|&n| n > 0) {
+            spans.push(Span::styled(
+                format!(" {}/min", sparkline(&minutes, minutes.len(), glyphs)),
                 theme.escalated,
-            )],
-        )
+            ));
+        }
+        Piece::new(1, spans)
     } else {
         Piece::new(
             5,

@@ -79,7 +79,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs) {
         Constraint::Length(1),
     ])
     .areas(area);
-    header::draw(frame, app, theme, head);
+    header::draw(frame, app, theme, glyphs, head);
     header::draw_banner(frame, app, theme, ban);
     for (i, n) in notes.iter().take(2).enumerate() {
         let line = Rect {
