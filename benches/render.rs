@@ -2,8 +2,11 @@
 //!
 //! `cargo bench --bench render` prints:
 //! - the time to draw one 120×40 frame with 10,000 profiles in the model (and to evaluate a snapshot of them);
-//! - bytes written per second in steady state through the crossterm backend into a counting writer, at 120×40
-//!   with 30 countdowns ticking, and at 180×40 on a quiet screen with four lock waits;
+//! - bytes written per second in steady state into a counting writer, at 120×40 with 30 countdowns ticking,
+//!   and at 180×40 on a quiet screen with four lock waits: through locktop's backend (`cmd::lean`), through
+//!   crossterm's (what ratatui offers), and the floor (`lean::floor_bytes`, a lower bound: each changed cell's
+//!   bytes, one byte to reach each run of them, four per colouring beyond one), and the time locktop's backend
+//!   takes to encode a frame;
 //! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
 //!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
 
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use locktop::app::App;
+use locktop::cmd::lean::Lean;
 use locktop::model::{LeaseRow, LockWait, Rules, Snapshot};
 use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::theme::{ColorDepth, Theme};
@@ -100,10 +104,60 @@ fn main() {
         (120, 40, 30, 0, "30 countdowns ticking"),
         (180, 40, 3, 4, "quiet screen, four lock waits"),
     ] {
-        let (full, per_s) = bytes_per_second(&theme, glyphs, (w, h), profiles, waits);
-        println!("terminal bytes at {w}x{h}, {what}: first frame {full} B, then {per_s:.0} B/s");
+        let lean = bytes_per_second(&theme, glyphs, (w, h), profiles, waits, Backend::Lean);
+        let crossterm =
+            bytes_per_second(&theme, glyphs, (w, h), profiles, waits, Backend::Crossterm);
+        let floor = floor_per_second(&theme, glyphs, (w, h), profiles, waits);
+        println!(
+            "terminal bytes at {w}x{h}, {what}: locktop's backend: first frame {} B, then {:.0} B/s; \
+             crossterm's: {} B, {:.0} B/s; floor {floor:.0} B/s (locktop {:.2}x the floor)",
+            lean.0,
+            lean.1,
+            crossterm.0,
+            crossterm.1,
+            lean.1 / floor
+        );
     }
+    encode_time(&theme, glyphs);
     real_binary();
+}
+
+/// The time a backend takes to write one frame's changes (two frames a second apart, alternately).
+fn encode_time(theme: &Theme, glyphs: Glyphs) {
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let mut app = app();
+    let mut frames = Vec::new();
+    for i in 0..2 {
+        let mut s = snapshot(30, 0);
+        s.server_now = t(i);
+        app.show_at(s, t(i));
+        terminal
+            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+            .expect("draw");
+        frames.push(terminal.backend().buffer().clone());
+    }
+    let time = |draw: &mut dyn FnMut(&ratatui::buffer::Buffer, &ratatui::buffer::Buffer)| {
+        let mut times = Vec::new();
+        for i in 0..2000 {
+            let (a, b) = (&frames[i % 2], &frames[(i + 1) % 2]);
+            let start = Instant::now();
+            draw(a, b);
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let mut lean = Lean::with_size(std::io::sink(), 120, 40);
+    let lean_us = time(&mut |a, b| {
+        ratatui::backend::Backend::draw(&mut lean, a.diff(b).into_iter()).expect("draw");
+    });
+    let mut crossterm = CrosstermBackend::new(std::io::sink());
+    let crossterm_us = time(&mut |a, b| {
+        ratatui::backend::Backend::draw(&mut crossterm, a.diff(b).into_iter()).expect("draw");
+    });
+    println!(
+        "encoding one frame's changes at 120x40 (30 countdowns): locktop's backend {lean_us:.1} µs, crossterm's {crossterm_us:.1} µs (median)"
+    );
 }
 
 fn render_time(theme: &Theme, glyphs: Glyphs) {
@@ -130,18 +184,82 @@ fn render_time(theme: &Theme, glyphs: Glyphs) {
     );
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Lean,
+    Crossterm,
+}
+
 fn bytes_per_second(
+    theme: &Theme,
+    glyphs: Glyphs,
+    size: (u16, u16),
+    profiles: usize,
+    waits: usize,
+    backend: Backend,
+) -> (usize, f64) {
+    let counter = Counting::default();
+    let out = std::io::BufWriter::with_capacity(64 * 1024, counter.clone());
+    match backend {
+        Backend::Lean => count_frames(
+            Lean::with_size(out, size.0, size.1),
+            &counter,
+            (theme, glyphs, size),
+            profiles,
+            waits,
+        ),
+        Backend::Crossterm => count_frames(
+            CrosstermBackend::new(out),
+            &counter,
+            (theme, glyphs, size),
+            profiles,
+            waits,
+        ),
+    }
+}
+
+/// The floor's bytes per second over the same frames as [`bytes_per_second`].
+fn floor_per_second(
     theme: &Theme,
     glyphs: Glyphs,
     (w, h): (u16, u16),
     profiles: usize,
     waits: usize,
-) -> (usize, f64) {
-    let counter = Counting::default();
-    let backend = CrosstermBackend::new(std::io::BufWriter::with_capacity(
-        64 * 1024,
-        counter.clone(),
-    ));
+) -> f64 {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    let mut app = app();
+    let s = snapshot(profiles, waits);
+    app.show_at(s.clone(), t(0));
+    terminal
+        .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+        .expect("draw");
+    let mut shown = terminal.backend().buffer().clone();
+    let mut bytes = 0;
+    let seconds = 60;
+    for i in 1..=seconds {
+        let mut next = s.clone();
+        next.server_now = t(i);
+        app.show_at(next, t(i));
+        terminal
+            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+            .expect("draw");
+        let now = terminal.backend().buffer().clone();
+        bytes += locktop::cmd::lean::floor_bytes(&shown, &now);
+        shown = now;
+    }
+    bytes as f64 / f64::from(seconds as u32)
+}
+
+fn count_frames<B: ratatui::backend::Backend>(
+    backend: B,
+    counter: &Counting,
+    (theme, glyphs, (w, h)): (&Theme, Glyphs, (u16, u16)),
+    profiles: usize,
+    waits: usize,
+) -> (usize, f64)
+where
+    B::Error: std::fmt::Debug,
+{
     let mut terminal = Terminal::with_options(
         backend,
         ratatui::TerminalOptions {
@@ -157,6 +275,7 @@ fn bytes_per_second(
         .expect("draw");
     terminal.backend_mut().flush().expect("flush");
     let full = counter.0.swap(0, Ordering::Relaxed);
+    // The floor begins from the first frame drawn: so do these.
     let seconds = 60;
     for i in 1..=seconds {
         // One poll and one tick a second: the same data, a second later.

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod docs;
 pub mod hooks;
 pub mod http;
+pub mod lean;
 pub mod replay;
 pub mod scrub;
 pub mod serve;

@@ -8,17 +8,17 @@
 //! ([`super::replay`]). It says when it has news, takes its own keys, and hears what the UI asks of it.
 
 use std::future::Future;
-use std::io::{BufWriter, Stdout, Write};
+use std::io::{BufWriter, Stdout};
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
 use crossterm::event::{self, Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use crossterm::{cursor, execute, terminal};
+use crossterm::{cursor, execute, style, terminal};
 use futures_util::StreamExt;
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::lean::Lean;
 use super::sgr16::Sgr16;
 use crate::app::{App, keymap};
 use crate::theme::Theme;
@@ -108,6 +108,9 @@ pub fn restore() {
     crate::source::conninfo::TERMINAL_TAKEN.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = execute!(
         std::io::stdout(),
+        // The screen leaves its colours set between frames.
+        style::ResetColor,
+        style::SetAttribute(style::Attribute::Reset),
         event::DisableMouseCapture,
         terminal::LeaveAlternateScreen,
         cursor::Show
@@ -115,11 +118,13 @@ pub fn restore() {
     let _ = terminal::disable_raw_mode();
 }
 
-type Screen = Terminal<CrosstermBackend<Sgr16<BufWriter<Stdout>>>>;
+type Screen = Terminal<Lean<Sgr16<BufWriter<Stdout>>>>;
 
 fn screen(ansi16: bool) -> Result<Screen> {
     let out = BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let backend = CrosstermBackend::new(Sgr16::new(out, ansi16));
+    let mut backend = Lean::new(Sgr16::new(out, ansi16));
+    // A blank screen to start from, known to the backend (what it may erase or reprint rather than move over).
+    ratatui::backend::Backend::clear_region(&mut backend, ratatui::backend::ClearType::All)?;
     Ok(Terminal::new(backend)?)
 }
 
@@ -234,7 +239,7 @@ fn draw(term: &mut Screen, app: &mut App, feed: &mut impl Plug, face: &Face) -> 
     let fresh = app.staleness().is_none();
     feed.before_draw(app);
     term.draw(|f| ui::draw(f, app, &face.theme, face.glyphs))?;
-    term.backend_mut().flush()?;
+    ratatui::backend::Backend::flush(term.backend_mut())?;
     Ok(fresh)
 }
 

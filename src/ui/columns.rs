@@ -36,7 +36,7 @@ pub enum Column {
     Pid,
     /// Time left on the row's lease.
     Ttl,
-    /// How long the row has been held.
+    /// When the row was taken by its holder (server time).
     Held,
     /// How long the current contention episode has lasted.
     Contended,
@@ -155,7 +155,7 @@ impl Column {
             Self::Owner => "OWNER",
             Self::Pid => "PID",
             Self::Ttl => "TTL",
-            Self::Held => "HELD",
+            Self::Held => "SINCE",
             Self::Contended => "CONTEND",
             Self::Fails => "FAILS",
             Self::Service => "SVC/s",
@@ -207,9 +207,11 @@ impl Column {
             Self::Ttl => row
                 .and_then(|r| r.ttl_remaining(now))
                 .map_or_else(dash, |d| Cow::Owned(human_duration(d))),
+            // When the holder took the row (server time), rather than a duration that would tick on every
+            // line every second: the same fact, and the terminal is spared a redraw per row per second.
             Self::Held => row
                 .and_then(|r| r.acquired_at)
-                .map_or_else(dash, |a| Cow::Owned(human_duration(now - a))),
+                .map_or_else(dash, |a| Cow::Owned(since(a, now))),
             Self::Contended if e.first => p
                 .contended_for(now)
                 .map_or_else(dash, |d| Cow::Owned(human_duration(d))),
@@ -266,8 +268,8 @@ impl Spec for Column {
             Self::Profile => Width::Text { min: 10, share: 2 },
             Self::Key => Width::Text { min: 6, share: 1 },
             Self::Owner => Width::Text { min: 10, share: 3 },
-            Self::Pid => Width::Fixed(8),
-            Self::Ttl | Self::Held | Self::Service => Width::Fixed(6),
+            Self::Pid | Self::Held => Width::Fixed(8),
+            Self::Ttl | Self::Service => Width::Fixed(6),
             Self::Contended => Width::Fixed(7),
             Self::Fails => Width::Fixed(5),
             // Set by the layout from the sparkline's width.
@@ -406,6 +408,15 @@ fn service_rate(service: Option<&ServiceView>, profile: &str) -> String {
         Some(None) => "?".to_owned(),
         Some(Some(r)) if r >= 100.0 => format!("{r:.0}"),
         Some(Some(r)) => format!("{r:.1}"),
+    }
+}
+
+/// A moment of server time in 8 cells: the time of day within the last day, else the date.
+fn since(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    if now - at < chrono::Duration::days(1) {
+        at.format("%H:%M:%S").to_string()
+    } else {
+        at.format("%b %d").to_string()
     }
 }
 

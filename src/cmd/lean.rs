@@ -1,0 +1,1240 @@
+//! The terminal backend: ratatui's diff of changed cells, written in as few bytes as the terminal allows. Over
+//! SSH during an incident every byte counts, and most frames change a few short runs (countdowns, a
+//! sparkline's newest bar), where crossterm's backend spends most of its bytes on absolute moves
+//! (`ESC[row;colH`) and on resetting and setting colours around each run.
+//!
+//! - The cursor position is tracked, and each move is the cheapest of: none, reprinting the few cells between
+//!   (when they are known and already in the current colours), a relative move (`ESC[nC`, `ESC[nD`, `ESC[nB`,
+//!   `ESC[nA`, line feeds, carriage return), a column (`ESC[nG`) or an absolute position.
+//! - Colours and attributes are tracked across frames: a change is one `ESC[…m` with only what differs (or a
+//!   reset and what is wanted, when shorter), never a reset at the end of a frame. The 16 ANSI colours use
+//!   their classic codes (`31`, `91`), which every terminal knows.
+//! - Showing or hiding the cursor is written only when it changes.
+//!
+//! Anything that can leave the terminal's state unknown (a clear, a resize, a suspend, which makes a new
+//! backend) drops what is tracked, so the next frame starts from known ground.
+
+use std::io::{self, Write};
+
+use ratatui::backend::{Backend, ClearType, WindowSize};
+use ratatui::buffer::{Buffer, Cell};
+use ratatui::layout::{Position, Size};
+use ratatui::style::{Color, Modifier};
+use unicode_width::UnicodeWidthStr;
+
+/// Colours and attributes: what an SGR sequence sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Pen {
+    fg: Color,
+    bg: Color,
+    modifier: Modifier,
+}
+
+/// What is known of one cell on the terminal: its width, its colours, and its bytes when short (the shadow of a
+/// screen is copied to price a frame's writing in two orders: this keeps it a plain copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    bytes: [u8; 8],
+    /// How many of `bytes` hold the symbol; 0 when it is longer (then it is never reprinted).
+    len: u8,
+    width: u8,
+    pen: Pen,
+}
+
+impl Known {
+    fn new(symbol: &str, pen: Pen) -> Self {
+        let mut bytes = [0; 8];
+        let len = if symbol.len() <= bytes.len() {
+            bytes[..symbol.len()].copy_from_slice(symbol.as_bytes());
+            symbol.len() as u8
+        } else {
+            0
+        };
+        Self {
+            bytes,
+            len,
+            width: symbol.width().min(2) as u8,
+            pen,
+        }
+    }
+
+    /// Its bytes, when kept.
+    fn symbol(&self) -> Option<&[u8]> {
+        (self.len > 0).then(|| &self.bytes[..usize::from(self.len)])
+    }
+}
+
+/// A ratatui backend that writes the fewest bytes it can; see the module's documentation.
+#[derive(Debug)]
+pub struct Lean<W: Write> {
+    out: W,
+    /// The screen's size is fixed (else asked of the terminal at each frame).
+    fixed: bool,
+    hidden: Option<bool>,
+    track: Track,
+}
+
+/// What is known of the terminal's state, and the bytes that change it. Cloned to price another order of
+/// writing a frame's cells.
+#[derive(Debug, Clone, Default)]
+struct Track {
+    size: Option<Size>,
+    /// Where the cursor is, when known (after writing the last column it is not: terminals differ).
+    cursor: Option<(u16, u16)>,
+    /// The terminal's colours and attributes, when known.
+    pen: Option<Pen>,
+    /// What each cell holds, row by row, when known (reprinting a short gap can beat moving over it).
+    shadow: Vec<Option<Known>>,
+    /// The right half of a wide character that a narrow one just overwrote: terminals blank it (some in the
+    /// current colours), while ratatui, whose buffer has it blank already, does not redraw it.
+    orphan: Option<(u16, u16)>,
+}
+
+impl<W: Write> Lean<W> {
+    /// A backend on `out`, which asks the terminal its size.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            fixed: false,
+            hidden: None,
+            track: Track::default(),
+        }
+    }
+
+    /// A backend on `out` for a screen of a fixed size (benchmarks and tests: no terminal to ask).
+    pub fn with_size(out: W, width: u16, height: u16) -> Self {
+        let mut lean = Self::new(out);
+        lean.fixed = true;
+        lean.track.resized(Size { width, height });
+        lean
+    }
+
+    pub fn writer(&self) -> &W {
+        &self.out
+    }
+}
+
+impl Track {
+    fn resized(&mut self, size: Size) {
+        if self.size != Some(size) {
+            self.size = Some(size);
+            self.shadow = vec![None; usize::from(size.width) * usize::from(size.height)];
+            self.cursor = None;
+        }
+    }
+
+    fn index(&self, x: u16, y: u16) -> Option<usize> {
+        let size = self.size?;
+        (x < size.width && y < size.height)
+            .then(|| usize::from(y) * usize::from(size.width) + usize::from(x))
+    }
+
+    /// Forgets what the screen holds (after a clear, it is blank in the default colours).
+    fn forget(&mut self, blank: bool) {
+        let cell = blank.then(|| Known::new(" ", Pen::default()));
+        self.shadow.fill(cell);
+    }
+
+    /// The bytes that move the cursor from where it is to `(x, y)`: the cheapest way.
+    fn moves(&self, x: u16, y: u16) -> Vec<u8> {
+        let absolute = cup(x, y);
+        let Some((cx, cy)) = self.cursor else {
+            return absolute;
+        };
+        if (cx, cy) == (x, y) {
+            return Vec::new();
+        }
+        let mut best = absolute;
+        // Vertically first (line feeds keep the column in raw mode), then along the row.
+        let vertical: Vec<u8> = match y.cmp(&cy) {
+            std::cmp::Ordering::Equal => Vec::new(),
+            std::cmp::Ordering::Greater => {
+                let down = y - cy;
+                let feeds = vec![b'\n'; usize::from(down)];
+                let csi = csi(down, b'B');
+                if feeds.len() <= csi.len() { feeds } else { csi }
+            }
+            std::cmp::Ordering::Less => csi(cy - y, b'A'),
+        };
+        for horizontal in self.along_row(cx, x, y, y == cy) {
+            if vertical.len() + horizontal.len() < best.len() {
+                best = vertical.iter().chain(&horizontal).copied().collect();
+            }
+        }
+        best
+    }
+
+    /// Ways to go from column `cx` to `x` on row `y`: relative (backspaces for a step or two), by column, from
+    /// the row's start, and (on the cursor's own row) by reprinting the cells between when that is shorter.
+    fn along_row(&self, cx: u16, x: u16, y: u16, same_row: bool) -> Vec<Vec<u8>> {
+        let mut ways = vec![cha(x)];
+        match x.cmp(&cx) {
+            std::cmp::Ordering::Equal => ways.push(Vec::new()),
+            std::cmp::Ordering::Greater => {
+                ways.push(csi(x - cx, b'C'));
+                if same_row && let Some(gap) = self.reprint(cx, x, y) {
+                    ways.push(gap);
+                }
+            }
+            std::cmp::Ordering::Less => {
+                ways.push(csi(cx - x, b'D'));
+                if cx - x <= 2 {
+                    ways.push(vec![0x08; usize::from(cx - x)]);
+                }
+            }
+        }
+        let mut from_start = vec![b'\r'];
+        if x > 0 {
+            from_start.extend(csi(x, b'C'));
+        }
+        ways.push(from_start);
+        ways
+    }
+
+    /// The cells from `from` up to `to` on row `y`, as they are, when all are known, one cell wide, and in the
+    /// current colours (so reprinting them changes nothing but the cursor).
+    fn reprint(&self, from: u16, to: u16, y: u16) -> Option<Vec<u8>> {
+        if to - from > 4 {
+            return None;
+        }
+        let pen = self.pen?;
+        let mut out = Vec::new();
+        for x in from..to {
+            let known = self.shadow.get(self.index(x, y)?)?.as_ref()?;
+            if known.pen != pen || known.width != 1 {
+                return None;
+            }
+            out.extend_from_slice(known.symbol()?);
+        }
+        Some(out)
+    }
+
+    /// A blank in the default colours where a wide character's right half was, unless the next cell written
+    /// is that one.
+    fn settle_orphan(&mut self, out: &mut Vec<u8>, next: Option<(u16, u16)>) {
+        if let Some((x, y)) = self.orphan.take()
+            && next != Some((x, y))
+        {
+            self.write_cell(out, x, y, &Cell::EMPTY);
+        }
+    }
+
+    fn write_cell(&mut self, out: &mut Vec<u8>, x: u16, y: u16, cell: &Cell) {
+        self.settle_orphan(out, Some((x, y)));
+        let symbol = cell.symbol();
+        let width = symbol.width().max(1) as u16;
+        // The last cell this one covers was a wide character's left half: its right half is orphaned.
+        let orphans = self
+            .index(x + width - 1, y)
+            .and_then(|i| self.shadow[i].as_ref())
+            .is_some_and(|k| k.width > 1);
+        // Writing over a wide character's right half blanks the whole character on the terminal.
+        if x > 0
+            && let Some(left) = self.index(x - 1, y)
+            && self.shadow[left].as_ref().is_some_and(|k| k.width > 1)
+        {
+            self.shadow[left] = None;
+        }
+        out.extend(self.moves(x, y));
+        let pen = Pen {
+            fg: cell.fg,
+            bg: cell.bg,
+            modifier: cell.modifier,
+        };
+        if self.pen != Some(pen) {
+            out.extend(sgr(self.pen, pen));
+            self.pen = Some(pen);
+        }
+        out.extend_from_slice(symbol.as_bytes());
+        if orphans && self.index(x + width, y).is_some() {
+            self.orphan = Some((x + width, y));
+        }
+        if let Some(i) = self.index(x, y) {
+            self.shadow[i] = Some(Known::new(symbol, pen));
+            // The cell a wide character covers holds nothing that can be reprinted alone.
+            if width > 1
+                && let Some(next) = self.index(x + 1, y)
+            {
+                self.shadow[next] = None;
+            }
+        }
+        let end = x.saturating_add(width);
+        // At the last column the cursor waits to wrap, and terminals differ in what a move does from there.
+        self.cursor = self.size.filter(|s| end < s.width).map(|_| (end, y));
+    }
+
+    /// Row `y` as it must look after this frame: what the screen holds, with `cells`' changes on it; `None`
+    /// when a cell of it is not known, or is wide.
+    fn wanted_row(&self, y: u16, cells: &[(u16, u16, Cell)]) -> Option<Vec<Known>> {
+        let width = self.size?.width;
+        let mut row: Vec<Option<Known>> = (0..width)
+            .map(|x| self.index(x, y).and_then(|i| self.shadow[i]))
+            .collect();
+        for (x, cy, cell) in cells {
+            if *cy == y {
+                let pen = Pen {
+                    fg: cell.fg,
+                    bg: cell.bg,
+                    modifier: cell.modifier,
+                };
+                row[usize::from(*x)] = Some(Known::new(cell.symbol(), pen));
+            }
+        }
+        row.into_iter()
+            .map(|k| k.filter(|k| k.width == 1 && k.len > 0))
+            .collect()
+    }
+
+    /// Where deleting one cell of row `y` (the rest of the row moving left) explains at least four of its
+    /// changes: a sparkline taking a new sample. The longest such stretch's first column.
+    fn shift_at(&self, y: u16, wanted: &[Known]) -> Option<u16> {
+        let shown: Vec<Known> = (0..wanted.len() as u16)
+            .map(|x| self.index(x, y).and_then(|i| self.shadow[i]))
+            .collect::<Option<Vec<Known>>>()?;
+        let mut best: Option<(u16, usize)> = None;
+        let mut start: Option<(u16, usize)> = None;
+        for x in 0..wanted.len().saturating_sub(1) {
+            if wanted[x] == shown[x + 1] {
+                let (a, changes) = start.get_or_insert((x as u16, 0));
+                if wanted[x] != shown[x] {
+                    *changes += 1;
+                }
+                let run = (*a, *changes);
+                if best.is_none_or(|(_, c)| run.1 > c) {
+                    best = Some(run);
+                }
+            } else {
+                start = None;
+            }
+        }
+        best.filter(|(_, changes)| *changes >= 4).map(|(a, _)| a)
+    }
+
+    /// Deletes the cell at `(x, y)` (`ESC[P`): the rest of the row moves one cell left, the last is unknown.
+    fn delete_cell(&mut self, out: &mut Vec<u8>, x: u16, y: u16) {
+        out.extend(self.moves(x, y));
+        out.extend_from_slice(b"\x1b[P");
+        let (Some(first), Some(size)) = (self.index(x, y), self.size) else {
+            return;
+        };
+        let last = first + usize::from(size.width - x) - 1;
+        self.shadow.copy_within(first + 1..=last, first);
+        self.shadow[last] = None;
+        self.cursor = Some((x, y));
+    }
+
+    /// The cells of row `y` that differ from `wanted` on the screen as now known.
+    fn differences(&self, y: u16, wanted: &[Known]) -> Vec<(u16, u16, Cell)> {
+        wanted
+            .iter()
+            .enumerate()
+            .filter(|(x, k)| self.index(*x as u16, y).and_then(|i| self.shadow[i]) != Some(**k))
+            .map(|(x, k)| {
+                let mut cell = Cell::default();
+                cell.set_symbol(std::str::from_utf8(k.symbol().unwrap_or(b" ")).unwrap_or(" "));
+                cell.fg = k.pen.fg;
+                cell.bg = k.pen.bg;
+                cell.modifier = k.pen.modifier;
+                (x as u16, y, cell)
+            })
+            .collect()
+    }
+
+    /// The screen's row `y` as known, when every cell of it is (and one cell wide).
+    fn shown_row(&self, y: u16) -> Option<Vec<Known>> {
+        let width = self.size?.width;
+        (0..width)
+            .map(|x| {
+                self.index(x, y)
+                    .and_then(|i| self.shadow[i])
+                    .filter(|k| k.width == 1 && k.len > 0)
+            })
+            .collect()
+    }
+
+    /// Lines that moved up or down by one (a lock wait that went or came, and the tree below it moved): the
+    /// terminal moves them itself when that costs fewer bytes than rewriting them. Deleting (`ESC[M`) or
+    /// inserting (`ESC[L`) a line inside a scrolling region (`ESC[top;bottomr`) shifts just that band.
+    fn shift_lines(&mut self, out: &mut Vec<u8>, cells: &mut Vec<(u16, u16, Cell)>) {
+        let Some(size) = self.size else {
+            return;
+        };
+        let mut changed: Vec<u16> = cells.iter().map(|(_, y, _)| *y).collect();
+        changed.dedup();
+        if changed.len() < 2 {
+            return;
+        }
+        let wanted: Vec<Option<Vec<Known>>> = (0..size.height)
+            .map(|y| self.wanted_row(y, cells))
+            .collect();
+        let shown: Vec<Option<Vec<Known>>> = (0..size.height).map(|y| self.shown_row(y)).collect();
+        let same = |a: &Option<Vec<Known>>, b: &Option<Vec<Known>>| a.is_some() && a == b;
+        // The longest band of changed lines each equal to the one below (deleted) or above (inserted).
+        let mut best: Option<(u16, u16, bool)> = None;
+        for up in [true, false] {
+            let mut y = 0;
+            while y + 1 < size.height {
+                let (from, to) = if up { (y, y + 1) } else { (y + 1, y) };
+                if same(&wanted[usize::from(from)], &shown[usize::from(to)])
+                    && wanted[usize::from(from)] != shown[usize::from(from)]
+                {
+                    let start = y;
+                    while y + 1 < size.height && {
+                        let (f, t) = if up { (y, y + 1) } else { (y + 1, y) };
+                        same(&wanted[usize::from(f)], &shown[usize::from(t)])
+                    } {
+                        y += 1;
+                    }
+                    let len = y - start;
+                    if len >= 2 && best.is_none_or(|(a, b, _)| len > b - a) {
+                        best = Some((start, y, up));
+                    }
+                }
+                y += 1;
+            }
+        }
+        let Some((top, bottom, up)) = best else {
+            return;
+        };
+        // Every line of the band must be known as it is to be: the lines moved, and the one made blank.
+        if (top..=bottom).any(|y| wanted[usize::from(y)].is_none()) {
+            return;
+        }
+        let band: Vec<&(u16, u16, Cell)> = cells
+            .iter()
+            .filter(|(_, y, _)| (top..=bottom).contains(y))
+            .collect();
+        let plain = self.clone().write_all(&band).len();
+        let mut moved = self.clone();
+        // The line made blank takes the current background: the default one.
+        let mut bytes = Vec::new();
+        if moved.pen != Some(Pen::default()) {
+            bytes.extend(sgr(moved.pen, Pen::default()));
+            moved.pen = Some(Pen::default());
+        }
+        bytes.extend(format!("\x1b[{};{}r", top + 1, bottom + 1).into_bytes());
+        // Setting the region moves the cursor: home on xterm, to the region's top on others. An absolute move
+        // then is right on both.
+        moved.cursor = None;
+        bytes.extend(moved.moves(0, top));
+        bytes.extend_from_slice(if up { b"\x1b[M" } else { b"\x1b[L" });
+        bytes.extend_from_slice(b"\x1b[r");
+        // Resetting it sends the cursor home everywhere.
+        moved.cursor = Some((0, 0));
+        let width = usize::from(size.width);
+        let first = usize::from(top) * width;
+        let last = (usize::from(bottom) + 1) * width;
+        let blank = Some(Known::new(" ", Pen::default()));
+        if up {
+            moved.shadow.copy_within(first + width..last, first);
+            moved.shadow[last - width..last].fill(blank);
+        } else {
+            moved.shadow.copy_within(first..last - width, first + width);
+            moved.shadow[first..first + width].fill(blank);
+        }
+        let mut rest = Vec::new();
+        for y in top..=bottom {
+            if let Some(row) = &wanted[usize::from(y)] {
+                rest.extend(moved.differences(y, row));
+            }
+        }
+        bytes.extend(moved.write_all(&rest.iter().collect::<Vec<_>>()));
+        if bytes.len() < plain {
+            *self = moved;
+            out.extend(bytes);
+            cells.retain(|(_, y, _)| !(top..=bottom).contains(y));
+        }
+    }
+
+    /// Rows whose change is mostly their content moved one cell left are shifted on the terminal when that
+    /// costs fewer bytes than writing their changed cells; `cells` then holds what is left to write.
+    fn shift_rows(&mut self, out: &mut Vec<u8>, cells: &mut Vec<(u16, u16, Cell)>) {
+        let mut rows: Vec<u16> = cells.iter().map(|(_, y, _)| *y).collect();
+        rows.dedup();
+        for y in rows {
+            let Some(wanted) = self.wanted_row(y, cells) else {
+                continue;
+            };
+            let Some(a) = self.shift_at(y, &wanted) else {
+                continue;
+            };
+            let row: Vec<&(u16, u16, Cell)> = cells.iter().filter(|(_, cy, _)| *cy == y).collect();
+            let plain = self.clone().write_all(&row).len();
+            let mut shifted = self.clone();
+            let mut bytes = Vec::new();
+            shifted.delete_cell(&mut bytes, a, y);
+            let rest = shifted.differences(y, &wanted);
+            bytes.extend(shifted.write_all(&rest.iter().collect::<Vec<_>>()));
+            if bytes.len() < plain {
+                *self = shifted;
+                out.extend(bytes);
+                cells.retain(|(_, cy, _)| *cy != y);
+            }
+        }
+    }
+
+    /// The bytes of `cells` written in this order, the state moving along. A long run of blanks (a line that
+    /// got shorter) is erased in place (`ESC[nX`) rather than written.
+    fn write_all(&mut self, cells: &[&(u16, u16, Cell)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < cells.len() {
+            let (x, y, cell) = cells[i];
+            let (width, taken, pen) = self.blank_run(&cells[i..]);
+            let erase = csi(width, b'X');
+            // Written one by one, the blanks cost a byte each and a move over each gap between them.
+            let gaps = usize::from(width) - taken;
+            if erase.len() + 4 < taken + 3 * gaps.min(taken) {
+                self.settle_orphan(&mut out, Some((*x, *y)));
+                out.extend(self.moves(*x, *y));
+                if self.pen != Some(pen) {
+                    out.extend(sgr(self.pen, pen));
+                    self.pen = Some(pen);
+                }
+                out.extend(erase);
+                for dx in 0..width {
+                    if let Some(j) = self.index(x + dx, *y) {
+                        self.shadow[j] = Some(Known::new(" ", pen));
+                    }
+                }
+                // Erasing leaves the cursor where it was.
+                self.cursor = Some((*x, *y));
+                i += taken;
+            } else {
+                self.write_cell(&mut out, *x, *y, cell);
+                i += 1;
+            }
+        }
+        self.settle_orphan(&mut out, None);
+        out
+    }
+
+    /// The blanks that `cells` begin with on one row, in one foreground colour on the default background
+    /// without attributes (what erasing gives, on terminals that erase in the current colours and on those
+    /// that do not alike): the width from the first to the last of them, how many of `cells` they are, and
+    /// their colours. The cells between, which are not to change, must be such blanks on the screen already.
+    /// Every cell covered must be known to be one cell wide (erasing part of a wide character is left to
+    /// plain writes).
+    fn blank_run(&self, cells: &[&(u16, u16, Cell)]) -> (u16, usize, Pen) {
+        let Some((x0, y0, first)) = cells.first() else {
+            return (0, 0, Pen::default());
+        };
+        let pen = Pen {
+            fg: first.fg,
+            bg: first.bg,
+            modifier: first.modifier,
+        };
+        if first.symbol() != " " || pen.bg != Color::Reset || !pen.modifier.is_empty() {
+            return (0, 0, pen);
+        }
+        let blank = Known::new(" ", pen);
+        let (mut taken, mut width) = (0, 0);
+        let mut x = *x0;
+        while let Some(known) = self.index(x, *y0).and_then(|j| self.shadow[j]) {
+            if known.width != 1 {
+                break;
+            }
+            match cells.get(taken) {
+                Some((cx, cy, cell)) if (*cx, *cy) == (x, *y0) => {
+                    let same = cell.symbol() == " "
+                        && cell.fg == pen.fg
+                        && cell.bg == pen.bg
+                        && cell.modifier == pen.modifier;
+                    if !same {
+                        break;
+                    }
+                    taken += 1;
+                    width = x - x0 + 1;
+                }
+                _ if known == blank => {}
+                _ => break,
+            }
+            x += 1;
+        }
+        (width, taken, pen)
+    }
+}
+
+/// A lower bound on the bytes any backend must send for the change from `prev` to `next`, in any order: each
+/// changed cell's own bytes, one byte to reach each run of changed cells (a line feed, a backspace or a
+/// carriage return is the shortest move there is), and four bytes (`ESC[1m`, the shortest SGR sequence) for
+/// each colouring the changed cells need beyond one already set. A yardstick for the benchmarks.
+pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
+    let mut bytes = 0;
+    let mut end: Option<(u16, u16)> = None;
+    let mut pens: Vec<Pen> = Vec::new();
+    for (x, y, cell) in prev.diff(next) {
+        if end != Some((x, y)) {
+            bytes += 1;
+        }
+        let pen = Pen {
+            fg: cell.fg,
+            bg: cell.bg,
+            modifier: cell.modifier,
+        };
+        if !pens.contains(&pen) {
+            pens.push(pen);
+        }
+        bytes += cell.symbol().len();
+        end = Some((x + cell.symbol().width().max(1) as u16, y));
+    }
+    bytes + 4 * pens.len().saturating_sub(1)
+}
+
+/// `ESC [ n letter`, with `n` left out when it is 1.
+fn csi(n: u16, letter: u8) -> Vec<u8> {
+    let mut out = b"\x1b[".to_vec();
+    if n != 1 {
+        out.extend(n.to_string().bytes());
+    }
+    out.push(letter);
+    out
+}
+
+/// The absolute position, 0-based in, 1-based out (`ESC[row;colH`, `ESC[rowH` for the first column).
+fn cup(x: u16, y: u16) -> Vec<u8> {
+    let mut out = format!("\x1b[{}", y + 1).into_bytes();
+    if x > 0 {
+        out.extend(format!(";{}", x + 1).bytes());
+    }
+    out.push(b'H');
+    out
+}
+
+/// The column on the cursor's row (`ESC[colG`).
+fn cha(x: u16) -> Vec<u8> {
+    csi(x + 1, b'G')
+}
+
+/// The SGR parameters of a colour as foreground (`base` 30) or background (`base` 40).
+fn color(c: Color, base: u8) -> String {
+    let classic = |n: u8| {
+        if n < 8 {
+            (base + n).to_string()
+        } else {
+            (base + 60 + n - 8).to_string()
+        }
+    };
+    match c {
+        Color::Reset => (base + 9).to_string(),
+        Color::Black => classic(0),
+        Color::Red => classic(1),
+        Color::Green => classic(2),
+        Color::Yellow => classic(3),
+        Color::Blue => classic(4),
+        Color::Magenta => classic(5),
+        Color::Cyan => classic(6),
+        Color::Gray => classic(7),
+        Color::DarkGray => classic(8),
+        Color::LightRed => classic(9),
+        Color::LightGreen => classic(10),
+        Color::LightYellow => classic(11),
+        Color::LightBlue => classic(12),
+        Color::LightMagenta => classic(13),
+        Color::LightCyan => classic(14),
+        Color::White => classic(15),
+        Color::Indexed(n) if n < 16 => classic(n),
+        Color::Indexed(n) => format!("{}8;5;{n}", base / 10),
+        Color::Rgb(r, g, b) => format!("{}8;2;{r};{g};{b}", base / 10),
+    }
+}
+
+/// The attributes and their SGR codes on, and off.
+const ATTRIBUTES: [(Modifier, &str, &str); 9] = [
+    (Modifier::BOLD, "1", "22"),
+    (Modifier::DIM, "2", "22"),
+    (Modifier::ITALIC, "3", "23"),
+    (Modifier::UNDERLINED, "4", "24"),
+    (Modifier::SLOW_BLINK, "5", "25"),
+    (Modifier::RAPID_BLINK, "6", "25"),
+    (Modifier::REVERSED, "7", "27"),
+    (Modifier::HIDDEN, "8", "28"),
+    (Modifier::CROSSED_OUT, "9", "29"),
+];
+
+/// The one SGR sequence from `from` (unknown: `None`) to `to`: only what differs, or a reset and what is
+/// wanted, whichever is shorter.
+fn sgr(from: Option<Pen>, to: Pen) -> Vec<u8> {
+    let whole = {
+        let mut params = vec!["0".to_owned()];
+        params.extend(
+            ATTRIBUTES
+                .iter()
+                .filter(|(m, ..)| to.modifier.contains(*m))
+                .map(|(_, on, _)| (*on).to_owned()),
+        );
+        if to.fg != Color::Reset {
+            params.push(color(to.fg, 30));
+        }
+        if to.bg != Color::Reset {
+            params.push(color(to.bg, 40));
+        }
+        params
+    };
+    let params = match from {
+        None => whole,
+        Some(from) => {
+            let mut params: Vec<String> = Vec::new();
+            let removed = from.modifier - to.modifier;
+            let mut off: Vec<&str> = ATTRIBUTES
+                .iter()
+                .filter(|(m, ..)| removed.contains(*m))
+                .map(|(.., off)| *off)
+                .collect();
+            off.dedup();
+            params.extend(off.iter().map(|s| (*s).to_owned()));
+            // `22` ends bold and dim both, `25` both blinks: one that stays is set again.
+            params.extend(
+                ATTRIBUTES
+                    .iter()
+                    .filter(|(m, _, m_off)| {
+                        to.modifier.contains(*m)
+                            && (!from.modifier.contains(*m) || off.contains(m_off))
+                    })
+                    .map(|(_, on, _)| (*on).to_owned()),
+            );
+            if from.fg != to.fg {
+                params.push(color(to.fg, 30));
+            }
+            if from.bg != to.bg {
+                params.push(color(to.bg, 40));
+            }
+            let diff_len: usize = params.iter().map(|p| p.len() + 1).sum();
+            let whole_len: usize = whole.iter().map(|p| p.len() + 1).sum();
+            if whole_len < diff_len { whole } else { params }
+        }
+    };
+    format!("\x1b[{}m", params.join(";")).into_bytes()
+}
+
+impl<W: Write> Backend for Lean<W> {
+    type Error = io::Error;
+
+    fn draw<'a, I>(&mut self, content: I) -> io::Result<()>
+    where
+        I: Iterator<Item = (u16, u16, &'a Cell)>,
+    {
+        if !self.fixed {
+            let size = Backend::size(self)?;
+            self.track.resized(size);
+        }
+        let mut cells: Vec<(u16, u16, Cell)> = content.map(|(x, y, c)| (x, y, c.clone())).collect();
+        let mut shifts = Vec::new();
+        self.track.shift_lines(&mut shifts, &mut cells);
+        self.track.shift_rows(&mut shifts, &mut cells);
+        self.out.write_all(&shifts)?;
+        let in_rows: Vec<&(u16, u16, Cell)> = cells.iter().collect();
+        // The same cells grouped by colours (in the order the colours first come), which can save an SGR
+        // sequence per run where two colours alternate along the rows (a countdown and a sparkline).
+        let mut by_pen = in_rows.clone();
+        let pen_order: Vec<Pen> = {
+            let mut seen: Vec<Pen> = Vec::new();
+            for (_, _, c) in &cells {
+                let p = Pen {
+                    fg: c.fg,
+                    bg: c.bg,
+                    modifier: c.modifier,
+                };
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+            }
+            seen
+        };
+        let bytes = if pen_order.len() > 1 {
+            by_pen.sort_by_key(|(_, _, c)| {
+                let p = Pen {
+                    fg: c.fg,
+                    bg: c.bg,
+                    modifier: c.modifier,
+                };
+                pen_order.iter().position(|q| *q == p)
+            });
+            let mut grouped = self.track.clone();
+            let grouped_bytes = grouped.write_all(&by_pen);
+            let mut rows = self.track.clone();
+            let row_bytes = rows.write_all(&in_rows);
+            if grouped_bytes.len() < row_bytes.len() {
+                self.track = grouped;
+                grouped_bytes
+            } else {
+                self.track = rows;
+                row_bytes
+            }
+        } else {
+            self.track.write_all(&in_rows)
+        };
+        self.out.write_all(&bytes)
+    }
+
+    fn hide_cursor(&mut self) -> io::Result<()> {
+        if self.hidden != Some(true) {
+            self.out.write_all(b"\x1b[?25l")?;
+            self.hidden = Some(true);
+        }
+        Ok(())
+    }
+
+    fn show_cursor(&mut self) -> io::Result<()> {
+        if self.hidden != Some(false) {
+            self.out.write_all(b"\x1b[?25h")?;
+            self.hidden = Some(false);
+        }
+        Ok(())
+    }
+
+    fn get_cursor_position(&mut self) -> io::Result<Position> {
+        if let Some((x, y)) = self.track.cursor {
+            return Ok(Position { x, y });
+        }
+        self.out.flush()?;
+        crossterm::cursor::position()
+            .map(|(x, y)| Position { x, y })
+            .map_err(io::Error::other)
+    }
+
+    fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> io::Result<()> {
+        let Position { x, y } = position.into();
+        let moves = self.track.moves(x, y);
+        self.out.write_all(&moves)?;
+        self.track.cursor = Some((x, y));
+        Ok(())
+    }
+
+    fn clear(&mut self) -> io::Result<()> {
+        self.clear_region(ClearType::All)
+    }
+
+    fn clear_region(&mut self, clear_type: ClearType) -> io::Result<()> {
+        if !self.fixed {
+            let size = Backend::size(self)?;
+            self.track.resized(size);
+        }
+        // Erasing fills with the current background: the default one first.
+        if self.track.pen != Some(Pen::default()) {
+            self.out.write_all(b"\x1b[0m")?;
+            self.track.pen = Some(Pen::default());
+        }
+        let (code, whole) = match clear_type {
+            ClearType::All => ("2J", true),
+            ClearType::AfterCursor => ("J", false),
+            ClearType::BeforeCursor => ("1J", false),
+            ClearType::CurrentLine => ("2K", false),
+            ClearType::UntilNewLine => ("K", false),
+        };
+        write!(self.out, "\x1b[{code}")?;
+        // Erasing does not move the cursor.
+        self.track.forget(whole);
+        Ok(())
+    }
+
+    fn size(&self) -> io::Result<Size> {
+        match self.track.size {
+            Some(size) if self.fixed => Ok(size),
+            _ => {
+                let (width, height) = crossterm::terminal::size()?;
+                Ok(Size { width, height })
+            }
+        }
+    }
+
+    fn window_size(&mut self) -> io::Result<WindowSize> {
+        let crossterm::terminal::WindowSize {
+            columns,
+            rows,
+            width,
+            height,
+        } = crossterm::terminal::window_size()?;
+        Ok(WindowSize {
+            columns_rows: Size {
+                width: columns,
+                height: rows,
+            },
+            pixels: Size { width, height },
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use ratatui::layout::Rect;
+    use ratatui::style::Style;
+
+    const W: u16 = 40;
+    const H: u16 = 5;
+
+    fn vt_color(c: Color) -> vt100::Color {
+        match c {
+            Color::Reset => vt100::Color::Default,
+            Color::Indexed(n) => vt100::Color::Idx(n),
+            Color::Rgb(r, g, b) => vt100::Color::Rgb(r, g, b),
+            Color::Red => vt100::Color::Idx(1),
+            Color::LightGreen => vt100::Color::Idx(10),
+            Color::DarkGray => vt100::Color::Idx(8),
+            other => panic!("not generated: {other:?}"),
+        }
+    }
+
+    /// Every cell of `buf` as the terminal shows it after `bytes`.
+    fn assert_shows(parser: &vt100::Parser, buf: &Buffer) {
+        assert_shows_size(parser, buf, W, H);
+    }
+
+    fn assert_shows_size(parser: &vt100::Parser, buf: &Buffer, w: u16, h: u16) {
+        let screen = parser.screen();
+        for y in 0..h {
+            for x in 0..w {
+                let want = &buf[(x, y)];
+                let have = screen.cell(y, x).expect("cell");
+                if have.is_wide_continuation() {
+                    continue;
+                }
+                let symbol = if have.contents().is_empty() {
+                    " "
+                } else {
+                    have.contents()
+                };
+                let at = format!("at ({x}, {y})");
+                assert_eq!(symbol, want.symbol(), "{at}");
+                assert_eq!(have.fgcolor(), vt_color(want.fg), "{at}");
+                assert_eq!(have.bgcolor(), vt_color(want.bg), "{at}");
+                let m = want.modifier;
+                assert_eq!(have.bold(), m.contains(Modifier::BOLD), "bold {at}");
+                assert_eq!(have.dim(), m.contains(Modifier::DIM), "dim {at}");
+                assert_eq!(have.italic(), m.contains(Modifier::ITALIC), "italic {at}");
+                assert_eq!(
+                    have.underline(),
+                    m.contains(Modifier::UNDERLINED),
+                    "underline {at}"
+                );
+                assert_eq!(
+                    have.inverse(),
+                    m.contains(Modifier::REVERSED),
+                    "reverse {at}"
+                );
+            }
+        }
+    }
+
+    fn style() -> impl Strategy<Value = Style> {
+        let colors = prop_oneof![
+            Just(Color::Reset),
+            Just(Color::Red),
+            Just(Color::LightGreen),
+            Just(Color::DarkGray),
+            Just(Color::Indexed(244)),
+            Just(Color::Rgb(1, 2, 3)),
+        ];
+        let modifiers = prop_oneof![
+            Just(Modifier::empty()),
+            Just(Modifier::BOLD),
+            Just(Modifier::DIM),
+            // (Not bold and dim at once: vt100, like many terminals, keeps one intensity.)
+            Just(Modifier::BOLD | Modifier::UNDERLINED),
+            Just(Modifier::REVERSED | Modifier::UNDERLINED),
+            Just(Modifier::ITALIC),
+        ];
+        (colors.clone(), colors, modifiers)
+            .prop_map(|(fg, bg, m)| Style::default().fg(fg).bg(bg).add_modifier(m))
+    }
+
+    /// A frame: for each row, pieces of text with a style each; mostly like the last frame, as a dashboard's.
+    fn frames() -> impl Strategy<Value = Vec<Vec<Vec<(String, Style)>>>> {
+        let piece = (
+            prop_oneof![
+                Just(" ".to_owned()),
+                Just("ab".to_owned()),
+                Just("12s".to_owned()),
+                Just("─".to_owned()),
+                Just("界".to_owned()),
+                Just("x".to_owned()),
+                // A long line that the next frame may shorten: blanks to erase.
+                Just("a long line of text that ends".to_owned()),
+            ],
+            style(),
+        );
+        let row = proptest::collection::vec(piece, 0..8);
+        let frame = proptest::collection::vec(row, H as usize);
+        proptest::collection::vec(frame, 1..6)
+    }
+
+    fn buffer(frame: &[Vec<(String, Style)>]) -> Buffer {
+        let mut buf = Buffer::empty(Rect::new(0, 0, W, H));
+        for (y, row) in frame.iter().enumerate() {
+            let mut x = 0;
+            for (text, style) in row {
+                if x >= W {
+                    break;
+                }
+                let (next, _) = buf.set_stringn(x, y as u16, text, usize::from(W - x), *style);
+                x = next;
+            }
+        }
+        buf
+    }
+
+    proptest! {
+        #[test]
+        fn what_the_terminal_shows_is_every_frame_exactly(frames in frames(), reveal in 0..3_u8) {
+            let mut lean = Lean::with_size(Vec::new(), W, H);
+            if reveal % 2 == 0 {
+                // Known to be blank (as the dashboard starts), or not known at all.
+                lean.clear().expect("clear");
+            }
+            let mut parser = vt100::Parser::new(H, W, 0);
+            let mut shown = Buffer::empty(Rect::new(0, 0, W, H));
+            for (i, frame) in frames.iter().enumerate() {
+                let next = buffer(frame);
+                lean.draw(shown.diff(&next).into_iter()).expect("draw");
+                if i as u8 == reveal {
+                    // A cursor shown and placed between frames must not confuse the tracking.
+                    lean.show_cursor().expect("show");
+                    lean.set_cursor_position(Position { x: 3, y: 1 }).expect("move");
+                    lean.hide_cursor().expect("hide");
+                }
+                let bytes = std::mem::take(&mut lean.out);
+                parser.process(&bytes);
+                eprintln!("frame {i}: {:?}", String::from_utf8_lossy(&bytes));
+                assert_shows(&parser, &next);
+                shown = next;
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rows_that_move_left_like_a_sparkline_show_exactly(
+            start in 0..30_u16,
+            samples in proptest::collection::vec((0..3_usize, style()), 1..40),
+        ) {
+            // A bordered row whose sparkline, from `start` to the border, takes one sample per frame.
+            let bars = ["·", "█", "▄"];
+            let mut lean = Lean::with_size(Vec::new(), W, 2);
+            lean.clear().expect("clear");
+            let mut parser = vt100::Parser::new(2, W, 0);
+            let area = Rect::new(0, 0, W, 2);
+            let mut shown = Buffer::empty(area);
+            let mut line: Vec<(usize, Style)> = Vec::new();
+            for sample in samples {
+                line.push(sample);
+                let mut next = Buffer::empty(area);
+                next.set_string(0, 0, "row", Style::default());
+                next.set_string(W - 1, 0, "│", Style::default().fg(Color::DarkGray));
+                let room = usize::from(W - 1 - start);
+                for (i, (bar, style)) in line.iter().rev().take(room).rev().enumerate() {
+                    next.set_string(start + i as u16 + (room - line.len().min(room)) as u16, 0, bars[*bar], *style);
+                }
+                next.set_string(0, 1, "below", Style::default());
+                lean.draw(shown.diff(&next).into_iter()).expect("draw");
+                let bytes = std::mem::take(&mut lean.out);
+                parser.process(&bytes);
+                assert_shows_size(&parser, &next, W, 2);
+                shown = next;
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lines_that_go_and_come_in_a_pane_show_exactly(
+            lines in proptest::collection::vec((0..6_usize, style()), 3..12),
+            edits in proptest::collection::vec((any::<bool>(), 0..12_usize, 0..6_usize), 1..8),
+        ) {
+            // A bordered pane of up to 12 lines where a line goes or comes each frame, the rest moving.
+            let texts = ["pid 1 holds", "└─ pid 2 waits 3s on row a/B", "└─ pid 3 waits", "x", "", "pid 4 (idle) holds"];
+            let mut lean = Lean::with_size(Vec::new(), W, 16);
+            lean.clear().expect("clear");
+            let mut parser = vt100::Parser::new(16, W, 0);
+            let area = Rect::new(0, 0, W, 16);
+            let mut shown = Buffer::empty(area);
+            let mut pane = lines;
+            for (insert, at, text) in std::iter::once((false, usize::MAX, 0)).chain(edits) {
+                if at != usize::MAX {
+                    let at = at.min(pane.len());
+                    if insert || pane.len() < 2 {
+                        pane.insert(at, (text, Style::default()));
+                    } else {
+                        pane.remove(at.min(pane.len() - 1));
+                    }
+                    pane.truncate(12);
+                }
+                let mut next = Buffer::empty(area);
+                next.set_string(0, 0, "header", Style::default());
+                for (i, (t, style)) in pane.iter().enumerate() {
+                    let y = 2 + i as u16;
+                    next.set_string(0, y, "│", Style::default());
+                    next.set_style(Rect::new(1, y, W - 2, 1), *style);
+                    next.set_stringn(1, y, texts[*t], usize::from(W - 2), *style);
+                    next.set_string(W - 1, y, "│", Style::default());
+                }
+                next.set_string(0, 15, "footer", Style::default());
+                lean.draw(shown.diff(&next).into_iter()).expect("draw");
+                let bytes = std::mem::take(&mut lean.out);
+                parser.process(&bytes);
+                assert_shows_size(&parser, &next, W, 16);
+                shown = next;
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_gone_from_a_pane_moves_the_lines_below_it_up() {
+        let mut lean = Lean::with_size(Vec::new(), 120, 12);
+        lean.clear().expect("clear");
+        let area = Rect::new(0, 0, 120, 12);
+        let pane = |lines: &[&str]| {
+            let mut b = Buffer::empty(area);
+            for (i, l) in lines.iter().enumerate() {
+                b.set_string(0, 2 + i as u16, format!("│{l:<118}│"), Style::default());
+            }
+            b
+        };
+        let a = pane(&[
+            "pid 1 dead-1-owner (idle in transaction)  holds",
+            "└─ pid 2 dead-1-rival1 waits 1s on row dead-1/MSFT (entry_locks, transactionid), ShareLock",
+            "pid 3 scheduler-a (idle)  holds",
+            "└─ pid 4 scheduler-b waits 23s on advisory 4242, ExclusiveLock",
+            "└─ pid 5 scheduler-c waits 23s on advisory (7,1), ExclusiveLock",
+            "",
+        ]);
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        let b = pane(&[
+            "pid 1 dead-1-owner (idle in transaction)  holds",
+            "pid 3 scheduler-a (idle)  holds",
+            "└─ pid 4 scheduler-b waits 23s on advisory 4242, ExclusiveLock",
+            "└─ pid 5 scheduler-c waits 23s on advisory (7,1), ExclusiveLock",
+            "",
+            "",
+        ]);
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        assert!(bytes.contains("\x1b[M"), "{bytes:?}");
+        assert!(bytes.len() < 40, "{} bytes: {bytes:?}", bytes.len());
+    }
+
+    #[test]
+    fn a_sparkline_taking_a_sample_is_one_deleted_cell_and_the_new_bar() {
+        let mut lean = Lean::with_size(Vec::new(), 40, 3);
+        lean.clear().expect("clear");
+        let area = Rect::new(0, 0, 40, 3);
+        let frame = |bars: &str| {
+            let mut b = Buffer::empty(area);
+            b.set_string(20, 1, bars, Style::default().fg(Color::Yellow));
+            b.set_string(39, 1, "│", Style::default());
+            b
+        };
+        let a = frame("█··█··█··█··█··█··█");
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        let b = frame("··█··█··█··█··█··█·");
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        assert!(bytes.contains("\x1b[P"), "{bytes:?}");
+        assert!(bytes.len() < 30, "{} bytes: {bytes:?}", bytes.len());
+    }
+
+    #[test]
+    fn a_countdown_costs_its_digits_and_a_short_relative_move() {
+        let mut lean = Lean::with_size(Vec::new(), 80, 24);
+        let mut a = Buffer::empty(Rect::new(0, 0, 80, 24));
+        let dim = Style::default().fg(Color::DarkGray);
+        a.set_string(60, 20, "12s", dim);
+        a.set_string(60, 21, "29s", dim);
+        lean.draw(Buffer::empty(a.area).diff(&a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        let mut b = a.clone();
+        b.set_string(60, 20, "11s", dim);
+        b.set_string(60, 21, "28s", dim);
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        // From after "29s" to the digit above: up one, two backspaces (5 bytes, where `ESC[21;62H` takes 8);
+        // then a line feed and a backspace.
+        assert_eq!(String::from_utf8_lossy(&lean.out), "\x1b[A\x08\x081\n\x088");
+    }
+
+    #[test]
+    fn a_line_that_gets_shorter_is_erased_in_place() {
+        let mut lean = Lean::with_size(Vec::new(), 80, 24);
+        lean.clear().expect("clear");
+        let mut parser = vt100::Parser::new(24, 80, 0);
+        let mut a = Buffer::empty(Rect::new(0, 0, 80, 24));
+        a.set_string(
+            2,
+            5,
+            "pid 4586 scheduler-b waits 3s on advisory 4242, ExclusiveLock",
+            Style::default(),
+        );
+        lean.draw(Buffer::empty(a.area).diff(&a).into_iter())
+            .expect("draw");
+        parser.process(&std::mem::take(&mut lean.out));
+        let mut b = Buffer::empty(a.area);
+        b.set_string(2, 5, "pid 4586 scheduler-b", Style::default());
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        let bytes = std::mem::take(&mut lean.out);
+        parser.process(&bytes);
+        assert_shows_size(&parser, &b, 80, 24);
+        // On the cursor's row: to the first cell that changes, then erase through the last.
+        assert_eq!(String::from_utf8_lossy(&bytes), "\x1b[24G\x1b[40X");
+    }
+
+    #[test]
+    fn blanks_in_a_colour_are_erased_too() {
+        let mut lean = Lean::with_size(Vec::new(), 80, 4);
+        lean.clear().expect("clear");
+        let area = Rect::new(0, 0, 80, 4);
+        let mut a = Buffer::empty(area);
+        a.set_string(
+            1,
+            1,
+            "└─ pid 15466 dead-1-rival0 waits 0s on row dead-1/MSFT (entry_locks, tuple)",
+            Style::default(),
+        );
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        let mut b = Buffer::empty(area);
+        let cyan = Style::default().fg(Color::Cyan);
+        b.set_style(Rect::new(1, 1, 78, 1), cyan);
+        b.set_string(1, 1, "pid 15472 scheduler-a (idle)  holds", cyan);
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        assert!(
+            bytes.contains('X') && bytes.len() < 80,
+            "{} bytes: {bytes:?}",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn an_sgr_change_is_one_sequence_with_only_what_differs() {
+        let plain = Pen::default();
+        let bold_red = Pen {
+            fg: Color::Red,
+            modifier: Modifier::BOLD | Modifier::DIM,
+            ..plain
+        };
+        assert_eq!(sgr(None, bold_red), b"\x1b[0;1;2;31m");
+        assert_eq!(sgr(Some(plain), bold_red), b"\x1b[1;2;31m");
+        // Dim goes: 22 ends bold too, so bold is set again.
+        let bold = Pen {
+            modifier: Modifier::BOLD,
+            ..bold_red
+        };
+        assert_eq!(sgr(Some(bold_red), bold), b"\x1b[22;1m");
+        assert_eq!(sgr(Some(bold_red), plain), b"\x1b[0m");
+        let grey = Pen {
+            fg: Color::Indexed(244),
+            ..plain
+        };
+        assert_eq!(sgr(Some(plain), grey), b"\x1b[38;5;244m");
+    }
+}
