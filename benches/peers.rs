@@ -6,13 +6,14 @@
 //! then counts what each writes to its terminal over 30 s. Without `pg_top` on the PATH it says so and measures
 //! locktop alone.
 
+#[allow(dead_code)] // each benchmark uses only some of it
+mod common;
+
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use locktop::rig::cluster::{Cluster, ClusterOptions};
-use locktop::rig::demo::{self, Scenario, Workload};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
 /// A program in a pseudo-terminal of 180×40 whose output is counted (and kept, for a look at the end).
@@ -65,26 +66,7 @@ impl Counted {
 }
 
 fn main() {
-    let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
-    let url = cluster.url("postgres");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let _sessions = rt.block_on(async {
-        let mut admin = demo::admin(&url).await.expect("admin");
-        sqlx::raw_sql(include_str!("../sql/reference_schema.sql"))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-        demo::start(&Workload {
-            url: url.clone(),
-            scenarios: Scenario::ALL.to_vec(),
-            ttl: Duration::from_secs(30),
-            profiles: 20,
-            workers: 8,
-            stats: demo::ServiceStats::new(Duration::from_secs(30)),
-        })
-        .await
-        .expect("workload")
-    });
+    let (cluster, url, _rt, _sessions) = common::demo_scene(20, 8);
     let mut tools = vec![Counted::spawn(
         "locktop",
         env!("CARGO_BIN_EXE_locktop"),

@@ -184,6 +184,13 @@ fn render_time(theme: &Theme, glyphs: Glyphs) {
     );
 }
 
+/// One poll and one tick a second: the same data, `i` seconds on.
+fn a_second_later(app: &mut App, s: &Snapshot, i: i64) {
+    let mut next = s.clone();
+    next.server_now = t(i);
+    app.show_at(next, t(i));
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Backend {
     Lean,
@@ -237,9 +244,7 @@ fn floor_per_second(
     let mut bytes = 0;
     let seconds = 60;
     for i in 1..=seconds {
-        let mut next = s.clone();
-        next.server_now = t(i);
-        app.show_at(next, t(i));
+        a_second_later(&mut app, &s, i);
         terminal
             .draw(|f| ui::draw(f, &mut app, theme, glyphs))
             .expect("draw");
@@ -278,10 +283,7 @@ where
     // The floor begins from the first frame drawn: so do these.
     let seconds = 60;
     for i in 1..=seconds {
-        // One poll and one tick a second: the same data, a second later.
-        let mut next = s.clone();
-        next.server_now = t(i);
-        app.show_at(next, t(i));
+        a_second_later(&mut app, &s, i);
         terminal
             .draw(|f| ui::draw(f, &mut app, theme, glyphs))
             .expect("draw");

@@ -13,34 +13,12 @@ mod pty;
 
 use std::time::{Duration, Instant};
 
-use locktop::rig::cluster::{Cluster, ClusterOptions};
-use locktop::rig::demo::{self, Scenario, Workload};
-
 fn main() {
     let minutes: u64 = std::env::var("LOCKTOP_SOAK_MINUTES")
         .ok()
         .and_then(|m| m.parse().ok())
         .unwrap_or(30);
-    let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
-    let url = cluster.url("postgres");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let _sessions = rt.block_on(async {
-        let mut admin = demo::admin(&url).await.expect("admin");
-        sqlx::raw_sql(include_str!("../sql/reference_schema.sql"))
-            .execute(&mut admin)
-            .await
-            .expect("schema");
-        demo::start(&Workload {
-            url: url.clone(),
-            scenarios: Scenario::ALL.to_vec(),
-            ttl: Duration::from_secs(30),
-            profiles: 1000,
-            workers: 16,
-            stats: demo::ServiceStats::new(Duration::from_secs(30)),
-        })
-        .await
-        .expect("workload")
-    });
+    let (cluster, url, _rt, _sessions) = common::demo_scene(1000, 16);
 
     let mut tui = pty::Tui::start(&["--dsn", &url, "--interval", "1s"]);
     tui.wait_for("profiles (10");

@@ -56,3 +56,41 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// A throwaway cluster with the reference schema and the demo's workload on it (every incident scenario beside
+/// `profiles` calm ones, `workers` contending, real-time TTL 30 s): the cluster, its URL, the runtime the
+/// workload runs on and the workload's sessions (both kept alive by the caller).
+pub fn demo_scene(
+    profiles: usize,
+    workers: usize,
+) -> (
+    locktop::rig::cluster::Cluster,
+    String,
+    tokio::runtime::Runtime,
+    tokio::task::JoinSet<()>,
+) {
+    use locktop::rig::demo::{self, Scenario, Workload};
+    let cluster =
+        locktop::rig::cluster::Cluster::start(&locktop::rig::cluster::ClusterOptions::default())
+            .expect("cluster");
+    let url = cluster.url("postgres");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sessions = rt.block_on(async {
+        let mut admin = demo::admin(&url).await.expect("admin");
+        sqlx::raw_sql(include_str!("../../sql/reference_schema.sql"))
+            .execute(&mut admin)
+            .await
+            .expect("schema");
+        demo::start(&Workload {
+            url: url.clone(),
+            scenarios: Scenario::ALL.to_vec(),
+            ttl: std::time::Duration::from_secs(30),
+            profiles,
+            workers,
+            stats: demo::ServiceStats::new(std::time::Duration::from_secs(30)),
+        })
+        .await
+        .expect("workload")
+    });
+    (cluster, url, rt, sessions)
+}
