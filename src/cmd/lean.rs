@@ -108,10 +108,6 @@ impl<W: Write> Lean<W> {
         lean.track.resized(Size { width, height });
         lean
     }
-
-    pub fn writer(&self) -> &W {
-        &self.out
-    }
 }
 
 impl Track {
