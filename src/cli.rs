@@ -162,6 +162,10 @@ pub struct WatchArgs {
     /// Append to an existing recording of another target or format (refused by default).
     #[arg(long, requires = "record")]
     pub record_append_other: bool,
+    /// Stop recording (with a note on screen) rather than let the file pass SIZE, like 512MiB or 2GiB; 0 for
+    /// no limit. An incident must not fill the disk of the host it is watched from.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::recording::parse_size)]
+    pub record_max_size: u64,
     #[command(flatten)]
     pub hooks: HookArgs,
 }

@@ -110,6 +110,9 @@ pub struct Recorder {
     rules: Rules,
     history: History,
     last_summaries: Option<Arc<Vec<ProfileSummary>>>,
+    /// The file's size, and the size it may not pass (`--record-max-size`).
+    size: u64,
+    max_size: Option<u64>,
 }
 
 impl Recorder {
@@ -165,6 +168,7 @@ impl Recorder {
 
     /// A recorder writing onto an open file, beginning with the header.
     pub fn onto(file: std::fs::File, path: &Path, header: &Header) -> std::io::Result<Self> {
+        let size = file.metadata()?.len();
         let mut recorder = Self {
             out: std::io::BufWriter::new(file),
             path: path.to_owned(),
@@ -172,9 +176,19 @@ impl Recorder {
             rules: header.rules(),
             history: History::default(),
             last_summaries: None,
+            size,
+            max_size: None,
         };
         recorder.line(header)?;
         Ok(recorder)
+    }
+
+    /// Stops the recording, rather than write the line that would take the file past `max` bytes: a
+    /// recording must never fill the disk of the host it watches from.
+    #[must_use]
+    pub fn with_max_size(mut self, max: Option<u64>) -> Self {
+        self.max_size = max;
+        self
     }
 
     /// Records a successful poll, with the statuses the rules give it now.
@@ -237,10 +251,54 @@ impl Recorder {
     }
 
     fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, value)?;
-        self.out.write_all(b"\n")?;
-        self.out.flush()
+        let mut line = serde_json::to_vec(value)?;
+        line.push(b'\n');
+        let next = self.size + line.len() as u64;
+        if let Some(max) = self.max_size.filter(|max| next > *max) {
+            return Err(std::io::Error::other(format!(
+                "it reached --record-max-size ({}); record to a new file to go on",
+                human_bytes(max)
+            )));
+        }
+        self.out.write_all(&line)?;
+        self.out.flush()?;
+        self.size = next;
+        Ok(())
     }
+}
+
+/// A size as the option takes it: `512 MiB`, `1 GiB`.
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// A size given as a number of bytes with an optional unit: `K`/`KB`/`KiB`, `M`…, `G`… (all powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a size: give a number and a unit, like 512MiB or 2GiB")
+    })?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "{other:?} is not a unit of size: use K, M, G or T (KiB, MiB…)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// The sessions the rules can refer to: waiters, their blockers, and holders linked by application name.

@@ -85,8 +85,9 @@ pub fn open_recorder(
         queries: args.record_queries,
         started_at: chrono::Utc::now(),
     };
-    let recorder =
-        Recorder::create(path, &header, args.record_append_other).wrap_err_with(|| {
+    let recorder = Recorder::create(path, &header, args.record_append_other)
+        .map(|r| r.with_max_size((args.record_max_size > 0).then_some(args.record_max_size)))
+        .wrap_err_with(|| {
             format!(
                 "cannot write the recording {}; check --record",
                 path.display()
@@ -403,6 +404,46 @@ impl Plug for Live {
 mod tests {
     use super::*;
     use crate::model::Snapshot;
+
+    #[tokio::test]
+    async fn a_recording_stops_before_it_passes_its_size_limit_and_says_so() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("limited.jsonl");
+        let header = recording::Header::for_tests(chrono::Utc::now());
+        let recorder = Recorder::create(&path, &header, false)
+            .expect("recorder")
+            .with_max_size(Some(2048));
+        let (tx, rx) = watch::channel(Feed::default());
+        let (status_tx, mut status) = watch::channel(None);
+        let task = tokio::spawn(record_polls(rx, recorder, status_tx));
+        status.changed().await.expect("first status");
+        for polls in 1..=100 {
+            tx.send_replace(Feed {
+                snapshot: Some(std::sync::Arc::new(Snapshot::at(chrono::Utc::now()))),
+                polls,
+                link: Link::Connected,
+                ..Feed::default()
+            });
+            status.changed().await.expect("a status");
+            if status
+                .borrow()
+                .as_ref()
+                .is_some_and(|s| s.stopped.is_some())
+            {
+                break;
+            }
+        }
+        let last = status.borrow().clone().expect("a status");
+        let why = last.stopped.expect("it stopped");
+        assert!(why.contains("--record-max-size (2 KiB)"), "{why}");
+        let size = std::fs::metadata(&path).expect("file").len();
+        assert!(size <= 2048 && size > 1024, "{size} bytes");
+        assert!(task.await.is_ok());
+        assert_eq!(recording::parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(recording::parse_size("2g"), Ok(2 << 30));
+        assert_eq!(recording::parse_size("0"), Ok(0));
+        assert!(recording::parse_size("lots").is_err());
+    }
 
     #[tokio::test]
     async fn a_recording_whose_writes_fail_says_it_stopped_and_why() {
