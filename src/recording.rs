@@ -340,6 +340,8 @@ fn relevant_sessions(snapshot: &Snapshot, queries: bool) -> Vec<crate::model::Se
 pub struct Damage {
     /// 1-based line number of the first line that could not be read.
     pub line: usize,
+    /// Where that line begins in the file, in bytes (for `tail -c +N`, `dd skip=` or a hex viewer).
+    pub offset: u64,
     pub reason: String,
 }
 
@@ -359,6 +361,8 @@ pub fn read(input: impl BufRead) -> Result<Recording, String> {
         .next()
         .ok_or_else(|| "the file is empty".to_owned())?
         .map_err(|e| e.to_string())?;
+    // Where the next line begins.
+    let mut offset = first.len() as u64 + 1;
     let header: Header = serde_json::from_slice(&first)
         .map_err(|e| format!("not a locktop recording (line 1: {e})"))?;
     if header.locktop_recording != FORMAT {
@@ -377,11 +381,14 @@ pub fn read(input: impl BufRead) -> Result<Recording, String> {
             Err(e) => {
                 damage = Some(Damage {
                     line: number,
+                    offset,
                     reason: e.to_string(),
                 });
                 break;
             }
         };
+        let start = offset;
+        offset += line.len() as u64 + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -404,6 +411,7 @@ pub fn read(input: impl BufRead) -> Result<Recording, String> {
                 };
                 damage = Some(Damage {
                     line: number,
+                    offset: start,
                     reason,
                 });
                 break;

@@ -91,10 +91,12 @@ fn assert_a_cut_file_replays_up_to_the_cut(file: &std::path::Path, dir: &std::pa
     let out = replay(&[&damaged.display().to_string(), "--summary"]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("damaged: the recording stops at line 4 (the line is cut short); the 2 polls before it are replayed"),
-        "{text}"
+    // Line 4 begins after the third line feed: `tail -c +N` from there shows the damage.
+    let damage = format!(
+        "damaged: the recording stops at line 4, byte {} (the line is cut short); the 2 polls before it are replayed",
+        starts[2]
     );
+    assert!(text.contains(&damage), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -178,8 +178,9 @@ fn summary(recording: &Recording, t: &Tally) -> String {
     if let Some(d) = &recording.damage {
         let _ = writeln!(
             out,
-            "damaged: the recording stops at line {} ({}); the {} polls before it are replayed",
+            "damaged: the recording stops at line {}, byte {} ({}); the {} polls before it are replayed",
             d.line,
+            d.offset,
             d.reason,
             recording.polls.len()
         );
@@ -336,8 +337,9 @@ async fn play(recording: Recording, speed: u32, face: &super::terminal::Face) ->
     let mut notes = Vec::new();
     if let Some(d) = &recording.damage {
         notes.push(format!(
-            "the recording stops at line {} ({}): replaying the {} polls before it",
+            "the recording stops at line {}, byte {} ({}): replaying the {} polls before it",
             d.line,
+            d.offset,
             d.reason,
             recording.polls.len()
         ));
