@@ -104,10 +104,7 @@ impl Hooks {
         while let Some(change) = changes.recv().await {
             self.counts.runs.fetch_add(1, Ordering::Relaxed);
             let trigger = change.alert.trigger();
-            let event = match change.event {
-                Event::Start => "start",
-                Event::Clear => "clear",
-            };
+            let event = change.event.word();
             match self.run(&change).await {
                 Ok(()) => {
                     tracing::info!(trigger, event, "on-alert command ran");
@@ -149,13 +146,7 @@ impl Hooks {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env(
-                "LOCKTOP_ALERT_EVENT",
-                match change.event {
-                    Event::Start => "start",
-                    Event::Clear => "clear",
-                },
-            )
+            .env("LOCKTOP_ALERT_EVENT", change.event.word())
             .env("LOCKTOP_ALERT_TRIGGER", payload.trigger)
             .env("LOCKTOP_ALERT_PROFILE", payload.profile.unwrap_or(""))
             .env("LOCKTOP_ALERT_PROFILES", profiles.join(","))

@@ -30,6 +30,17 @@ struct Pen {
     modifier: Modifier,
 }
 
+impl Pen {
+    /// A cell's colours and attributes.
+    fn of(cell: &Cell) -> Self {
+        Self {
+            fg: cell.fg,
+            bg: cell.bg,
+            modifier: cell.modifier,
+        }
+    }
+}
+
 /// What is known of one cell on the terminal: its width, its colours, and its bytes when short (the shadow of a
 /// screen is copied to price a frame's writing in two orders: this keeps it a plain copy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,11 +243,7 @@ impl Track {
             self.shadow[left] = None;
         }
         out.extend(self.moves(x, y));
-        let pen = Pen {
-            fg: cell.fg,
-            bg: cell.bg,
-            modifier: cell.modifier,
-        };
+        let pen = Pen::of(cell);
         if self.pen != Some(pen) {
             out.extend(sgr(self.pen, pen));
             self.pen = Some(pen);
@@ -268,11 +275,7 @@ impl Track {
             .collect();
         for (x, cy, cell) in cells {
             if *cy == y {
-                let pen = Pen {
-                    fg: cell.fg,
-                    bg: cell.bg,
-                    modifier: cell.modifier,
-                };
+                let pen = Pen::of(cell);
                 row[usize::from(*x)] = Some(Known::new(cell.symbol(), pen));
             }
         }
@@ -515,11 +518,7 @@ impl Track {
         let Some((x0, y0, first)) = cells.first() else {
             return (0, 0, Pen::default());
         };
-        let pen = Pen {
-            fg: first.fg,
-            bg: first.bg,
-            modifier: first.modifier,
-        };
+        let pen = Pen::of(first);
         if first.symbol() != " " || pen.bg != Color::Reset || !pen.modifier.is_empty() {
             return (0, 0, pen);
         }
@@ -532,10 +531,7 @@ impl Track {
             }
             match cells.get(taken) {
                 Some((cx, cy, cell)) if (*cx, *cy) == (x, *y0) => {
-                    let same = cell.symbol() == " "
-                        && cell.fg == pen.fg
-                        && cell.bg == pen.bg
-                        && cell.modifier == pen.modifier;
+                    let same = cell.symbol() == " " && Pen::of(cell) == pen;
                     if !same {
                         break;
                     }
@@ -563,11 +559,7 @@ pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
         if end != Some((x, y)) {
             bytes += 1;
         }
-        let pen = Pen {
-            fg: cell.fg,
-            bg: cell.bg,
-            modifier: cell.modifier,
-        };
+        let pen = Pen::of(cell);
         if !pens.contains(&pen) {
             pens.push(pen);
         }
@@ -726,11 +718,7 @@ impl<W: Write> Backend for Lean<W> {
         let pen_order: Vec<Pen> = {
             let mut seen: Vec<Pen> = Vec::new();
             for (_, _, c) in &cells {
-                let p = Pen {
-                    fg: c.fg,
-                    bg: c.bg,
-                    modifier: c.modifier,
-                };
+                let p = Pen::of(c);
                 if !seen.contains(&p) {
                     seen.push(p);
                 }
@@ -739,11 +727,7 @@ impl<W: Write> Backend for Lean<W> {
         };
         let bytes = if pen_order.len() > 1 {
             by_pen.sort_by_key(|(_, _, c)| {
-                let p = Pen {
-                    fg: c.fg,
-                    bg: c.bg,
-                    modifier: c.modifier,
-                };
+                let p = Pen::of(c);
                 pen_order.iter().position(|q| *q == p)
             });
             let mut grouped = self.track.clone();

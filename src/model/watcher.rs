@@ -23,6 +23,16 @@ pub enum Event {
     Clear,
 }
 
+impl Event {
+    /// The word for it, as in the JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Clear => "clear",
+        }
+    }
+}
+
 /// One alert starting or clearing: what `--on-alert` is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertChange {
