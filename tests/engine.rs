@@ -1000,3 +1000,125 @@ async fn deadlocks_are_counted_in_the_snapshot_and_the_json_and_a_burst_escalate
         Some(0)
     );
 }
+
+/// Polls until `check` holds for a snapshot (at most 5 s), and returns it.
+async fn poll_until(
+    m: &mut Monitor,
+    what: &str,
+    check: impl Fn(&locktop::model::Snapshot) -> bool,
+) -> locktop::model::Snapshot {
+    let started = std::time::Instant::now();
+    loop {
+        let s = m.poll().await.expect("poll");
+        if check(&s) {
+            return s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{what}");
+    }
+}
+
+fn owner_of(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
+    s.leases
+        .iter()
+        .find(|r| r.group.as_deref() == Some(group))
+        .and_then(|r| r.owner.clone())
+}
+
+#[tokio::test]
+async fn incremental_polls_read_only_what_changed_and_stay_in_step_with_every_kind_of_write() {
+    let url = database("incremental").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         SELECT 'q' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 2000) g",
+    )
+    .await;
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("monitor");
+    assert!(m.incremental(), "a table is mirrored");
+    // A tiny TTL refreshes the summaries at every poll (a third of it), so each poll can be checked whole.
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_millis(3),
+        focus: vec!["q1".into(), "q2".into(), "q3".into()],
+    });
+    let first = m.poll().await.expect("first poll");
+    assert_eq!(first.summaries.len(), 2000);
+    assert_eq!(m.lease_rows_read(), 2000, "the first poll reads every row");
+
+    // A transaction that stays open across polls (its xid pins the server's xmin horizon) must not make
+    // every later poll read everything written since it began.
+    let mut long = connect(&url).await;
+    exec(
+        &mut long,
+        "BEGIN; UPDATE entry_locks SET owner_token = 'late' WHERE profile_id = 'q1'",
+    )
+    .await;
+    m.poll().await.expect("poll");
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'renewed' WHERE profile_id IN ('q2', 'q10', 'q11')",
+    )
+    .await;
+    let before = m.lease_rows_read();
+    let s = m.poll().await.expect("poll");
+    assert_eq!(owner_of(&s, "q2").as_deref(), Some("renewed"));
+    let read = m.lease_rows_read() - before;
+    assert!(
+        (3..500).contains(&read),
+        "a poll reads the changed rows and a slice of the sweep, not the table: {read} rows"
+    );
+    assert_eq!(owner_of(&s, "q1").as_deref(), Some("w1"), "uncommitted");
+    // It commits after the poll that saw it running: the next poll reads its row.
+    exec(&mut long, "COMMIT").await;
+    let s = m.poll().await.expect("poll");
+    assert_eq!(owner_of(&s, "q1").as_deref(), Some("late"));
+
+    // Deleted rows, and a key changed by an update, leave the mirror; inserted ones join it.
+    exec(
+        &mut admin,
+        "DELETE FROM entry_locks WHERE profile_id IN ('q20', 'q21'); \
+         UPDATE entry_locks SET profile_id = 'moved' WHERE profile_id = 'q22'; \
+         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         VALUES ('new', 'S', 'w', now() + interval '1 hour')",
+    )
+    .await;
+    let s = poll_until(&mut m, "the deleted rows leave the summaries", |s| {
+        let names: Vec<&str> = s
+            .summaries
+            .iter()
+            .filter_map(|p| p.group.as_deref())
+            .collect();
+        names.len() == 1999
+            && names.contains(&"new")
+            && names.contains(&"moved")
+            && !names.contains(&"q20")
+            && !names.contains(&"q22")
+    })
+    .await;
+    assert_eq!(s.lease_error, None);
+
+    // A write in a subtransaction that began before a poll and committed after it, when a later transaction
+    // completed before that poll, has an xid below the snapshot's xmax that it does not list as running (it
+    // lists top-level transactions only): the sweep of the table's pages reads it again within a round.
+    let mut sub = connect(&url).await;
+    exec(
+        &mut sub,
+        "BEGIN; UPDATE entry_locks SET acquired_at = now() WHERE profile_id = 'q1999'; \
+         SAVEPOINT s; UPDATE entry_locks SET owner_token = 'from-a-savepoint' WHERE profile_id = 'q3'",
+    )
+    .await;
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'later' WHERE profile_id = 'q4'",
+    )
+    .await;
+    m.poll().await.expect("poll");
+    exec(&mut sub, "RELEASE SAVEPOINT s; COMMIT").await;
+    poll_until(&mut m, "the sweep reads the subtransaction's row", |s| {
+        owner_of(s, "q3").as_deref() == Some("from-a-savepoint")
+    })
+    .await;
+    m.close().await;
+}

@@ -1,6 +1,8 @@
 //! What the benchmarks share: what they read about a process from `/proc` (its memory and its CPU time), and
 //! a plain session for setting up their data.
 
+pub mod scale;
+
 /// A `/proc/PID/status` field in KiB, such as `VmRSS:` or `VmHWM:`; `pid` may be `self`.
 pub fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -36,9 +36,18 @@ pub struct LeaseTable {
     summary: String,
     /// The same without the aggregates: the clock row and the detail rows only (between aggregate refreshes).
     hot: String,
+    /// The statements of incremental polls (see [`ChangesRead`]); `None` for a view, whose rows have no `xmin`.
+    changes: Option<Changes>,
     group_expr: String,
     key_expr: String,
     has: Optional,
+}
+
+/// The statements of incremental polls: every row, and the rows changed since a snapshot.
+#[derive(Debug, Clone)]
+struct Changes {
+    all: String,
+    since: String,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -268,7 +277,7 @@ impl LeaseTable {
             conn,
             pooled,
             "SELECT c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
-                    has_table_privilege(c.oid, 'SELECT'), c.oid::regclass::text \
+                    has_table_privilege(c.oid, 'SELECT'), c.oid::regclass::text, c.relkind::text \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = pg_catalog.to_regclass($1)",
             &[Param::Text(mapping.table.clone())],
@@ -281,8 +290,8 @@ impl LeaseTable {
             },
             other => other,
         })?;
-        let found: Option<(i64, String, bool, String)> = simple::decode(&found)?.pop();
-        let Some((oid, name, readable, display)) = found else {
+        let found: Option<(i64, String, bool, String, String)> = simple::decode(&found)?.pop();
+        let Some((oid, name, readable, display, relkind)) = found else {
             return Err(SourceError::TableMissing {
                 table: mapping.table.clone(),
             });
@@ -321,6 +330,11 @@ impl LeaseTable {
         );
         let summary = summary_sql(&name, &exprs, has, true);
         let hot = summary_sql(&name, &exprs, has, false);
+        // Only a table's rows have an `xmin` to tell what changed (a view's have none).
+        let changes = matches!(relkind.as_str(), "r" | "p" | "m").then(|| Changes {
+            all: changes_sql(&name, oid, &exprs, false),
+            since: changes_sql(&name, oid, &exprs, true),
+        });
         Ok(Self {
             name,
             display,
@@ -329,6 +343,7 @@ impl LeaseTable {
             select,
             summary,
             hot,
+            changes,
             group_expr,
             key_expr,
             has,
@@ -343,6 +358,8 @@ pub struct LeaseRows {
     pub rows: Vec<LeaseRow>,
     /// In summary mode, one aggregate per profile (empty for a full read, and between aggregate refreshes).
     pub summaries: Vec<ProfileSummary>,
+    /// An incremental read's mark and counts (see [`ChangesRead`]).
+    pub delta: Option<Delta>,
 }
 
 /// Every lease row (the `snapshot` command: one poll, every holder in the JSON). The rows come back as one row
@@ -363,6 +380,174 @@ impl Read for FullRead<'_> {
             .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
         decode(row, self.0.has).map_err(|e| SourceError::Query(format!("decoding lease rows: {e}")))
     }
+}
+
+/// A point in the server's transaction history, from `pg_current_snapshot()`: what had committed when a
+/// poll read the table. A row written later has an `xmin` at or past `xmax`, or among `running`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct XidMark {
+    /// The first transaction id not yet assigned, low 32 bits (the width of `xmin`).
+    pub xmax: u32,
+    /// Transactions in progress, low 32 bits.
+    pub running: Vec<u32>,
+}
+
+impl XidMark {
+    /// Parses `pg_snapshot` text, `xmin:xmax:xip,xip…` (ids 64 bits wide).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().split(':');
+        let _xmin: u64 = parts.next()?.parse().ok()?;
+        let xmax: u64 = parts.next()?.parse().ok()?;
+        let running = match parts.next() {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|x| x.parse::<u64>().ok().map(|x| x as u32))
+                .collect::<Option<Vec<u32>>>()?,
+        };
+        Some(Self {
+            xmax: xmax as u32,
+            running,
+        })
+    }
+}
+
+/// What an incremental read says besides its rows (which are those written since the mark it was given, or
+/// every row when it was given none, and the sweep's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// The snapshot of this read: the next poll asks for what was written after it.
+    pub mark: XidMark,
+    /// The rows in the table now.
+    pub total: i64,
+    /// The table's size in pages, for the sweep.
+    pub pages: u64,
+    /// The read was of every row.
+    pub all: bool,
+}
+
+/// The lease rows written since `since` (every row without it), with the clock, the snapshot they were read
+/// in, how many rows the table holds and its size in pages: an incremental poll. Rows in `sweep` (a range of
+/// pages, `(from, to)`) come back too whatever their age, so that every row is read again now and then.
+/// One scan of the table, and the changed rows in one message of parallel arrays.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangesRead<'a> {
+    pub table: &'a LeaseTable,
+    pub since: Option<&'a XidMark>,
+    pub sweep: (u64, u64),
+}
+
+impl LeaseTable {
+    /// Whether this table can be polled incrementally (it is a table, not a view).
+    pub fn incremental(&self) -> bool {
+        self.changes.is_some()
+    }
+}
+
+impl Read for ChangesRead<'_> {
+    type Output = LeaseRows;
+
+    fn statement(&self) -> Statement {
+        let Some(changes) = &self.table.changes else {
+            return FullRead(self.table).statement();
+        };
+        match self.since {
+            None => Statement::new(changes.all.clone(), Vec::new()),
+            Some(mark) => Statement::new(
+                changes.since.clone(),
+                vec![
+                    Param::Text(mark.xmax.to_string()),
+                    Param::Texts(mark.running.iter().map(ToString::to_string).collect()),
+                    Param::Text(format!("({},0)", self.sweep.0)),
+                    Param::Text(format!("({},0)", self.sweep.1)),
+                ],
+            ),
+        }
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<LeaseRows, SourceError> {
+        let row = rows
+            .first()
+            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
+        let bad = |e: sqlx::Error| SourceError::Query(format!("decoding lease rows: {e}"));
+        let mut read = decode(row, self.table.has).map_err(bad)?;
+        if self.table.changes.is_none() {
+            return Ok(read);
+        }
+        let mark: String = row.try_get("mark").map_err(bad)?;
+        let total: i64 = row.try_get("total").map_err(bad)?;
+        let pages: i64 = row.try_get("pages").map_err(bad)?;
+        read.delta = Some(Delta {
+            mark: XidMark::parse(&mark)
+                .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?,
+            total,
+            pages: pages.max(0) as u64,
+            all: self.since.is_none(),
+        });
+        Ok(read)
+    }
+}
+
+/// The (group, key) of every lease row: what an incremental poll reads to drop the rows deleted since.
+#[derive(Debug, Clone, Copy)]
+pub struct KeysRead<'a>(pub &'a LeaseTable);
+
+impl Read for KeysRead<'_> {
+    type Output = Vec<(Option<String>, Option<String>)>;
+
+    fn statement(&self) -> Statement {
+        Statement::new(
+            format!(
+                "SELECT array_agg({}) AS \"group\", array_agg({}) AS key FROM {} AS t",
+                self.0.group_expr, self.0.key_expr, self.0.name
+            ),
+            Vec::new(),
+        )
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<Self::Output, SourceError> {
+        type Texts = Option<Vec<Option<Lossy>>>;
+        let bad = |e: sqlx::Error| SourceError::Query(format!("decoding lease keys: {e}"));
+        let Some(row) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let groups: Texts = row.try_get("group").map_err(bad)?;
+        let keys: Texts = row.try_get("key").map_err(bad)?;
+        Ok(groups
+            .unwrap_or_default()
+            .into_iter()
+            .zip(keys.unwrap_or_default())
+            .map(|(g, k)| (text(g), text(k)))
+            .collect())
+    }
+}
+
+/// The incremental poll's statement: one scan that counts the rows and aggregates those changed. With
+/// `since`, a row is changed when its `xmin` is at or past `$1` (by `age`, which counts modulo 2^32 as xids
+/// do) or among the transactions `$2` that were running at the last read, or when it lies in the sweep's
+/// pages `[$3, $4)`; the `OFFSET 0` keeps the test from being evaluated once per aggregate.
+fn changes_sql(table: &str, oid: u32, exprs: &[(&'static str, String)], since: bool) -> String {
+    let changed = if since {
+        "(age(t.xmin) <= age($1::text::xid) OR t.xmin = ANY($2::text[]::xid[]) \
+          OR (t.ctid >= $3::text::tid AND t.ctid < $4::text::tid))"
+    } else {
+        "true"
+    };
+    let arrays: Vec<String> = exprs
+        .iter()
+        .map(|(key, expr)| {
+            format!(
+                "array_agg({expr}) FILTER (WHERE t.locktop_changed) AS {}",
+                quote_ident(key)
+            )
+        })
+        .collect();
+    format!(
+        "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, count(*) AS total, \
+                (pg_relation_size({oid}::oid) / current_setting('block_size')::int8) AS pages, {} \
+         FROM (SELECT t.*, {changed} AS locktop_changed FROM {table} AS t OFFSET 0) AS t",
+        arrays.join(", ")
+    )
 }
 
 /// Summary mode (the dashboard): one aggregate row per profile (when `aggregates`), and every row of the
@@ -430,6 +615,7 @@ impl Read for SummaryRead<'_> {
             server_now,
             rows: leases,
             summaries,
+            delta: None,
         })
     }
 }
@@ -678,6 +864,7 @@ fn decode(row: &PgRow, has: Optional) -> Result<LeaseRows, sqlx::Error> {
         server_now,
         rows,
         summaries: Vec::new(),
+        delta: None,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fleet;
 pub mod lease;
 pub mod locks;
+pub mod mirror;
 pub mod monitor;
 pub mod poller;
 pub mod read;

@@ -12,9 +12,11 @@ use sqlx::postgres::PgConnection;
 use super::connect::{self, Pooler, SessionLimits, Target};
 use super::error::SourceError;
 use super::lease::{
-    FullRead, LeaseRows, LeaseTable, LockersRead, RowAt, RowLookup, RowsAtRead, SummaryRead,
+    ChangesRead, FullRead, KeysRead, LeaseRows, LeaseTable, LockersRead, RowAt, RowLookup,
+    RowsAtRead, SummaryRead,
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
+use super::mirror::{Mirror, Next};
 use super::read::{self, Batch, Read};
 use super::text;
 use super::unread::{row_lookup, table_locked_text, unread_text};
@@ -86,6 +88,12 @@ pub struct Monitor {
     last_leases: Option<LeaseRead>,
     /// The last sessions and waits read, kept likewise.
     last_activity: Option<locks::Activity>,
+    /// Summary mode on a table (not a view): the table as last read, kept in step by reading only what
+    /// changed; the detail rows and the aggregates come from it. `None` after its first full read was too
+    /// slow for the statement timeout: then the server aggregates, as for a view.
+    mirror: Option<Mirror>,
+    /// Lease rows transferred by this monitor's reads, for tests and the benchmarks.
+    lease_rows_read: u64,
 }
 
 /// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
@@ -103,24 +111,48 @@ pub enum LeaseDetail {
     Summary { ttl: Duration, focus: Vec<String> },
 }
 
-/// The lease read of a detail mode: every row, or the summary (with the aggregates when `aggregates`).
+/// The lease read of a detail mode: every row, the summary (with the aggregates when `aggregates`), or (in
+/// summary mode with a mirror) what changed since the mirror's last read.
 #[derive(Debug, Clone, Copy)]
 enum LeaseReadOf<'a> {
     Full(FullRead<'a>),
     Summary(SummaryRead<'a>),
+    Changes(ChangesRead<'a>),
 }
 
 impl<'a> LeaseReadOf<'a> {
-    fn new(table: &'a LeaseTable, detail: &'a LeaseDetail, aggregates: bool) -> Self {
-        match detail {
-            LeaseDetail::Full => Self::Full(FullRead(table)),
-            LeaseDetail::Summary { ttl, focus } => Self::Summary(SummaryRead {
+    fn new(
+        table: &'a LeaseTable,
+        detail: &'a LeaseDetail,
+        aggregates: bool,
+        mirror: Option<&'a Next>,
+    ) -> Self {
+        match (detail, mirror) {
+            (LeaseDetail::Full, _) => Self::Full(FullRead(table)),
+            (LeaseDetail::Summary { .. }, Some(next)) => Self::Changes(match next {
+                Next::All => ChangesRead {
+                    table,
+                    since: None,
+                    sweep: (0, 0),
+                },
+                Next::Since(mark, sweep) => ChangesRead {
+                    table,
+                    since: Some(mark),
+                    sweep: *sweep,
+                },
+            }),
+            (LeaseDetail::Summary { ttl, focus }, None) => Self::Summary(SummaryRead {
                 table,
                 ttl: *ttl,
                 focus,
                 aggregates,
             }),
         }
+    }
+
+    /// Whether this is a mirror's read of every row.
+    fn reads_all_for_mirror(&self) -> bool {
+        matches!(self, Self::Changes(ChangesRead { since: None, .. }))
     }
 }
 
@@ -131,6 +163,7 @@ impl Read for LeaseReadOf<'_> {
         match self {
             Self::Full(r) => r.statement(),
             Self::Summary(r) => r.statement(),
+            Self::Changes(r) => r.statement(),
         }
     }
 
@@ -138,6 +171,7 @@ impl Read for LeaseReadOf<'_> {
         match self {
             Self::Full(r) => r.decode(rows),
             Self::Summary(r) => r.decode(rows),
+            Self::Changes(r) => r.decode(rows),
         }
     }
 }
@@ -187,6 +221,7 @@ impl Monitor {
             "connected"
         );
         let activity = ActivityReader::new(visibility, version, (lease.oid, lease.display.clone()));
+        let mirror = lease.incremental().then(Mirror::default);
         Ok(Self {
             conn,
             lease,
@@ -203,6 +238,8 @@ impl Monitor {
             pending_prepared: Vec::new(),
             last_leases: None,
             last_activity: None,
+            mirror,
+            lease_rows_read: 0,
         })
     }
 
@@ -342,19 +379,39 @@ impl Monitor {
             LeaseDetail::Full => false,
             LeaseDetail::Summary { ttl, .. } => self.aggregates_due(*ttl, read_pg_locks),
         };
-        let got = read::run(
-            &mut self.conn,
-            None,
-            &LeaseReadOf::new(&self.lease, &self.detail, refresh),
-        )
-        .await;
+        if let Some(mirror) = self.mirror.as_mut()
+            && mirror.needs_keys()
+        {
+            let names = read::run(&mut self.conn, None, &KeysRead(&self.lease)).await?;
+            mirror.retain(&names);
+        }
+        let next = self.mirror_next();
+        let read = LeaseReadOf::new(&self.lease, &self.detail, refresh, next.as_ref());
+        let got = read::run(&mut self.conn, None, &read).await;
+        if read.reads_all_for_mirror() && matches!(got, Err(SourceError::StatementTimeout)) {
+            // Too large to read whole within the statement timeout: the server aggregates from now on.
+            tracing::warn!(
+                "the lease table is too large to mirror; polling its aggregates instead"
+            );
+            self.mirror = None;
+            // The aggregates of the whole table are as slow: they wait, and the note says so.
+            self.slow_aggregates += 1;
+            self.summaries_at = Some(Instant::now());
+            let summary = LeaseReadOf::new(&self.lease, &self.detail, false, None);
+            let rows = read::run(&mut self.conn, None, &summary).await?;
+            return Ok(LeaseOutcome {
+                read: Some(self.lease_read(rows, false)),
+                unread: None,
+                note: self.aggregates_note(),
+            });
+        }
         let (rows, fresh) = match got {
             Err(SourceError::StatementTimeout) if refresh => {
                 // Too slow for this interval: keep the last aggregates, try again later, and read the rows
                 // that matter now (an index lookup of the few hot profiles).
                 self.slow_aggregates += 1;
                 self.summaries_at = Some(Instant::now());
-                let hot = LeaseReadOf::new(&self.lease, &self.detail, false);
+                let hot = LeaseReadOf::new(&self.lease, &self.detail, false, None);
                 (read::run(&mut self.conn, None, &hot).await?, false)
             }
             other => (other?, refresh),
@@ -366,8 +423,38 @@ impl Monitor {
         })
     }
 
-    /// The rows read as a snapshot shows them: in summary mode with the aggregates, fresh or kept.
-    fn lease_read(&mut self, rows: LeaseRows, fresh_aggregates: bool) -> LeaseRead {
+    /// What the mirror's next read asks for, in summary mode.
+    fn mirror_next(&self) -> Option<Next> {
+        match self.detail {
+            LeaseDetail::Summary { .. } => self.mirror.as_ref().map(Mirror::next),
+            LeaseDetail::Full => None,
+        }
+    }
+
+    /// The rows read as a snapshot shows them: in summary mode with the aggregates, fresh or kept. An
+    /// incremental read goes into the mirror, and the snapshot takes from it the rows that matter and, when
+    /// due, fresh aggregates.
+    fn lease_read(&mut self, mut rows: LeaseRows, fresh_aggregates: bool) -> LeaseRead {
+        self.lease_rows_read += rows.rows.len() as u64;
+        if let (Some(delta), Some(mirror), LeaseDetail::Summary { ttl, focus }) =
+            (rows.delta.take(), self.mirror.as_mut(), &self.detail)
+        {
+            mirror.apply(rows.rows, delta);
+            let ttl_chrono = chrono::Duration::from_std(*ttl).unwrap_or(chrono::Duration::MAX);
+            let detail = mirror.rows_that_matter(rows.server_now, ttl_chrono, focus);
+            let every = SUMMARY_REFRESH.min(*ttl / 3);
+            if self.summaries_at.is_none_or(|at| at.elapsed() >= every) {
+                if let Some(fresh) = mirror.summaries() {
+                    self.summaries = Arc::new(fresh);
+                }
+                self.summaries_at = Some(Instant::now());
+            }
+            return LeaseRead {
+                server_now: rows.server_now,
+                rows: detail,
+                summaries: Arc::clone(&self.summaries),
+            };
+        }
         let summaries = match self.detail {
             LeaseDetail::Full => Arc::default(),
             LeaseDetail::Summary { .. } => {
@@ -452,8 +539,11 @@ impl Monitor {
             }
             _ => false,
         };
+        let keys_first = self.mirror.as_ref().is_some_and(Mirror::needs_keys) && !self.table_locked;
+        let next = self.mirror_next();
         let lockers_read = LockersRead(&self.lease);
-        let lease_read = LeaseReadOf::new(&self.lease, &self.detail, refresh);
+        let keys_read = KeysRead(&self.lease);
+        let lease_read = LeaseReadOf::new(&self.lease, &self.detail, refresh, next.as_ref());
         let rows_read = RowsAtRead {
             table: &self.lease,
             lookup: &self.pending_rows,
@@ -464,6 +554,7 @@ impl Monitor {
         let mut batch = Batch::default();
         let activity_at = self.activity.add_to(&mut batch);
         let lockers_at = self.table_locked.then(|| batch.add(&lockers_read));
+        let keys_at = keys_first.then(|| batch.add(&keys_read));
         let lease_at = (!self.table_locked).then(|| batch.add(&lease_read));
         let rows_at =
             (!self.table_locked && !self.pending_rows.is_empty()).then(|| batch.add(&rows_read));
@@ -498,6 +589,27 @@ impl Monitor {
             && ![lease_at, rows_at, prepared_at].contains(&Some(at))
         {
             return Err(e.clone());
+        }
+        if let (Some(names), Some(mirror)) = (
+            keys_at
+                .and_then(|at| ran.take(at, &keys_read))
+                .transpose()?,
+            self.mirror.as_mut(),
+        ) {
+            mirror.retain(&names);
+        }
+        if lease_read.reads_all_for_mirror()
+            && matches!(
+                lease_taken,
+                Some((None, Some(SourceError::StatementTimeout)))
+            )
+        {
+            tracing::warn!(
+                "the lease table is too large to mirror; polling its aggregates instead"
+            );
+            self.mirror = None;
+            self.slow_aggregates += 1;
+            self.summaries_at = Some(Instant::now());
         }
         let lease = match lease_taken {
             Some(taken) => self.pooled_leases(taken, refresh, &activity)?,
@@ -655,6 +767,16 @@ impl Monitor {
                 Err(e) => tracing::debug!(error = %e, "could not name the rows of row-lock waits"),
             }
         }
+    }
+
+    /// How many lease rows this monitor's reads transferred (for tests and the benchmarks).
+    pub fn lease_rows_read(&self) -> u64 {
+        self.lease_rows_read
+    }
+
+    /// Whether the dashboard's polls read only what changed (see [`super::mirror`]).
+    pub fn incremental(&self) -> bool {
+        self.mirror.is_some()
     }
 
     /// How many times this monitor read `pg_locks` (for tests and the benchmark).
