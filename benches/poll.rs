@@ -23,11 +23,87 @@ use sqlx::Connection;
 const SCHEMA: &str = include_str!("../sql/reference_schema.sql");
 
 fn main() {
+    // `LOCKTOP_POLL_SCENE_ONLY=1`: only the scale scene (the quick loop while working on it).
+    if std::env::var_os("LOCKTOP_POLL_SCENE_ONLY").is_some() {
+        common::runtime().block_on(scene_polls());
+        return;
+    }
     common::runtime().block_on(async {
         let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
         poll_costs(&cluster).await;
     });
+    common::runtime().block_on(scene_polls());
     model_memory();
+}
+
+/// The dashboard's polls (summary mode) of the scale scene: 200,000 rows, 20,000 renewals a second.
+async fn scene_polls() {
+    let cluster = Cluster::start(&ClusterOptions {
+        settings: common::scale::settings(),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster");
+    let url = cluster.url("postgres");
+    let scene = common::scale::start(&url).await;
+    let target = Target::new(Some(&scene.monitor_url)).expect("target");
+    let limits = SessionLimits::for_interval(Duration::from_secs(1));
+    let mut monitor = Monitor::connect(&target, &LeaseMapping::default(), limits)
+        .await
+        .expect("monitor");
+    monitor.set_detail(LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    let rules = Rules::default();
+    let mut history = History::default();
+    let start = Instant::now();
+    monitor.poll().await.expect("first poll");
+    let first = start.elapsed().as_secs_f64() * 1000.0;
+    let (mut polls, mut evals, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    let server0 = common::scale::monitor_server_ms(&url).await;
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    for _ in 0..30 {
+        tick.tick().await;
+        let before = monitor.lease_rows_read();
+        let start = Instant::now();
+        let snapshot = monitor.poll().await.expect("poll");
+        polls.push(start.elapsed().as_secs_f64() * 1000.0);
+        rows.push((monitor.lease_rows_read() - before) as f64);
+        let start = Instant::now();
+        rules::record(&mut history, &snapshot, &rules);
+        let board = rules::evaluate(&snapshot, &history, &rules, snapshot.server_now);
+        evals.push(start.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(board);
+    }
+    let server =
+        (common::scale::monitor_server_ms(&url).await - server0) / t0.elapsed().as_secs_f64();
+    polls.sort_by(f64::total_cmp);
+    evals.sort_by(f64::total_cmp);
+    rows.sort_by(f64::total_cmp);
+    println!(
+        "\nscale scene, 200,000 rows, {} renewals/s, 1 s polls ({} mode): first {first:.1} ms; then median {:.1} ms, \
+         p95 {:.1} ms, max {:.1} ms; lease rows read per poll median {:.0}; evaluation median {:.1} ms, max {:.1} ms; \
+         the monitor's server time {server:.1} ms/s",
+        scene.renewed.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / t0.elapsed().as_secs_f64(),
+        if monitor.incremental() {
+            "incremental"
+        } else {
+            "aggregates"
+        },
+        percentile(&polls, 0.5),
+        percentile(&polls, 0.95),
+        percentile(&polls, 1.0),
+        percentile(&rows, 0.5),
+        percentile(&evals, 0.5),
+        percentile(&evals, 1.0),
+    );
+    for (calls, mean, query) in common::scale::monitor_statements(&url).await {
+        println!("  {calls:>5} × {mean:>7.2} ms  {query}");
+    }
+    monitor.close().await;
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -2,12 +2,17 @@
 //!
 //! JSON Lines: a header (target, interval, the rules in force), then one line per poll attempt with the poll's
 //! snapshot — the model's input, so that a replay runs the same rules over the same history — its timing
-//! (`poll_ms`), and the statuses and alerts the rules gave when it was recorded. To keep files small, the
-//! per-profile aggregates are written only when they were refreshed, sessions only when a holder or a wait
-//! refers to them, and query texts only with `--record-queries`. Each line is flushed whole, so a crash or a
-//! full disk leaves at most one cut line, which the reader reports and stops at.
+//! (`poll_ms`), and the statuses and alerts the rules gave when it was recorded. Each line is flushed whole,
+//! so a crash or a full disk leaves at most one cut line, which the reader reports and stops at.
+//!
+//! To keep files small (format 2), the lease rows and the per-profile aggregates are written by delta: a
+//! keyframe line holds them whole (the first line, then every [`KEYFRAME_POLLS`] lines, so that a reader can
+//! start there), the lines between only what changed since the line before ([`Changes`]), with the frequent
+//! change — a renewed expiry — as a short triple. Aggregates are written only when they were refreshed,
+//! sessions only when a holder or a wait refers to them, and query texts only with `--record-queries`.
+//! Format 1 (every line whole) is still read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,10 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::rules::{self, Rules};
 use crate::model::snapshot::ProfileSummary;
-use crate::model::{History, Snapshot, Status};
+use crate::model::{History, LeaseRow, Snapshot, Status};
 
 /// The format's version, in the header.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+
+/// The oldest format this locktop reads.
+const OLDEST_FORMAT: u32 = 1;
+
+/// Lines between keyframes (a minute of 1 s polls).
+pub const KEYFRAME_POLLS: u64 = 60;
 
 /// The first line of a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,12 +97,152 @@ pub struct Poll {
     /// The aggregates were not refreshed by this poll: they are the previous line's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub summaries_unchanged: bool,
+    /// Format 2, between keyframes: the snapshot's lease rows and aggregates are left out, and this is how
+    /// they differ from the previous line's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
     /// Profiles that were not `ok` when recorded, with their status word.
     #[serde(default)]
     pub statuses: BTreeMap<String, String>,
     /// The escalation messages in force when recorded.
     #[serde(default)]
     pub alerts: Vec<String>,
+}
+
+/// A (group, key) of a lease row.
+type RowKey = (Option<String>, Option<String>);
+
+/// A renewed lease row: group, key, new expiry.
+type Renewal = (Option<String>, Option<String>, Option<DateTime<Utc>>);
+
+/// How a line's lease rows and aggregates differ from the previous line's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Changes {
+    /// Rows new, or changed otherwise than by their expiry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<LeaseRow>,
+    /// Rows whose only change is their expiry: group, key, new expiry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renewed: Vec<Renewal>,
+    /// Rows no longer in the snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<RowKey>,
+    /// Aggregates new or changed (only when refreshed: see `summaries_unchanged`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summaries: Vec<ProfileSummary>,
+    /// Profiles whose aggregates are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summaries_gone: Vec<Option<String>>,
+}
+
+/// The lease rows and aggregates of the previous line, by name: what the next line's changes are from
+/// (writing) or applied to (reading).
+#[derive(Debug, Default)]
+struct Frame {
+    rows: BTreeMap<RowKey, LeaseRow>,
+    summaries: BTreeMap<Option<String>, ProfileSummary>,
+    summaries_arc: Arc<Vec<ProfileSummary>>,
+}
+
+impl Frame {
+    /// Takes a whole snapshot's rows and aggregates.
+    fn keyframe(&mut self, snapshot: &Snapshot) {
+        self.rows = snapshot
+            .leases
+            .iter()
+            .map(|r| ((r.group.clone(), r.key.clone()), r.clone()))
+            .collect();
+        self.take_summaries(&snapshot.summaries);
+    }
+
+    fn take_summaries(&mut self, summaries: &Arc<Vec<ProfileSummary>>) {
+        self.summaries = summaries
+            .iter()
+            .map(|s| (s.group.clone(), s.clone()))
+            .collect();
+        self.summaries_arc = Arc::clone(summaries);
+    }
+
+    /// What changed from this frame to `snapshot` (whose aggregates count only when `refreshed`), and moves
+    /// the frame there.
+    fn diff(&mut self, snapshot: &Snapshot, refreshed: bool) -> Changes {
+        let mut changes = Changes::default();
+        let mut seen: HashSet<RowKey> = HashSet::with_capacity(snapshot.leases.len());
+        for row in &snapshot.leases {
+            let key = (row.group.clone(), row.key.clone());
+            match self.rows.get(&key) {
+                Some(old) if old == row => {}
+                Some(old)
+                    if LeaseRow {
+                        expires_at: row.expires_at,
+                        ..old.clone()
+                    } == *row =>
+                {
+                    changes
+                        .renewed
+                        .push((key.0.clone(), key.1.clone(), row.expires_at));
+                }
+                _ => changes.rows.push(row.clone()),
+            }
+            seen.insert(key);
+        }
+        changes.gone = self
+            .rows
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        self.rows = snapshot
+            .leases
+            .iter()
+            .map(|r| ((r.group.clone(), r.key.clone()), r.clone()))
+            .collect();
+        if refreshed {
+            let mut present: HashSet<&Option<String>> = HashSet::new();
+            for s in snapshot.summaries.iter() {
+                present.insert(&s.group);
+                if self.summaries.get(&s.group) != Some(s) {
+                    changes.summaries.push(s.clone());
+                }
+            }
+            changes.summaries_gone = self
+                .summaries
+                .keys()
+                .filter(|g| !present.contains(g))
+                .cloned()
+                .collect();
+            self.take_summaries(&snapshot.summaries);
+        }
+        changes
+    }
+
+    /// Applies a line's changes and gives its snapshot the rows and aggregates they make.
+    fn apply(&mut self, changes: Changes, summaries_unchanged: bool, snapshot: &mut Snapshot) {
+        for key in changes.gone {
+            self.rows.remove(&key);
+        }
+        for (group, key, expires_at) in changes.renewed {
+            if let Some(row) = self.rows.get_mut(&(group, key)) {
+                row.expires_at = expires_at;
+            }
+        }
+        for row in changes.rows {
+            self.rows.insert((row.group.clone(), row.key.clone()), row);
+        }
+        snapshot.leases = self.rows.values().cloned().collect();
+        if !summaries_unchanged
+            && (!changes.summaries.is_empty() || !changes.summaries_gone.is_empty())
+        {
+            for group in changes.summaries_gone {
+                self.summaries.remove(&group);
+            }
+            for s in changes.summaries {
+                self.summaries.insert(s.group.clone(), s);
+            }
+            self.summaries_arc = Arc::new(self.summaries.values().cloned().collect());
+        }
+        snapshot.summaries = Arc::clone(&self.summaries_arc);
+    }
 }
 
 impl Poll {
@@ -110,6 +261,10 @@ pub struct Recorder {
     rules: Rules,
     history: History,
     last_summaries: Option<Arc<Vec<ProfileSummary>>>,
+    /// The rows and aggregates the last line left the reader with, and lines since the last keyframe
+    /// (`None`: the next line is one).
+    frame: Frame,
+    since_keyframe: Option<u64>,
     /// The file's size, and the size it may not pass (`--record-max-size`).
     size: u64,
     max_size: Option<u64>,
@@ -176,6 +331,8 @@ impl Recorder {
             rules: header.rules(),
             history: History::default(),
             last_summaries: None,
+            frame: Frame::default(),
+            since_keyframe: None,
             size,
             max_size: None,
         };
@@ -211,10 +368,38 @@ impl Recorder {
             .as_ref()
             .is_some_and(|last| Arc::ptr_eq(last, &snapshot.summaries));
         self.last_summaries = Some(Arc::clone(&snapshot.summaries));
-        let mut kept = snapshot.clone();
-        if unchanged {
-            kept.summaries = Arc::default();
-        }
+        let keyframe = self.since_keyframe.is_none_or(|n| n >= KEYFRAME_POLLS);
+        // Everything but the rows, the aggregates and the sessions, which are written as below.
+        let mut kept = Snapshot {
+            server_now: snapshot.server_now,
+            poll_ms: snapshot.poll_ms,
+            leases: Vec::new(),
+            summaries: Arc::default(),
+            sessions: Vec::new(),
+            waits: snapshot.waits.clone(),
+            visibility: snapshot.visibility,
+            lease_error: snapshot.lease_error.clone(),
+            pooled: snapshot.pooled,
+            parts: Vec::new(),
+            leases_as_of: snapshot.leases_as_of,
+            recovery: snapshot.recovery,
+            deadlocks: snapshot.deadlocks,
+            prepared: snapshot.prepared.clone(),
+            locks_error: snapshot.locks_error.clone(),
+            notes: snapshot.notes.clone(),
+        };
+        let changes = if keyframe {
+            self.frame.keyframe(snapshot);
+            kept.leases.clone_from(&snapshot.leases);
+            kept.summaries = Arc::clone(&snapshot.summaries);
+            self.since_keyframe = Some(1);
+            None
+        } else {
+            self.since_keyframe = self.since_keyframe.map(|n| n + 1);
+            Some(self.frame.diff(snapshot, !unchanged))
+        };
+        let unchanged = unchanged && !keyframe;
+        kept.parts.clone_from(&snapshot.parts);
         kept.sessions = relevant_sessions(snapshot, self.queries);
         // Several databases: each part keeps its own relevant sessions, queries left out likewise.
         for part in &mut kept.parts {
@@ -224,6 +409,7 @@ impl Recorder {
             snapshot: Some(kept),
             error: None,
             summaries_unchanged: unchanged,
+            changes,
             statuses,
             alerts,
         })
@@ -232,10 +418,12 @@ impl Recorder {
     /// Records a failed poll.
     pub fn failed(&mut self, error: &str) -> std::io::Result<()> {
         self.history.record_missed();
+        self.since_keyframe = self.since_keyframe.map(|n| n + 1);
         self.line(&Poll {
             snapshot: None,
             error: Some(error.to_owned()),
             summaries_unchanged: false,
+            changes: None,
             statuses: BTreeMap::new(),
             alerts: Vec::new(),
         })
@@ -365,15 +553,16 @@ pub fn read(input: impl BufRead) -> Result<Recording, String> {
     let mut offset = first.len() as u64 + 1;
     let header: Header = serde_json::from_slice(&first)
         .map_err(|e| format!("not a locktop recording (line 1: {e})"))?;
-    if header.locktop_recording != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&header.locktop_recording) {
         return Err(format!(
-            "recording format {} is not supported (this locktop reads format {FORMAT})",
+            "recording format {} is not supported (this locktop reads formats {OLDEST_FORMAT} to {FORMAT})",
             header.locktop_recording
         ));
     }
     let mut polls: Vec<Poll> = Vec::new();
     let mut damage = None;
     let mut summaries: Arc<Vec<ProfileSummary>> = Arc::default();
+    let mut frame = Frame::default();
     for (i, line) in lines.enumerate() {
         let number = i + 2;
         let line = match line {
@@ -395,11 +584,15 @@ pub fn read(input: impl BufRead) -> Result<Recording, String> {
         match serde_json::from_slice::<Poll>(&line) {
             Ok(mut poll) => {
                 if let Some(s) = poll.snapshot.as_mut() {
-                    if poll.summaries_unchanged {
+                    if let Some(changes) = poll.changes.take() {
+                        frame.apply(changes, poll.summaries_unchanged, s);
+                    } else if poll.summaries_unchanged {
                         s.summaries = Arc::clone(&summaries);
+                        frame.keyframe(s);
                     } else {
-                        summaries = Arc::clone(&s.summaries);
+                        frame.keyframe(s);
                     }
+                    summaries = Arc::clone(&s.summaries);
                 }
                 polls.push(poll);
             }
@@ -430,6 +623,132 @@ mod tests {
     use super::*;
     use crate::model::snapshot::Part;
     use crate::model::{LockWait, Session};
+
+    fn lease(group: &str, key: &str, owner: &str, expires: DateTime<Utc>) -> LeaseRow {
+        LeaseRow {
+            group: Some(group.into()),
+            key: Some(key.into()),
+            owner: Some(owner.into()),
+            expires_at: Some(expires),
+            acquired_at: None,
+            contention_count: Some(0),
+            contended_since: None,
+            last_contended_at: None,
+        }
+    }
+
+    fn summary(group: &str, next_expiry: DateTime<Utc>) -> ProfileSummary {
+        ProfileSummary {
+            group: Some(group.into()),
+            rows: 1,
+            held: 1,
+            sample_key: Some("S".into()),
+            sample_owner: Some("w".into()),
+            sample_acquired_at: None,
+            next_expiry: Some(next_expiry),
+            failure_total: Some(0),
+            latest_contended_since: None,
+        }
+    }
+
+    #[test]
+    fn a_delta_recording_reads_back_every_poll_whole_across_keyframes_and_renewals_are_short() {
+        let start = Utc::now();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("r.jsonl");
+        let mut recorder =
+            Recorder::create(&path, &Header::for_tests(start), false).expect("create");
+        let mut written = Vec::new();
+        let mut summaries = Arc::new(vec![summary("calm-0", start)]);
+        for i in 0..130_i64 {
+            let now = start + chrono::Duration::seconds(i);
+            if i == 70 {
+                recorder.failed("lost").expect("failed");
+                written.push(None);
+                continue;
+            }
+            let mut s = Snapshot::at(now);
+            // 20 rows renewed every poll; one joins at poll 10 and leaves at poll 100; an owner changes at 50.
+            s.leases = (0..20)
+                .map(|p| {
+                    lease(
+                        &format!("p{p}"),
+                        "S",
+                        "w",
+                        now + chrono::Duration::seconds(30),
+                    )
+                })
+                .collect();
+            if (10..100).contains(&i) {
+                s.leases.push(lease("late", "S", "x", start));
+            }
+            if i >= 50 {
+                s.leases[3].owner = Some("taken-over".into());
+            }
+            // The aggregates are refreshed every 5th poll, one profile more each time.
+            if i % 5 == 0 {
+                summaries = Arc::new(
+                    (0..=i / 5)
+                        .map(|p| summary(&format!("calm-{p}"), now))
+                        .collect(),
+                );
+            }
+            s.summaries = Arc::clone(&summaries);
+            recorder.poll(&s).expect("poll");
+            written.push(Some(s));
+        }
+        drop(recorder);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        let back = read(std::io::BufReader::new(text.as_bytes())).expect("parses");
+        assert_eq!(back.damage, None);
+        assert_eq!(back.polls.len(), written.len());
+        for (i, (got, want)) in back.polls.iter().zip(&written).enumerate() {
+            let (Some(got), Some(want)) = (got.snapshot.as_ref(), want.as_ref()) else {
+                assert_eq!(got.snapshot.is_none(), want.is_none(), "poll {i}");
+                continue;
+            };
+            // A keyframe keeps the order the rows were read in; changes give them in (group, key) order.
+            let sorted = |rows: &[LeaseRow]| {
+                let mut rows = rows.to_vec();
+                rows.sort_by(|a, b| (&a.group, &a.key).cmp(&(&b.group, &b.key)));
+                rows
+            };
+            assert_eq!(
+                sorted(&got.leases),
+                sorted(&want.leases),
+                "poll {i}: the rows"
+            );
+            let by_group = |s: &[ProfileSummary]| {
+                let mut s = s.to_vec();
+                s.sort_by(|a, b| a.group.cmp(&b.group));
+                s
+            };
+            assert_eq!(
+                by_group(&got.summaries),
+                by_group(&want.summaries),
+                "poll {i}: the aggregates"
+            );
+            assert_eq!(got.server_now, want.server_now);
+        }
+        // Keyframes: the first line after the header, then every 60 lines.
+        let keyframes: Vec<usize> = lines
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, l)| !l.contains("\"changes\"") && l.contains("\"snapshot\""))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(keyframes, vec![1, 61, 121]);
+        // A line of renewals only is a fraction of a keyframe.
+        let (keyframe, renewal) = (lines[61].len(), lines[62].len());
+        assert!(
+            renewal * 2 < keyframe,
+            "renewals {renewal} bytes, keyframe {keyframe} bytes: {}",
+            lines[62]
+        );
+        assert!(lines[62].contains("\"renewed\""), "{}", lines[62]);
+    }
 
     #[test]
     fn the_sessions_of_every_database_are_filtered_and_lose_their_queries() {

@@ -1063,7 +1063,12 @@ async fn incremental_polls_read_only_what_changed_and_stay_in_step_with_every_ki
     .await;
     let before = m.lease_rows_read();
     let s = m.poll().await.expect("poll");
-    assert_eq!(owner_of(&s, "q2").as_deref(), Some("renewed"));
+    assert_eq!(
+        owner_of(&s, "q2").as_deref(),
+        Some("renewed"),
+        "{:?}",
+        s.lease_error
+    );
     let read = m.lease_rows_read() - before;
     assert!(
         (3..500).contains(&read),

@@ -231,3 +231,16 @@ pub async fn monitor_server_ms(url: &str) -> f64 {
     .expect("pg_stat_statements");
     ms.unwrap_or(0.0)
 }
+
+/// The monitor role's statements by total time: calls, mean ms and the statement's first words.
+pub async fn monitor_statements(url: &str) -> Vec<(i64, f64, String)> {
+    let mut c = connect(url).await;
+    sqlx::query_as(
+        "SELECT calls, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) \
+         FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
+         WHERE r.rolname = 'locktop_monitor' ORDER BY total_exec_time DESC LIMIT 6",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("pg_stat_statements")
+}

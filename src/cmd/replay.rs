@@ -449,6 +449,7 @@ mod tests {
                     error: snapshot.is_none().then(|| "lost".to_owned()),
                     snapshot,
                     summaries_unchanged: false,
+                    changes: None,
                     statuses: BTreeMap::new(),
                     alerts: Vec::new(),
                 })

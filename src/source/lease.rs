@@ -453,15 +453,21 @@ impl Read for ChangesRead<'_> {
         };
         match self.since {
             None => Statement::new(changes.all.clone(), Vec::new()),
-            Some(mark) => Statement::new(
-                changes.since.clone(),
-                vec![
-                    Param::Text(mark.xmax.to_string()),
-                    Param::Texts(mark.running.iter().map(ToString::to_string).collect()),
-                    Param::Text(format!("({},0)", self.sweep.0)),
-                    Param::Text(format!("({},0)", self.sweep.1)),
-                ],
-            ),
+            Some(mark) => {
+                // The running transactions are numbers, written into the text: a constant array is searched
+                // by hash (PostgreSQL 14 and later), a parameter once per row for every element.
+                let running: Vec<String> = mark.running.iter().map(ToString::to_string).collect();
+                Statement::new(
+                    changes
+                        .since
+                        .replace("{running}", &format!("{{{}}}", running.join(","))),
+                    vec![
+                        Param::Text(mark.xmax.to_string()),
+                        Param::Text(format!("({},0)", self.sweep.0)),
+                        Param::Text(format!("({},0)", self.sweep.1)),
+                    ],
+                )
+            }
         }
     }
 
@@ -524,12 +530,13 @@ impl Read for KeysRead<'_> {
 
 /// The incremental poll's statement: one scan that counts the rows and aggregates those changed. With
 /// `since`, a row is changed when its `xmin` is at or past `$1` (by `age`, which counts modulo 2^32 as xids
-/// do) or among the transactions `$2` that were running at the last read, or when it lies in the sweep's
-/// pages `[$3, $4)`; the `OFFSET 0` keeps the test from being evaluated once per aggregate.
+/// do) or among the transactions that were running at the last read (`{running}`, replaced by the list), or
+/// when it lies in the sweep's pages `[$2, $3)`. The parameters are converted once (sub-selects), not once
+/// per row, and the `OFFSET 0` keeps the test from being evaluated once per aggregate.
 fn changes_sql(table: &str, oid: u32, exprs: &[(&'static str, String)], since: bool) -> String {
     let changed = if since {
-        "(age(t.xmin) <= age($1::text::xid) OR t.xmin = ANY($2::text[]::xid[]) \
-          OR (t.ctid >= $3::text::tid AND t.ctid < $4::text::tid))"
+        "(age(t.xmin) <= (SELECT age($1::text::xid)) OR t.xmin = ANY('{running}'::xid[]) \
+          OR (t.ctid >= (SELECT $2::text::tid) AND t.ctid < (SELECT $3::text::tid)))"
     } else {
         "true"
     };
