@@ -127,12 +127,59 @@ pub struct Changes {
     /// Rows no longer in the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gone: Vec<RowKey>,
-    /// Aggregates new or changed (only when refreshed: see `summaries_unchanged`).
+    /// Aggregates new or changed (only when refreshed: see `summaries_unchanged`), each as an array: there
+    /// can be tens of thousands, and the field names would be most of their bytes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub summaries: Vec<ProfileSummary>,
+    pub summaries: Vec<SummaryFields>,
     /// Profiles whose aggregates are gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub summaries_gone: Vec<Option<String>>,
+}
+
+/// A [`ProfileSummary`] written as a JSON array, in the order of its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryFields(
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+);
+
+impl From<&ProfileSummary> for SummaryFields {
+    fn from(s: &ProfileSummary) -> Self {
+        Self(
+            s.group.clone(),
+            s.rows,
+            s.held,
+            s.sample_key.clone(),
+            s.sample_owner.clone(),
+            s.sample_acquired_at,
+            s.next_expiry,
+            s.failure_total,
+            s.latest_contended_since,
+        )
+    }
+}
+
+impl From<SummaryFields> for ProfileSummary {
+    fn from(f: SummaryFields) -> Self {
+        Self {
+            group: f.0,
+            rows: f.1,
+            held: f.2,
+            sample_key: f.3,
+            sample_owner: f.4,
+            sample_acquired_at: f.5,
+            next_expiry: f.6,
+            failure_total: f.7,
+            latest_contended_since: f.8,
+        }
+    }
 }
 
 /// The lease rows and aggregates of the previous line, by name: what the next line's changes are from
@@ -202,7 +249,7 @@ impl Frame {
             for s in snapshot.summaries.iter() {
                 present.insert(&s.group);
                 if self.summaries.get(&s.group) != Some(s) {
-                    changes.summaries.push(s.clone());
+                    changes.summaries.push(s.into());
                 }
             }
             changes.summaries_gone = self
@@ -237,6 +284,7 @@ impl Frame {
                 self.summaries.remove(&group);
             }
             for s in changes.summaries {
+                let s = ProfileSummary::from(s);
                 self.summaries.insert(s.group.clone(), s);
             }
             self.summaries_arc = Arc::new(self.summaries.values().cloned().collect());
