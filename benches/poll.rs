@@ -46,14 +46,7 @@ async fn scene_polls() {
     let url = cluster.url("postgres");
     let scene = common::scale::start(&url).await;
     let target = Target::new(Some(&scene.monitor_url)).expect("target");
-    let limits = SessionLimits::for_interval(Duration::from_secs(1));
-    let mut monitor = Monitor::connect(&target, &LeaseMapping::default(), limits)
-        .await
-        .expect("monitor");
-    monitor.set_detail(LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: Vec::new(),
-    });
+    let mut monitor = common::dashboard_monitor(&target).await;
     let rules = Rules::default();
     let mut history = History::default();
     let start = Instant::now();

@@ -12,12 +12,11 @@ mod common;
 #[path = "../tests/common/pgbouncer.rs"]
 mod pgbouncer;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{connect, exec};
-use locktop::config::LeaseMapping;
 use locktop::rig::cluster::{Cluster, ClusterOptions};
-use locktop::source::{LeaseDetail, Monitor, Pooler, SessionLimits, Target};
+use locktop::source::{Pooler, Target};
 
 fn main() {
     common::runtime().block_on(async {
@@ -76,14 +75,7 @@ fn main() {
 /// 200 polls after a warm-up one: median, p95 and max in milliseconds.
 async fn measure(dsn: &str, pooler: Pooler) -> (f64, f64, f64) {
     let target = Target::new(Some(dsn)).expect("dsn").with_pooler(pooler);
-    let limits = SessionLimits::for_interval(Duration::from_secs(1));
-    let mut monitor = Monitor::connect(&target, &LeaseMapping::default(), limits)
-        .await
-        .expect("monitor");
-    monitor.set_detail(LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: Vec::new(),
-    });
+    let mut monitor = common::dashboard_monitor(&target).await;
     monitor.poll().await.expect("first poll");
     let mut times = Vec::new();
     for _ in 0..200 {

@@ -31,6 +31,23 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (field(11) + field(12)) as f64 / 100.0
 }
 
+/// A monitor as the dashboard polls (1 s interval, summary mode, the default mapping and TTL).
+pub async fn dashboard_monitor(target: &locktop::source::Target) -> locktop::source::Monitor {
+    let limits = locktop::source::SessionLimits::for_interval(std::time::Duration::from_secs(1));
+    let mut monitor = locktop::source::Monitor::connect(
+        target,
+        &locktop::config::LeaseMapping::default(),
+        limits,
+    )
+    .await
+    .expect("monitor");
+    monitor.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: std::time::Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    monitor
+}
+
 /// A plain session (the benchmark's own, for setting up data).
 pub async fn connect(url: &str) -> sqlx::PgConnection {
     use sqlx::ConnectOptions as _;
