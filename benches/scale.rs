@@ -33,10 +33,10 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Newline-terminated records in a file, read in blocks.
+/// Newline-terminated records in a recording (decompressed if it is zstd), read in blocks.
 fn records(path: &std::path::Path) -> u64 {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).expect("recording");
+    let file = std::io::BufReader::new(std::fs::File::open(path).expect("recording"));
+    let mut f = locktop::recording::unpacked(file).expect("unpacked");
     let mut buf = vec![0_u8; 1 << 20];
     let mut n = 0;
     loop {
@@ -129,7 +129,9 @@ fn main() {
         .unwrap_or(10);
     let (_cluster, url, rt, scene) = start_scene();
     let dir = tempfile::tempdir().expect("tempdir");
-    let recording = dir.path().join("scale.jsonl");
+    // `LOCKTOP_SCALE_RECORD=jsonl.zst` records compressed.
+    let suffix = std::env::var("LOCKTOP_SCALE_RECORD").unwrap_or_else(|_| "jsonl".into());
+    let recording = dir.path().join(format!("scale.{suffix}"));
     let rec = recording.to_str().expect("path").to_owned();
     let mut tui = pty::Tui::spawn(
         &[

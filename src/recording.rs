@@ -30,6 +30,31 @@ pub const FORMAT: u32 = 2;
 /// The oldest format this locktop reads.
 const OLDEST_FORMAT: u32 = 1;
 
+/// The zstd level of `.zst` recordings: zstd's default, fast enough for any poll rate.
+const ZSTD_LEVEL: i32 = 3;
+
+/// zstd's frame magic number, as it begins a file.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A zstd compressor (which has no `Debug` of its own).
+struct Zstd(zstd::bulk::Compressor<'static>);
+
+impl std::fmt::Debug for Zstd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Zstd")
+    }
+}
+
+/// A recording's text, from its file: decompressed when the file is zstd (whatever its name).
+pub fn unpacked<'a>(mut input: impl BufRead + 'a) -> std::io::Result<Box<dyn BufRead + 'a>> {
+    let zstd = input.fill_buf()?.starts_with(&ZSTD_MAGIC);
+    Ok(if zstd {
+        Box::new(std::io::BufReader::new(zstd::stream::read::Decoder::with_buffer(input)?))
+    } else {
+        Box::new(input)
+    })
+}
+
 /// Lines between keyframes (a minute of 1 s polls).
 pub const KEYFRAME_POLLS: u64 = 60;
 
@@ -304,6 +329,9 @@ impl Poll {
 #[derive(Debug)]
 pub struct Recorder {
     out: std::io::BufWriter<std::fs::File>,
+    /// For a `.zst` file: each line is written as a zstd frame of its own, so the file is always whole frames
+    /// (a crash cuts at most the last) and appending to it needs no state from before.
+    compressor: Option<Zstd>,
     path: std::path::PathBuf,
     queries: bool,
     rules: Rules,
@@ -343,7 +371,7 @@ impl Recorder {
             })?;
         if file.metadata()?.len() > 0 && !mix {
             let mut first = String::new();
-            std::io::BufReader::new(&file).read_line(&mut first)?;
+            unpacked(std::io::BufReader::new(&file))?.read_line(&mut first)?;
             let refuse = |why: String| Err(std::io::Error::other(why));
             match serde_json::from_str::<Header>(first.trim_end()) {
                 Ok(h) if h.locktop_recording != FORMAT => {
@@ -374,6 +402,11 @@ impl Recorder {
         let size = file.metadata()?.len();
         let mut recorder = Self {
             out: std::io::BufWriter::new(file),
+            compressor: if path.extension().is_some_and(|e| e == "zst") {
+                Some(Zstd(zstd::bulk::Compressor::new(ZSTD_LEVEL)?))
+            } else {
+                None
+            },
             path: path.to_owned(),
             queries: header.queries,
             rules: header.rules(),
@@ -489,6 +522,9 @@ impl Recorder {
     fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(value)?;
         line.push(b'\n');
+        if let Some(compressor) = self.compressor.as_mut() {
+            line = compressor.0.compress(&line)?;
+        }
         let next = self.size + line.len() as u64;
         if let Some(max) = self.max_size.filter(|max| next > *max) {
             return Err(std::io::Error::other(format!(
@@ -592,7 +628,9 @@ pub struct Recording {
 
 /// Reads a recording; a damaged line ends it (and is reported), a file that is not a recording is an error.
 pub fn read(input: impl BufRead) -> Result<Recording, String> {
-    let mut lines = input.split(b'\n');
+    let mut lines = unpacked(input)
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .split(b'\n');
     let first = lines
         .next()
         .ok_or_else(|| "the file is empty".to_owned())?
@@ -699,13 +737,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_delta_recording_reads_back_every_poll_whole_across_keyframes_and_renewals_are_short() {
+    /// Records 130 polls (one failed) into `path`: 20 rows renewed at every poll, one row joining and
+    /// leaving, an owner changing, and aggregates refreshed every 5th poll; returns what was recorded.
+    fn record_polls(path: &Path) -> Vec<Option<Snapshot>> {
         let start = Utc::now();
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("r.jsonl");
-        let mut recorder =
-            Recorder::create(&path, &Header::for_tests(start), false).expect("create");
+        let mut recorder = Recorder::create(path, &Header::for_tests(start), false).expect("create");
         let mut written = Vec::new();
         let mut summaries = Arc::new(vec![summary("calm-0", start)]);
         for i in 0..130_i64 {
@@ -745,13 +781,13 @@ mod tests {
             recorder.poll(&s).expect("poll");
             written.push(Some(s));
         }
-        drop(recorder);
-        let text = std::fs::read_to_string(&path).expect("read");
-        let lines: Vec<&str> = text.lines().collect();
-        let back = read(std::io::BufReader::new(text.as_bytes())).expect("parses");
-        assert_eq!(back.damage, None);
+        written
+    }
+
+    /// Checks that every poll read back is the one recorded (rows and aggregates in any order).
+    fn assert_same_polls(back: &Recording, written: &[Option<Snapshot>]) {
         assert_eq!(back.polls.len(), written.len());
-        for (i, (got, want)) in back.polls.iter().zip(&written).enumerate() {
+        for (i, (got, want)) in back.polls.iter().zip(written).enumerate() {
             let (Some(got), Some(want)) = (got.snapshot.as_ref(), want.as_ref()) else {
                 assert_eq!(got.snapshot.is_none(), want.is_none(), "poll {i}");
                 continue;
@@ -779,6 +815,18 @@ mod tests {
             );
             assert_eq!(got.server_now, want.server_now);
         }
+    }
+
+    #[test]
+    fn a_delta_recording_reads_back_every_poll_whole_across_keyframes_and_renewals_are_short() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("r.jsonl");
+        let written = record_polls(&path);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        let back = read(std::io::BufReader::new(text.as_bytes())).expect("parses");
+        assert_eq!(back.damage, None);
+        assert_same_polls(&back, &written);
         // Keyframes: the first line after the header, then every 60 lines.
         let keyframes: Vec<usize> = lines
             .iter()
@@ -796,6 +844,33 @@ mod tests {
             lines[62]
         );
         assert!(lines[62].contains("\"renewed\""), "{}", lines[62]);
+    }
+
+    #[test]
+    fn a_zst_recording_is_compressed_line_by_line_reads_back_whole_and_a_cut_one_keeps_its_polls() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (plain, packed) = (dir.path().join("r.jsonl"), dir.path().join("r.jsonl.zst"));
+        record_polls(&plain);
+        let written = record_polls(&packed);
+        let bytes = std::fs::read(&packed).expect("read");
+        assert!(bytes.starts_with(&ZSTD_MAGIC), "a zstd file");
+        let plain_size = std::fs::metadata(&plain).expect("plain").len();
+        assert!(
+            (bytes.len() as u64) * 3 < plain_size,
+            "compressed {} bytes, plain {plain_size}",
+            bytes.len()
+        );
+        let back = read(std::io::BufReader::new(bytes.as_slice())).expect("parses");
+        assert_eq!(back.damage, None);
+        assert_same_polls(&back, &written);
+        // Cut in its last frame: every earlier poll is there, and the damage is said.
+        let cut = read(std::io::BufReader::new(&bytes[..bytes.len() - 10])).expect("parses");
+        assert_eq!(cut.polls.len(), written.len() - 1);
+        let damage = cut.damage.expect("damaged");
+        assert_eq!(damage.line, written.len() + 1, "{damage:?}");
+        // Appending to it checks its header through the compression.
+        let start = Utc::now();
+        Recorder::create(&packed, &Header::for_tests(start), false).expect("appends");
     }
 
     #[test]
