@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::rules::{self, Rules};
 use crate::model::snapshot::ProfileSummary;
-use crate::model::{History, LeaseRow, Snapshot, Status};
+use crate::model::{Board, History, LeaseRow, Snapshot, Status};
 
 /// The format's version, in the header.
 pub const FORMAT: u32 = 2;
@@ -49,7 +49,9 @@ impl std::fmt::Debug for Zstd {
 pub fn unpacked<'a>(mut input: impl BufRead + 'a) -> std::io::Result<Box<dyn BufRead + 'a>> {
     let zstd = input.fill_buf()?.starts_with(&ZSTD_MAGIC);
     Ok(if zstd {
-        Box::new(std::io::BufReader::new(zstd::stream::read::Decoder::with_buffer(input)?))
+        Box::new(std::io::BufReader::new(
+            zstd::stream::read::Decoder::with_buffer(input)?,
+        ))
     } else {
         Box::new(input)
     })
@@ -429,10 +431,21 @@ impl Recorder {
         self
     }
 
+    /// The rules the recording is made with (its header's).
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// Records a successful poll, with the statuses the rules give it now.
     pub fn poll(&mut self, snapshot: &Snapshot) -> std::io::Result<()> {
         rules::record(&mut self.history, snapshot, &self.rules);
         let board = rules::evaluate(snapshot, &self.history, &self.rules, snapshot.server_now);
+        self.poll_judged(snapshot, &board)
+    }
+
+    /// Records a successful poll with the statuses and alerts of `board`, the rules' judgement of it made by
+    /// the caller (at its server time, with the history of every poll before it), so that it is made once.
+    pub fn poll_judged(&mut self, snapshot: &Snapshot, board: &Board) -> std::io::Result<()> {
         let statuses = board
             .profiles
             .iter()
@@ -741,7 +754,8 @@ mod tests {
     /// leaving, an owner changing, and aggregates refreshed every 5th poll; returns what was recorded.
     fn record_polls(path: &Path) -> Vec<Option<Snapshot>> {
         let start = Utc::now();
-        let mut recorder = Recorder::create(path, &Header::for_tests(start), false).expect("create");
+        let mut recorder =
+            Recorder::create(path, &Header::for_tests(start), false).expect("create");
         let mut written = Vec::new();
         let mut summaries = Arc::new(vec![summary("calm-0", start)]);
         for i in 0..130_i64 {

@@ -17,7 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::HookArgs;
-use crate::config::Config;
 use crate::model::Alert;
 use crate::model::feed::Feed;
 use crate::model::watcher::{AlertChange, Event, Watcher};
@@ -79,20 +78,15 @@ impl Hooks {
     /// says why the latest run failed.
     pub fn start(
         self,
-        feed: &watch::Receiver<Feed>,
-        config: &Config,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> watch::Receiver<Option<String>> {
+    ) -> (
+        mpsc::UnboundedSender<AlertChange>,
+        watch::Receiver<Option<String>>,
+    ) {
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let (failed_tx, failed_rx) = watch::channel(None);
-        tasks.push(tokio::spawn(follow(
-            feed.clone(),
-            Watcher::new(config.thresholds.rules()),
-            Some(changes_tx),
-            |_| {},
-        )));
         tasks.push(tokio::spawn(self.run_all(changes_rx, failed_tx)));
-        failed_rx
+        (changes_tx, failed_rx)
     }
 
     /// Runs the command for each change, in order, until the sender is gone.
@@ -215,12 +209,13 @@ impl Hooks {
 }
 
 /// Follows `feed` with `watcher`: each new poll is evaluated, its alert changes sent to `changes`, then
-/// `publish` sees the watcher's state. Ends when the feed does.
+/// `publish` sees the watcher's state. Ends when the feed does, or when `publish` says it is done (returns
+/// false) and there is no one to send changes to.
 pub async fn follow(
     mut feed: watch::Receiver<Feed>,
     mut watcher: Watcher,
     changes: Option<mpsc::UnboundedSender<AlertChange>>,
-    mut publish: impl FnMut(&Watcher),
+    mut publish: impl FnMut(&Watcher) -> bool,
 ) {
     while feed.changed().await.is_ok() {
         let latest = feed.borrow_and_update().clone();
@@ -230,6 +225,8 @@ pub async fn follow(
                 let _ = tx.send(change);
             }
         }
-        publish(&watcher);
+        if !publish(&watcher) && changes.is_none() {
+            return;
+        }
     }
 }

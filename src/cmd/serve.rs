@@ -59,6 +59,7 @@ pub async fn run(common: &Common, connection: &Connection, args: &ServeArgs) -> 
                 metrics: exposition::render(watcher, top),
                 stats: watcher.stats().clone(),
             }));
+            true
         },
     )));
     let stale_after = (common.interval * 3).max(Duration::from_secs(5));

@@ -21,7 +21,7 @@ use crate::model::service::ServiceView;
 use crate::recording::{self, Recorder};
 use crate::source::service::{Scraper, run_service};
 use crate::source::{
-    Control, Feed, LeaseDetail, Link, PollerSettings, SessionLimits, Target, fleet, run_poller,
+    Control, Feed, LeaseDetail, PollerSettings, SessionLimits, Target, fleet, run_poller,
 };
 use crate::theme::{ColorDepth, Theme};
 use crate::ui::{self, Glyphs};
@@ -100,31 +100,73 @@ pub fn open_recorder(
 /// tells the UI the file's size after each, or why it stopped (a failed write ends the recording, not the
 /// dashboard).
 pub async fn record_polls(
-    mut rx: tokio::sync::watch::Receiver<Feed>,
-    mut recorder: Recorder,
+    rx: tokio::sync::watch::Receiver<Feed>,
+    recorder: Recorder,
     status: watch::Sender<Option<RecordStatus>>,
 ) {
-    let mut seen = 0;
-    status.send_replace(Some(recorder.status()));
-    while rx.changed().await.is_ok() {
-        let feed = rx.borrow_and_update().clone();
-        if feed.polls == seen {
-            continue;
+    let rules = *recorder.rules();
+    judge_polls(rx, rules, None, Some((recorder, status))).await;
+}
+
+/// Follows the feed apart from the UI and judges each poll once (the rules without a screen), for whatever
+/// needs the judgement: the alert hook's changes (`changes`) and the recording, which writes the statuses and
+/// alerts of that same judgement beside each poll.
+pub async fn judge_polls(
+    rx: tokio::sync::watch::Receiver<Feed>,
+    rules: crate::model::rules::Rules,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<crate::model::watcher::AlertChange>>,
+    recording: Option<(Recorder, watch::Sender<Option<RecordStatus>>)>,
+) {
+    let mut sink = recording.map(|(recorder, status)| {
+        status.send_replace(Some(recorder.status()));
+        RecordSink {
+            recorder: Some(recorder),
+            status,
+            seen: 0,
         }
-        seen = feed.polls;
-        let written = match (&feed.snapshot, feed.last_poll_failed, &feed.link) {
-            (_, true, Link::Reconnecting { error, .. }) => recorder.failed(error),
-            (Some(snapshot), false, _) => recorder.poll(snapshot),
+    });
+    super::hooks::follow(
+        rx,
+        crate::model::watcher::Watcher::new(rules),
+        changes,
+        // Once the recording stopped, only the hook (if any) needs the judgement.
+        |watcher| sink.as_mut().is_some_and(|sink| sink.on(watcher)),
+    )
+    .await;
+}
+
+/// The recording's end of [`judge_polls`]: a line per poll, and its status for the UI.
+struct RecordSink {
+    /// `None` once it stopped.
+    recorder: Option<Recorder>,
+    status: watch::Sender<Option<RecordStatus>>,
+    seen: u64,
+}
+
+impl RecordSink {
+    /// Writes the poll the watcher judged, if new; false once the recording stopped.
+    fn on(&mut self, watcher: &crate::model::watcher::Watcher) -> bool {
+        let Some(recorder) = self.recorder.as_mut() else {
+            return false;
+        };
+        let stats = watcher.stats();
+        if stats.polls == self.seen {
+            return true;
+        }
+        self.seen = stats.polls;
+        let written = match (&stats.failing, watcher.snapshot(), watcher.board()) {
+            (Some(error), _, _) => recorder.failed(error),
+            (None, Some(snapshot), Some(board)) => recorder.poll_judged(snapshot, board),
             _ => Ok(()),
         };
         let mut now = recorder.status();
         if let Err(e) = written {
             tracing::error!(error = %e, path = %now.path, "recording stopped");
             now.stopped = Some(e.to_string());
-            status.send_replace(Some(now));
-            return;
+            self.recorder = None;
         }
-        status.send_replace(Some(now));
+        self.status.send_replace(Some(now));
+        self.recorder.is_some()
     }
 }
 
@@ -187,14 +229,23 @@ pub async fn dashboard(
         mut tasks,
     } = start_pollers(targets, config, interval, never_ask).await?;
     // Without hooks, a sender kept open so that the feed waits on it forever instead of seeing it closed.
-    let (_hook_tx, hook_failed) = if let Some(h) = hooks {
-        (None, h.start(&rx, config, &mut tasks))
+    let (_hook_tx, hook_failed, changes) = if let Some(h) = hooks {
+        let (changes, failed) = h.start(&mut tasks);
+        (None, failed, Some(changes))
     } else {
         let (tx, rx) = watch::channel(None);
-        (Some(tx), rx)
+        (Some(tx), rx, None)
     };
     let (record_tx, record_rx) = watch::channel(None);
-    let recording = recorder.map(|r| tokio::spawn(record_polls(rx.clone(), r, record_tx)));
+    // One judgement of each poll, apart from the UI, for the hook and the recording.
+    let recording = (changes.is_some() || recorder.is_some()).then(|| {
+        tokio::spawn(judge_polls(
+            rx.clone(),
+            config.thresholds.rules(),
+            changes,
+            recorder.map(|r| (r, record_tx)),
+        ))
+    });
     let (service_tx, service_rx) = watch::channel(None);
     let with_service = scraper.is_some();
     let mut kept_service_tx = None;
@@ -404,6 +455,7 @@ impl Plug for Live {
 mod tests {
     use super::*;
     use crate::model::Snapshot;
+    use crate::source::Link;
 
     #[tokio::test]
     async fn a_recording_stops_before_it_passes_its_size_limit_and_says_so() {
