@@ -49,9 +49,22 @@ async fn scene_polls() {
     let mut monitor = common::dashboard_monitor(&target).await;
     let rules = Rules::default();
     let mut history = History::default();
+    let rss_before = common::status_kib("self", "VmRSS:");
     let start = Instant::now();
-    monitor.poll().await.expect("first poll");
+    let first_snapshot = monitor.poll().await.expect("first poll");
     let first = start.elapsed().as_secs_f64() * 1000.0;
+    let rss_mirror = common::status_kib("self", "VmRSS:");
+    rules::record(&mut history, &first_snapshot, &rules);
+    let board = rules::evaluate(&first_snapshot, &history, &rules, first_snapshot.server_now);
+    let rss_board = common::status_kib("self", "VmRSS:");
+    println!(
+        "\nscale scene memory (RSS): {rss_before} KiB connected; {rss_mirror} KiB after the first poll (the mirror \
+         and a snapshot of {} rows and {} aggregates); {rss_board} KiB with the history and one board of {} profiles",
+        first_snapshot.leases.len(),
+        first_snapshot.summaries.len(),
+        board.profiles.len()
+    );
+    drop((board, first_snapshot));
     let (mut polls, mut evals, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     let server0 = common::scale::monitor_server_ms(&url).await;
     let t0 = Instant::now();
