@@ -25,19 +25,25 @@ const SCHEMA: &str = include_str!("../sql/reference_schema.sql");
 fn main() {
     // `LOCKTOP_POLL_SCENE_ONLY=1`: only the scale scene (the quick loop while working on it).
     if std::env::var_os("LOCKTOP_POLL_SCENE_ONLY").is_some() {
-        common::runtime().block_on(scene_polls());
+        for incremental in [false, true] {
+            common::runtime().block_on(scene_polls(incremental));
+        }
         return;
     }
     common::runtime().block_on(async {
         let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
         poll_costs(&cluster).await;
     });
-    common::runtime().block_on(scene_polls());
+    for incremental in [false, true] {
+        common::runtime().block_on(scene_polls(incremental));
+    }
     model_memory();
 }
 
-/// The dashboard's polls (summary mode) of the scale scene: 200,000 rows, 20,000 renewals a second.
-async fn scene_polls() {
+/// The dashboard's polls (summary mode) of the scale scene, on a fresh cluster: 200,000 rows, 20,000 renewals
+/// a second; incrementally (the mirror), or as before it (the server aggregates every 5 s, and finds the rows
+/// that matter every poll).
+async fn scene_polls(incremental: bool) {
     let cluster = Cluster::start(&ClusterOptions {
         settings: common::scale::settings(),
         ..ClusterOptions::default()
@@ -47,6 +53,7 @@ async fn scene_polls() {
     let scene = common::scale::start(&url).await;
     let target = Target::new(Some(&scene.monitor_url)).expect("target");
     let mut monitor = common::dashboard_monitor(&target).await;
+    monitor.set_incremental(incremental);
     let rules = Rules::default();
     let mut history = History::default();
     let rss_before = common::status_kib("self", "VmRSS:");

@@ -7,6 +7,7 @@
 //! server time (`pg_stat_statements`). Every ~5 s it types a filter and times it to the screen. At the end it
 //! prints the figures the issue sets goals for: poll ≤ 50 ms, RSS ≤ 100 MB and growth ≤ 10 % between minute 1
 //! and the last, CPU ≤ 30 % of a core, key p90 ≤ 150 ms, recording ≤ 600 KB per poll.
+//! `LOCKTOP_SCALE_SCENE_ONLY=1` only plays the scene and prints its URL, for watching it by hand.
 
 #[allow(dead_code)] // each benchmark uses only some of it
 mod common;
@@ -128,6 +129,12 @@ fn main() {
         .and_then(|m| m.parse().ok())
         .unwrap_or(10);
     let (_cluster, url, rt, scene) = start_scene();
+    if std::env::var_os("LOCKTOP_SCALE_SCENE_ONLY").is_some() {
+        // Only the scene, for watching it by hand (or under a profiler) for the minutes given.
+        println!("scene: locktop --dsn '{}'", scene.monitor_url);
+        std::thread::sleep(Duration::from_mins(minutes));
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     // `LOCKTOP_SCALE_RECORD=jsonl.zst` records compressed.
     let suffix = std::env::var("LOCKTOP_SCALE_RECORD").unwrap_or_else(|_| "jsonl".into());

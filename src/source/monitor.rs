@@ -774,6 +774,12 @@ impl Monitor {
         self.lease_rows_read
     }
 
+    /// Chooses whether the dashboard's polls read only what changed (the default for a table) or have the
+    /// server aggregate every poll (the way of a view): for the benchmark that compares them.
+    pub fn set_incremental(&mut self, on: bool) {
+        self.mirror = (on && self.lease.incremental()).then(Mirror::default);
+    }
+
     /// Whether the dashboard's polls read only what changed (see [`super::mirror`]).
     pub fn incremental(&self) -> bool {
         self.mirror.is_some()

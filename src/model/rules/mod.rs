@@ -269,6 +269,9 @@ fn evaluate_one(
     // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
     let detailed: std::collections::HashSet<String> =
         profiles.iter().map(|p| p.profile.clone()).collect();
+    // Room for them all at once: growing by doubling to 50,000 views would copy them and leave up to half
+    // of the room unused.
+    profiles.reserve(snapshot.summaries.len());
     for summary in snapshot.summaries.iter() {
         let profile = display_value(summary.group.as_deref());
         if detailed.contains(profile) {
