@@ -153,7 +153,8 @@ pub struct WatchArgs {
     /// Leave the mouse to the terminal (its own text selection) instead of clicks and the wheel.
     #[arg(long)]
     pub no_mouse: bool,
-    /// Append every poll to FILE (JSON Lines, mode 0600) for `locktop replay`.
+    /// Append every poll to FILE (JSON Lines, mode 0600) for `locktop replay`; a FILE ending in .zst is
+    /// compressed with zstd.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Also record query texts (left out by default: they may hold data).
