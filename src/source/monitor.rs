@@ -389,14 +389,7 @@ impl Monitor {
         let read = LeaseReadOf::new(&self.lease, &self.detail, refresh, next.as_ref());
         let got = read::run(&mut self.conn, None, &read).await;
         if read.reads_all_for_mirror() && matches!(got, Err(SourceError::StatementTimeout)) {
-            // Too large to read whole within the statement timeout: the server aggregates from now on.
-            tracing::warn!(
-                "the lease table is too large to mirror; polling its aggregates instead"
-            );
-            self.mirror = None;
-            // The aggregates of the whole table are as slow: they wait, and the note says so.
-            self.slow_aggregates += 1;
-            self.summaries_at = Some(Instant::now());
+            self.give_up_mirror();
             let summary = LeaseReadOf::new(&self.lease, &self.detail, false, None);
             let rows = read::run(&mut self.conn, None, &summary).await?;
             return Ok(LeaseOutcome {
@@ -421,6 +414,16 @@ impl Monitor {
             unread: None,
             note: self.aggregates_note(),
         })
+    }
+
+    /// The mirror's first read of every row did not fit in the statement timeout: the table is too large to
+    /// mirror, and the server aggregates it from now on. Those aggregates are as slow, so they wait, and the
+    /// note says so.
+    fn give_up_mirror(&mut self) {
+        tracing::warn!("the lease table is too large to mirror; polling its aggregates instead");
+        self.mirror = None;
+        self.slow_aggregates += 1;
+        self.summaries_at = Some(Instant::now());
     }
 
     /// What the mirror's next read asks for, in summary mode.
@@ -604,12 +607,7 @@ impl Monitor {
                 Some((None, Some(SourceError::StatementTimeout)))
             )
         {
-            tracing::warn!(
-                "the lease table is too large to mirror; polling its aggregates instead"
-            );
-            self.mirror = None;
-            self.slow_aggregates += 1;
-            self.summaries_at = Some(Instant::now());
+            self.give_up_mirror();
         }
         let lease = match lease_taken {
             Some(taken) => self.pooled_leases(taken, refresh, &activity)?,
