@@ -20,9 +20,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::rules::{self, Rules};
+use crate::model::rules::Rules;
 use crate::model::snapshot::ProfileSummary;
-use crate::model::{Board, History, LeaseRow, Snapshot, Status};
+use crate::model::{Board, LeaseRow, Snapshot, Status};
 
 /// The format's version, in the header.
 pub const FORMAT: u32 = 2;
@@ -337,7 +337,6 @@ pub struct Recorder {
     path: std::path::PathBuf,
     queries: bool,
     rules: Rules,
-    history: History,
     last_summaries: Option<Arc<Vec<ProfileSummary>>>,
     /// The rows and aggregates the last line left the reader with, and lines since the last keyframe
     /// (`None`: the next line is one).
@@ -412,7 +411,6 @@ impl Recorder {
             path: path.to_owned(),
             queries: header.queries,
             rules: header.rules(),
-            history: History::default(),
             last_summaries: None,
             frame: Frame::default(),
             since_keyframe: None,
@@ -434,13 +432,6 @@ impl Recorder {
     /// The rules the recording is made with (its header's).
     pub fn rules(&self) -> &Rules {
         &self.rules
-    }
-
-    /// Records a successful poll, with the statuses the rules give it now.
-    pub fn poll(&mut self, snapshot: &Snapshot) -> std::io::Result<()> {
-        rules::record(&mut self.history, snapshot, &self.rules);
-        let board = rules::evaluate(snapshot, &self.history, &self.rules, snapshot.server_now);
-        self.poll_judged(snapshot, &board)
     }
 
     /// Records a successful poll with the statuses and alerts of `board`, the rules' judgement of it made by
@@ -511,7 +502,6 @@ impl Recorder {
 
     /// Records a failed poll.
     pub fn failed(&mut self, error: &str) -> std::io::Result<()> {
-        self.history.record_missed();
         self.since_keyframe = self.since_keyframe.map(|n| n + 1);
         self.line(&Poll {
             snapshot: None,
@@ -723,6 +713,14 @@ mod tests {
     use crate::model::snapshot::Part;
     use crate::model::{LockWait, Session};
 
+    /// Records `snapshot` judged as the live judge would: with the history of the polls before it.
+    fn poll(recorder: &mut Recorder, history: &mut crate::model::History, snapshot: &Snapshot) {
+        let rules = *recorder.rules();
+        crate::model::rules::record(history, snapshot, &rules);
+        let board = crate::model::rules::evaluate(snapshot, history, &rules, snapshot.server_now);
+        recorder.poll_judged(snapshot, &board).expect("poll");
+    }
+
     fn lease(group: &str, key: &str, owner: &str, expires: DateTime<Utc>) -> LeaseRow {
         LeaseRow {
             group: Some(group.into()),
@@ -757,6 +755,7 @@ mod tests {
         let mut recorder =
             Recorder::create(path, &Header::for_tests(start), false).expect("create");
         let mut written = Vec::new();
+        let mut history = crate::model::History::default();
         let mut summaries = Arc::new(vec![summary("calm-0", start)]);
         for i in 0..130_i64 {
             let now = start + chrono::Duration::seconds(i);
@@ -792,7 +791,7 @@ mod tests {
                 );
             }
             s.summaries = Arc::clone(&summaries);
-            recorder.poll(&s).expect("poll");
+            poll(&mut recorder, &mut history, &s);
             written.push(Some(s));
         }
         written
@@ -925,7 +924,11 @@ mod tests {
         let path = dir.path().join("r.jsonl");
         let header = Header::for_tests(now);
         let mut recorder = Recorder::create(&path, &header, false).expect("create");
-        recorder.poll(&merged).expect("poll");
+        poll(
+            &mut recorder,
+            &mut crate::model::History::default(),
+            &merged,
+        );
         drop(recorder);
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(!text.contains("secret"), "{text}");
