@@ -191,6 +191,34 @@ fn a_second_later(app: &mut App, s: &Snapshot, i: i64) {
     app.show_at(next, t(i));
 }
 
+/// Seconds of frames the byte counts cover.
+const SECONDS: i64 = 60;
+
+/// Draws the scene's first frame, then one a second for [`SECONDS`]; `each` sees the terminal after every
+/// frame with its second (0 for the first), so that the floor and the backends count the same frames.
+fn play<B: ratatui::backend::Backend>(
+    terminal: &mut Terminal<B>,
+    (theme, glyphs): (&Theme, Glyphs),
+    profiles: usize,
+    waits: usize,
+    mut each: impl FnMut(&mut Terminal<B>, i64),
+) where
+    B::Error: std::fmt::Debug,
+{
+    let mut app = app();
+    let s = snapshot(profiles, waits);
+    app.show_at(s.clone(), t(0));
+    for i in 0..=SECONDS {
+        if i > 0 {
+            a_second_later(&mut app, &s, i);
+        }
+        terminal
+            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
+            .expect("draw");
+        each(terminal, i);
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Backend {
     Lean,
@@ -234,25 +262,16 @@ fn floor_per_second(
     waits: usize,
 ) -> f64 {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    let mut app = app();
-    let s = snapshot(profiles, waits);
-    app.show_at(s.clone(), t(0));
-    terminal
-        .draw(|f| ui::draw(f, &mut app, theme, glyphs))
-        .expect("draw");
-    let mut shown = terminal.backend().buffer().clone();
+    let mut shown: Option<ratatui::buffer::Buffer> = None;
     let mut bytes = 0;
-    let seconds = 60;
-    for i in 1..=seconds {
-        a_second_later(&mut app, &s, i);
-        terminal
-            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
-            .expect("draw");
-        let now = terminal.backend().buffer().clone();
-        bytes += locktop::cmd::lean::floor_bytes(&shown, &now);
-        shown = now;
-    }
-    bytes as f64 / f64::from(seconds as u32)
+    play(&mut terminal, (theme, glyphs), profiles, waits, |t, _| {
+        let now = t.backend().buffer().clone();
+        if let Some(shown) = &shown {
+            bytes += locktop::cmd::lean::floor_bytes(shown, &now);
+        }
+        shown = Some(now);
+    });
+    bytes as f64 / SECONDS as f64
 }
 
 fn count_frames<B: ratatui::backend::Backend>(
@@ -272,26 +291,17 @@ where
         },
     )
     .expect("terminal");
-    let mut app = app();
-    let s = snapshot(profiles, waits);
-    app.show_at(s.clone(), t(0));
-    terminal
-        .draw(|f| ui::draw(f, &mut app, theme, glyphs))
-        .expect("draw");
-    terminal.backend_mut().flush().expect("flush");
-    let full = counter.0.swap(0, Ordering::Relaxed);
-    // The floor begins from the first frame drawn: so do these.
-    let seconds = 60;
-    for i in 1..=seconds {
-        a_second_later(&mut app, &s, i);
-        terminal
-            .draw(|f| ui::draw(f, &mut app, theme, glyphs))
-            .expect("draw");
-        terminal.backend_mut().flush().expect("flush");
-    }
+    let mut full = 0;
+    play(&mut terminal, (theme, glyphs), profiles, waits, |t, i| {
+        t.backend_mut().flush().expect("flush");
+        // The floor begins from the first frame drawn: so do these.
+        if i == 0 {
+            full = counter.0.swap(0, Ordering::Relaxed);
+        }
+    });
     (
         full,
-        counter.0.load(Ordering::Relaxed) as f64 / f64::from(seconds as u32),
+        counter.0.load(Ordering::Relaxed) as f64 / SECONDS as f64,
     )
 }
 
