@@ -96,21 +96,10 @@ pub fn open_recorder(
     Ok(Some(recorder))
 }
 
-/// Writes every poll the poller publishes to the recording, apart from the UI (which may pause or lag), and
-/// tells the UI the file's size after each, or why it stopped (a failed write ends the recording, not the
-/// dashboard).
-pub async fn record_polls(
-    rx: tokio::sync::watch::Receiver<Feed>,
-    recorder: Recorder,
-    status: watch::Sender<Option<RecordStatus>>,
-) {
-    let rules = *recorder.rules();
-    judge_polls(rx, rules, None, Some((recorder, status))).await;
-}
-
-/// Follows the feed apart from the UI and judges each poll once (the rules without a screen), for whatever
-/// needs the judgement: the alert hook's changes (`changes`) and the recording, which writes the statuses and
-/// alerts of that same judgement beside each poll.
+/// Follows the feed apart from the UI (which may pause or lag) and judges each poll once (the rules without a
+/// screen), for whatever needs the judgement: the alert hook's changes (`changes`) and the recording, which
+/// writes every poll with the statuses and alerts of that same judgement and tells the UI the file's size
+/// after each, or why it stopped (a failed write ends the recording, not the dashboard).
 pub async fn judge_polls(
     rx: tokio::sync::watch::Receiver<Feed>,
     rules: crate::model::rules::Rules,
@@ -467,7 +456,8 @@ mod tests {
             .with_max_size(Some(2048));
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
-        let task = tokio::spawn(record_polls(rx, recorder, status_tx));
+        let rules = *recorder.rules();
+        let task = tokio::spawn(judge_polls(rx, rules, None, Some((recorder, status_tx))));
         status.changed().await.expect("first status");
         for polls in 1..=100 {
             tx.send_replace(Feed {
@@ -506,7 +496,8 @@ mod tests {
         let recorder = Recorder::onto(file, &path, &header).expect("recorder");
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
-        let task = tokio::spawn(record_polls(rx, recorder, status_tx));
+        let rules = *recorder.rules();
+        let task = tokio::spawn(judge_polls(rx, rules, None, Some((recorder, status_tx))));
         status.changed().await.expect("first status");
         assert!(
             status
