@@ -30,6 +30,11 @@ struct Pen {
     modifier: Modifier,
 }
 
+/// The attributes that show on a blank: it looks the same in any foreground colour, bold or not, and so on.
+const SHOWN_ON_BLANK: Modifier = Modifier::UNDERLINED
+    .union(Modifier::REVERSED)
+    .union(Modifier::CROSSED_OUT);
+
 impl Pen {
     /// A cell's colours and attributes.
     fn of(cell: &Cell) -> Self {
@@ -37,6 +42,19 @@ impl Pen {
             fg: cell.fg,
             bg: cell.bg,
             modifier: cell.modifier,
+        }
+    }
+
+    /// The colours of a blank in this pen as it looks: only its background, unless an attribute shows on it.
+    fn on_blank(self) -> Self {
+        if self.modifier.intersects(SHOWN_ON_BLANK) {
+            self
+        } else {
+            Self {
+                fg: Color::Reset,
+                bg: self.bg,
+                modifier: Modifier::empty(),
+            }
         }
     }
 }
@@ -53,7 +71,10 @@ struct Known {
 }
 
 impl Known {
+    /// A cell as it looks: a blank keeps only the colours that show on it, so that a blank in another
+    /// foreground colour (a styled line's padding) counts as unchanged.
     fn new(symbol: &str, pen: Pen) -> Self {
+        let pen = if symbol == " " { pen.on_blank() } else { pen };
         let mut bytes = [0; 8];
         let len = if symbol.len() <= bytes.len() {
             bytes[..symbol.len()].copy_from_slice(symbol.as_bytes());
@@ -208,7 +229,12 @@ impl Track {
         let mut out = Vec::new();
         for x in from..to {
             let known = self.shadow.get(self.index(x, y)?)?.as_ref()?;
-            if known.pen != pen || known.width != 1 {
+            let looks = if known.symbol() == Some(b" ") {
+                pen.on_blank()
+            } else {
+                pen
+            };
+            if known.pen != looks || known.width != 1 {
                 return None;
             }
             out.extend_from_slice(known.symbol()?);
@@ -244,7 +270,9 @@ impl Track {
         }
         out.extend(self.moves(x, y));
         let pen = Pen::of(cell);
-        if self.pen != Some(pen) {
+        // A blank looks the same in any pen that shows the same on it: no colour change for it.
+        let looks_same = symbol == " " && self.pen.is_some_and(|p| p.on_blank() == pen.on_blank());
+        if self.pen != Some(pen) && !looks_same {
             out.extend(sgr(self.pen, pen));
             self.pen = Some(pen);
         }
@@ -518,8 +546,12 @@ impl Track {
         let Some((x0, y0, first)) = cells.first() else {
             return (0, 0, Pen::default());
         };
-        let pen = Pen::of(first);
-        if first.symbol() != " " || pen.bg != Color::Reset || !pen.modifier.is_empty() {
+        // Erased in the current pen when it looks the same on a blank (no colour change), else in the cell's.
+        let pen = match self.pen {
+            Some(p) if p.on_blank() == Pen::of(first).on_blank() => p,
+            _ => Pen::of(first),
+        };
+        if first.symbol() != " " || pen.on_blank() != Pen::default() {
             return (0, 0, pen);
         }
         let blank = Known::new(" ", pen);
@@ -531,7 +563,7 @@ impl Track {
             }
             match cells.get(taken) {
                 Some((cx, cy, cell)) if (*cx, *cy) == (x, *y0) => {
-                    let same = cell.symbol() == " " && Pen::of(cell) == pen;
+                    let same = cell.symbol() == " " && Known::new(" ", Pen::of(cell)) == blank;
                     if !same {
                         break;
                     }
@@ -556,6 +588,11 @@ pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
     let mut end: Option<(u16, u16)> = None;
     let mut pens: Vec<Pen> = Vec::new();
     for (x, y, cell) in prev.diff(next) {
+        // A cell that only changed in what does not show (a blank's foreground colour) need not be sent.
+        let was = &prev[(x, y)];
+        if Known::new(was.symbol(), Pen::of(was)) == Known::new(cell.symbol(), Pen::of(cell)) {
+            continue;
+        }
         if end != Some((x, y)) {
             bytes += 1;
         }
@@ -855,6 +892,7 @@ mod tests {
             Color::Indexed(n) => vt100::Color::Idx(n),
             Color::Rgb(r, g, b) => vt100::Color::Rgb(r, g, b),
             Color::Red => vt100::Color::Idx(1),
+            Color::Yellow => vt100::Color::Idx(3),
             Color::LightGreen => vt100::Color::Idx(10),
             Color::DarkGray => vt100::Color::Idx(8),
             other => panic!("not generated: {other:?}"),
@@ -882,9 +920,15 @@ mod tests {
                 };
                 let at = format!("at ({x}, {y})");
                 assert_eq!(symbol, want.symbol(), "{at}");
+                let m = want.modifier;
+                if symbol == " " && !m.intersects(SHOWN_ON_BLANK) {
+                    // A blank shows its background only, and nothing that shows on a blank.
+                    assert_eq!(have.bgcolor(), vt_color(want.bg), "{at}");
+                    assert!(!have.underline() && !have.inverse(), "{at}");
+                    continue;
+                }
                 assert_eq!(have.fgcolor(), vt_color(want.fg), "{at}");
                 assert_eq!(have.bgcolor(), vt_color(want.bg), "{at}");
-                let m = want.modifier;
                 assert_eq!(have.bold(), m.contains(Modifier::BOLD), "bold {at}");
                 assert_eq!(have.dim(), m.contains(Modifier::DIM), "dim {at}");
                 assert_eq!(have.italic(), m.contains(Modifier::ITALIC), "italic {at}");
@@ -1164,6 +1208,83 @@ mod tests {
         assert_shows_size(&parser, &b, 80, 24);
         // On the cursor's row: to the first cell that changes, then erase through the last.
         assert_eq!(String::from_utf8_lossy(&bytes), "\x1b[24G\x1b[40X");
+    }
+
+    #[test]
+    fn a_styled_lines_padding_is_not_written_where_the_screen_is_blank_already() {
+        // A lock wait comes into a pane in bold yellow, its style over the whole line: the padding after its
+        // text looks like the blank line the terminal inserted, so only the text and the borders are written.
+        let mut lean = Lean::with_size(Vec::new(), 180, 8);
+        lean.clear().expect("clear");
+        let area = Rect::new(0, 0, 180, 8);
+        let pane = |lines: &[(&str, Style)]| {
+            let mut b = Buffer::empty(area);
+            for (i, (l, style)) in lines.iter().enumerate() {
+                let y = 1 + i as u16;
+                b.set_string(0, y, "│", Style::default());
+                b.set_style(Rect::new(1, y, 178, 1), *style);
+                b.set_string(1, y, l, *style);
+                b.set_string(179, y, "│", Style::default());
+            }
+            b
+        };
+        let plain = Style::default();
+        let waiting = Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD);
+        let a = pane(&[
+            ("pid 1 dead-1-owner (idle in transaction)  holds", plain),
+            (
+                "└─ pid 2 dead-1-rival1 waits 1s on row dead-1/MSFT (entry_locks, transactionid), ShareLock",
+                waiting,
+            ),
+            ("pid 3 scheduler-a (idle)  holds", plain),
+            (
+                "└─ pid 4 scheduler-b waits 23s on advisory 4242, ExclusiveLock",
+                waiting,
+            ),
+            ("", plain),
+        ]);
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        let b = pane(&[
+            ("pid 1 dead-1-owner (idle in transaction)  holds", plain),
+            (
+                "└─ pid 2 dead-1-rival1 waits 1s on row dead-1/MSFT (entry_locks, transactionid), ShareLock",
+                waiting,
+            ),
+            (
+                "   └─ pid 5 dead-1-rival0 waits 0s on row dead-1/MSFT (entry_locks, tuple), ExclusiveLock",
+                waiting,
+            ),
+            ("pid 3 scheduler-a (idle)  holds", plain),
+            (
+                "└─ pid 4 scheduler-b waits 23s on advisory 4242, ExclusiveLock",
+                waiting,
+            ),
+        ]);
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        assert!(bytes.contains("\x1b[L"), "{bytes:?}");
+        assert!(!bytes.contains("    "), "padding written: {bytes:?}");
+        assert!(bytes.len() < 140, "{} bytes: {bytes:?}", bytes.len());
+        let mut parser = vt100::Parser::new(8, 180, 0);
+        parser.process(&lean_bytes_of(&[&a, &b]));
+        assert_shows_size(&parser, &b, 180, 8);
+    }
+
+    /// What a fresh backend writes for `frames` in turn, from a blank screen.
+    fn lean_bytes_of(frames: &[&Buffer]) -> Vec<u8> {
+        let area = frames[0].area;
+        let mut lean = Lean::with_size(Vec::new(), area.width, area.height);
+        lean.clear().expect("clear");
+        let mut shown = Buffer::empty(area);
+        for next in frames {
+            lean.draw(shown.diff(next).into_iter()).expect("draw");
+            shown = (*next).clone();
+        }
+        lean.out
     }
 
     #[test]
