@@ -183,6 +183,7 @@ fn write_table(
         history: None,
         service: None,
         spark: 0,
+        per_cell: 1,
     };
     let lines: Vec<Entry> = board
         .profiles

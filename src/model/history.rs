@@ -263,22 +263,34 @@ impl History {
         });
     }
 
-    /// The last `width` polls for a profile, oldest first: `None` where the poll failed, else the sample
-    /// (zero when calm). Shorter than `width` while fewer polls were recorded.
-    pub fn sparkline(&self, profile: &str, width: usize) -> Vec<Option<u32>> {
-        let count = width.min(self.missed.len());
-        let first_seq = self.next_seq - count as u64;
-        let mut out: Vec<Option<u32>> = self
-            .missed
-            .iter()
-            .skip(self.missed.len() - count)
-            .map(|&missed| if missed { None } else { Some(0) })
-            .collect();
+    /// The last `width` cells of a profile's contention, oldest first, each `per_cell` polls wide (at least
+    /// one): the worst sample of the cell's polls (zero when calm), `None` when all of them failed (a gap).
+    /// Cells are aligned on the poll count, so every profile's line takes a new cell at the same poll; the
+    /// last cell holds the polls so far. Shorter than `width` while fewer polls were recorded.
+    pub fn sparkline(&self, profile: &str, width: usize, per_cell: usize) -> Vec<Option<u32>> {
+        let per_cell = per_cell.max(1) as u64;
+        let Some(newest) = self.next_seq.checked_sub(1) else {
+            return Vec::new();
+        };
+        let oldest = self.next_seq - self.missed.len() as u64;
+        let last_cell = newest / per_cell;
+        let first_cell = (last_cell + 1)
+            .saturating_sub(width as u64)
+            .max(oldest / per_cell);
+        let first_seq = (first_cell * per_cell).max(oldest);
+        let cell = |seq: u64| (seq / per_cell - first_cell) as usize;
+        let mut out: Vec<Option<u32>> = vec![None; (last_cell + 1 - first_cell) as usize];
+        let skip = (first_seq - oldest) as usize;
+        for (seq, &missed) in (first_seq..).zip(self.missed.iter().skip(skip)) {
+            if !missed {
+                out[cell(seq)].get_or_insert(0);
+            }
+        }
         if let Some(p) = self.profiles.get(profile) {
             for sample in p.samples.iter().rev().take_while(|s| s.seq >= first_seq) {
-                if let Some(slot) = out.get_mut((sample.seq - first_seq) as usize) {
-                    *slot = Some(sample.failures.saturating_add(sample.waiters));
-                }
+                let value = sample.failures.saturating_add(sample.waiters);
+                let slot = out[cell(sample.seq)].get_or_insert(0);
+                *slot = (*slot).max(value);
             }
         }
         out
@@ -364,7 +376,7 @@ mod tests {
         h.record(t(2), TTL, [("p", seen(8, 2))]);
         h.record(t(3), TTL, [("p", seen(8, 0))]);
         assert_eq!(
-            h.sparkline("p", 10),
+            h.sparkline("p", 10, 1),
             vec![Some(0), Some(3), Some(2), Some(0)]
         );
     }
@@ -380,7 +392,7 @@ mod tests {
             holders: None,
         };
         h.record(t(100), TTL, [("p", restarted)]);
-        assert_eq!(h.sparkline("p", 10), vec![Some(0), Some(4)]);
+        assert_eq!(h.sparkline("p", 10, 1), vec![Some(0), Some(4)]);
     }
 
     #[test]
@@ -400,7 +412,7 @@ mod tests {
             (5, 2, 1)
         );
         assert_eq!(
-            h.sparkline("p", 10),
+            h.sparkline("p", 10, 1),
             vec![Some(0), Some(3), Some(0), Some(4)]
         );
         assert_eq!(
@@ -415,8 +427,44 @@ mod tests {
         h.record(t(0), TTL, [("p", seen(1, 0))]);
         h.record_missed();
         h.record(t(2), TTL, [("p", seen(3, 0))]);
-        assert_eq!(h.sparkline("p", 10), vec![Some(0), None, Some(2)]);
-        assert_eq!(h.sparkline("unknown", 2), vec![None, Some(0)]);
+        assert_eq!(h.sparkline("p", 10, 1), vec![Some(0), None, Some(2)]);
+        assert_eq!(h.sparkline("unknown", 2, 1), vec![None, Some(0)]);
+    }
+
+    #[test]
+    fn a_cell_of_several_polls_holds_their_worst_and_is_a_gap_only_when_all_failed() {
+        let mut h = History::with_capacity(100);
+        // Polls 0..=9 in cells of 3: [0,1,2] [3,4,5] [6,7,8] [9] (the newest, partly filled).
+        let failures = [0, 2, 7, 7, 8, 8, 8, 8, 8, 9];
+        for (i, count) in failures.into_iter().enumerate() {
+            if i == 6 || i == 7 || i == 8 {
+                h.record_missed();
+            } else {
+                h.record(
+                    t(i as i64),
+                    TTL,
+                    [("p", seen(count, u32::from(i == 4) * 4))],
+                );
+            }
+        }
+        // Cell 0: samples 0, 2, 5; cell 1: 0, 1+4 waiters, 0; cell 2: all missed; cell 3: 1 (9 - 8).
+        assert_eq!(
+            h.sparkline("p", 10, 3),
+            vec![Some(5), Some(5), None, Some(1)]
+        );
+        // The newest cells only, cut on the same boundaries.
+        assert_eq!(h.sparkline("p", 2, 3), vec![None, Some(1)]);
+        assert_eq!(
+            h.sparkline("calm", 10, 3),
+            vec![Some(0), Some(0), None, Some(0)]
+        );
+        // Once the window has let go of a cell's first polls, the cell holds those left.
+        let mut small = History::with_capacity(4);
+        for i in 0..10 {
+            small.record(t(i), TTL, [("p", seen(i * i, 0))]);
+        }
+        // Kept: polls 6..=9 (samples 11, 13, 15, 17): cells [6,7,8] and [9].
+        assert_eq!(small.sparkline("p", 10, 3), vec![Some(15), Some(17)]);
     }
 
     #[test]
@@ -426,7 +474,7 @@ mod tests {
             h.record(t(i), TTL, [("p", seen(i, 1))]);
         }
         assert_eq!(h.stored_samples(), 5);
-        assert_eq!(h.sparkline("p", 100).len(), 5);
+        assert_eq!(h.sparkline("p", 100, 1).len(), 5);
     }
 
     #[test]

@@ -71,11 +71,36 @@ pub struct Cells<'a> {
     pub glyphs: Glyphs,
     pub history: Option<&'a History>,
     pub service: Option<&'a ServiceView>,
-    /// Polls shown in the sparkline.
+    /// Cells in the sparkline.
     pub spark: usize,
+    /// Polls in each of its cells.
+    pub per_cell: usize,
 }
 
-/// Polls shown in the sparkline: fewer on narrow terminals, so names keep their room.
+/// Polls in each cell of a sparkline `spark` cells wide, so that the line spans the escalation limit: a
+/// profile's whole way to escalation is in view, and a line takes a new cell every few seconds rather than at
+/// every poll (each cell is the worst of its polls, so no spike is lost).
+pub fn polls_per_cell(
+    escalate_after: chrono::Duration,
+    interval: std::time::Duration,
+    spark: usize,
+) -> usize {
+    let interval_ms = interval.as_millis().max(1);
+    let span_ms = u128::try_from(escalate_after.num_milliseconds()).unwrap_or(0);
+    let per_cell = span_ms.div_ceil(interval_ms * spark.max(1) as u128);
+    usize::try_from(per_cell).unwrap_or(usize::MAX).clamp(1, 60)
+}
+
+/// How long a sparkline of `spark` cells of `per_cell` polls spans, for its column's title.
+pub fn spark_span(
+    interval: std::time::Duration,
+    spark: usize,
+    per_cell: usize,
+) -> std::time::Duration {
+    interval * u32::try_from(spark * per_cell).unwrap_or(u32::MAX)
+}
+
+/// Cells in the sparkline: fewer on narrow terminals, so names keep their room.
 pub fn spark_width(table_width: usize) -> usize {
     match table_width {
         0..100 => 8,
@@ -227,7 +252,7 @@ impl Column {
             Self::Trend if e.first => {
                 let samples = cells
                     .history
-                    .map(|h| h.sparkline(&p.profile, cells.spark))
+                    .map(|h| h.sparkline(&p.profile, cells.spark, cells.per_cell))
                     .unwrap_or_default();
                 Cow::Owned(sparkline(&samples, cells.spark, cells.glyphs))
             }
@@ -559,6 +584,25 @@ impl Spec for RowColumn {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_sparkline_spans_the_escalation_limit_in_whole_polls_per_cell() {
+        let s = std::time::Duration::from_secs;
+        let secs = chrono::Duration::seconds;
+        // The runbook's 90 s at 1 s polls: 16 cells of 6 polls, 96 s.
+        assert_eq!(polls_per_cell(secs(90), s(1), 16), 6);
+        assert_eq!(spark_span(s(1), 16, 6), s(96));
+        assert_eq!(polls_per_cell(secs(90), s(1), 24), 4);
+        // A limit shorter than the line: a poll per cell, as before.
+        assert_eq!(polls_per_cell(secs(15), s(1), 16), 1);
+        assert_eq!(polls_per_cell(secs(0), s(1), 16), 1);
+        assert_eq!(
+            polls_per_cell(secs(90), std::time::Duration::from_millis(250), 8),
+            45
+        );
+        // Never so coarse that a cell stands for more than a minute of polls.
+        assert_eq!(polls_per_cell(secs(86_400), s(1), 8), 60);
+    }
     use super::*;
 
     fn desired_of(c: Column) -> usize {

@@ -68,6 +68,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         history: Some(app.shown_history()),
         service: app.shown_service(),
         spark,
+        per_cell: columns::polls_per_cell(app.rules.escalate_after, app.interval, spark),
     };
     let lines = page_lines(app, now, page);
     if lines.is_empty() {
@@ -99,8 +100,8 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         |c| (c == Column::Trend).then_some(spark),
         |c| needed.iter().find(|(n, _)| *n == c).map_or(0, |(_, w)| *w),
     );
-    let header =
-        Row::new(layout.iter().map(|(c, w)| Cell::from(c.fit(c.title(), *w)))).style(theme.dim);
+    let span = columns::spark_span(app.interval, spark, cells.per_cell);
+    let header = header(&layout, span).style(theme.dim);
     let rows: Vec<Row> = lines
         .iter()
         .map(|(i, e)| row(e, (&layout, &cells), theme, *i == app.selected && focused))
@@ -242,6 +243,21 @@ fn row<'a>(
     }))
     // The gaps between the cells take the line's style too: a selected line is one bar.
     .style(base)
+}
+
+/// The table's titles; the trend's says how far back its line goes, when there is room.
+fn header(layout: &[(Column, usize)], span: std::time::Duration) -> Row<'static> {
+    let trend = chrono::Duration::from_std(span)
+        .map(|d| format!("TREND {}", human_duration(d)))
+        .unwrap_or_default();
+    Row::new(layout.iter().map(|(c, w)| {
+        let title = if *c == Column::Trend && text::width(&trend) <= *w {
+            trend.as_str()
+        } else {
+            c.title()
+        };
+        Cell::from(c.fit(title, *w))
+    }))
 }
 
 /// The table's header and, below it, why there are no rows.
