@@ -395,20 +395,29 @@ impl Track {
             .map(|y| self.wanted_row(y, cells))
             .collect();
         let shown: Vec<Option<Vec<Known>>> = (0..size.height).map(|y| self.shown_row(y)).collect();
-        let same = |a: &Option<Vec<Known>>, b: &Option<Vec<Known>>| a.is_some() && a == b;
-        // The longest band of changed lines each equal to the one below (deleted) or above (inserted).
+        // How many cells of the line wanted at `f` differ from the line shown at `t` (all, when either is
+        // not known).
+        let apart = |f: u16, t: u16| match (&wanted[usize::from(f)], &shown[usize::from(t)]) {
+            (Some(w), Some(s)) => w.iter().zip(s).filter(|(a, b)| a != b).count(),
+            _ => usize::from(size.width) + 1,
+        };
+        // A line is better moved than rewritten in place when it is closer to the one shown next to it: the
+        // same, or with a few cells changed (a lock wait's seconds ticking as its line moves).
+        let closer =
+            |f: u16, t: u16| apart(f, t) <= usize::from(size.width) && apart(f, t) < apart(f, f);
+        let as_close =
+            |f: u16, t: u16| apart(f, t) <= usize::from(size.width) && apart(f, t) <= apart(f, f);
+        // The longest band of changed lines each like the one below (deleted) or above (inserted).
         let mut best: Option<(u16, u16, bool)> = None;
         for up in [true, false] {
             let mut y = 0;
             while y + 1 < size.height {
                 let (from, to) = if up { (y, y + 1) } else { (y + 1, y) };
-                if same(&wanted[usize::from(from)], &shown[usize::from(to)])
-                    && wanted[usize::from(from)] != shown[usize::from(from)]
-                {
+                if closer(from, to) {
                     let start = y;
                     while y + 1 < size.height && {
                         let (f, t) = if up { (y, y + 1) } else { (y + 1, y) };
-                        same(&wanted[usize::from(f)], &shown[usize::from(t)])
+                        as_close(f, t)
                     } {
                         y += 1;
                     }
@@ -1087,6 +1096,11 @@ mod tests {
                         pane.remove(at.min(pane.len() - 1));
                     }
                     pane.truncate(12);
+                    // Now and then a line also changes as the others move (a lock wait's seconds ticking).
+                    let len = pane.len();
+                    if at % 3 == 0 && let Some(line) = pane.get_mut((at / 3) % len) {
+                        line.0 = (line.0 + 1) % texts.len();
+                    }
                 }
                 let mut next = Buffer::empty(area);
                 next.set_string(0, 0, "header", Style::default());
@@ -1208,6 +1222,45 @@ mod tests {
         assert_shows_size(&parser, &b, 80, 24);
         // On the cursor's row: to the first cell that changes, then erase through the last.
         assert_eq!(String::from_utf8_lossy(&bytes), "\x1b[24G\x1b[40X");
+    }
+
+    #[test]
+    fn lines_that_move_while_their_seconds_tick_are_moved_by_the_terminal() {
+        let mut lean = Lean::with_size(Vec::new(), 120, 12);
+        lean.clear().expect("clear");
+        let area = Rect::new(0, 0, 120, 12);
+        let pane = |lines: &[&str]| {
+            let mut b = Buffer::empty(area);
+            for (i, l) in lines.iter().enumerate() {
+                b.set_string(0, 2 + i as u16, format!("│{l:<118}│"), Style::default());
+            }
+            b
+        };
+        let a = pane(&[
+            "pid 1 dead-1-owner (idle in transaction)  holds",
+            "└─ pid 2 dead-1-rival1 waits 1s on row dead-1/MSFT (entry_locks, transactionid), ShareLock",
+            "pid 3 scheduler-a (idle)  holds",
+            "└─ pid 4 scheduler-b waits 23s on advisory 4242, ExclusiveLock",
+            "└─ pid 5 scheduler-c waits 23s on advisory (7,1), ExclusiveLock",
+        ]);
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        let b = pane(&[
+            "pid 1 dead-1-owner (idle in transaction)  holds",
+            "pid 3 scheduler-a (idle)  holds",
+            "└─ pid 4 scheduler-b waits 24s on advisory 4242, ExclusiveLock",
+            "└─ pid 5 scheduler-c waits 24s on advisory (7,1), ExclusiveLock",
+            "",
+        ]);
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        assert!(bytes.contains("\x1b[M"), "{bytes:?}");
+        assert!(!bytes.contains("scheduler"), "rewritten: {bytes:?}");
+        assert!(bytes.len() < 60, "{} bytes: {bytes:?}", bytes.len());
+        let mut parser = vt100::Parser::new(12, 120, 0);
+        parser.process(&lean_bytes_of(&[&a, &b]));
+        assert_shows_size(&parser, &b, 120, 12);
     }
 
     #[test]
