@@ -442,9 +442,10 @@ impl Track {
             .collect();
         let plain = self.clone().write_all(&band).len();
         let mut moved = self.clone();
-        // The line made blank takes the current background: the default one.
+        // The line made blank takes the current background: the default one (the foreground and attributes
+        // that do not show on a blank may stay).
         let mut bytes = Vec::new();
-        if moved.pen != Some(Pen::default()) {
+        if moved.pen.is_none_or(|p| p.on_blank() != Pen::default()) {
             bytes.extend(sgr(moved.pen, Pen::default()));
             moved.pen = Some(Pen::default());
         }
