@@ -7,7 +7,8 @@
 //! server time (`pg_stat_statements`). Every ~5 s it types a filter and times it to the screen. At the end it
 //! prints the figures the issue sets goals for: poll ≤ 50 ms, RSS ≤ 100 MB and growth ≤ 10 % between minute 1
 //! and the last, CPU ≤ 30 % of a core, key p90 ≤ 150 ms, recording ≤ 600 KB per poll.
-//! `LOCKTOP_SCALE_SCENE_ONLY=1` only plays the scene and prints its URL, for watching it by hand.
+//! `LOCKTOP_SCALE_SCENE_ONLY=1` only plays the scene and prints its URL, for watching it by hand;
+//! `LOCKTOP_SCALE_KEEP=PATH` keeps the recording there (to measure its replay).
 
 #[allow(dead_code)] // each benchmark uses only some of it
 mod common;
@@ -222,6 +223,10 @@ fn main() {
         size,
         polls_recorded,
     });
+    // `LOCKTOP_SCALE_KEEP=PATH` keeps the recording (to measure its replay).
+    if let Some(keep) = std::env::var_os("LOCKTOP_SCALE_KEEP") {
+        std::fs::copy(&recording, &keep).expect("keep the recording");
+    }
     assert_eq!(code, 0, "locktop exits cleanly");
     drop(scene);
 }

@@ -620,7 +620,7 @@ pub struct Damage {
     pub reason: String,
 }
 
-/// A recording as read back.
+/// A recording as read back whole: for tests and small files. Replay streams with [`Reader`] instead.
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub header: Header,
@@ -629,82 +629,232 @@ pub struct Recording {
     pub damage: Option<Damage>,
 }
 
-/// Reads a recording; a damaged line ends it (and is reported), a file that is not a recording is an error.
+/// Reads a recording whole; a damaged line ends it (and is reported), a file that is not a recording is an
+/// error.
 pub fn read(input: impl BufRead) -> Result<Recording, String> {
-    let mut lines = unpacked(input)
-        .map_err(|e| format!("cannot read it: {e}"))?
-        .split(b'\n');
-    let first = lines
-        .next()
-        .ok_or_else(|| "the file is empty".to_owned())?
-        .map_err(|e| e.to_string())?;
-    // Where the next line begins.
-    let mut offset = first.len() as u64 + 1;
-    let header: Header = serde_json::from_slice(&first)
-        .map_err(|e| format!("not a locktop recording (line 1: {e})"))?;
-    if !(OLDEST_FORMAT..=FORMAT).contains(&header.locktop_recording) {
-        return Err(format!(
-            "recording format {} is not supported (this locktop reads formats {OLDEST_FORMAT} to {FORMAT})",
-            header.locktop_recording
-        ));
-    }
-    let mut polls: Vec<Poll> = Vec::new();
-    let mut damage = None;
-    let mut summaries: Arc<Vec<ProfileSummary>> = Arc::default();
-    let mut frame = Frame::default();
-    for (i, line) in lines.enumerate() {
-        let number = i + 2;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                damage = Some(Damage {
-                    line: number,
-                    offset,
-                    reason: e.to_string(),
-                });
-                break;
-            }
-        };
-        let start = offset;
-        offset += line.len() as u64 + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match serde_json::from_slice::<Poll>(&line) {
-            Ok(mut poll) => {
-                if let Some(s) = poll.snapshot.as_mut() {
-                    if let Some(changes) = poll.changes.take() {
-                        frame.apply(changes, poll.summaries_unchanged, s);
-                    } else if poll.summaries_unchanged {
-                        s.summaries = Arc::clone(&summaries);
-                        frame.keyframe(s);
-                    } else {
-                        frame.keyframe(s);
-                    }
-                    summaries = Arc::clone(&s.summaries);
-                }
-                polls.push(poll);
-            }
-            Err(e) => {
-                let reason = if e.is_eof() {
-                    "the line is cut short".to_owned()
-                } else {
-                    e.to_string()
-                };
-                damage = Some(Damage {
-                    line: number,
-                    offset: start,
-                    reason,
-                });
-                break;
-            }
-        }
-    }
+    let mut reader = Reader::new(input)?;
+    let polls: Vec<Poll> = reader.by_ref().collect();
     Ok(Recording {
-        header,
+        header: reader.header().clone(),
         polls,
-        damage,
+        damage: reader.damage().cloned(),
     })
+}
+
+/// A recording read poll by poll, each rebuilt whole from the keyframe and the changes before it. It holds
+/// one poll and the previous line's rows and aggregates, never the file or a whole line of its text: each
+/// line is parsed as it streams in, so a long recording of a large table replays in the memory of one poll.
+/// A damaged line ends the polls; [`Reader::damage`] then says where and why.
+pub struct Reader<'a> {
+    header: Header,
+    input: Box<dyn BufRead + 'a>,
+    /// 1-based number of the next line, and where it begins in the (decompressed) text.
+    line: usize,
+    offset: u64,
+    frame: Frame,
+    summaries: Arc<Vec<ProfileSummary>>,
+    damage: Option<Damage>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("line", &self.line)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// Reads the header; a file that is not a recording (or of a format this locktop does not read) is an
+    /// error.
+    pub fn new(input: impl BufRead + 'a) -> Result<Self, String> {
+        let mut input = unpacked(input).map_err(|e| format!("cannot read it: {e}"))?;
+        if input.fill_buf().map_err(|e| e.to_string())?.is_empty() {
+            return Err("the file is empty".to_owned());
+        }
+        let mut line = Line::new(&mut input);
+        let header: Result<Header, _> = serde_json::from_reader(&mut line);
+        let offset = line.finish();
+        let header = header.map_err(|e| format!("not a locktop recording (line 1: {e})"))?;
+        if !(OLDEST_FORMAT..=FORMAT).contains(&header.locktop_recording) {
+            return Err(format!(
+                "recording format {} is not supported (this locktop reads formats {OLDEST_FORMAT} to {FORMAT})",
+                header.locktop_recording
+            ));
+        }
+        Ok(Self {
+            header,
+            input,
+            line: 2,
+            offset,
+            frame: Frame::default(),
+            summaries: Arc::default(),
+            damage: None,
+            done: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Where and why the recording stopped early, once the polls before it are read.
+    pub fn damage(&self) -> Option<&Damage> {
+        self.damage.as_ref()
+    }
+
+    /// The next line's poll: `None` at the end, at a blank line's end of file, or at a damaged line.
+    fn next_poll(&mut self) -> Option<Poll> {
+        while !self.done {
+            let (number, start) = (self.line, self.offset);
+            match self.input.fill_buf() {
+                Ok([]) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    self.stop(number, start, e.to_string());
+                    return None;
+                }
+            }
+            let mut line = Line::new(&mut self.input);
+            let parsed: Result<Option<Poll>, serde_json::Error> = if line.blank() {
+                Ok(None)
+            } else {
+                serde_json::from_reader(&mut line).map(Some)
+            };
+            self.offset += line.finish();
+            self.line += 1;
+            match parsed {
+                Ok(None) => {}
+                Ok(Some(mut poll)) => {
+                    self.rebuild(&mut poll);
+                    return Some(poll);
+                }
+                Err(e) => {
+                    let reason = if e.is_eof() {
+                        "the line is cut short".to_owned()
+                    } else {
+                        e.to_string()
+                    };
+                    self.stop(number, start, reason);
+                }
+            }
+        }
+        None
+    }
+
+    fn stop(&mut self, line: usize, offset: u64, reason: String) {
+        self.damage = Some(Damage {
+            line,
+            offset,
+            reason,
+        });
+        self.done = true;
+    }
+
+    /// Makes a delta line's snapshot whole, from the lines before it.
+    fn rebuild(&mut self, poll: &mut Poll) {
+        if let Some(s) = poll.snapshot.as_mut() {
+            if let Some(changes) = poll.changes.take() {
+                self.frame.apply(changes, poll.summaries_unchanged, s);
+            } else if poll.summaries_unchanged {
+                s.summaries = Arc::clone(&self.summaries);
+                self.frame.keyframe(s);
+            } else {
+                self.frame.keyframe(s);
+            }
+            self.summaries = Arc::clone(&s.summaries);
+        }
+    }
+}
+
+impl Iterator for Reader<'_> {
+    type Item = Poll;
+
+    fn next(&mut self) -> Option<Poll> {
+        self.next_poll()
+    }
+}
+
+/// One line of a [`BufRead`] as a reader of its own: it ends before the line's `\n`, so that a parser reads
+/// the line as it streams in, and a line cut short is its own line's damage rather than the next one's.
+struct Line<'r, R: BufRead + ?Sized> {
+    input: &'r mut R,
+    /// Bytes taken from `input`, the `\n` included.
+    taken: u64,
+    ended: bool,
+}
+
+impl<'r, R: BufRead + ?Sized> Line<'r, R> {
+    fn new(input: &'r mut R) -> Self {
+        Self {
+            input,
+            taken: 0,
+            ended: false,
+        }
+    }
+
+    /// Whether the line holds only white space (it is then taken whole).
+    fn blank(&mut self) -> bool {
+        loop {
+            let Ok(buf) = self.input.fill_buf() else {
+                return false;
+            };
+            let spaces = buf
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace() && **b != b'\n')
+                .count();
+            match buf.get(spaces) {
+                None if buf.is_empty() => return true,
+                None => {
+                    self.input.consume(spaces);
+                    self.taken += spaces as u64;
+                }
+                Some(b'\n') => {
+                    self.input.consume(spaces + 1);
+                    self.taken += spaces as u64 + 1;
+                    self.ended = true;
+                    return true;
+                }
+                Some(_) => {
+                    self.input.consume(spaces);
+                    self.taken += spaces as u64;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Takes the rest of the line (after a parse, or a parse error) and says how long the line was.
+    fn finish(mut self) -> u64 {
+        let mut sink = [0_u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut self, &mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        self.taken
+    }
+}
+
+impl<R: BufRead + ?Sized> std::io::Read for Line<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.ended || out.is_empty() {
+            return Ok(0);
+        }
+        let buf = self.input.fill_buf()?;
+        // Looked for only as far as this read takes (a parser reads a byte at a time).
+        let avail = &buf[..buf.len().min(out.len())];
+        let end = avail.iter().position(|b| *b == b'\n');
+        let n = end.unwrap_or(avail.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        let newline = end.is_some();
+        self.input.consume(n + usize::from(newline));
+        self.taken += n as u64 + u64::from(newline);
+        self.ended = newline || n == 0;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -884,6 +1034,83 @@ mod tests {
         // Appending to it checks its header through the compression.
         let start = Utc::now();
         Recorder::create(&packed, &Header::for_tests(start), false).expect("appends");
+    }
+
+    /// A reader that counts the bytes taken from it.
+    struct Counted<'b> {
+        bytes: &'b [u8],
+        taken: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl std::io::Read for Counted<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = std::io::Read::read(&mut self.bytes, out)?;
+            self.taken.set(self.taken.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_recording_streams_poll_by_poll_through_a_buffer_smaller_than_a_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("r.jsonl");
+        let written = record_polls(&path);
+        let bytes = std::fs::read(&path).expect("read");
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0));
+        let input = Counted {
+            bytes: &bytes,
+            taken: std::rc::Rc::clone(&taken),
+        };
+        // A 16-byte buffer: every line (hundreds of bytes) streams through it, never held whole.
+        let mut reader = Reader::new(std::io::BufReader::with_capacity(16, input)).expect("header");
+        let first = reader.next().expect("a poll");
+        assert_eq!(first.snapshot.as_ref(), written[0].as_ref());
+        assert!(
+            taken.get() < bytes.len() / 20,
+            "the first poll took {} of {} bytes",
+            taken.get(),
+            bytes.len()
+        );
+        let rest: Vec<Poll> = reader.by_ref().collect();
+        assert_eq!(rest.len(), written.len() - 1);
+        assert_eq!(reader.damage(), None);
+        let back = Recording {
+            header: reader.header().clone(),
+            polls: std::iter::once(first).chain(rest).collect(),
+            damage: None,
+        };
+        assert_same_polls(&back, &written);
+    }
+
+    #[test]
+    fn a_line_cut_short_before_more_lines_is_named_with_its_own_line_and_offset() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("r.jsonl");
+        record_polls(&path);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        // A crash cut line 5 in half; a later run appended its polls after it.
+        let offset: usize = lines[..4].iter().map(|l| l.len() + 1).sum();
+        let damaged = format!(
+            "{}\n{}\n{}\n",
+            lines[..4].join("\n"),
+            &lines[4][..lines[4].len() / 2],
+            lines[5..].join("\n")
+        );
+        let back = read(damaged.as_bytes()).expect("parses");
+        assert_eq!(back.polls.len(), 3);
+        let damage = back.damage.expect("damaged");
+        assert_eq!(
+            (damage.line, damage.offset),
+            (5, offset as u64),
+            "{damage:?}"
+        );
+        assert_eq!(damage.reason, "the line is cut short");
+        // Garbage after a whole poll on its line is that line's damage too.
+        let trailing = format!("{}\n{} x\n", lines[..2].join("\n"), lines[2]);
+        let back = read(trailing.as_bytes()).expect("parses");
+        assert_eq!(back.polls.len(), 1);
+        assert_eq!(back.damage.expect("damaged").line, 3);
     }
 
     #[test]

@@ -17,18 +17,19 @@ use crate::app::App;
 use crate::cli::{ReplayArgs, SPEEDS};
 use crate::model::rules;
 use crate::model::{History, Status, human_duration};
-use crate::recording::{self, Poll, Recording};
+use crate::recording::{Damage, Header, Poll, Reader};
 use crate::ui::text;
 
 /// Runs `replay`; returns the exit status.
 pub async fn run(args: &ReplayArgs) -> Result<i32> {
-    let recording = load(&args.file)?;
     if args.summary {
-        let t = tally(&recording);
+        let mut reader = open(&args.file)?;
+        let rules = reader.header().rules();
+        let t = tally(&rules, reader.by_ref());
         let mut out = std::io::stdout().lock();
         // Database text through the one sanitiser, and ASCII only under a locale that is not UTF-8.
         let ascii = !crate::ui::Glyphs::detect().unicode;
-        for line in summary(&recording, &t).lines() {
+        for line in summary(reader.header(), &t, reader.damage()).lines() {
             writeln!(out, "{}", text::ascii_if(&text::sanitize(line), ascii))?;
         }
         out.flush()?;
@@ -37,20 +38,67 @@ pub async fn run(args: &ReplayArgs) -> Result<i32> {
     let display = super::load_config(None)?.display;
     let face =
         super::watch::check_terminal_for(&args.theme, args.no_color, args.no_mouse, &display)?;
-    if !recording.polls.iter().any(|p| p.snapshot.is_some()) {
+    let scan = Scan::of(open(&args.file)?);
+    if scan.first.is_none() {
         return Err(eyre!(
             "{} holds no successful poll to replay",
             args.file.display()
         ));
     }
-    play(recording, args.speed, &face).await
+    play(open(&args.file)?, scan, args.speed, &face).await
 }
 
-/// Reads the file; an unreadable file or one that is not a recording is a one-line error.
-pub fn load(path: &std::path::Path) -> Result<Recording> {
+/// Opens the file for reading poll by poll; an unreadable file or one that is not a recording is a one-line
+/// error.
+fn open(path: &std::path::Path) -> Result<Reader<'static>> {
     let file = std::fs::File::open(path)
         .wrap_err_with(|| format!("cannot read the recording {}", path.display()))?;
-    recording::read(std::io::BufReader::new(file)).map_err(|e| eyre!("{}: {e}", path.display()))
+    Reader::new(std::io::BufReader::new(file)).map_err(|e| eyre!("{}: {e}", path.display()))
+}
+
+/// What the player needs to know of the whole recording before it starts, found in one pass that holds a
+/// poll at a time: how many polls, when they begin and end, and where escalations begin (for `e`).
+#[derive(Debug, Default)]
+struct Scan {
+    polls: usize,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    /// The polls at which an escalation begins: a profile turns escalated, or alerts start.
+    onsets: Vec<usize>,
+    damage: Option<Damage>,
+}
+
+impl Scan {
+    fn of(mut reader: Reader<'_>) -> Self {
+        fn escalated(p: &Poll) -> BTreeSet<String> {
+            p.statuses
+                .iter()
+                .filter(|(_, s)| *s == Status::Escalated.word())
+                .map(|(k, _)| k.clone())
+                .collect()
+        }
+        let mut scan = Self::default();
+        // The previous poll's escalated profiles, and whether it had alerts.
+        let mut before: Option<(BTreeSet<String>, bool)> = None;
+        for (j, poll) in reader.by_ref().enumerate() {
+            scan.polls = j + 1;
+            if let Some(at) = poll.at() {
+                scan.first = scan.first.or(Some(at));
+                scan.last = Some(at);
+            }
+            let now = (escalated(&poll), !poll.alerts.is_empty());
+            let onset = match &before {
+                None => now.1,
+                Some((was, alerted)) => (now.1 && !alerted) || !now.0.is_subset(was),
+            };
+            if onset {
+                scan.onsets.push(j);
+            }
+            before = Some(now);
+        }
+        scan.damage = reader.damage().cloned();
+        scan
+    }
 }
 
 fn clock(at: DateTime<Utc>) -> String {
@@ -76,6 +124,7 @@ struct Tally {
     peak: (usize, Option<DateTime<Utc>>, Vec<String>),
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
+    polls: usize,
     failed: usize,
     /// Polls at which an escalation trigger fired.
     alerted: usize,
@@ -108,12 +157,13 @@ fn extend(
     }
 }
 
-fn tally(recording: &Recording) -> Tally {
-    let rules = recording.header.rules();
+/// Runs the rules over every poll, as they stream in.
+fn tally(rules: &rules::Rules, polls: impl Iterator<Item = Poll>) -> Tally {
     let mut history = History::default();
     let mut t = Tally::default();
     let mut prev = None;
-    for poll in &recording.polls {
+    for poll in polls {
+        t.polls += 1;
         let Some(snapshot) = &poll.snapshot else {
             history.record_missed();
             t.failed += 1;
@@ -122,8 +172,8 @@ fn tally(recording: &Recording) -> Tally {
         let at = snapshot.server_now;
         t.first = t.first.or(Some(at));
         t.last = Some(at);
-        rules::record(&mut history, snapshot, &rules);
-        let board = rules::evaluate(snapshot, &history, &rules, at);
+        rules::record(&mut history, snapshot, rules);
+        let board = rules::evaluate(snapshot, &history, rules, at);
         t.alerted += usize::from(board.escalated());
         t.unvouched += usize::from(!super::snapshot::vouches_for_calm(snapshot, &board));
         let mut contended_now = Vec::new();
@@ -154,8 +204,7 @@ fn tally(recording: &Recording) -> Tally {
 
 /// What a recording says happened: when each profile was contended and escalated, for how long, who held it,
 /// and the peak number of profiles contended at once.
-fn summary(recording: &Recording, t: &Tally) -> String {
-    let header = &recording.header;
+fn summary(header: &Header, t: &Tally, damage: Option<&Damage>) -> String {
     let rules = header.rules();
     let mut out = String::new();
     let span = |(a, b): (DateTime<Utc>, DateTime<Utc>)| {
@@ -170,19 +219,16 @@ fn summary(recording: &Recording, t: &Tally) -> String {
             |at| at.format("%Y-%m-%d %H:%M:%S").to_string()
         ),
         t.last.map_or_else(|| "-".into(), clock),
-        recording.polls.len(),
+        t.polls,
         t.failed,
         human_duration(rules.ttl),
         human_duration(rules.escalate_after),
     );
-    if let Some(d) = &recording.damage {
+    if let Some(d) = damage {
         let _ = writeln!(
             out,
             "damaged: the recording stops at line {}, byte {} ({}); the {} polls before it are replayed",
-            d.line,
-            d.offset,
-            d.reason,
-            recording.polls.len()
+            d.line, d.offset, d.reason, t.polls
         );
     }
     match t.peak.1 {
@@ -232,10 +278,13 @@ fn summary(recording: &Recording, t: &Tally) -> String {
     out
 }
 
-/// The player: which polls were shown, the replay clock and its speed.
+/// The player: the recording as it streams in, which polls were shown, the replay clock and its speed.
 struct Player {
-    polls: Vec<Poll>,
-    /// The next poll to show.
+    reader: Reader<'static>,
+    /// The next poll, read ahead to see when it was taken.
+    ahead: Option<Poll>,
+    scan: Scan,
+    /// The next poll to show (how many were shown).
     next: usize,
     now: DateTime<Utc>,
     speed: u32,
@@ -249,18 +298,26 @@ struct Player {
 const STEP: Duration = Duration::from_millis(100);
 
 impl Player {
+    /// The next poll to show, read when first wanted.
+    fn peek(&mut self) -> Option<&Poll> {
+        if self.ahead.is_none() {
+            self.ahead = self.reader.next();
+        }
+        self.ahead.as_ref()
+    }
+
     /// Shows every poll up to the clock.
     fn catch_up(&mut self, app: &mut App) {
-        while let Some(poll) = self.polls.get(self.next) {
+        while let Some(poll) = self.peek() {
             match poll.at() {
                 Some(at) if at > self.now => break,
                 _ => self.show_next(app),
             }
         }
-        if self.next == self.polls.len() {
+        if self.peek().is_none() {
             self.paused = true;
             self.note = Some("end of the recording".into());
-            if let Some(last) = self.polls.iter().rev().find_map(Poll::at) {
+            if let Some(last) = self.scan.last {
                 self.now = last;
             }
         }
@@ -269,13 +326,14 @@ impl Player {
 
     /// Takes the next poll into the history and the screen; the caller evaluates once with `set_clock`.
     fn show_next(&mut self, app: &mut App) {
-        let Some(poll) = self.polls.get(self.next) else {
+        self.peek();
+        let Some(poll) = self.ahead.take() else {
             return;
         };
-        match &poll.snapshot {
+        match poll.snapshot {
             Some(snapshot) => {
                 self.now = self.now.max(snapshot.server_now);
-                app.take(snapshot.clone());
+                app.take(snapshot);
             }
             None => app.history.record_missed(),
         }
@@ -284,24 +342,10 @@ impl Player {
 
     /// Moves to the next poll at which an escalation begins: a profile turns escalated, or alerts start.
     fn next_escalation(&mut self, app: &mut App) {
-        fn escalated(p: &Poll) -> BTreeSet<&str> {
-            p.statuses
-                .iter()
-                .filter(|(_, s)| *s == Status::Escalated.word())
-                .map(|(k, _)| k.as_str())
-                .collect()
-        }
-        let onset = (self.next..self.polls.len()).find(|&j| {
-            let now = &self.polls[j];
-            let Some(before) = j.checked_sub(1).map(|i| &self.polls[i]) else {
-                return !now.alerts.is_empty();
-            };
-            (!now.alerts.is_empty() && before.alerts.is_empty())
-                || !escalated(now).is_subset(&escalated(before))
-        });
+        let onset = self.scan.onsets.iter().copied().find(|&j| j >= self.next);
         match onset {
             Some(j) => {
-                while self.next <= j {
+                while self.next <= j && self.peek().is_some() {
                     self.show_next(app);
                 }
                 self.note = None;
@@ -322,7 +366,7 @@ impl Player {
             "REPLAY {state} · {} UTC · poll {}/{}",
             self.now.format("%Y-%m-%d %H:%M:%S"),
             self.next,
-            self.polls.len(),
+            self.scan.polls,
         );
         if let Some(note) = &self.note {
             let _ = write!(line, " · {note}");
@@ -331,29 +375,29 @@ impl Player {
     }
 }
 
-async fn play(recording: Recording, speed: u32, face: &super::terminal::Face) -> Result<i32> {
-    let header = &recording.header;
+async fn play(
+    reader: Reader<'static>,
+    scan: Scan,
+    speed: u32,
+    face: &super::terminal::Face,
+) -> Result<i32> {
+    let header = reader.header();
     let interval = Duration::from_millis(header.interval_ms.max(1));
     let mut notes = Vec::new();
-    if let Some(d) = &recording.damage {
+    if let Some(d) = &scan.damage {
         notes.push(format!(
             "the recording stops at line {}, byte {} ({}): replaying the {} polls before it",
-            d.line,
-            d.offset,
-            d.reason,
-            recording.polls.len()
+            d.line, d.offset, d.reason, scan.polls
         ));
     }
     let mut app = App::new(header.target.clone(), header.rules(), interval, notes);
-    let start = recording
-        .polls
-        .iter()
-        .find_map(Poll::at)
-        .unwrap_or_else(Utc::now);
+    let start = scan.first.unwrap_or_else(Utc::now);
     let mut tick = tokio::time::interval(STEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut player = Player {
-        polls: recording.polls,
+        reader,
+        ahead: None,
+        scan,
         next: 0,
         now: start,
         speed,
@@ -400,7 +444,7 @@ fn player_key(code: KeyCode, player: &mut Player, app: &mut App) -> bool {
         KeyCode::Char('p' | ' ') => {
             if !player.paused {
                 player.paused = true;
-            } else if player.next < player.polls.len() {
+            } else if player.peek().is_some() {
                 // At the end there is nothing to resume.
                 player.paused = false;
                 player.note = None;
@@ -439,23 +483,25 @@ mod tests {
     use crate::model::{LeaseRow, Snapshot};
     use crate::recording::Header;
 
-    fn recording(polls: Vec<Option<Snapshot>>) -> Recording {
-        let now = chrono::Utc::now();
-        Recording {
-            header: Header::for_tests(now),
-            polls: polls
-                .into_iter()
-                .map(|snapshot| Poll {
-                    error: snapshot.is_none().then(|| "lost".to_owned()),
-                    snapshot,
-                    summaries_unchanged: false,
-                    changes: None,
-                    statuses: BTreeMap::new(),
-                    alerts: Vec::new(),
-                })
-                .collect(),
-            damage: None,
-        }
+    fn recording(polls: Vec<Option<Snapshot>>) -> Vec<Poll> {
+        polls
+            .into_iter()
+            .map(|snapshot| Poll {
+                error: snapshot.is_none().then(|| "lost".to_owned()),
+                snapshot,
+                summaries_unchanged: false,
+                changes: None,
+                statuses: BTreeMap::new(),
+                alerts: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn tally_of(polls: Vec<Option<Snapshot>>) -> Tally {
+        tally(
+            &Header::for_tests(chrono::Utc::now()).rules(),
+            recording(polls).into_iter(),
+        )
     }
 
     fn held(now: DateTime<Utc>, contended_for: i64) -> Snapshot {
@@ -473,10 +519,79 @@ mod tests {
         s
     }
 
+    #[tokio::test]
+    async fn the_player_streams_the_recording_and_jumps_to_each_escalation_the_scan_found() {
+        let start = chrono::Utc::now();
+        // Ten polls: alerts start at poll 3, a second profile escalates at poll 6, alerts stay until the end.
+        let mut lines = vec![serde_json::to_string(&Header::for_tests(start)).expect("header")];
+        for (i, mut poll) in recording(
+            (0..10)
+                .map(|i| Some(held(start + chrono::Duration::seconds(i), 10)))
+                .collect(),
+        )
+        .into_iter()
+        .enumerate()
+        {
+            if i >= 3 {
+                poll.alerts = vec!["ESCALATE: P".into()];
+                poll.statuses
+                    .insert("P".into(), Status::Escalated.word().into());
+            }
+            if i >= 6 {
+                poll.statuses
+                    .insert("Q".into(), Status::Escalated.word().into());
+            }
+            lines.push(serde_json::to_string(&poll).expect("poll"));
+        }
+        let text = lines.join("\n").into_bytes();
+        let reader = || Reader::new(std::io::Cursor::new(text.clone())).expect("reader");
+        let scan = Scan::of(reader());
+        assert_eq!((scan.polls, scan.onsets.clone()), (10, vec![3, 6]));
+        assert_eq!(scan.first, Some(start));
+        let mut app = App::new(
+            "t".into(),
+            rules::Rules::default(),
+            Duration::from_secs(1),
+            vec![],
+        );
+        let mut player = Player {
+            reader: Reader::new(std::io::Cursor::new(text.clone())).expect("reader"),
+            ahead: None,
+            scan,
+            next: 0,
+            now: start,
+            speed: 1,
+            paused: false,
+            note: None,
+            tick: tokio::time::interval(STEP),
+        };
+        player.catch_up(&mut app);
+        assert_eq!(player.next, 1, "the first poll, at the clock");
+        assert!(player_key(KeyCode::Char('e'), &mut player, &mut app));
+        assert_eq!(
+            (player.next, player.paused),
+            (4, true),
+            "{}",
+            player.status()
+        );
+        assert!(player.status().contains("poll 4/10"), "{}", player.status());
+        player_key(KeyCode::Char('e'), &mut player, &mut app);
+        assert_eq!(player.next, 7);
+        player_key(KeyCode::Char('e'), &mut player, &mut app);
+        assert_eq!(player.next, 7, "nothing later: it stays");
+        assert_eq!(player.note.as_deref(), Some("no later escalation"));
+        // Playing on reads the rest as it comes, then says the end.
+        player.now = start + chrono::Duration::seconds(60);
+        player.catch_up(&mut app);
+        assert_eq!(player.next, 10);
+        assert_eq!(player.note.as_deref(), Some("end of the recording"));
+        assert_eq!(player.now, start + chrono::Duration::seconds(9));
+    }
+
     #[test]
     fn the_summary_exits_0_calm_3_when_a_poll_could_not_vouch_and_2_when_a_trigger_fired() {
         let now = chrono::Utc::now();
-        let status = |polls| tally(&recording(polls)).exit_status();
+        let status = |polls| tally_of(polls).exit_status();
         assert_eq!(status(vec![Some(held(now, 10))]), 0);
         let mut unread = held(now, 10);
         unread.lease_error = Some("lease rows unread: lock timeout".into());
@@ -494,12 +609,11 @@ mod tests {
         let now = chrono::Utc::now();
         let mut expired = held(now + chrono::Duration::seconds(1), 11);
         expired.leases[0].expires_at = Some(now - chrono::Duration::seconds(1));
-        let r = recording(vec![
+        let t = tally_of(vec![
             Some(held(now, 10)),
             Some(expired),
             Some(held(now + chrono::Duration::seconds(2), 12)),
         ]);
-        let t = tally(&r);
         let seen = &t.seen["P"];
         assert_eq!(
             seen.contended.len(),
@@ -508,7 +622,7 @@ mod tests {
             seen.contended
         );
         assert_eq!(seen.expired.len(), 1);
-        let text = summary(&r, &t);
+        let text = summary(&Header::for_tests(now), &t, None);
         assert!(text.contains("(2s); a row expired"), "{text}");
     }
 }
