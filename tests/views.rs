@@ -147,6 +147,40 @@ fn a_minute_of_polls_fills_the_sparklines_and_a_recovered_profile_reads_ok_again
     assert!(!hot.contains('·') && hot.contains('█'), "{hot}");
     let blip = line("blip-1");
     assert!(blip.contains("✓ ok"), "blip-1 recovered: {blip}");
+    // A minute of polls fills part of the line (it spans the escalation limit): the room before it in the
+    // selected line is the selection's, not blanks in the sparkline's colour, which reversed read as a bar.
+    let buffer = terminal.backend().buffer();
+    let y = (0..buffer.area.height)
+        .find(|&y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                .starts_with("│‼ ESCALATED hot-7")
+        })
+        .expect("hot-7's line");
+    let right = buffer.area.width - 1; // the border
+    let first_bar = (0..right)
+        .rev()
+        .take_while(|&x| buffer[(x, y)].symbol() != " ")
+        .last()
+        .expect("bars");
+    let sparkline_fg = theme().sparkline.fg;
+    let pad: Vec<_> = (first_bar - 5..first_bar)
+        .map(|x| &buffer[(x, y)])
+        .collect();
+    assert!(pad.iter().all(|c| c.symbol() == " "), "{pad:?}");
+    assert!(
+        pad.iter().all(|c| Some(c.fg) != sparkline_fg
+            && c.modifier.contains(ratatui::style::Modifier::REVERSED)),
+        "{pad:?}"
+    );
+    // The bars themselves are not reversed: reversed, a full block would show as an empty cell.
+    let bars: Vec<_> = (first_bar..right).map(|x| &buffer[(x, y)]).collect();
+    assert!(
+        bars.iter().all(|c| Some(c.fg) == sparkline_fg
+            && !c.modifier.contains(ratatui::style::Modifier::REVERSED)),
+        "{bars:?}"
+    );
     insta::assert_snapshot!("incident_over_time_120x40", terminal.backend());
 }
 

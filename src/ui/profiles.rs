@@ -235,7 +235,23 @@ fn row<'a>(
             Column::Status => status,
             Column::Contended if p.contended_since.is_some() => status,
             Column::Ttl | Column::Key if expired => theme.expired.patch(base),
-            Column::Trend => theme.sparkline.patch(base),
+            Column::Trend => {
+                // Where the history is shorter than the line, the room before it is the line's own: in a
+                // selected (reversed) line, blanks in the sparkline's colour would read as a solid bar.
+                // Bars are never reversed: a reversed bar shows its empty part in colour, so a line of
+                // full blocks would read as empty (a selection by reverse video leaves the bars a window of
+                // their own; one by background colour keeps it under them).
+                let mut text = c.cell(e, cells, *w);
+                let bars = text.split_off(text.len() - text.trim_start_matches(' ').len());
+                let bar_style = theme
+                    .sparkline
+                    .patch(base)
+                    .remove_modifier(ratatui::style::Modifier::REVERSED);
+                return Cell::from(Line::from(vec![
+                    Span::styled(text, base),
+                    Span::styled(bars, bar_style),
+                ]));
+            }
             _ => base,
         };
         // A span: one line already, so the cell need not split or copy the text.
