@@ -43,19 +43,42 @@ fn by_target(waits: &[WaitView]) -> Vec<(Option<&str>, Vec<&WaitView>)> {
     out
 }
 
-/// Blockers that do not wait themselves (the heads of the queues); in a cycle, the lowest pid.
+/// Blockers that do not wait themselves (the heads of the queues), the tree with the oldest wait first (its
+/// incident has gone on longest; a new tree comes in below the others, so the list grows at its end), then by
+/// pid; in a cycle, the lowest pid.
 fn roots(waits: &[&WaitView]) -> Vec<i32> {
-    let waiting: HashSet<i32> = waits.iter().map(|w| w.wait.pid).collect();
+    let waiting: HashMap<i32, &WaitView> = waits.iter().map(|w| (w.wait.pid, *w)).collect();
     let mut out: Vec<i32> = waits
         .iter()
         .flat_map(|w| w.wait.blocked_by.iter().copied())
-        .filter(|b| !waiting.contains(b))
+        .filter(|b| !waiting.contains_key(b))
         .collect();
     out.sort_unstable();
     out.dedup();
     if out.is_empty() {
         out.extend(waits.iter().map(|w| w.wait.pid).min());
     }
+    // Each wait's root: up its first blockers (the way the tree hangs it) to one that does not wait.
+    let root_of = |w: &WaitView| {
+        let mut pid = w.wait.pid;
+        let mut seen = HashSet::new();
+        while let Some(up) = waiting.get(&pid).and_then(|w| w.wait.blocked_by.first()) {
+            if !seen.insert(pid) {
+                break;
+            }
+            pid = *up;
+        }
+        pid
+    };
+    let mut oldest: HashMap<i32, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    for w in waits {
+        if let Some(start) = w.wait.waitstart {
+            let o = oldest.entry(root_of(w)).or_insert(start);
+            *o = (*o).min(start);
+        }
+    }
+    // A tree whose waits have no start (not read) goes after those that have one.
+    out.sort_by_key(|r| (!oldest.contains_key(r), oldest.get(r).copied(), *r));
     out
 }
 
@@ -281,4 +304,54 @@ fn prepared_head(waits: &[&WaitView], now: chrono::DateTime<chrono::Utc>) -> Str
         })
         .collect();
     format!("{}  holds", named.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LockWait;
+    use chrono::{Duration, Utc};
+
+    fn wait(pid: i32, blocker: i32, started_ago: Option<i64>) -> WaitView {
+        WaitView {
+            wait: LockWait {
+                pid,
+                blocked_by: vec![blocker],
+                locktype: "advisory".into(),
+                mode: "ExclusiveLock".into(),
+                relation: None,
+                relation_oid: None,
+                tuple: None,
+                advisory_key: None,
+                transactionid: None,
+                waitstart: started_ago.map(|s| Utc::now() - Duration::seconds(s)),
+                waitstart_approx: false,
+                lease_row: None,
+                on_lease_table: false,
+            },
+            application: None,
+            query: None,
+            profile: None,
+            key: None,
+            target: None,
+            leader: None,
+            prepared: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_tree_with_the_oldest_wait_comes_first_and_a_new_one_last() {
+        let waits = [
+            // Blocker 10: a wait of 2 s, and below it (through 11) one of 40 s.
+            wait(11, 10, Some(2)),
+            wait(12, 11, Some(40)),
+            // Blocker 5: a wait of 30 s.
+            wait(6, 5, Some(30)),
+            // Blocker 3: a wait just begun; blocker 1: a wait whose start was not read.
+            wait(4, 3, Some(0)),
+            wait(2, 1, None),
+        ];
+        let refs: Vec<&WaitView> = waits.iter().collect();
+        assert_eq!(roots(&refs), vec![10, 5, 3, 1]);
+    }
 }
