@@ -753,7 +753,17 @@ impl<W: Write> Backend for Lean<W> {
             let size = Backend::size(self)?;
             self.track.resized(size);
         }
-        let mut cells: Vec<(u16, u16, Cell)> = content.map(|(x, y, c)| (x, y, c.clone())).collect();
+        // A cell the terminal already shows as wanted (ratatui's diff also has cells whose change does not
+        // show, such as a blank's foreground colour) is left alone.
+        let track = &self.track;
+        let mut cells: Vec<(u16, u16, Cell)> = content
+            .filter(|(x, y, c)| {
+                let wanted = Known::new(c.symbol(), Pen::of(c));
+                let shown = track.index(*x, *y).and_then(|i| track.shadow[i]);
+                wanted.len == 0 || shown != Some(wanted)
+            })
+            .map(|(x, y, c)| (x, y, c.clone()))
+            .collect();
         let mut shifts = Vec::new();
         self.track.shift_lines(&mut shifts, &mut cells);
         self.track.shift_rows(&mut shifts, &mut cells);
@@ -1326,6 +1336,48 @@ mod tests {
         let mut parser = vt100::Parser::new(8, 180, 0);
         parser.process(&lean_bytes_of(&[&a, &b]));
         assert_shows_size(&parser, &b, 180, 8);
+    }
+
+    #[test]
+    fn a_styled_line_written_over_blanks_writes_only_its_text() {
+        // The last lock wait of a pane goes, then another comes in its place, styled over the whole line:
+        // only its text is written, not the padding that already shows blank.
+        let area = Rect::new(0, 0, 180, 4);
+        let waiting = Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD);
+        let line = |text: Option<&str>| {
+            let mut b = Buffer::empty(area);
+            b.set_string(0, 1, "│", Style::default());
+            if let Some(text) = text {
+                b.set_style(Rect::new(1, 1, 178, 1), waiting);
+                b.set_string(1, 1, text, waiting);
+            }
+            b.set_string(179, 1, "│", Style::default());
+            b
+        };
+        let a = line(Some(
+            "   └─ pid 5 dead-1-rival1 waits 0s on row dead-1/MSFT (entry_locks, tuple), ExclusiveLock",
+        ));
+        let b = line(None);
+        let c = line(Some(
+            "   └─ pid 4 dead-1-rival0 waits 0s on row dead-1/MSFT (entry_locks, tuple), ExclusiveLock",
+        ));
+        let all = lean_bytes_of(&[&a, &b]);
+        let mut lean = Lean::with_size(Vec::new(), 180, 4);
+        lean.clear().expect("clear");
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        lean.out.clear();
+        lean.draw(b.diff(&c).into_iter()).expect("draw");
+        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        assert!(!bytes.contains('X') && !bytes.contains("  └"), "{bytes:?}");
+        assert!(bytes.len() < 110, "{} bytes: {bytes:?}", bytes.len());
+        let mut parser = vt100::Parser::new(4, 180, 0);
+        parser.process(&all);
+        parser.process(&lean.out);
+        assert_shows_size(&parser, &c, 180, 4);
     }
 
     /// What a fresh backend writes for `frames` in turn, from a blank screen.
