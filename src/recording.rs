@@ -1131,21 +1131,7 @@ mod tests {
             leader_pid: None,
         };
         one.sessions = vec![session(7, "waiter"), session(8, "bystander")];
-        one.waits = vec![LockWait {
-            pid: 7,
-            blocked_by: Vec::new(),
-            locktype: "advisory".into(),
-            mode: "ExclusiveLock".into(),
-            relation: None,
-            relation_oid: None,
-            tuple: None,
-            advisory_key: None,
-            transactionid: None,
-            waitstart: None,
-            lease_row: None,
-            waitstart_approx: false,
-            on_lease_table: false,
-        }];
+        one.waits = vec![LockWait::for_tests(7, Vec::new())];
         let merged = Snapshot::merged(vec![Part::new("east", &one, None)], now);
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("r.jsonl");

@@ -1134,16 +1134,6 @@ mod tests {
 
     #[test]
     fn a_line_gone_from_a_pane_moves_the_lines_below_it_up() {
-        let mut lean = Lean::with_size(Vec::new(), 120, 12);
-        lean.clear().expect("clear");
-        let area = Rect::new(0, 0, 120, 12);
-        let pane = |lines: &[&str]| {
-            let mut b = Buffer::empty(area);
-            for (i, l) in lines.iter().enumerate() {
-                b.set_string(0, 2 + i as u16, format!("│{l:<118}│"), Style::default());
-            }
-            b
-        };
         let a = pane(&[
             "pid 1 dead-1-owner (idle in transaction)  holds",
             "└─ pid 2 dead-1-rival1 waits 1s on row dead-1/MSFT (entry_locks, transactionid), ShareLock",
@@ -1152,9 +1142,6 @@ mod tests {
             "└─ pid 5 scheduler-c waits 23s on advisory (7,1), ExclusiveLock",
             "",
         ]);
-        lean.draw(Buffer::empty(area).diff(&a).into_iter())
-            .expect("draw");
-        lean.out.clear();
         let b = pane(&[
             "pid 1 dead-1-owner (idle in transaction)  holds",
             "pid 3 scheduler-a (idle)  holds",
@@ -1163,8 +1150,7 @@ mod tests {
             "",
             "",
         ]);
-        lean.draw(a.diff(&b).into_iter()).expect("draw");
-        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        let bytes = second_frame(&a, &b);
         assert!(bytes.contains("\x1b[M"), "{bytes:?}");
         assert!(bytes.len() < 40, "{} bytes: {bytes:?}", bytes.len());
     }
@@ -1237,16 +1223,6 @@ mod tests {
 
     #[test]
     fn lines_that_move_while_their_seconds_tick_are_moved_by_the_terminal() {
-        let mut lean = Lean::with_size(Vec::new(), 120, 12);
-        lean.clear().expect("clear");
-        let area = Rect::new(0, 0, 120, 12);
-        let pane = |lines: &[&str]| {
-            let mut b = Buffer::empty(area);
-            for (i, l) in lines.iter().enumerate() {
-                b.set_string(0, 2 + i as u16, format!("│{l:<118}│"), Style::default());
-            }
-            b
-        };
         let a = pane(&[
             "pid 1 dead-1-owner (idle in transaction)  holds",
             "└─ pid 2 dead-1-rival1 waits 1s on row dead-1/MSFT (entry_locks, transactionid), ShareLock",
@@ -1254,9 +1230,6 @@ mod tests {
             "└─ pid 4 scheduler-b waits 23s on advisory 4242, ExclusiveLock",
             "└─ pid 5 scheduler-c waits 23s on advisory (7,1), ExclusiveLock",
         ]);
-        lean.draw(Buffer::empty(area).diff(&a).into_iter())
-            .expect("draw");
-        lean.out.clear();
         let b = pane(&[
             "pid 1 dead-1-owner (idle in transaction)  holds",
             "pid 3 scheduler-a (idle)  holds",
@@ -1264,8 +1237,7 @@ mod tests {
             "└─ pid 5 scheduler-c waits 24s on advisory (7,1), ExclusiveLock",
             "",
         ]);
-        lean.draw(a.diff(&b).into_iter()).expect("draw");
-        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        let bytes = second_frame(&a, &b);
         assert!(bytes.contains("\x1b[M"), "{bytes:?}");
         assert!(!bytes.contains("scheduler"), "rewritten: {bytes:?}");
         assert!(bytes.len() < 60, "{} bytes: {bytes:?}", bytes.len());
@@ -1378,6 +1350,26 @@ mod tests {
         parser.process(&all);
         parser.process(&lean.out);
         assert_shows_size(&parser, &c, 180, 4);
+    }
+
+    /// A bordered pane of 120×12 with `lines` from its third row.
+    fn pane(lines: &[&str]) -> Buffer {
+        let mut b = Buffer::empty(Rect::new(0, 0, 120, 12));
+        for (i, l) in lines.iter().enumerate() {
+            b.set_string(0, 2 + i as u16, format!("│{l:<118}│"), Style::default());
+        }
+        b
+    }
+
+    /// What a backend writes for `b` after drawing `a` on a blank screen.
+    fn second_frame(a: &Buffer, b: &Buffer) -> String {
+        let mut lean = Lean::with_size(Vec::new(), a.area.width, a.area.height);
+        lean.clear().expect("clear");
+        lean.draw(Buffer::empty(a.area).diff(a).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        lean.draw(a.diff(b).into_iter()).expect("draw");
+        String::from_utf8_lossy(&lean.out).into_owned()
     }
 
     /// What a fresh backend writes for `frames` in turn, from a blank screen.

@@ -365,6 +365,28 @@ pub struct LockWait {
     pub on_lease_table: bool,
 }
 
+impl LockWait {
+    /// An advisory lock wait of `pid` behind `blocked_by`, nothing else known: for tests to start from.
+    #[cfg(test)]
+    pub(crate) fn for_tests(pid: i32, blocked_by: Vec<i32>) -> Self {
+        Self {
+            pid,
+            blocked_by,
+            locktype: "advisory".into(),
+            mode: "ExclusiveLock".into(),
+            relation: None,
+            relation_oid: None,
+            tuple: None,
+            advisory_key: None,
+            transactionid: None,
+            waitstart: None,
+            waitstart_approx: false,
+            lease_row: None,
+            on_lease_table: false,
+        }
+    }
+}
+
 /// A lease row by its (group, key): what a row-lock wait is on. Recorded as the pair `[group, key]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(

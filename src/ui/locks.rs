@@ -315,19 +315,8 @@ mod tests {
     fn wait(pid: i32, blocker: i32, started_ago: Option<i64>) -> WaitView {
         WaitView {
             wait: LockWait {
-                pid,
-                blocked_by: vec![blocker],
-                locktype: "advisory".into(),
-                mode: "ExclusiveLock".into(),
-                relation: None,
-                relation_oid: None,
-                tuple: None,
-                advisory_key: None,
-                transactionid: None,
                 waitstart: started_ago.map(|s| Utc::now() - Duration::seconds(s)),
-                waitstart_approx: false,
-                lease_row: None,
-                on_lease_table: false,
+                ..LockWait::for_tests(pid, vec![blocker])
             },
             application: None,
             query: None,

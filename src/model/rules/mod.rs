@@ -376,19 +376,9 @@ mod tests {
     /// A session waiting on the row (P, SYM).
     fn row_wait(pid: i32, blocked_by: i32) -> LockWait {
         LockWait {
-            pid,
-            blocked_by: vec![blocked_by],
             locktype: "tuple".into(),
-            mode: "ExclusiveLock".into(),
-            relation: None,
-            relation_oid: None,
-            tuple: None,
-            advisory_key: None,
-            transactionid: None,
-            waitstart: None,
             lease_row: Some((Some("P".into()), Some("SYM".into())).into()),
-            waitstart_approx: false,
-            on_lease_table: false,
+            ..LockWait::for_tests(pid, vec![blocked_by])
         }
     }
 
