@@ -1241,17 +1241,12 @@ mod tests {
         assert!(bytes.contains("\x1b[M"), "{bytes:?}");
         assert!(!bytes.contains("scheduler"), "rewritten: {bytes:?}");
         assert!(bytes.len() < 60, "{} bytes: {bytes:?}", bytes.len());
-        let mut parser = vt100::Parser::new(12, 120, 0);
-        parser.process(&lean_bytes_of(&[&a, &b]));
-        assert_shows_size(&parser, &b, 120, 12);
     }
 
     #[test]
     fn a_styled_lines_padding_is_not_written_where_the_screen_is_blank_already() {
         // A lock wait comes into a pane in bold yellow, its style over the whole line: the padding after its
         // text looks like the blank line the terminal inserted, so only the text and the borders are written.
-        let mut lean = Lean::with_size(Vec::new(), 180, 8);
-        lean.clear().expect("clear");
         let area = Rect::new(0, 0, 180, 8);
         let pane = |lines: &[(&str, Style)]| {
             let mut b = Buffer::empty(area);
@@ -1281,9 +1276,6 @@ mod tests {
             ),
             ("", plain),
         ]);
-        lean.draw(Buffer::empty(area).diff(&a).into_iter())
-            .expect("draw");
-        lean.out.clear();
         let b = pane(&[
             ("pid 1 dead-1-owner (idle in transaction)  holds", plain),
             (
@@ -1300,20 +1292,16 @@ mod tests {
                 waiting,
             ),
         ]);
-        lean.draw(a.diff(&b).into_iter()).expect("draw");
-        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        let bytes = second_frame(&a, &b);
         assert!(bytes.contains("\x1b[L"), "{bytes:?}");
         assert!(!bytes.contains("    "), "padding written: {bytes:?}");
         assert!(bytes.len() < 140, "{} bytes: {bytes:?}", bytes.len());
-        let mut parser = vt100::Parser::new(8, 180, 0);
-        parser.process(&lean_bytes_of(&[&a, &b]));
-        assert_shows_size(&parser, &b, 180, 8);
     }
 
     #[test]
     fn a_styled_line_written_over_blanks_writes_only_its_text() {
-        // The last lock wait of a pane goes, then another comes in its place, styled over the whole line:
-        // only its text is written, not the padding that already shows blank.
+        // The last lock wait of a pane has gone; another comes in its place, styled over the whole line: only
+        // its text is written, not the padding that already shows blank.
         let area = Rect::new(0, 0, 180, 4);
         let waiting = Style::default()
             .fg(Color::Yellow)
@@ -1328,28 +1316,13 @@ mod tests {
             b.set_string(179, 1, "│", Style::default());
             b
         };
-        let a = line(Some(
-            "   └─ pid 5 dead-1-rival1 waits 0s on row dead-1/MSFT (entry_locks, tuple), ExclusiveLock",
-        ));
-        let b = line(None);
-        let c = line(Some(
+        let gone = line(None);
+        let come = line(Some(
             "   └─ pid 4 dead-1-rival0 waits 0s on row dead-1/MSFT (entry_locks, tuple), ExclusiveLock",
         ));
-        let all = lean_bytes_of(&[&a, &b]);
-        let mut lean = Lean::with_size(Vec::new(), 180, 4);
-        lean.clear().expect("clear");
-        lean.draw(Buffer::empty(area).diff(&a).into_iter())
-            .expect("draw");
-        lean.draw(a.diff(&b).into_iter()).expect("draw");
-        lean.out.clear();
-        lean.draw(b.diff(&c).into_iter()).expect("draw");
-        let bytes = String::from_utf8_lossy(&lean.out).into_owned();
+        let bytes = second_frame(&gone, &come);
         assert!(!bytes.contains('X') && !bytes.contains("  └"), "{bytes:?}");
         assert!(bytes.len() < 110, "{} bytes: {bytes:?}", bytes.len());
-        let mut parser = vt100::Parser::new(4, 180, 0);
-        parser.process(&all);
-        parser.process(&lean.out);
-        assert_shows_size(&parser, &c, 180, 4);
     }
 
     /// A bordered pane of 120×12 with `lines` from its third row.
@@ -1361,28 +1334,19 @@ mod tests {
         b
     }
 
-    /// What a backend writes for `b` after drawing `a` on a blank screen.
+    /// What a backend writes for `b` after drawing `a` on a blank screen; the terminal then shows `b` exactly.
     fn second_frame(a: &Buffer, b: &Buffer) -> String {
-        let mut lean = Lean::with_size(Vec::new(), a.area.width, a.area.height);
+        let (w, h) = (a.area.width, a.area.height);
+        let mut lean = Lean::with_size(Vec::new(), w, h);
         lean.clear().expect("clear");
         lean.draw(Buffer::empty(a.area).diff(a).into_iter())
             .expect("draw");
-        lean.out.clear();
+        let mut parser = vt100::Parser::new(h, w, 0);
+        parser.process(&std::mem::take(&mut lean.out));
         lean.draw(a.diff(b).into_iter()).expect("draw");
+        parser.process(&lean.out);
+        assert_shows_size(&parser, b, w, h);
         String::from_utf8_lossy(&lean.out).into_owned()
-    }
-
-    /// What a fresh backend writes for `frames` in turn, from a blank screen.
-    fn lean_bytes_of(frames: &[&Buffer]) -> Vec<u8> {
-        let area = frames[0].area;
-        let mut lean = Lean::with_size(Vec::new(), area.width, area.height);
-        lean.clear().expect("clear");
-        let mut shown = Buffer::empty(area);
-        for next in frames {
-            lean.draw(shown.diff(next).into_iter()).expect("draw");
-            shown = (*next).clone();
-        }
-        lean.out
     }
 
     #[test]
