@@ -96,6 +96,11 @@ impl Known {
     }
 }
 
+/// Frames with at most this many changed cells are also priced in a greedy nearest-first order: its cost grows
+/// with the square of the cells (about 5 ms at 160 in a release build, 1 ms at 50); a bigger change, such as a
+/// whole screen's redraw, is priced in the two cheap orders only.
+const NEAREST_MAX: usize = 160;
+
 /// A ratatui backend that writes the fewest bytes it can; see the module's documentation.
 #[derive(Debug)]
 pub struct Lean<W: Write> {
@@ -546,6 +551,39 @@ impl Track {
         out
     }
 
+    /// `cells` in the order a greedy walk takes them: next, always the one cheapest to reach and colour from
+    /// where the last left the cursor and the pen (the row order breaking ties). Where a frame's changes are
+    /// scattered in a few colours (a clock, countdowns, a lock wait's seconds), this joins what is near.
+    fn nearest_first<'c>(&self, cells: &[&'c (u16, u16, Cell)]) -> Vec<&'c (u16, u16, Cell)> {
+        let mut walk = self.clone();
+        let mut left: Vec<&'c (u16, u16, Cell)> = cells.to_vec();
+        let mut order = Vec::with_capacity(cells.len());
+        let mut sink = Vec::new();
+        while !left.is_empty() {
+            let cost = |c: &(u16, u16, Cell)| {
+                let (x, y, cell) = c;
+                let pen = Pen::of(cell);
+                let colour = match walk.pen {
+                    Some(p) if p == pen => 0,
+                    Some(p) if cell.symbol() == " " && p.on_blank() == pen.on_blank() => 0,
+                    from => sgr(from, pen).len(),
+                };
+                walk.moves(*x, *y).len() + colour
+            };
+            let (i, _) = left
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| cost(c))
+                .expect("a cell left");
+            let next = left.remove(i);
+            let (x, y, cell) = next;
+            sink.clear();
+            walk.write_cell(&mut sink, *x, *y, cell);
+            order.push(next);
+        }
+        order
+    }
+
     /// The blanks that `cells` begin with on one row, in one foreground colour on the default background
     /// without attributes (what erasing gives, on terminals that erase in the current colours and on those
     /// that do not alike): the width from the first to the last of them, how many of `cells` they are, and
@@ -787,17 +825,22 @@ impl<W: Write> Backend for Lean<W> {
                 let p = Pen::of(c);
                 pen_order.iter().position(|q| *q == p)
             });
-            let mut grouped = self.track.clone();
-            let grouped_bytes = grouped.write_all(&by_pen);
-            let mut rows = self.track.clone();
-            let row_bytes = rows.write_all(&in_rows);
-            if grouped_bytes.len() < row_bytes.len() {
-                self.track = grouped;
-                grouped_bytes
-            } else {
-                self.track = rows;
-                row_bytes
+            // Each order priced on a copy of the state; the shortest is written.
+            let mut orders = vec![in_rows.clone(), by_pen];
+            if cells.len() <= NEAREST_MAX {
+                orders.push(self.track.nearest_first(&in_rows));
             }
+            let (track, bytes) = orders
+                .iter()
+                .map(|order| {
+                    let mut track = self.track.clone();
+                    let bytes = track.write_all(order);
+                    (track, bytes)
+                })
+                .min_by_key(|(_, bytes)| bytes.len())
+                .expect("an order");
+            self.track = track;
+            bytes
         } else {
             self.track.write_all(&in_rows)
         };
