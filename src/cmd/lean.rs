@@ -45,6 +45,12 @@ impl Pen {
         }
     }
 
+    /// Whether writing `symbol` in this pen needs a colour change from `current` (a blank looks the same in
+    /// any pen that shows the same on it).
+    fn needs_change_from(self, current: Option<Pen>, symbol: &str) -> bool {
+        current.is_none_or(|p| p != self && (symbol != " " || p.on_blank() != self.on_blank()))
+    }
+
     /// The colours of a blank in this pen as it looks: only its background, unless an attribute shows on it.
     fn on_blank(self) -> Self {
         if self.modifier.intersects(SHOWN_ON_BLANK) {
@@ -275,9 +281,7 @@ impl Track {
         }
         out.extend(self.moves(x, y));
         let pen = Pen::of(cell);
-        // A blank looks the same in any pen that shows the same on it: no colour change for it.
-        let looks_same = symbol == " " && self.pen.is_some_and(|p| p.on_blank() == pen.on_blank());
-        if self.pen != Some(pen) && !looks_same {
+        if pen.needs_change_from(self.pen, symbol) {
             out.extend(sgr(self.pen, pen));
             self.pen = Some(pen);
         }
@@ -563,10 +567,10 @@ impl Track {
             let cost = |c: &(u16, u16, Cell)| {
                 let (x, y, cell) = c;
                 let pen = Pen::of(cell);
-                let colour = match walk.pen {
-                    Some(p) if p == pen => 0,
-                    Some(p) if cell.symbol() == " " && p.on_blank() == pen.on_blank() => 0,
-                    from => sgr(from, pen).len(),
+                let colour = if pen.needs_change_from(walk.pen, cell.symbol()) {
+                    sgr(walk.pen, pen).len()
+                } else {
+                    0
                 };
                 walk.moves(*x, *y).len() + colour
             };
