@@ -173,6 +173,11 @@ impl History {
             .collect()
     }
 
+    /// Polls the window holds when full.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Polls in the window so far, missed ones included: the capacity once the window is full.
     pub fn polls(&self) -> usize {
         self.missed.len()

@@ -79,16 +79,22 @@ pub struct Cells<'a> {
 
 /// Polls in each cell of a sparkline `spark` cells wide, so that the line spans the escalation limit: a
 /// profile's whole way to escalation is in view, and a line takes a new cell every few seconds rather than at
-/// every poll (each cell is the worst of its polls, so no spike is lost).
+/// every poll (each cell is the worst of its polls, so no spike is lost). At most a minute of polls per cell,
+/// and never more than the `history` (polls kept) can fill.
 pub fn polls_per_cell(
     escalate_after: chrono::Duration,
     interval: std::time::Duration,
     spark: usize,
+    history: usize,
 ) -> usize {
     let interval_ms = interval.as_millis().max(1);
     let span_ms = u128::try_from(escalate_after.num_milliseconds()).unwrap_or(0);
     let per_cell = span_ms.div_ceil(interval_ms * spark.max(1) as u128);
-    usize::try_from(per_cell).unwrap_or(usize::MAX).clamp(1, 60)
+    // No wider than the history the line is drawn from.
+    let most = (history / spark.max(1)).clamp(1, 60);
+    usize::try_from(per_cell)
+        .unwrap_or(usize::MAX)
+        .clamp(1, most)
 }
 
 /// How long a sparkline of `spark` cells of `per_cell` polls spans, for its column's title.
@@ -590,18 +596,23 @@ mod tests {
         let s = std::time::Duration::from_secs;
         let secs = chrono::Duration::seconds;
         // The runbook's 90 s at 1 s polls: 16 cells of 6 polls, 96 s.
-        assert_eq!(polls_per_cell(secs(90), s(1), 16), 6);
+        assert_eq!(polls_per_cell(secs(90), s(1), 16, 600), 6);
         assert_eq!(spark_span(s(1), 16, 6), s(96));
-        assert_eq!(polls_per_cell(secs(90), s(1), 24), 4);
+        assert_eq!(polls_per_cell(secs(90), s(1), 24, 600), 4);
         // A limit shorter than the line: a poll per cell, as before.
-        assert_eq!(polls_per_cell(secs(15), s(1), 16), 1);
-        assert_eq!(polls_per_cell(secs(0), s(1), 16), 1);
+        assert_eq!(polls_per_cell(secs(15), s(1), 16, 600), 1);
+        assert_eq!(polls_per_cell(secs(0), s(1), 16, 600), 1);
         assert_eq!(
-            polls_per_cell(secs(90), std::time::Duration::from_millis(250), 8),
+            polls_per_cell(secs(90), std::time::Duration::from_millis(250), 8, 600),
             45
         );
         // Never so coarse that a cell stands for more than a minute of polls.
-        assert_eq!(polls_per_cell(secs(86_400), s(1), 8), 60);
+        assert_eq!(polls_per_cell(secs(86_400), s(1), 8, 600), 60);
+        // Polls of 100 ms keep a minute of history (600 polls): 16 cells of 37, not of 57, fill it.
+        assert_eq!(
+            polls_per_cell(secs(90), std::time::Duration::from_millis(100), 16, 600),
+            37
+        );
     }
     use super::*;
 

@@ -68,7 +68,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         history: Some(app.shown_history()),
         service: app.shown_service(),
         spark,
-        per_cell: columns::polls_per_cell(app.rules.escalate_after, app.interval, spark),
+        per_cell: per_cell(app, spark),
     };
     let lines = page_lines(app, now, page);
     if lines.is_empty() {
@@ -259,6 +259,16 @@ fn row<'a>(
     }))
     // The gaps between the cells take the line's style too: a selected line is one bar.
     .style(base)
+}
+
+/// Polls in each cell of the trend: its line spans the escalation limit, within the history kept.
+fn per_cell(app: &App, spark: usize) -> usize {
+    columns::polls_per_cell(
+        app.rules.escalate_after,
+        app.interval,
+        spark,
+        app.shown_history().capacity(),
+    )
 }
 
 /// The table's titles; the trend's says how far back its line goes, when there is room.
