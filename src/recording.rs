@@ -320,6 +320,31 @@ impl Frame {
     }
 }
 
+/// A poll line's time, statuses and alerts: what a pass over a recording needs to find its span and its
+/// escalations. The rest of the line is parsed and let go (`serde` skips unknown fields).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PollHead {
+    #[serde(default)]
+    snapshot: Option<SnapshotTime>,
+    #[serde(default)]
+    pub statuses: BTreeMap<String, String>,
+    #[serde(default)]
+    pub alerts: Vec<String>,
+}
+
+/// The one field of a snapshot that a [`PollHead`] keeps.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct SnapshotTime {
+    server_now: DateTime<Utc>,
+}
+
+impl PollHead {
+    /// The server time of the poll, for a successful one.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        self.snapshot.as_ref().map(|s| s.server_now)
+    }
+}
+
 impl Poll {
     /// The server time of the poll, for a successful one.
     pub fn at(&self) -> Option<DateTime<Utc>> {
@@ -705,8 +730,21 @@ impl<'a> Reader<'a> {
         self.damage.as_ref()
     }
 
+    /// What each remaining poll says of itself (its time, statuses and alerts), without its rows: a pass over
+    /// the recording that parses every line but builds no snapshot (the player's scan before it plays).
+    pub fn heads(&mut self) -> impl Iterator<Item = PollHead> + '_ {
+        std::iter::from_fn(move || self.next_value::<PollHead>())
+    }
+
     /// The next line's poll: `None` at the end, at a blank line's end of file, or at a damaged line.
     fn next_poll(&mut self) -> Option<Poll> {
+        let mut poll = self.next_value::<Poll>()?;
+        self.rebuild(&mut poll);
+        Some(poll)
+    }
+
+    /// The next line's value: `None` at the end, at a blank line's end of file, or at a damaged line.
+    fn next_value<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
         while !self.done {
             let (number, start) = (self.line, self.offset);
             match self.input.fill_buf() {
@@ -718,7 +756,7 @@ impl<'a> Reader<'a> {
                 }
             }
             let mut line = Line::new(&mut self.input);
-            let parsed: Result<Option<Poll>, serde_json::Error> = if line.blank() {
+            let parsed: Result<Option<T>, serde_json::Error> = if line.blank() {
                 Ok(None)
             } else {
                 serde_json::from_reader(&mut line).map(Some)
@@ -727,10 +765,7 @@ impl<'a> Reader<'a> {
             self.line += 1;
             match parsed {
                 Ok(None) => {}
-                Ok(Some(mut poll)) => {
-                    self.rebuild(&mut poll);
-                    return Some(poll);
-                }
+                Ok(Some(value)) => return Some(value),
                 Err(e) => {
                     let reason = if e.is_eof() {
                         "the line is cut short".to_owned()
@@ -1080,6 +1115,30 @@ mod tests {
             damage: None,
         };
         assert_same_polls(&back, &written);
+    }
+
+    #[test]
+    fn the_heads_of_a_recording_are_its_polls_times_statuses_and_alerts() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("r.jsonl");
+        record_polls(&path);
+        let bytes = std::fs::read(&path).expect("read");
+        let whole = read(bytes.as_slice()).expect("parses");
+        let mut reader = Reader::new(bytes.as_slice()).expect("header");
+        let heads: Vec<PollHead> = reader.heads().collect();
+        assert_eq!(heads.len(), whole.polls.len());
+        for (head, poll) in heads.iter().zip(&whole.polls) {
+            assert_eq!(head.at(), poll.at());
+            assert_eq!(
+                (&head.statuses, &head.alerts),
+                (&poll.statuses, &poll.alerts)
+            );
+        }
+        assert!(
+            heads.iter().any(|h| h.at().is_none()),
+            "the failed poll has no time"
+        );
+        assert_eq!(reader.damage(), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::cli::{ReplayArgs, SPEEDS};
 use crate::model::rules;
 use crate::model::{History, Status, human_duration};
-use crate::recording::{Damage, Header, Poll, Reader};
+use crate::recording::{Damage, Header, Poll, PollHead, Reader};
 use crate::ui::text;
 
 /// Runs `replay`; returns the exit status.
@@ -70,7 +70,7 @@ struct Scan {
 
 impl Scan {
     fn of(mut reader: Reader<'_>) -> Self {
-        fn escalated(p: &Poll) -> BTreeSet<String> {
+        fn escalated(p: &PollHead) -> BTreeSet<String> {
             p.statuses
                 .iter()
                 .filter(|(_, s)| *s == Status::Escalated.word())
@@ -80,7 +80,7 @@ impl Scan {
         let mut scan = Self::default();
         // The previous poll's escalated profiles, and whether it had alerts.
         let mut before: Option<(BTreeSet<String>, bool)> = None;
-        for (j, poll) in reader.by_ref().enumerate() {
+        for (j, poll) in reader.heads().enumerate() {
             scan.polls = j + 1;
             if let Some(at) = poll.at() {
                 scan.first = scan.first.or(Some(at));
@@ -316,7 +316,14 @@ impl Player {
         }
         if self.peek().is_none() {
             self.paused = true;
-            self.note = Some("end of the recording".into());
+            // The scan skims each line; a line it read whole but that does not make a poll ends the play here.
+            self.note = Some(match self.reader.damage() {
+                Some(d) if self.scan.damage.is_none() => format!(
+                    "the recording stops at line {}, byte {} ({})",
+                    d.line, d.offset, d.reason
+                ),
+                _ => "end of the recording".into(),
+            });
             if let Some(last) = self.scan.last {
                 self.now = last;
             }
@@ -586,6 +593,56 @@ mod tests {
         assert_eq!(player.next, 10);
         assert_eq!(player.note.as_deref(), Some("end of the recording"));
         assert_eq!(player.now, start + chrono::Duration::seconds(9));
+    }
+
+    #[tokio::test]
+    async fn a_line_the_scan_skims_but_that_makes_no_poll_ends_the_play_and_says_where() {
+        let start = chrono::Utc::now();
+        let mut lines = vec![serde_json::to_string(&Header::for_tests(start)).expect("header")];
+        for poll in recording(
+            (0..3)
+                .map(|i| Some(held(start + chrono::Duration::seconds(i), 10)))
+                .collect(),
+        ) {
+            lines.push(serde_json::to_string(&poll).expect("poll"));
+        }
+        // Valid JSON with the poll's time, but a snapshot that is not one.
+        let bad = format!(
+            r#"{{"snapshot":{{"server_now":"{}","poll_ms":"slow"}}}}"#,
+            (start + chrono::Duration::seconds(3)).to_rfc3339()
+        );
+        lines.push(bad);
+        let text = lines.join("\n").into_bytes();
+        let scan = Scan::of(Reader::new(std::io::Cursor::new(text.clone())).expect("reader"));
+        assert_eq!(
+            (scan.polls, scan.damage.is_none()),
+            (4, true),
+            "the skim reads its time"
+        );
+        let mut app = App::new(
+            "t".into(),
+            rules::Rules::default(),
+            Duration::from_secs(1),
+            vec![],
+        );
+        let mut player = Player {
+            reader: Reader::new(std::io::Cursor::new(text)).expect("reader"),
+            ahead: None,
+            scan,
+            next: 0,
+            now: start + chrono::Duration::seconds(60),
+            speed: 1,
+            paused: false,
+            note: None,
+            tick: tokio::time::interval(STEP),
+        };
+        player.catch_up(&mut app);
+        assert_eq!(player.next, 3);
+        let note = player.note.clone().unwrap_or_default();
+        assert!(
+            note.starts_with("the recording stops at line 5, byte "),
+            "{note}"
+        );
     }
 
     #[test]
