@@ -526,6 +526,33 @@ mod tests {
         s
     }
 
+    /// A player on the recording of `lines` (header first), its clock at `now`, and what its scan found: the
+    /// polls, the onsets, and whether the scan saw no damage.
+    fn player_on(lines: &[String], now: DateTime<Utc>) -> ((usize, Vec<usize>, bool), App, Player) {
+        let text = lines.join("\n").into_bytes();
+        let reader = || Reader::new(std::io::Cursor::new(text.clone())).expect("reader");
+        let scan = Scan::of(reader());
+        let found = (scan.polls, scan.onsets.clone(), scan.damage.is_none());
+        let app = App::new(
+            "t".into(),
+            rules::Rules::default(),
+            Duration::from_secs(1),
+            vec![],
+        );
+        let player = Player {
+            reader: reader(),
+            ahead: None,
+            scan,
+            next: 0,
+            now,
+            speed: 1,
+            paused: false,
+            note: None,
+            tick: tokio::time::interval(STEP),
+        };
+        (found, app, player)
+    }
+
     #[tokio::test]
     async fn the_player_streams_the_recording_and_jumps_to_each_escalation_the_scan_found() {
         let start = chrono::Utc::now();
@@ -550,28 +577,9 @@ mod tests {
             }
             lines.push(serde_json::to_string(&poll).expect("poll"));
         }
-        let text = lines.join("\n").into_bytes();
-        let reader = || Reader::new(std::io::Cursor::new(text.clone())).expect("reader");
-        let scan = Scan::of(reader());
-        assert_eq!((scan.polls, scan.onsets.clone()), (10, vec![3, 6]));
-        assert_eq!(scan.first, Some(start));
-        let mut app = App::new(
-            "t".into(),
-            rules::Rules::default(),
-            Duration::from_secs(1),
-            vec![],
-        );
-        let mut player = Player {
-            reader: Reader::new(std::io::Cursor::new(text.clone())).expect("reader"),
-            ahead: None,
-            scan,
-            next: 0,
-            now: start,
-            speed: 1,
-            paused: false,
-            note: None,
-            tick: tokio::time::interval(STEP),
-        };
+        let (scan, mut app, mut player) = player_on(&lines, start);
+        assert_eq!((scan.0, scan.1.clone()), (10, vec![3, 6]));
+        assert_eq!(player.scan.first, Some(start));
         player.catch_up(&mut app);
         assert_eq!(player.next, 1, "the first poll, at the clock");
         assert!(player_key(KeyCode::Char('e'), &mut player, &mut app));
@@ -612,30 +620,8 @@ mod tests {
             (start + chrono::Duration::seconds(3)).to_rfc3339()
         );
         lines.push(bad);
-        let text = lines.join("\n").into_bytes();
-        let scan = Scan::of(Reader::new(std::io::Cursor::new(text.clone())).expect("reader"));
-        assert_eq!(
-            (scan.polls, scan.damage.is_none()),
-            (4, true),
-            "the skim reads its time"
-        );
-        let mut app = App::new(
-            "t".into(),
-            rules::Rules::default(),
-            Duration::from_secs(1),
-            vec![],
-        );
-        let mut player = Player {
-            reader: Reader::new(std::io::Cursor::new(text)).expect("reader"),
-            ahead: None,
-            scan,
-            next: 0,
-            now: start + chrono::Duration::seconds(60),
-            speed: 1,
-            paused: false,
-            note: None,
-            tick: tokio::time::interval(STEP),
-        };
+        let (scan, mut app, mut player) = player_on(&lines, start + chrono::Duration::seconds(60));
+        assert_eq!((scan.0, scan.2), (4, true), "the skim reads its time");
         player.catch_up(&mut app);
         assert_eq!(player.next, 3);
         let note = player.note.clone().unwrap_or_default();
