@@ -221,12 +221,17 @@ struct Frame {
 impl Frame {
     /// Takes a whole snapshot's rows and aggregates.
     fn keyframe(&mut self, snapshot: &Snapshot) {
+        self.take_rows(snapshot);
+        self.take_summaries(&snapshot.summaries);
+    }
+
+    /// Takes a whole snapshot's rows.
+    fn take_rows(&mut self, snapshot: &Snapshot) {
         self.rows = snapshot
             .leases
             .iter()
             .map(|r| ((r.group.clone(), r.key.clone()), r.clone()))
             .collect();
-        self.take_summaries(&snapshot.summaries);
     }
 
     fn take_summaries(&mut self, summaries: &Arc<Vec<ProfileSummary>>) {
@@ -677,7 +682,6 @@ pub struct Reader<'a> {
     line: usize,
     offset: u64,
     frame: Frame,
-    summaries: Arc<Vec<ProfileSummary>>,
     damage: Option<Damage>,
     done: bool,
 }
@@ -715,7 +719,6 @@ impl<'a> Reader<'a> {
             line: 2,
             offset,
             frame: Frame::default(),
-            summaries: Arc::default(),
             damage: None,
             done: false,
         })
@@ -794,12 +797,12 @@ impl<'a> Reader<'a> {
             if let Some(changes) = poll.changes.take() {
                 self.frame.apply(changes, poll.summaries_unchanged, s);
             } else if poll.summaries_unchanged {
-                s.summaries = Arc::clone(&self.summaries);
-                self.frame.keyframe(s);
+                // A keyframe of rows whose aggregates are the previous line's: the frame has them already.
+                s.summaries = Arc::clone(&self.frame.summaries_arc);
+                self.frame.take_rows(s);
             } else {
                 self.frame.keyframe(s);
             }
-            self.summaries = Arc::clone(&s.summaries);
         }
     }
 }
