@@ -30,6 +30,11 @@ fn main() {
         }
         return;
     }
+    // `LOCKTOP_POLL_SCENE_INCREMENTAL=1`: only the incremental polls of the scale scene.
+    if std::env::var_os("LOCKTOP_POLL_SCENE_INCREMENTAL").is_some() {
+        common::runtime().block_on(scene_polls(true));
+        return;
+    }
     common::runtime().block_on(async {
         let cluster = Cluster::start(&ClusterOptions::default()).expect("cluster");
         poll_costs(&cluster).await;
@@ -73,6 +78,7 @@ async fn scene_polls(incremental: bool) {
     );
     drop((board, first_snapshot));
     let (mut polls, mut evals, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_notes = Vec::new();
     let server0 = common::scale::monitor_server_ms(&url).await;
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -89,9 +95,17 @@ async fn scene_polls(incremental: bool) {
         let board = rules::evaluate(&snapshot, &history, &rules, snapshot.server_now);
         evals.push(start.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(board);
+        last_notes = snapshot.notes;
+    }
+    for note in last_notes.iter().filter(|n| n.contains("windows")) {
+        println!("  note: {note}");
     }
     let server =
         (common::scale::monitor_server_ms(&url).await - server0) / t0.elapsed().as_secs_f64();
+    println!(
+        "polls in order: {:?}",
+        polls.iter().map(|p| *p as i64).collect::<Vec<_>>()
+    );
     polls.sort_by(f64::total_cmp);
     evals.sort_by(f64::total_cmp);
     rows.sort_by(f64::total_cmp);
@@ -101,7 +115,9 @@ async fn scene_polls(incremental: bool) {
          the monitor's server time {server:.1} ms/s",
         scene.renewed.load(std::sync::atomic::Ordering::Relaxed) as f64
             / t0.elapsed().as_secs_f64(),
-        if monitor.incremental() {
+        if monitor.windowed() {
+            "incremental, by windows"
+        } else if monitor.incremental() {
             "incremental"
         } else {
             "aggregates"

@@ -48,6 +48,9 @@ pub struct LeaseTable {
 struct Changes {
     all: String,
     since: String,
+    /// A plain table's windowed read (see [`WindowRead`]); `None` for a partitioned table, whose row
+    /// addresses are per partition.
+    window: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -334,6 +337,8 @@ impl LeaseTable {
         let changes = matches!(relkind.as_str(), "r" | "p" | "m").then(|| Changes {
             all: changes_sql(&name, oid, &exprs, false),
             since: changes_sql(&name, oid, &exprs, true),
+            window: matches!(relkind.as_str(), "r" | "m")
+                .then(|| window_sql(&name, oid, &exprs, &group_expr, &key_expr)),
         });
         Ok(Self {
             name,
@@ -393,6 +398,11 @@ pub struct XidMark {
 }
 
 impl XidMark {
+    /// Older first: ids compare modulo 2^32, as the server's do (a difference within half the range).
+    pub fn age_order(&self, other: &Self) -> std::cmp::Ordering {
+        (self.xmax.wrapping_sub(other.xmax) as i32).cmp(&0)
+    }
+
     /// Parses `pg_snapshot` text, `xmin:xmax:xip,xip…` (ids 64 bits wide).
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.trim().split(':');
@@ -424,6 +434,8 @@ pub struct Delta {
     pub pages: u64,
     /// The read was of every row.
     pub all: bool,
+    /// The read was a window (see [`WindowRead`]): no count, and no mark to read changes since.
+    pub window: bool,
 }
 
 /// The lease rows written since `since` (every row without it), with the clock, the snapshot they were read
@@ -441,6 +453,11 @@ impl LeaseTable {
     /// Whether this table can be polled incrementally (it is a table, not a view).
     pub fn incremental(&self) -> bool {
         self.changes.is_some()
+    }
+
+    /// Whether this table can be read by windows of pages (a plain table: one range of row addresses).
+    pub fn windowable(&self) -> bool {
+        self.changes.as_ref().is_some_and(|c| c.window.is_some())
     }
 }
 
@@ -489,6 +506,64 @@ impl Read for ChangesRead<'_> {
             total,
             pages: pages.max(0) as u64,
             all: self.since.is_none(),
+            window: false,
+        });
+        Ok(read)
+    }
+}
+
+/// A lease row's profile and key, as text (what a lookup by name takes).
+pub type RowName = (String, String);
+
+/// A windowed read, for a table too large to scan every poll: the rows on the pages added since the last read
+/// (`tail` on), those written since `since` on a window of the sweep (pages `[from, to)`), and the rows
+/// named in `confirm` (by profile and key, to learn which of them are gone). Each part is its own scan (a TID range scan, PostgreSQL 14 and
+/// later, or an index lookup where the table has one), so the read costs what its pages cost, not the table.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowRead<'a> {
+    pub table: &'a LeaseTable,
+    pub since: &'a XidMark,
+    pub tail: u64,
+    pub sweep: (u64, u64),
+    pub confirm: &'a [RowName],
+}
+
+impl Read for WindowRead<'_> {
+    type Output = LeaseRows;
+
+    fn statement(&self) -> Statement {
+        let Some(sql) = self.table.changes.as_ref().and_then(|c| c.window.as_ref()) else {
+            return FullRead(self.table).statement();
+        };
+        let (groups, keys) = self.confirm.iter().cloned().unzip();
+        let running: Vec<String> = self.since.running.iter().map(ToString::to_string).collect();
+        Statement::new(
+            sql.replace("{running}", &format!("{{{}}}", running.join(","))),
+            vec![
+                Param::Text(format!("({},0)", self.sweep.0)),
+                Param::Text(format!("({},0)", self.sweep.1)),
+                Param::Text(format!("({},0)", self.tail)),
+                Param::Texts(groups),
+                Param::Texts(keys),
+                Param::Text(self.since.xmax.to_string()),
+            ],
+        )
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<LeaseRows, SourceError> {
+        let row = rows
+            .first()
+            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
+        let bad = |e: sqlx::Error| SourceError::Query(format!("decoding lease rows: {e}"));
+        let mut read = decode(row, self.table.has).map_err(bad)?;
+        let mark: String = row.try_get("mark").map_err(bad)?;
+        let pages: i64 = row.try_get("pages").map_err(bad)?;
+        read.delta = Some(Delta {
+            mark: XidMark::parse(&mark)
+                .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?,
+            pages: pages.max(0) as u64,
+            window: true,
+            ..Delta::default()
         });
         Ok(read)
     }
@@ -553,6 +628,36 @@ fn changes_sql(table: &str, oid: u32, exprs: &[(&'static str, String)], since: b
         "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, count(*) AS total, \
                 (pg_relation_size({oid}::oid) / current_setting('block_size')::int8) AS pages, {} \
          FROM (SELECT t.*, {changed} AS locktop_changed FROM {table} AS t OFFSET 0) AS t",
+        arrays.join(", ")
+    )
+}
+
+/// The windowed read's statement: three scans in one (see [`WindowRead`]). The sweep's pages are `[$1, $2)`,
+/// of which only the rows written since a mark come back (`$6` and `{running}`, as in [`changes_sql`]); the
+/// tail is `$3` on, and the rows to confirm are pairs of `$4` and `$5`. A row in two parts comes back twice
+/// (the mirror keeps one). The bounds are converted once (sub-selects) and are what a TID range scan takes.
+fn window_sql(
+    table: &str,
+    oid: u32,
+    exprs: &[(&'static str, String)],
+    group_expr: &str,
+    key_expr: &str,
+) -> String {
+    let arrays: Vec<String> = exprs
+        .iter()
+        .map(|(key, expr)| format!("array_agg({expr}) AS {}", quote_ident(key)))
+        .collect();
+    format!(
+        "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, \
+                (pg_relation_size({oid}::oid) / current_setting('block_size')::int8) AS pages, {} \
+         FROM (SELECT t.* FROM {table} AS t \
+                WHERE t.ctid >= (SELECT $1::text::tid) AND t.ctid < (SELECT $2::text::tid) \
+                  AND (age(t.xmin) <= (SELECT age($6::text::xid)) OR t.xmin = ANY('{{running}}'::xid[])) \
+               UNION ALL \
+               SELECT t.* FROM {table} AS t WHERE t.ctid >= (SELECT $3::text::tid) \
+               UNION ALL \
+               SELECT t.* FROM {table} AS t \
+                WHERE ({group_expr}, {key_expr}) IN (SELECT * FROM unnest($4::text[], $5::text[]))) AS t",
         arrays.join(", ")
     )
 }

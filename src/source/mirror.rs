@@ -11,21 +11,41 @@
 //!   that covers the whole table every [`SWEEP_POLLS`] polls;
 //! - anything else amiss (more rows on the server than here): the next read is of every row.
 //!
+//! A table too large to scan within the poll's budget (a large table, or one bloated behind a long transaction,
+//! whose every scan reads the dead rows too) is read by windows instead ([`Next::Window`], PostgreSQL 14 and
+//! later): each poll reads the pages added since the last one, where the new versions of updated rows go once
+//! pages are full, and a window of the rest, sized to the budget, which sweeps the whole table in a cycle.
+//! The sweep asks each page for the rows written since that page was last read (by the sweep or as a new
+//! page), so it sends little more than what changed. A change then shows within a cycle at worst (a note
+//! says how long one takes). Deleted rows cannot be seen on a page: a held row past its expiry (a dead owner
+//! on screen) is looked up by its profile and key when it first looks expired and once a cycle after, and
+//! goes when it is gone; every [`KEYS_CYCLES`] cycles, every row's name is read to drop the others.
+//!
 //! From the mirror each poll takes what the dashboard shows in detail (every row of the profiles that matter:
 //! a failure within the TTL, a held row past its expiry, a profile in focus) and, now and then, one summary per
 //! profile, computed here instead of by the server.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::lease::{Delta, XidMark};
+use super::lease::{Delta, RowName, XidMark};
 use crate::model::LeaseRow;
 use crate::model::snapshot::ProfileSummary;
 
 /// Polls for the sweep to re-read every page once.
 pub const SWEEP_POLLS: u64 = 60;
+
+/// Rows a windowed read looks up at most (held rows past their expiry, to learn whether they are gone).
+pub const CONFIRM_MAX: usize = 64;
+
+/// Cycles of the sweep between two reads of every row's name, which drop the deleted rows a windowed read
+/// cannot see.
+pub const KEYS_CYCLES: u32 = 10;
+
+/// The fewest pages a window sweeps, however slow the server.
+pub const MIN_WINDOW: u64 = 8;
 
 /// One lease row of the mirror (its profile is the map's key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +60,72 @@ struct Row {
     last_contended_at: Option<DateTime<Utc>>,
 }
 
+/// How a table too large to scan every poll is read: the pages added since the last read, and a window of a
+/// sweep over the rest.
+#[derive(Debug, Clone)]
+struct Window {
+    /// Pages the sweep reads each poll.
+    pages: u64,
+    /// The sweep's next page.
+    at: u64,
+    /// The table's size in pages at the last read: the next read takes every page from there on.
+    tail: u64,
+    /// Held rows past their expiry to look up (those not found are gone), and those that looked so at the
+    /// last read.
+    confirm: VecDeque<RowName>,
+    expired: BTreeSet<RowName>,
+    /// When each page was last read, as the mark of that read: a piece from each key to the next. A row
+    /// older than its page's mark was read then; the sweep asks a window for the rows written since the
+    /// oldest mark in it.
+    read_at: BTreeMap<u64, XidMark>,
+    /// Complete cycles of the sweep.
+    cycles: u32,
+    /// The server's time at the last read, and the seconds between reads (smoothed).
+    last_read: Option<DateTime<Utc>>,
+    between: f64,
+}
+
+impl Window {
+    /// The pages `[from, to)` were read as of `mark`.
+    fn mark_read(&mut self, from: u64, to: u64, mark: &XidMark) {
+        if from >= to {
+            return;
+        }
+        let after = self.mark_at(to);
+        let inside: Vec<u64> = self.read_at.range(from..to).map(|(k, _)| *k).collect();
+        for k in inside {
+            self.read_at.remove(&k);
+        }
+        // Pieces next to each other with one mark are one piece.
+        if from == 0 || self.mark_at(from).as_ref() != Some(mark) {
+            self.read_at.insert(from, mark.clone());
+        }
+        if to != u64::MAX
+            && let Some(after) = after.filter(|a| a != mark)
+        {
+            self.read_at.entry(to).or_insert(after);
+        }
+    }
+
+    /// The mark of the piece `page` is in.
+    fn mark_at(&self, page: u64) -> Option<XidMark> {
+        self.read_at
+            .range(..=page)
+            .next_back()
+            .map(|(_, m)| m.clone())
+    }
+
+    /// The oldest mark among the pages `[from, to)`.
+    fn oldest(&self, from: u64, to: u64) -> XidMark {
+        let first = self.mark_at(from);
+        first
+            .into_iter()
+            .chain(self.read_at.range(from + 1..to).map(|(_, m)| m.clone()))
+            .min_by(XidMark::age_order)
+            .unwrap_or_default()
+    }
+}
+
 /// What the next incremental read asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
@@ -47,6 +133,13 @@ pub enum Next {
     All,
     /// The rows changed since this mark, and a sweep of pages `(from, to)`.
     Since(XidMark, (u64, u64)),
+    /// A windowed read: the pages from `tail` on, the sweep's pages `(from, to)`, and rows to look up.
+    Window {
+        since: XidMark,
+        tail: u64,
+        sweep: (u64, u64),
+        confirm: Vec<RowName>,
+    },
 }
 
 /// The mirror of the lease table.
@@ -65,11 +158,21 @@ pub struct Mirror {
     reread: bool,
     /// Rows applied since the summaries were last taken.
     changed_since_summaries: bool,
+    /// Read by windows: the table is too large to scan every poll.
+    window: Option<Window>,
 }
 
 impl Mirror {
     /// What the next read asks for.
     pub fn next(&self) -> Next {
+        if let Some(w) = self.window.as_ref().filter(|_| !self.reread) {
+            return Next::Window {
+                since: w.oldest(w.at, w.at + w.pages),
+                tail: w.tail,
+                sweep: (w.at, w.at + w.pages),
+                confirm: w.confirm.iter().take(CONFIRM_MAX).cloned().collect(),
+            };
+        }
         match &self.mark {
             Some(mark) if !self.reread => {
                 let step = self.pages.div_ceil(SWEEP_POLLS).max(1);
@@ -82,6 +185,11 @@ impl Mirror {
     /// Whether the next poll must also read every row's name, to drop deleted rows.
     pub fn needs_keys(&self) -> bool {
         self.drop_deleted
+    }
+
+    /// The read of every row's name did not complete: try again in [`KEYS_CYCLES`] cycles.
+    pub fn retain_later(&mut self) {
+        self.drop_deleted = false;
     }
 
     /// Rows in the mirror.
@@ -100,6 +208,7 @@ impl Mirror {
             self.profiles.clear();
             self.rows = 0;
             self.reread = false;
+            self.window = None;
             self.drop_deleted = false;
             self.sweep_at = 0;
         } else {
@@ -143,6 +252,160 @@ impl Mirror {
         self.rows = rows;
         self.drop_deleted = false;
         self.changed_since_summaries = true;
+    }
+
+    /// Reads by windows from the next poll on, sweeping `pages` a poll: the last read (of the changes since
+    /// the one before, over the whole table) took longer than the budget. The mirror is exact now.
+    pub fn start_window(&mut self, pages: u64) {
+        let Some(mark) = self.mark.clone().filter(|_| !self.reread) else {
+            return;
+        };
+        tracing::info!(
+            table_pages = self.pages,
+            window = pages,
+            "the lease table is too large to scan every poll; reading it by windows"
+        );
+        self.window = Some(Window {
+            pages: pages.max(MIN_WINDOW),
+            at: 0,
+            tail: self.pages,
+            confirm: VecDeque::new(),
+            expired: BTreeSet::new(),
+            read_at: BTreeMap::from([(0, mark)]),
+            cycles: 0,
+            last_read: None,
+            between: 0.0,
+        });
+        self.drop_deleted = false;
+    }
+
+    /// Whether the mirror reads by windows.
+    pub fn windowed(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Applies a windowed read: its rows; the rows it looked up and did not find go. The sweep moves on, and
+    /// when it has been over every page, the rows no part read during the cycle are the next ones looked up.
+    /// `took` is what the read cost: the next window is sized for the sweep alone to cost about `budget` (the
+    /// pages added cost what the changes cost, on top), and when the whole table would fit twice, the next
+    /// read is of every row again (and the polls scan it whole).
+    pub fn apply_window(
+        &mut self,
+        rows: Vec<LeaseRow>,
+        Delta { mark, pages, .. }: Delta,
+        now: DateTime<Utc>,
+        (took, budget): (std::time::Duration, std::time::Duration),
+    ) {
+        let Some(mut w) = self.window.take() else {
+            return;
+        };
+        let asked: Vec<RowName> = {
+            let n = w.confirm.len().min(CONFIRM_MAX);
+            w.confirm.drain(..n).collect()
+        };
+        self.changed_since_summaries |= !rows.is_empty();
+        let mut found: HashSet<RowName> = HashSet::new();
+        for row in rows {
+            if !asked.is_empty()
+                && let (Some(g), Some(k)) = (&row.group, &row.key)
+            {
+                found.insert((g.clone(), k.clone()));
+            }
+            self.put(row);
+        }
+        for name in asked.into_iter().filter(|n| !found.contains(n)) {
+            self.remove(&name);
+        }
+        // What this read scanned: the sweep's window and the pages added since the last read. Both are read
+        // as of this read's mark now.
+        let swept = w.pages;
+        let scanned = swept + pages.saturating_sub(w.tail);
+        w.mark_read(w.at, w.at + swept, &mark);
+        w.mark_read(w.tail, u64::MAX, &mark);
+        let per_ms = scanned as f64 / took.as_secs_f64().max(1e-4) / 1000.0;
+        let fits = (per_ms * budget.as_secs_f64() * 1000.0) as u64;
+        w.pages = u64::midpoint(w.pages, fits).max(MIN_WINDOW);
+        if let Some(last) = w.last_read {
+            let secs = (now - last).as_seconds_f64().max(0.0);
+            w.between = if w.between == 0.0 {
+                secs
+            } else {
+                0.8 * w.between + 0.2 * secs
+            };
+        }
+        w.last_read = Some(now);
+        w.tail = pages;
+        w.at += swept;
+        let cycle_done = w.at >= pages;
+        if cycle_done {
+            w.at = 0;
+            w.cycles += 1;
+            if w.cycles.is_multiple_of(KEYS_CYCLES) {
+                self.drop_deleted = true;
+            }
+        }
+        // Held rows past their expiry: those new since the last read, and at the end of a cycle all of them,
+        // are looked up.
+        let expired = self.expired_held(now);
+        for name in &expired {
+            if cycle_done || !w.expired.contains(name) {
+                w.confirm.push_back(name.clone());
+            }
+        }
+        w.expired = expired;
+        self.pages = pages;
+        if w.pages >= pages.saturating_mul(2) {
+            tracing::info!(
+                table_pages = pages,
+                "the lease table fits the budget again; scanning it whole"
+            );
+            self.reread = true;
+        } else {
+            self.window = Some(w);
+        }
+    }
+
+    /// The held rows past their expiry at `now`, by profile and key (those a lookup can find: named, and
+    /// in text that was valid).
+    fn expired_held(&self, now: DateTime<Utc>) -> BTreeSet<RowName> {
+        let mut out = BTreeSet::new();
+        for (group, list) in &self.profiles {
+            let Some(g) = group.as_ref().filter(|g| !g.contains('\u{fffd}')) else {
+                continue;
+            };
+            for r in list {
+                if r.owner.is_some()
+                    && r.expires_at.is_some_and(|e| e <= now)
+                    && let Some(k) = r.key.as_deref().filter(|k| !k.contains('\u{fffd}'))
+                {
+                    out.insert((g.clone(), k.to_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Seconds a windowed read takes to sweep the whole table: how late a change can show at worst. `None`
+    /// when the whole table is read every poll.
+    pub fn sweep_seconds(&self) -> Option<f64> {
+        let w = self.window.as_ref()?;
+        let polls = self.pages.div_ceil(w.pages).max(1);
+        Some(polls as f64 * w.between)
+    }
+
+    fn remove(&mut self, (group, key): &RowName) {
+        let g = Some(group.clone());
+        let Some(list) = self.profiles.get_mut(&g) else {
+            return;
+        };
+        if let Ok(i) = list.binary_search_by(|r| r.key.as_deref().cmp(&Some(key.as_str()))) {
+            list.remove(i);
+            self.rows -= 1;
+            self.changed_since_summaries = true;
+        }
+        if list.is_empty() {
+            self.profiles.remove(&g);
+        }
     }
 
     fn intern(&mut self, key: Option<String>) -> Option<Arc<str>> {
@@ -286,6 +549,7 @@ mod tests {
             total,
             pages: 120,
             all,
+            window: false,
         }
     }
 
@@ -387,6 +651,149 @@ mod tests {
         // A failure older than the TTL no longer matters.
         let later = m.rows_that_matter(at(40), chrono::Duration::seconds(30), &[]);
         assert!(later.iter().all(|r| r.group.as_deref() != Some("hot")));
+    }
+
+    fn mark(xmax: u32) -> XidMark {
+        XidMark {
+            xmax,
+            running: vec![],
+        }
+    }
+
+    fn window_read(xmax: u32, pages: u64) -> Delta {
+        Delta {
+            mark: mark(xmax),
+            pages,
+            window: true,
+            ..Delta::default()
+        }
+    }
+
+    const MS: std::time::Duration = std::time::Duration::from_millis(1);
+
+    type Asked = (XidMark, u64, (u64, u64), Vec<RowName>);
+
+    fn window(m: &Mirror) -> Asked {
+        match m.next() {
+            Next::Window {
+                since,
+                tail,
+                sweep,
+                confirm,
+            } => (since, tail, sweep, confirm),
+            other => panic!("not a window: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_window_asks_each_page_for_the_rows_written_since_that_page_was_last_read() {
+        let mut m = Mirror::default();
+        m.apply(vec![row("a", "S0", Some("w"), 100)], read(1, 100, true));
+        m.apply(vec![], read(1, 101, false));
+        m.start_window(40);
+        // The whole table was read as of 101; the pages added since (120 on) come whole.
+        assert_eq!(window(&m), (mark(101), 120, (0, 40), vec![]));
+        // That read took its budget, with the 10 pages the table grew by: the window grows to 45 pages.
+        m.apply_window(vec![], window_read(110, 130), at(1), (10 * MS, 10 * MS));
+        let (since, tail, sweep, _) = window(&m);
+        assert_eq!((tail, sweep), (130, (40, 85)));
+        assert_eq!(
+            since,
+            mark(101),
+            "pages 40-85 were last read by the whole scan"
+        );
+        m.apply_window(vec![], window_read(120, 130), at(2), (10 * MS, 10 * MS));
+        // Pages 120-130 were read as new pages at 110, the rest of this window by the whole scan.
+        let (since, _, sweep, _) = window(&m);
+        assert_eq!((since, sweep), (mark(101), (85, 130)));
+        m.apply_window(vec![], window_read(130, 130), at(3), (10 * MS, 10 * MS));
+        // The sweep went round: pages 0-40 were read by it at 110, 40-85 at 120.
+        let (since, _, sweep, _) = window(&m);
+        assert_eq!((since, sweep), (mark(110), (0, 45)));
+        m.apply_window(vec![], window_read(140, 130), at(4), (10 * MS, 10 * MS));
+        let (since, _, sweep, _) = window(&m);
+        assert_eq!((since, sweep), (mark(120), (45, 90)));
+        assert_eq!(m.sweep_seconds(), Some(3.0), "3 polls a second apart");
+    }
+
+    #[test]
+    fn a_window_is_sized_to_the_budget_and_the_table_is_scanned_whole_when_it_fits_twice() {
+        let mut m = Mirror::default();
+        m.apply(vec![], read(0, 100, true));
+        m.apply(vec![], read(0, 101, false));
+        m.start_window(40);
+        // Twice the budget: half the pages would fit; the window moves half way there.
+        m.apply_window(vec![], window_read(110, 120), at(1), (20 * MS, 10 * MS));
+        assert_eq!(window(&m).2, (40, 70));
+        // Fast: the whole table fits more than twice over.
+        m.apply_window(vec![], window_read(111, 120), at(2), (MS, 100 * MS));
+        assert_eq!(m.next(), Next::All);
+        assert!(!m.windowed());
+    }
+
+    #[test]
+    fn a_held_row_past_its_expiry_is_looked_up_when_it_first_looks_so_and_each_cycle_after() {
+        let mut m = Mirror::default();
+        m.apply(
+            vec![
+                row("dead", "S0", Some("gone"), 5),
+                row("kept", "S0", Some("gone"), 5),
+                row("calm", "S0", Some("w"), 100),
+                row("released", "S0", None, 5),
+            ],
+            read(4, 100, true),
+        );
+        m.apply(vec![], read(4, 101, false));
+        m.start_window(60);
+        m.apply_window(vec![], window_read(102, 120), at(10), (MS, MS));
+        let names = |v: Vec<RowName>| -> Vec<String> { v.into_iter().map(|(g, _)| g).collect() };
+        assert_eq!(
+            names(window(&m).3),
+            ["dead", "kept"],
+            "new past their expiry"
+        );
+        // The lookup finds one of the two: the other is gone.
+        m.apply_window(
+            vec![row("kept", "S0", Some("gone"), 5)],
+            window_read(103, 120),
+            at(11),
+            (MS, MS),
+        );
+        assert_eq!(m.len(), 3);
+        let s = m.summaries().expect("changed");
+        assert!(s.iter().all(|p| p.group.as_deref() != Some("dead")));
+        // The cycle ended (120 pages in two windows of 60): the one still past its expiry is looked up again.
+        assert_eq!(names(window(&m).3), ["kept"]);
+        m.apply_window(
+            vec![row("kept", "S0", Some("gone"), 5)],
+            window_read(104, 120),
+            at(12),
+            (MS, MS),
+        );
+        assert!(window(&m).3.is_empty(), "not again within the cycle");
+    }
+
+    #[test]
+    fn every_few_cycles_a_windowed_mirror_reads_every_name_to_drop_deleted_rows() {
+        let mut m = Mirror::default();
+        m.apply(vec![], read(0, 100, true));
+        m.apply(vec![], read(0, 101, false));
+        m.start_window(200);
+        for i in 0..KEYS_CYCLES {
+            assert!(!m.needs_keys(), "cycle {i}");
+            // One window covers the 150 pages: a cycle a read (and the budget keeps it at 200).
+            m.apply_window(vec![], window_read(102 + i, 150), at(i.into()), (MS, MS));
+        }
+        assert!(m.needs_keys());
+        m.retain_later();
+        assert!(!m.needs_keys());
+    }
+
+    #[test]
+    fn marks_compare_by_age_across_the_wrap_of_ids() {
+        assert!(mark(u32::MAX - 5).age_order(&mark(3)).is_lt());
+        assert!(mark(3).age_order(&mark(u32::MAX - 5)).is_gt());
+        assert!(mark(7).age_order(&mark(7)).is_eq());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::connect::{self, Pooler, SessionLimits, Target};
 use super::error::SourceError;
 use super::lease::{
     ChangesRead, FullRead, KeysRead, LeaseRows, LeaseTable, LockersRead, RowAt, RowLookup,
-    RowsAtRead, SummaryRead,
+    RowsAtRead, SummaryRead, WindowRead,
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
 use super::mirror::{Mirror, Next};
@@ -94,7 +94,21 @@ pub struct Monitor {
     mirror: Option<Mirror>,
     /// Lease rows transferred by this monitor's reads, for tests and the benchmarks.
     lease_rows_read: u64,
+    /// What the lease read of a dashboard poll may cost (see [`SCAN_BUDGET`]), and what the last one took.
+    scan_budget: Duration,
+    lease_took: Duration,
+    /// The mirror may read the table by windows: a plain table on PostgreSQL 14 or later (TID range scans),
+    /// on a direct connection (where each read's time is known).
+    windowable: bool,
 }
+
+/// What the lease read of a dashboard poll may cost before the mirror reads the table by windows, and then
+/// what the sweep's window may cost: a scan of every page every poll costs the server, and the operator the
+/// poll's latency, in proportion to the table's size, dead rows included.
+pub const SCAN_BUDGET: Duration = Duration::from_millis(20);
+
+/// The first server version with TID range scans, which a windowed read needs to cost only its pages.
+const TID_RANGE_SINCE: i32 = 140_000;
 
 /// How long per-profile aggregates are reused in summary mode (at most; a third of the TTL when that is
 /// shorter). Profiles that matter (contended, expired, in focus) are read in detail every poll; only the
@@ -118,6 +132,7 @@ enum LeaseReadOf<'a> {
     Full(FullRead<'a>),
     Summary(SummaryRead<'a>),
     Changes(ChangesRead<'a>),
+    Window(WindowRead<'a>),
 }
 
 impl<'a> LeaseReadOf<'a> {
@@ -140,6 +155,20 @@ impl<'a> LeaseReadOf<'a> {
                     since: Some(mark),
                     sweep: *sweep,
                 },
+                Next::Window {
+                    since,
+                    tail,
+                    sweep,
+                    confirm,
+                } => {
+                    return Self::Window(WindowRead {
+                        table,
+                        since,
+                        tail: *tail,
+                        sweep: *sweep,
+                        confirm,
+                    });
+                }
             }),
             (LeaseDetail::Summary { ttl, focus }, None) => Self::Summary(SummaryRead {
                 table,
@@ -164,6 +193,7 @@ impl Read for LeaseReadOf<'_> {
             Self::Full(r) => r.statement(),
             Self::Summary(r) => r.statement(),
             Self::Changes(r) => r.statement(),
+            Self::Window(r) => r.statement(),
         }
     }
 
@@ -172,6 +202,7 @@ impl Read for LeaseReadOf<'_> {
             Self::Full(r) => r.decode(rows),
             Self::Summary(r) => r.decode(rows),
             Self::Changes(r) => r.decode(rows),
+            Self::Window(r) => r.decode(rows),
         }
     }
 }
@@ -222,7 +253,9 @@ impl Monitor {
         );
         let activity = ActivityReader::new(visibility, version, (lease.oid, lease.display.clone()));
         let mirror = lease.incremental().then(Mirror::default);
+        let windowable = pooled.is_none() && version >= TID_RANGE_SINCE && lease.windowable();
         Ok(Self {
+            windowable,
             conn,
             lease,
             activity,
@@ -240,6 +273,8 @@ impl Monitor {
             last_activity: None,
             mirror,
             lease_rows_read: 0,
+            scan_budget: SCAN_BUDGET,
+            lease_took: Duration::ZERO,
         })
     }
 
@@ -382,12 +417,24 @@ impl Monitor {
         if let Some(mirror) = self.mirror.as_mut()
             && mirror.needs_keys()
         {
-            let names = read::run(&mut self.conn, None, &KeysRead(&self.lease)).await?;
-            mirror.retain(&names);
+            match read::run(&mut self.conn, None, &KeysRead(&self.lease)).await {
+                Ok(names) => mirror.retain(&names),
+                // A table read by windows may be too large to read every name within the timeout: deleted
+                // rows then wait for the next time (held rows past their expiry are looked up meanwhile).
+                Err(SourceError::StatementTimeout) if mirror.windowed() => {
+                    tracing::warn!(
+                        "reading every lease row's name timed out; deleted rows stay for now"
+                    );
+                    mirror.retain_later();
+                }
+                Err(e) => return Err(e),
+            }
         }
         let next = self.mirror_next();
         let read = LeaseReadOf::new(&self.lease, &self.detail, refresh, next.as_ref());
+        let began = Instant::now();
         let got = read::run(&mut self.conn, None, &read).await;
+        self.lease_took = began.elapsed();
         if read.reads_all_for_mirror() && matches!(got, Err(SourceError::StatementTimeout)) {
             self.give_up_mirror();
             let summary = LeaseReadOf::new(&self.lease, &self.detail, false, None);
@@ -442,7 +489,22 @@ impl Monitor {
         if let (Some(delta), Some(mirror), LeaseDetail::Summary { ttl, focus }) =
             (rows.delta.take(), self.mirror.as_mut(), &self.detail)
         {
-            mirror.apply(rows.rows, delta);
+            if delta.window {
+                mirror.apply_window(
+                    rows.rows,
+                    delta,
+                    rows.server_now,
+                    (self.lease_took, self.scan_budget),
+                );
+            } else {
+                let (all, pages) = (delta.all, delta.pages);
+                mirror.apply(rows.rows, delta);
+                if !all && self.windowable && self.lease_took > self.scan_budget {
+                    let fits = pages as f64 * self.scan_budget.as_secs_f64()
+                        / self.lease_took.as_secs_f64();
+                    mirror.start_window(fits as u64);
+                }
+            }
             let ttl_chrono = chrono::Duration::from_std(*ttl).unwrap_or(chrono::Duration::MAX);
             let detail = mirror.rows_that_matter(rows.server_now, ttl_chrono, focus);
             let every = SUMMARY_REFRESH.min(*ttl / 3);
@@ -510,6 +572,15 @@ impl Monitor {
         };
         let mut notes = self.lease.notes.clone();
         notes.extend(lease.note);
+        if let Some(secs) = self.mirror.as_ref().and_then(Mirror::sweep_seconds)
+            && secs > 0.0
+        {
+            notes.push(format!(
+                "{} is too large to scan every poll: read by windows, a change to a row shows within {:.0}s",
+                self.lease.display,
+                secs.ceil()
+            ));
+        }
         Snapshot {
             server_now: lease_read.server_now,
             poll_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -776,6 +847,17 @@ impl Monitor {
     /// server aggregate every poll (the way of a view): for the benchmark that compares them.
     pub fn set_incremental(&mut self, on: bool) {
         self.mirror = (on && self.lease.incremental()).then(Mirror::default);
+    }
+
+    /// What the lease read of a dashboard poll may cost before the table is read by windows (tests and
+    /// benchmarks set it; [`SCAN_BUDGET`] otherwise).
+    pub fn set_scan_budget(&mut self, budget: Duration) {
+        self.scan_budget = budget;
+    }
+
+    /// Whether the lease table is read by windows (see [`super::mirror`]).
+    pub fn windowed(&self) -> bool {
+        self.mirror.as_ref().is_some_and(Mirror::windowed)
     }
 
     /// Whether the dashboard's polls read only what changed (see [`super::mirror`]).
