@@ -102,10 +102,6 @@ async fn scene_polls(incremental: bool) {
     }
     let server =
         (common::scale::monitor_server_ms(&url).await - server0) / t0.elapsed().as_secs_f64();
-    println!(
-        "polls in order: {:?}",
-        polls.iter().map(|p| *p as i64).collect::<Vec<_>>()
-    );
     polls.sort_by(f64::total_cmp);
     evals.sort_by(f64::total_cmp);
     rows.sort_by(f64::total_cmp);

@@ -304,17 +304,28 @@ impl Mirror {
             w.confirm.drain(..n).collect()
         };
         self.changed_since_summaries |= !rows.is_empty();
-        let mut found: HashSet<RowName> = HashSet::new();
+        // The rows looked up that came back (most rows read were not looked up: they are checked against the
+        // few that were, by reference).
+        let mut found = vec![false; asked.len()];
+        let mut by_group: std::collections::HashMap<&str, Vec<(&str, usize)>> =
+            std::collections::HashMap::new();
+        for (i, (g, k)) in asked.iter().enumerate() {
+            by_group
+                .entry(g.as_str())
+                .or_default()
+                .push((k.as_str(), i));
+        }
         for row in rows {
-            if !asked.is_empty()
-                && let (Some(g), Some(k)) = (&row.group, &row.key)
+            if let (Some(g), Some(k)) = (&row.group, &row.key)
+                && let Some(keys) = by_group.get(g.as_str())
+                && let Some((_, i)) = keys.iter().find(|(key, _)| *key == k.as_str())
             {
-                found.insert((g.clone(), k.clone()));
+                found[*i] = true;
             }
             self.put(row);
         }
-        for name in asked.into_iter().filter(|n| !found.contains(n)) {
-            self.remove(&name);
+        for (name, _) in asked.iter().zip(found).filter(|(_, f)| !f) {
+            self.remove(name);
         }
         // What this read scanned: the sweep's window and the pages added since the last read. Both are read
         // as of this read's mark now.
@@ -408,32 +419,36 @@ impl Mirror {
         }
     }
 
-    fn intern(&mut self, key: Option<String>) -> Option<Arc<str>> {
-        let key = key?;
-        if let Some(k) = self.keys.get(key.as_str()) {
-            return Some(Arc::clone(k));
-        }
-        let k: Arc<str> = Arc::from(key);
-        self.keys.insert(Arc::clone(&k));
-        Some(k)
-    }
-
+    /// Puts a row read: in place of the one with its profile and key, else as a new one. A row renewed keeps
+    /// its key and (when it did not change) its owner as they were: no allocation and no hashing for the
+    /// frequent change.
     fn put(&mut self, row: LeaseRow) {
-        let key = self.intern(row.key);
-        let new = Row {
-            key,
-            owner: row.owner.map(String::into_boxed_str),
-            expires_at: row.expires_at,
-            acquired_at: row.acquired_at,
-            contention_count: row.contention_count,
-            contended_since: row.contended_since,
-            last_contended_at: row.last_contended_at,
-        };
         let list = self.profiles.entry(row.group).or_default();
-        match list.binary_search_by(|r| r.key.cmp(&new.key)) {
-            Ok(i) => list[i] = new,
+        match list.binary_search_by(|r| r.key.as_deref().cmp(&row.key.as_deref())) {
+            Ok(i) => {
+                let r = &mut list[i];
+                if r.owner.as_deref() != row.owner.as_deref() {
+                    r.owner = row.owner.map(String::into_boxed_str);
+                }
+                r.expires_at = row.expires_at;
+                r.acquired_at = row.acquired_at;
+                r.contention_count = row.contention_count;
+                r.contended_since = row.contended_since;
+                r.last_contended_at = row.last_contended_at;
+            }
             Err(i) => {
-                list.insert(i, new);
+                list.insert(
+                    i,
+                    Row {
+                        key: intern(&mut self.keys, row.key),
+                        owner: row.owner.map(String::into_boxed_str),
+                        expires_at: row.expires_at,
+                        acquired_at: row.acquired_at,
+                        contention_count: row.contention_count,
+                        contended_since: row.contended_since,
+                        last_contended_at: row.last_contended_at,
+                    },
+                );
                 self.rows += 1;
             }
         }
@@ -483,6 +498,17 @@ impl Mirror {
                 .collect(),
         )
     }
+}
+
+/// The one copy of a key (a table has few distinct keys, symbols, across many profiles).
+fn intern(keys: &mut HashSet<Arc<str>>, key: Option<String>) -> Option<Arc<str>> {
+    let key = key?;
+    if let Some(k) = keys.get(key.as_str()) {
+        return Some(Arc::clone(k));
+    }
+    let k: Arc<str> = Arc::from(key);
+    keys.insert(Arc::clone(&k));
+    Some(k)
 }
 
 /// A profile's aggregate: its rows, those held, the held row that expires first (by expiry, then key), the
