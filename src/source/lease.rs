@@ -338,7 +338,7 @@ impl LeaseTable {
             all: changes_sql(&name, oid, &exprs, false),
             since: changes_sql(&name, oid, &exprs, true),
             window: matches!(relkind.as_str(), "r" | "m")
-                .then(|| window_sql(&name, oid, &exprs, &group_expr, &key_expr)),
+                .then(|| window_sql(&name, &exprs, &group_expr, &key_expr)),
         });
         Ok(Self {
             name,
@@ -512,6 +512,27 @@ impl Read for ChangesRead<'_> {
     }
 }
 
+/// The lease table's size in pages, read before a [`WindowRead`]: the pages a scan that starts after it finds
+/// are at least these, so the next read's new pages start no later than the first this one could not see.
+#[derive(Debug, Clone, Copy)]
+pub struct PagesRead<'a>(pub &'a LeaseTable);
+
+impl Read for PagesRead<'_> {
+    type Output = u64;
+
+    fn statement(&self) -> Statement {
+        Statement::new(
+            "SELECT pg_relation_size($1::int8::oid) / current_setting('block_size')::int8",
+            vec![Param::Int(i64::from(self.0.oid))],
+        )
+    }
+
+    fn decode(&self, rows: &[PgRow]) -> Result<u64, SourceError> {
+        let found: Vec<(i64,)> = simple::decode(rows)?;
+        Ok(found.first().map_or(0, |(pages,)| (*pages).max(0) as u64))
+    }
+}
+
 /// A lease row's profile and key, as text (what a lookup by name takes).
 pub type RowName = (String, String);
 
@@ -522,6 +543,8 @@ pub type RowName = (String, String);
 #[derive(Debug, Clone, Copy)]
 pub struct WindowRead<'a> {
     pub table: &'a LeaseTable,
+    /// The table's size in pages just before (see [`PagesRead`]).
+    pub pages: u64,
     pub since: &'a XidMark,
     pub tail: u64,
     pub sweep: (u64, u64),
@@ -557,11 +580,10 @@ impl Read for WindowRead<'_> {
         let bad = |e: sqlx::Error| SourceError::Query(format!("decoding lease rows: {e}"));
         let mut read = decode(row, self.table.has).map_err(bad)?;
         let mark: String = row.try_get("mark").map_err(bad)?;
-        let pages: i64 = row.try_get("pages").map_err(bad)?;
         read.delta = Some(Delta {
             mark: XidMark::parse(&mark)
                 .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?,
-            pages: pages.max(0) as u64,
+            pages: self.pages,
             window: true,
             ..Delta::default()
         });
@@ -638,7 +660,6 @@ fn changes_sql(table: &str, oid: u32, exprs: &[(&'static str, String)], since: b
 /// (the mirror keeps one). The bounds are converted once (sub-selects) and are what a TID range scan takes.
 fn window_sql(
     table: &str,
-    oid: u32,
     exprs: &[(&'static str, String)],
     group_expr: &str,
     key_expr: &str,
@@ -648,8 +669,7 @@ fn window_sql(
         .map(|(key, expr)| format!("array_agg({expr}) AS {}", quote_ident(key)))
         .collect();
     format!(
-        "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, \
-                (pg_relation_size({oid}::oid) / current_setting('block_size')::int8) AS pages, {} \
+        "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, {} \
          FROM (SELECT t.* FROM {table} AS t \
                 WHERE t.ctid >= (SELECT $1::text::tid) AND t.ctid < (SELECT $2::text::tid) \
                   AND (age(t.xmin) <= (SELECT age($6::text::xid)) OR t.xmin = ANY('{{running}}'::xid[])) \

@@ -284,8 +284,8 @@ impl Mirror {
         self.window.is_some()
     }
 
-    /// Applies a windowed read: its rows; the rows it looked up and did not find go. The sweep moves on, and
-    /// when it has been over every page, the rows no part read during the cycle are the next ones looked up.
+    /// Applies a windowed read: its rows; the rows it looked up and did not find go. The sweep moves on. Held
+    /// rows past their expiry are looked up next: those that first look so, and at the end of a cycle all.
     /// `took` is what the read cost: the next window is sized for the sweep alone to cost about `budget` (the
     /// pages added cost what the changes cost, on top), and when the whole table would fit twice, the next
     /// read is of every row again (and the polls scan it whole).

@@ -12,8 +12,8 @@ use sqlx::postgres::PgConnection;
 use super::connect::{self, Pooler, SessionLimits, Target};
 use super::error::SourceError;
 use super::lease::{
-    ChangesRead, FullRead, KeysRead, LeaseRows, LeaseTable, LockersRead, RowAt, RowLookup,
-    RowsAtRead, SummaryRead, WindowRead,
+    ChangesRead, FullRead, KeysRead, LeaseRows, LeaseTable, LockersRead, PagesRead, RowAt,
+    RowLookup, RowsAtRead, SummaryRead, WindowRead,
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
 use super::mirror::{Mirror, Next};
@@ -136,11 +136,12 @@ enum LeaseReadOf<'a> {
 }
 
 impl<'a> LeaseReadOf<'a> {
+    /// `pages`: the table's size read just before, for a windowed read.
     fn new(
         table: &'a LeaseTable,
         detail: &'a LeaseDetail,
         aggregates: bool,
-        mirror: Option<&'a Next>,
+        (mirror, pages): (Option<&'a Next>, u64),
     ) -> Self {
         match (detail, mirror) {
             (LeaseDetail::Full, _) => Self::Full(FullRead(table)),
@@ -163,6 +164,7 @@ impl<'a> LeaseReadOf<'a> {
                 } => {
                     return Self::Window(WindowRead {
                         table,
+                        pages,
                         since,
                         tail: *tail,
                         sweep: *sweep,
@@ -431,13 +433,19 @@ impl Monitor {
             }
         }
         let next = self.mirror_next();
-        let read = LeaseReadOf::new(&self.lease, &self.detail, refresh, next.as_ref());
+        let pages = match next {
+            Some(Next::Window { .. }) => {
+                read::run(&mut self.conn, None, &PagesRead(&self.lease)).await?
+            }
+            _ => 0,
+        };
+        let read = LeaseReadOf::new(&self.lease, &self.detail, refresh, (next.as_ref(), pages));
         let began = Instant::now();
         let got = read::run(&mut self.conn, None, &read).await;
         self.lease_took = began.elapsed();
         if read.reads_all_for_mirror() && matches!(got, Err(SourceError::StatementTimeout)) {
             self.give_up_mirror();
-            let summary = LeaseReadOf::new(&self.lease, &self.detail, false, None);
+            let summary = LeaseReadOf::new(&self.lease, &self.detail, false, (None, 0));
             let rows = read::run(&mut self.conn, None, &summary).await?;
             return Ok(LeaseOutcome {
                 read: Some(self.lease_read(rows, false)),
@@ -451,7 +459,7 @@ impl Monitor {
                 // that matter now (an index lookup of the few hot profiles).
                 self.slow_aggregates += 1;
                 self.summaries_at = Some(Instant::now());
-                let hot = LeaseReadOf::new(&self.lease, &self.detail, false, None);
+                let hot = LeaseReadOf::new(&self.lease, &self.detail, false, (None, 0));
                 (read::run(&mut self.conn, None, &hot).await?, false)
             }
             other => (other?, refresh),
@@ -617,7 +625,7 @@ impl Monitor {
         let next = self.mirror_next();
         let lockers_read = LockersRead(&self.lease);
         let keys_read = KeysRead(&self.lease);
-        let lease_read = LeaseReadOf::new(&self.lease, &self.detail, refresh, next.as_ref());
+        let lease_read = LeaseReadOf::new(&self.lease, &self.detail, refresh, (next.as_ref(), 0));
         let rows_read = RowsAtRead {
             table: &self.lease,
             lookup: &self.pending_rows,
