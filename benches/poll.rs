@@ -3,8 +3,10 @@
 //! `cargo bench --bench poll` prints, for 1,000 / 10,000 / 100,000 lease rows and 100 / 10,000 locks held in
 //! `pg_locks` (with one backend waiting, so the `pg_locks` path runs): the client-side time of one whole poll
 //! (the first after connecting, which reads everything; then median, p95 and max of the rest, among them one
-//! that refreshes the per-profile aggregates, as summary mode does every 5 s) and of the model's evaluation of it; then the process RSS before and after 3,600 simulated
-//! polls of 1,000 profiles through the history and the rules.
+//! that refreshes the per-profile aggregates, as summary mode does every 5 s) and of the model's evaluation of
+//! it; the dashboard's polls of the scale scene (`common/scale.rs`); the mirror's own work on a poll of that
+//! scene, without a server (`LOCKTOP_POLL_MIRROR_ONLY=1` runs only that); then the process RSS before and
+//! after 3,600 simulated polls of 1,000 profiles through the history and the rules.
 
 #[allow(dead_code)] // each benchmark uses only some of it
 mod common;
@@ -30,6 +32,11 @@ fn main() {
         }
         return;
     }
+    // `LOCKTOP_POLL_MIRROR_ONLY=1`: only the mirror's work per poll, without a server.
+    if std::env::var_os("LOCKTOP_POLL_MIRROR_ONLY").is_some() {
+        mirror_work();
+        return;
+    }
     // `LOCKTOP_POLL_SCENE_INCREMENTAL=1`: only the incremental polls of the scale scene.
     if std::env::var_os("LOCKTOP_POLL_SCENE_INCREMENTAL").is_some() {
         common::runtime().block_on(scene_polls(true));
@@ -42,6 +49,7 @@ fn main() {
     for incremental in [false, true] {
         common::runtime().block_on(scene_polls(incremental));
     }
+    mirror_work();
     model_memory();
 }
 
@@ -247,6 +255,84 @@ async fn measure(url: &str, rows: i64, locks: i64, summary: bool) {
 }
 
 /// 3,600 polls (an hour at 1 s) of 1,000 profiles, with contention moving between profiles.
+/// The client's work of a windowed poll of the scale scene, without a server: a mirror of 50,000 profiles ×
+/// 4 keys, each poll putting 20,000 renewed rows (a tenth of the table, scattered), then taking the rows that
+/// matter (1,000 contended profiles, 500 dead owners) and, every fifth poll, the per-profile summaries.
+fn mirror_work() {
+    use locktop::source::lease::{Delta, XidMark};
+    use locktop::source::mirror::Mirror;
+    let t0 = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
+    let contended = |p: usize| (500..1_500).contains(&p);
+    let row = |p: usize, k: usize, at: chrono::DateTime<Utc>| LeaseRow {
+        group: Some(format!("p{p:05}")),
+        key: Some(format!("S{k}")),
+        owner: Some(format!("worker-{}", p % 97)),
+        expires_at: Some(if p < 500 && k == 0 {
+            t0 - chrono::Duration::seconds(60)
+        } else {
+            at + chrono::Duration::seconds(30)
+        }),
+        acquired_at: Some(t0),
+        contention_count: Some(i64::from(contended(p))),
+        contended_since: contended(p).then_some(t0),
+        last_contended_at: contended(p).then_some(at),
+    };
+    let delta = |xmax: u32, all: bool, window: bool| Delta {
+        mark: XidMark {
+            xmax,
+            running: vec![],
+        },
+        total: 200_000,
+        pages: 20_000,
+        all,
+        window,
+    };
+    let mut m = Mirror::default();
+    let all: Vec<LeaseRow> = (0..50_000)
+        .flat_map(|p| (0..4).map(move |k| (p, k)))
+        .map(|(p, k)| row(p, k, t0))
+        .collect();
+    m.apply(all, delta(100, true, false));
+    m.apply(Vec::new(), delta(101, false, false));
+    m.start_window(2_000);
+    let (mut applies, mut matters, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
+    let ttl = chrono::Duration::seconds(30);
+    for poll in 1..=30_usize {
+        let at = t0 + chrono::Duration::seconds(poll as i64);
+        let renewed: Vec<LeaseRow> = (0..20_000)
+            .map(|i| (i * 7_919 + poll * 104_729) % 200_000)
+            .map(|n| row(n / 4, n % 4, at))
+            .collect();
+        let start = Instant::now();
+        m.apply_window(
+            renewed,
+            delta(101 + poll as u32, false, true),
+            at,
+            (Duration::from_millis(20), Duration::from_millis(20)),
+        );
+        applies.push(start.elapsed().as_secs_f64() * 1000.0);
+        let start = Instant::now();
+        std::hint::black_box(m.rows_that_matter(at, ttl, &[]));
+        matters.push(start.elapsed().as_secs_f64() * 1000.0);
+        if poll % 5 == 0 {
+            let start = Instant::now();
+            std::hint::black_box(m.summaries());
+            summaries.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    for v in [&mut applies, &mut matters, &mut summaries] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "mirror of 200,000 rows, 20,000 renewed a poll: put median {:.2} ms (max {:.2}); rows that matter median \
+         {:.2} ms; summaries of 50,000 profiles median {:.2} ms",
+        percentile(&applies, 0.5),
+        percentile(&applies, 1.0),
+        percentile(&matters, 0.5),
+        percentile(&summaries, 0.5),
+    );
+}
+
 fn model_memory() {
     let rules = Rules::default();
     let mut history = History::default();
