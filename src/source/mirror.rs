@@ -25,7 +25,7 @@
 //! a failure within the TTL, a held row past its expiry, a profile in focus) and, now and then, one summary per
 //! profile, computed here instead of by the server.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -145,7 +145,9 @@ pub enum Next {
 /// The mirror of the lease table.
 #[derive(Debug, Default)]
 pub struct Mirror {
-    profiles: BTreeMap<Option<String>, Vec<Row>>,
+    /// By profile, each profile's rows in key order. A hash map: a poll puts tens of thousands of rows, and
+    /// ordering by name is needed only for what is handed out (sorted then).
+    profiles: HashMap<Option<String>, Vec<Row>, foldhash::fast::RandomState>,
     keys: HashSet<Arc<str>>,
     rows: usize,
     mark: Option<XidMark>,
@@ -463,13 +465,20 @@ impl Mirror {
         focus: &[String],
     ) -> Vec<LeaseRow> {
         let recent = now - ttl;
+        let mut matter: Vec<(&Option<String>, &Vec<Row>)> = self
+            .profiles
+            .iter()
+            .filter(|(group, list)| {
+                list.iter().any(|r| {
+                    r.last_contended_at.is_some_and(|at| at >= recent)
+                        || (r.owner.is_some() && r.expires_at.is_some_and(|e| e <= now))
+                }) || group.as_ref().is_some_and(|g| focus.contains(g))
+            })
+            .collect();
+        matter.sort_unstable_by_key(|(group, _)| *group);
         let mut out = Vec::new();
-        for (group, list) in &self.profiles {
-            let matters = list.iter().any(|r| {
-                r.last_contended_at.is_some_and(|at| at >= recent)
-                    || (r.owner.is_some() && r.expires_at.is_some_and(|e| e <= now))
-            }) || group.as_ref().is_some_and(|g| focus.contains(g));
-            if matters {
+        for (group, list) in matter {
+            {
                 out.extend(list.iter().map(|r| LeaseRow {
                     group: group.clone(),
                     key: r.key.as_deref().map(str::to_owned),
@@ -491,9 +500,11 @@ impl Mirror {
         if !std::mem::take(&mut self.changed_since_summaries) {
             return None;
         }
+        let mut profiles: Vec<(&Option<String>, &Vec<Row>)> = self.profiles.iter().collect();
+        profiles.sort_unstable_by_key(|(group, _)| *group);
         Some(
-            self.profiles
-                .iter()
+            profiles
+                .into_iter()
                 .map(|(group, list)| summary(group.as_ref(), list))
                 .collect(),
         )
