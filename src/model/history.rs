@@ -25,6 +25,10 @@ pub struct History {
     /// One entry per recorded poll, oldest first: whether the poll failed (a gap).
     missed: VecDeque<bool>,
     profiles: HashMap<String, ProfileHistory>,
+    /// Start and last sighting of the contention episode the monitor observed, per profile: apart from the
+    /// rest, since every profile is looked up at every evaluation and few have one (a small map stays in
+    /// the cache; the large one did not).
+    observed: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
     /// The database's deadlock counter as read by recent polls (server time, count), oldest first: as far
     /// back as the deadlock trigger's window.
     deadlocks: VecDeque<(DateTime<Utc>, i64)>,
@@ -44,8 +48,6 @@ struct ProfileHistory {
     last_holders: Option<u64>,
     /// Sum of the profile's failure counters at the previous poll, and the episode start it belonged to.
     last_count: Option<(i64, Option<DateTime<Utc>>)>,
-    /// Start of the contention episode the monitor observed, and the last time it saw contention.
-    observed: Option<(DateTime<Utc>, DateTime<Utc>)>,
     last_seen_seq: u64,
 }
 
@@ -107,6 +109,7 @@ impl History {
             next_seq: 0,
             missed: VecDeque::with_capacity(capacity.max(1)),
             profiles: HashMap::new(),
+            observed: HashMap::new(),
             deadlocks: VecDeque::new(),
             deadlock_minutes: VecDeque::with_capacity(DEADLOCK_MINUTES + 1),
         }
@@ -192,7 +195,12 @@ impl History {
     ) {
         let seq = self.push_poll(false);
         for (profile, seen) in observations {
-            let entry = self.profiles.entry(profile.to_owned()).or_default();
+            // A profile seen before (all but the new ones) is found by reference: no name copied per poll.
+            let entry = if self.profiles.contains_key(profile) {
+                self.profiles.get_mut(profile).expect("present")
+            } else {
+                self.profiles.entry(profile.to_owned()).or_default()
+            };
             entry.last_seen_seq = seq;
             let failures = match (seen.failure_count, entry.last_count) {
                 (Some(count), Some((previous, previous_start))) => {
@@ -228,10 +236,11 @@ impl History {
                     waiters: seen.waiters,
                     holder_changed,
                 });
-                entry.observed = match entry.observed {
-                    Some((start, last)) if now - last <= ttl => Some((start, now)),
-                    _ => Some((now, now)),
+                let episode = match self.observed.get(profile) {
+                    Some(&(start, last)) if now - last <= ttl => (start, now),
+                    _ => (now, now),
                 };
+                self.observed.insert(profile.to_owned(), episode);
             }
         }
         self.prune();
@@ -266,6 +275,8 @@ impl History {
             // A profile that vanished from the table is forgotten once it has left the window.
             p.last_seen_seq >= oldest
         });
+        let profiles = &self.profiles;
+        self.observed.retain(|name, _| profiles.contains_key(name));
     }
 
     /// The last `width` cells of a profile's contention, oldest first, each `per_cell` polls wide (at least
@@ -320,7 +331,7 @@ impl History {
 
     /// Start and last sighting of the contention episode the monitor itself observed on a profile.
     pub fn observed_episode(&self, profile: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        self.profiles.get(profile).and_then(|p| p.observed)
+        self.observed.get(profile).copied()
     }
 
     /// Number of profiles with any state kept (for the memory benchmark and tests).

@@ -15,7 +15,7 @@ mod profile;
 pub mod triggers;
 mod view;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -54,7 +54,7 @@ impl Default for Rules {
 }
 
 /// What one poll contributes to the history, per profile: fed to [`History::record`].
-pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
+pub fn observations(snapshot: &Snapshot) -> Vec<(&str, ProfileObservation)> {
     let mut by_profile: HashMap<&str, ProfileObservation> = HashMap::new();
     for row in &snapshot.leases {
         let o = by_profile
@@ -94,10 +94,7 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(String, ProfileObservation)> {
             o.waiters += 1;
         }
     }
-    by_profile
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    by_profile.into_iter().collect()
 }
 
 /// Feeds one snapshot into the history (call once per poll, before [`evaluate`]).
@@ -110,7 +107,7 @@ pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
     history.record(
         snapshot.server_now,
         rules.ttl,
-        seen.iter().map(|(k, v)| (k.as_str(), *v)),
+        seen.iter().map(|(k, v)| (*k, *v)),
     );
     history.record_deadlocks(
         snapshot.server_now,
@@ -224,7 +221,7 @@ fn evaluate_one(
     }
     // A profile with waits but no rows read (only summarised, or rows hidden by a failed lease query) still
     // shows: from its summary when there is one, else with no rows.
-    let summarised: std::collections::HashSet<&str> = snapshot
+    let summarised: HashSet<&str> = snapshot
         .summaries
         .iter()
         .map(|s| display_value(s.group.as_deref()))
@@ -267,8 +264,7 @@ fn evaluate_one(
         })
         .collect();
     // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
-    let detailed: std::collections::HashSet<String> =
-        profiles.iter().map(|p| p.profile.clone()).collect();
+    let detailed: HashSet<String> = profiles.iter().map(|p| p.profile.clone()).collect();
     // Room for them all at once: growing by doubling to 50,000 views would copy them and leave up to half
     // of the room unused.
     profiles.reserve(snapshot.summaries.len());
