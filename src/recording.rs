@@ -209,20 +209,30 @@ impl From<SummaryFields> for ProfileSummary {
     }
 }
 
-/// The lease rows and aggregates of the previous line, by name: what the next line's changes are from
-/// (writing) or applied to (reading).
+/// The lease rows and aggregates of the previous line: what the next line's changes are from (writing) or
+/// applied to (reading). The aggregates are the very ones the previous snapshot carried (shared, not copied:
+/// at 50,000 profiles a copy by name was tens of MB); lines are compared and applied by merging in the
+/// order of profile.
 #[derive(Debug, Default)]
 struct Frame {
     rows: BTreeMap<RowKey, LeaseRow>,
-    summaries: BTreeMap<Option<String>, ProfileSummary>,
-    summaries_arc: Arc<Vec<ProfileSummary>>,
+    summaries: Arc<Vec<ProfileSummary>>,
+}
+
+/// Aggregates in the order of their profile: as the mirror and the server give them, else sorted here.
+fn in_order(summaries: &[ProfileSummary]) -> Vec<&ProfileSummary> {
+    let mut refs: Vec<&ProfileSummary> = summaries.iter().collect();
+    if !refs.is_sorted_by(|a, b| a.group <= b.group) {
+        refs.sort_by(|a, b| a.group.cmp(&b.group));
+    }
+    refs
 }
 
 impl Frame {
     /// Takes a whole snapshot's rows and aggregates.
     fn keyframe(&mut self, snapshot: &Snapshot) {
         self.take_rows(snapshot);
-        self.take_summaries(&snapshot.summaries);
+        self.summaries = Arc::clone(&snapshot.summaries);
     }
 
     /// Takes a whole snapshot's rows.
@@ -232,14 +242,6 @@ impl Frame {
             .iter()
             .map(|r| ((r.group.clone(), r.key.clone()), r.clone()))
             .collect();
-    }
-
-    fn take_summaries(&mut self, summaries: &Arc<Vec<ProfileSummary>>) {
-        self.summaries = summaries
-            .iter()
-            .map(|s| (s.group.clone(), s.clone()))
-            .collect();
-        self.summaries_arc = Arc::clone(summaries);
     }
 
     /// What changed from this frame to `snapshot` (whose aggregates count only when `refreshed`), and moves
@@ -271,26 +273,34 @@ impl Frame {
             .filter(|k| !seen.contains(*k))
             .cloned()
             .collect();
-        self.rows = snapshot
-            .leases
-            .iter()
-            .map(|r| ((r.group.clone(), r.key.clone()), r.clone()))
-            .collect();
+        self.take_rows(snapshot);
         if refreshed {
-            let mut present: HashSet<&Option<String>> = HashSet::new();
-            for s in snapshot.summaries.iter() {
-                present.insert(&s.group);
-                if self.summaries.get(&s.group) != Some(s) {
-                    changes.summaries.push(s.into());
+            let (old, new) = (in_order(&self.summaries), in_order(&snapshot.summaries));
+            let (mut i, mut j) = (0, 0);
+            loop {
+                match (old.get(i), new.get(j)) {
+                    (Some(o), Some(n)) if o.group < n.group => {
+                        changes.summaries_gone.push(o.group.clone());
+                        i += 1;
+                    }
+                    (Some(o), Some(n)) if o.group == n.group => {
+                        if o != n {
+                            changes.summaries.push((*n).into());
+                        }
+                        (i, j) = (i + 1, j + 1);
+                    }
+                    (_, Some(n)) => {
+                        changes.summaries.push((*n).into());
+                        j += 1;
+                    }
+                    (Some(o), None) => {
+                        changes.summaries_gone.push(o.group.clone());
+                        i += 1;
+                    }
+                    (None, None) => break,
                 }
             }
-            changes.summaries_gone = self
-                .summaries
-                .keys()
-                .filter(|g| !present.contains(g))
-                .cloned()
-                .collect();
-            self.take_summaries(&snapshot.summaries);
+            self.summaries = Arc::clone(&snapshot.summaries);
         }
         changes
     }
@@ -312,16 +322,30 @@ impl Frame {
         if !summaries_unchanged
             && (!changes.summaries.is_empty() || !changes.summaries_gone.is_empty())
         {
-            for group in changes.summaries_gone {
-                self.summaries.remove(&group);
+            let mut fresh: Vec<ProfileSummary> = changes
+                .summaries
+                .into_iter()
+                .map(ProfileSummary::from)
+                .collect();
+            fresh.sort_by(|a, b| a.group.cmp(&b.group));
+            let gone: HashSet<Option<String>> = changes.summaries_gone.into_iter().collect();
+            let old = in_order(&self.summaries);
+            let mut out = Vec::with_capacity(old.len() + fresh.len());
+            let mut fresh = fresh.into_iter().peekable();
+            for o in old {
+                while let Some(c) = fresh.next_if(|c| c.group < o.group) {
+                    out.push(c);
+                }
+                match fresh.next_if(|c| c.group == o.group) {
+                    Some(c) => out.push(c),
+                    None if !gone.contains(&o.group) => out.push(o.clone()),
+                    None => {}
+                }
             }
-            for s in changes.summaries {
-                let s = ProfileSummary::from(s);
-                self.summaries.insert(s.group.clone(), s);
-            }
-            self.summaries_arc = Arc::new(self.summaries.values().cloned().collect());
+            out.extend(fresh);
+            self.summaries = Arc::new(out);
         }
-        snapshot.summaries = Arc::clone(&self.summaries_arc);
+        snapshot.summaries = Arc::clone(&self.summaries);
     }
 }
 
@@ -798,7 +822,7 @@ impl<'a> Reader<'a> {
                 self.frame.apply(changes, poll.summaries_unchanged, s);
             } else if poll.summaries_unchanged {
                 // A keyframe of rows whose aggregates are the previous line's: the frame has them already.
-                s.summaries = Arc::clone(&self.frame.summaries_arc);
+                s.summaries = Arc::clone(&self.frame.summaries);
                 self.frame.take_rows(s);
             } else {
                 self.frame.keyframe(s);
@@ -970,11 +994,19 @@ mod tests {
             if i >= 50 {
                 s.leases[3].owner = Some("taken-over".into());
             }
-            // The aggregates are refreshed every 5th poll, one profile more each time.
+            // The aggregates are refreshed every 5th poll, one profile more each time (in an order that is
+            // not the names': calm-10 after calm-9), calm-0's changing each time and calm-1's gone after 50.
             if i % 5 == 0 {
                 summaries = Arc::new(
                     (0..=i / 5)
-                        .map(|p| summary(&format!("calm-{p}"), now))
+                        .filter(|p| *p != 1 || i < 50)
+                        .map(|p| {
+                            let mut s = summary(&format!("calm-{p}"), now);
+                            if p == 0 {
+                                s.held = i / 5;
+                            }
+                            s
+                        })
                         .collect(),
                 );
             }
