@@ -489,20 +489,14 @@ impl Read for ChangesRead<'_> {
     }
 
     fn decode(&self, rows: &[PgRow]) -> Result<LeaseRows, SourceError> {
-        let row = rows
-            .first()
-            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
-        let bad = |e: sqlx::Error| SourceError::Query(format!("decoding lease rows: {e}"));
-        let mut read = decode(row, self.table.has).map_err(bad)?;
         if self.table.changes.is_none() {
-            return Ok(read);
+            return FullRead(self.table).decode(rows);
         }
-        let mark: String = row.try_get("mark").map_err(bad)?;
-        let total: i64 = row.try_get("total").map_err(bad)?;
-        let pages: i64 = row.try_get("pages").map_err(bad)?;
+        let (row, mut read, mark) = marked_rows(rows, self.table.has)?;
+        let total: i64 = row.try_get("total").map_err(|e| undecodable(&e))?;
+        let pages: i64 = row.try_get("pages").map_err(|e| undecodable(&e))?;
         read.delta = Some(Delta {
-            mark: XidMark::parse(&mark)
-                .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?,
+            mark,
             total,
             pages: pages.max(0) as u64,
             all: self.since.is_none(),
@@ -510,6 +504,22 @@ impl Read for ChangesRead<'_> {
         });
         Ok(read)
     }
+}
+
+/// The one row of an incremental read: its lease rows, and the snapshot (`mark`) they were read in.
+fn marked_rows(rows: &[PgRow], has: Optional) -> Result<(&PgRow, LeaseRows, XidMark), SourceError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
+    let read = decode(row, has).map_err(|e| undecodable(&e))?;
+    let mark: String = row.try_get("mark").map_err(|e| undecodable(&e))?;
+    let mark = XidMark::parse(&mark)
+        .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?;
+    Ok((row, read, mark))
+}
+
+fn undecodable(e: &sqlx::Error) -> SourceError {
+    SourceError::Query(format!("decoding lease rows: {e}"))
 }
 
 /// The lease table's size in pages, read before a [`WindowRead`]: the pages a scan that starts after it finds
@@ -574,15 +584,9 @@ impl Read for WindowRead<'_> {
     }
 
     fn decode(&self, rows: &[PgRow]) -> Result<LeaseRows, SourceError> {
-        let row = rows
-            .first()
-            .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
-        let bad = |e: sqlx::Error| SourceError::Query(format!("decoding lease rows: {e}"));
-        let mut read = decode(row, self.table.has).map_err(bad)?;
-        let mark: String = row.try_get("mark").map_err(bad)?;
+        let (_, mut read, mark) = marked_rows(rows, self.table.has)?;
         read.delta = Some(Delta {
-            mark: XidMark::parse(&mark)
-                .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?,
+            mark,
             pages: self.pages,
             window: true,
             ..Delta::default()

@@ -706,6 +706,17 @@ mod tests {
         }
     }
 
+    /// A mirror of `rows` (its table 120 pages, read whole at mark 100 and its changes at 101), read by
+    /// windows of `pages` from now on.
+    fn windowed(rows: Vec<LeaseRow>, pages: u64) -> Mirror {
+        let mut m = Mirror::default();
+        let n = rows.len() as i64;
+        m.apply(rows, read(n, 100, true));
+        m.apply(vec![], read(n, 101, false));
+        m.start_window(pages);
+        m
+    }
+
     const MS: std::time::Duration = std::time::Duration::from_millis(1);
 
     type Asked = (XidMark, u64, (u64, u64), Vec<RowName>);
@@ -724,10 +735,7 @@ mod tests {
 
     #[test]
     fn a_window_asks_each_page_for_the_rows_written_since_that_page_was_last_read() {
-        let mut m = Mirror::default();
-        m.apply(vec![row("a", "S0", Some("w"), 100)], read(1, 100, true));
-        m.apply(vec![], read(1, 101, false));
-        m.start_window(40);
+        let mut m = windowed(vec![row("a", "S0", Some("w"), 100)], 40);
         // The whole table was read as of 101; the pages added since (120 on) come whole.
         assert_eq!(window(&m), (mark(101), 120, (0, 40), vec![]));
         // That read took its budget, with the 10 pages the table grew by: the window grows to 45 pages.
@@ -755,10 +763,7 @@ mod tests {
 
     #[test]
     fn a_window_is_sized_to_the_budget_and_the_table_is_scanned_whole_when_it_fits_twice() {
-        let mut m = Mirror::default();
-        m.apply(vec![], read(0, 100, true));
-        m.apply(vec![], read(0, 101, false));
-        m.start_window(40);
+        let mut m = windowed(vec![], 40);
         // Twice the budget: half the pages would fit; the window moves half way there.
         m.apply_window(vec![], window_read(110, 120), at(1), (20 * MS, 10 * MS));
         assert_eq!(window(&m).2, (40, 70));
@@ -770,18 +775,15 @@ mod tests {
 
     #[test]
     fn a_held_row_past_its_expiry_is_looked_up_when_it_first_looks_so_and_each_cycle_after() {
-        let mut m = Mirror::default();
-        m.apply(
+        let mut m = windowed(
             vec![
                 row("dead", "S0", Some("gone"), 5),
                 row("kept", "S0", Some("gone"), 5),
                 row("calm", "S0", Some("w"), 100),
                 row("released", "S0", None, 5),
             ],
-            read(4, 100, true),
+            60,
         );
-        m.apply(vec![], read(4, 101, false));
-        m.start_window(60);
         m.apply_window(vec![], window_read(102, 120), at(10), (MS, MS));
         let names = |v: Vec<RowName>| -> Vec<String> { v.into_iter().map(|(g, _)| g).collect() };
         assert_eq!(
@@ -812,10 +814,7 @@ mod tests {
 
     #[test]
     fn every_few_cycles_a_windowed_mirror_reads_every_name_to_drop_deleted_rows() {
-        let mut m = Mirror::default();
-        m.apply(vec![], read(0, 100, true));
-        m.apply(vec![], read(0, 101, false));
-        m.start_window(200);
+        let mut m = windowed(vec![], 200);
         for i in 0..KEYS_CYCLES {
             assert!(!m.needs_keys(), "cycle {i}");
             // One window covers the 150 pages: a cycle a read (and the budget keeps it at 200).
