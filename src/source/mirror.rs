@@ -258,10 +258,15 @@ impl Mirror {
 
     /// Reads by windows from the next poll on, sweeping `pages` a poll: the last read (of the changes since
     /// the one before, over the whole table) took longer than the budget. The mirror is exact now.
+    /// A table of at most twice the smallest window is always scanned whole (a slow moment of the server is
+    /// no reason to window a few pages).
     pub fn start_window(&mut self, pages: u64) {
         let Some(mark) = self.mark.clone().filter(|_| !self.reread) else {
             return;
         };
+        if self.pages <= 2 * MIN_WINDOW {
+            return;
+        }
         tracing::info!(
             table_pages = self.pages,
             window = pages,
@@ -823,6 +828,20 @@ mod tests {
         assert!(m.needs_keys());
         m.retain_later();
         assert!(!m.needs_keys());
+    }
+
+    #[test]
+    fn a_table_of_a_few_pages_is_never_read_by_windows() {
+        let mut m = Mirror::default();
+        let small = |all| Delta {
+            pages: 2 * MIN_WINDOW,
+            ..read(0, 100, all)
+        };
+        m.apply(vec![], small(true));
+        m.apply(vec![], small(false));
+        m.start_window(1);
+        assert!(!m.windowed());
+        assert!(matches!(m.next(), Next::Since(..)));
     }
 
     #[test]
