@@ -496,6 +496,7 @@ mod tests {
             .map(|snapshot| Poll {
                 error: snapshot.is_none().then(|| "lost".to_owned()),
                 snapshot,
+                delta: None,
                 summaries_unchanged: false,
                 changes: None,
                 statuses: BTreeMap::new(),
