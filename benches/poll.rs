@@ -261,6 +261,7 @@ async fn measure(url: &str, rows: i64, locks: i64, summary: bool) {
 fn mirror_work() {
     use locktop::source::lease::{Delta, XidMark};
     use locktop::source::mirror::Mirror;
+    use locktop::source::packed::PackedRows;
     let t0 = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
     let contended = |p: usize| (500..1_500).contains(&p);
     let row = |p: usize, k: usize, at: chrono::DateTime<Utc>| LeaseRow {
@@ -292,8 +293,8 @@ fn mirror_work() {
         .flat_map(|p| (0..4).map(move |k| (p, k)))
         .map(|(p, k)| row(p, k, t0))
         .collect();
-    m.apply(all, delta(100, true, false));
-    m.apply(Vec::new(), delta(101, false, false));
+    m.apply(PackedRows::of(&all).iter(), delta(100, true, false));
+    m.apply(PackedRows::default().iter(), delta(101, false, false));
     m.start_window(2_000);
     let (mut applies, mut matters, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
     let mut last = Vec::new();
@@ -304,9 +305,11 @@ fn mirror_work() {
             .map(|i| (i * 7_919 + poll * 104_729) % 200_000)
             .map(|n| row(n / 4, n % 4, at))
             .collect();
+        // As a read gives them: packed (the decoding is the poll's, measured with the scene above).
+        let renewed = PackedRows::of(&renewed);
         let start = Instant::now();
         m.apply_window(
-            renewed,
+            renewed.iter(),
             delta(101 + poll as u32, false, true),
             at,
             (Duration::from_millis(20), Duration::from_millis(20)),

@@ -290,6 +290,70 @@ async fn null_in_every_mapped_column_is_shown_not_a_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_never_expires_or_always_has_is_shown_not_a_crash() {
+    let url = database("infinite", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    common::exec(
+        &mut conn,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, acquired_at, expires_at) VALUES \
+           ('forever', 'A', 'w1', now(), 'infinity'), ('never', 'A', 'w2', '-infinity', '-infinity')",
+    )
+    .await;
+    let config = Config::parse("").expect("config");
+    for detail in [
+        LeaseDetail::Full,
+        LeaseDetail::Summary {
+            ttl: Duration::from_secs(30),
+            focus: Vec::new(),
+        },
+    ] {
+        let snapshot = poll(&url, &config.lease, &detail).await;
+        let expiry = |p: &str| {
+            snapshot
+                .leases
+                .iter()
+                .find(|r| r.group.as_deref() == Some(p))
+                .map(|r| r.expires_at)
+        };
+        if detail == LeaseDetail::Full {
+            assert_eq!(
+                expiry("forever"),
+                Some(Some(chrono::DateTime::<chrono::Utc>::MAX_UTC))
+            );
+        }
+        assert_eq!(
+            expiry("never"),
+            Some(Some(chrono::DateTime::<chrono::Utc>::MIN_UTC)),
+            "{detail:?}: a row expired since always is a row that matters"
+        );
+        let mut app = App::new(
+            "t".into(),
+            Rules::default(),
+            Duration::from_secs(1),
+            Vec::new(),
+        );
+        let now = snapshot.server_now;
+        app.show_at(snapshot, now);
+        let board = app.board.clone().expect("board");
+        let status = |p: &str| {
+            board
+                .profiles
+                .iter()
+                .find(|v| v.profile == p)
+                .map(|v| v.status)
+        };
+        assert_eq!(status("never"), Some(Status::Expired), "{detail:?}");
+        assert_ne!(status("forever"), Some(Status::Expired), "{detail:?}");
+        let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
+        terminal
+            .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
+            .expect("draw");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_lease_rows_poll_and_draw() {
     let url = database("many", "UTF8").await;
     let mut conn = common::connect(&url).await;

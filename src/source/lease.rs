@@ -13,6 +13,7 @@ use sqlx::{Row, postgres::PgRow};
 
 use super::connect::SessionLimits;
 use super::error::SourceError;
+use super::packed::PackedRows;
 use super::read::{Read, Statement};
 use super::simple::{self, Param};
 use super::text::{Lossy, text};
@@ -54,11 +55,11 @@ struct Changes {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Optional {
-    acquired_at: bool,
-    contention_count: bool,
-    contended_since: bool,
-    last_contended_at: bool,
+pub struct Optional {
+    pub acquired_at: bool,
+    pub contention_count: bool,
+    pub contended_since: bool,
+    pub last_contended_at: bool,
 }
 
 impl Optional {
@@ -361,6 +362,9 @@ impl LeaseTable {
 pub struct LeaseRows {
     pub server_now: DateTime<Utc>,
     pub rows: Vec<LeaseRow>,
+    /// The rows of the mirror's reads ([`ChangesRead`], [`WindowRead`]), left packed for it to put (the
+    /// other reads give `rows`).
+    pub packed: PackedRows,
     /// In summary mode, one aggregate per profile (empty for a full read, and between aggregate refreshes).
     pub summaries: Vec<ProfileSummary>,
     /// An incremental read's mark and counts (see [`ChangesRead`]).
@@ -511,7 +515,13 @@ fn marked_rows(rows: &[PgRow], has: Optional) -> Result<(&PgRow, LeaseRows, XidM
     let row = rows
         .first()
         .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
-    let read = decode(row, has).map_err(|e| undecodable(&e))?;
+    let server_now: DateTime<Utc> = row.try_get("server_now").map_err(|e| undecodable(&e))?;
+    let packed = PackedRows::decode(row, has).map_err(|e| undecodable(&e))?;
+    let read = LeaseRows {
+        server_now,
+        packed,
+        ..LeaseRows::default()
+    };
     let mark: String = row.try_get("mark").map_err(|e| undecodable(&e))?;
     let mark = XidMark::parse(&mark)
         .ok_or_else(|| SourceError::Query(format!("unexpected snapshot {mark:?}")))?;
@@ -750,6 +760,7 @@ impl Read for SummaryRead<'_> {
         Ok(LeaseRows {
             server_now,
             rows: leases,
+            packed: PackedRows::default(),
             summaries,
             delta: None,
         })
@@ -950,57 +961,13 @@ fn summary_sql(
     )
 }
 
-fn at<T: Clone>(v: Option<&Vec<Option<T>>>, i: usize) -> Option<T> {
-    v.and_then(|v| v.get(i).cloned().flatten())
-}
-
 fn decode(row: &PgRow, has: Optional) -> Result<LeaseRows, sqlx::Error> {
-    type Texts = Option<Vec<Option<Lossy>>>;
-    type Times = Option<Vec<Option<DateTime<Utc>>>>;
     let server_now: DateTime<Utc> = row.try_get("server_now")?;
-    let groups: Texts = row.try_get("group")?;
-    let Some(groups) = groups else {
-        return Ok(LeaseRows {
-            server_now,
-            ..LeaseRows::default()
-        });
-    };
-    let keys: Texts = row.try_get("key")?;
-    let owners: Texts = row.try_get("owner")?;
-    let expires: Times = row.try_get("expires_at")?;
-    let optional_times = |present: bool, name: &str| -> Result<Times, sqlx::Error> {
-        if present { row.try_get(name) } else { Ok(None) }
-    };
-    let acquired = optional_times(has.acquired_at, "acquired_at")?;
-    let since = optional_times(has.contended_since, "contended_since")?;
-    let last = optional_times(has.last_contended_at, "last_contended_at")?;
-    let counts: Option<Vec<Option<i64>>> = if has.contention_count {
-        row.try_get("contention_count")?
-    } else {
-        None
-    };
-
-    let mut keys = keys.unwrap_or_default().into_iter();
-    let mut owners = owners.unwrap_or_default().into_iter();
-    let rows = groups
-        .into_iter()
-        .enumerate()
-        .map(|(i, group)| LeaseRow {
-            group: text(group),
-            key: text(keys.next().flatten()),
-            owner: text(owners.next().flatten()),
-            expires_at: at(expires.as_ref(), i),
-            acquired_at: at(acquired.as_ref(), i),
-            contention_count: at(counts.as_ref(), i),
-            contended_since: at(since.as_ref(), i),
-            last_contended_at: at(last.as_ref(), i),
-        })
-        .collect();
+    let packed = PackedRows::decode(row, has)?;
     Ok(LeaseRows {
         server_now,
-        rows,
-        summaries: Vec::new(),
-        delta: None,
+        rows: packed.iter().map(|r| r.to_row()).collect(),
+        ..LeaseRows::default()
     })
 }
 

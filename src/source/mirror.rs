@@ -31,6 +31,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::lease::{Delta, RowName, XidMark};
+use super::packed::RowRef;
 use crate::model::LeaseRow;
 use crate::model::snapshot::ProfileSummary;
 
@@ -60,6 +61,17 @@ struct Row {
     last_contended_at: Option<DateTime<Utc>>,
 }
 
+/// A profile's name borrowed, to look it up among the mirror's own: it hashes as `Option<String>` does
+/// (`Option<&str>` and `Option<String>` hash alike), so a poll's rows need no copy of their names.
+#[derive(Debug, Hash)]
+struct Group<'a>(Option<&'a str>);
+
+impl hashbrown::Equivalent<Option<String>> for Group<'_> {
+    fn equivalent(&self, key: &Option<String>) -> bool {
+        self.0 == key.as_deref()
+    }
+}
+
 /// How a table too large to scan every poll is read: the pages added since the last read, and a window of a
 /// sweep over the rest.
 #[derive(Debug, Clone)]
@@ -74,6 +86,8 @@ struct Window {
     /// last read.
     confirm: VecDeque<RowName>,
     expired: BTreeSet<RowName>,
+    /// The last read ended a cycle of the sweep.
+    cycle_done: bool,
     /// When each page was last read, as the mark of that read: a piece from each key to the next. A row
     /// older than its page's mark was read then; the sweep asks a window for the rows written since the
     /// oldest mark in it.
@@ -147,7 +161,7 @@ pub enum Next {
 pub struct Mirror {
     /// By profile, each profile's rows in key order. A hash map: a poll puts tens of thousands of rows, and
     /// ordering by name is needed only for what is handed out (sorted then).
-    profiles: HashMap<Option<String>, Vec<Row>, foldhash::fast::RandomState>,
+    profiles: hashbrown::HashMap<Option<String>, Vec<Row>, foldhash::fast::RandomState>,
     keys: HashSet<Arc<str>>,
     rows: usize,
     mark: Option<XidMark>,
@@ -205,7 +219,7 @@ impl Mirror {
     }
 
     /// Applies a read: every row (then the mirror is replaced) or the changes since the last one.
-    pub fn apply(&mut self, rows: Vec<LeaseRow>, read: Delta) {
+    pub fn apply<'a>(&mut self, rows: impl ExactSizeIterator<Item = RowRef<'a>>, read: Delta) {
         if read.all {
             self.profiles.clear();
             self.rows = 0;
@@ -220,7 +234,7 @@ impl Mirror {
                 self.sweep_at = 0;
             }
         }
-        self.changed_since_summaries |= read.all || !rows.is_empty();
+        self.changed_since_summaries |= read.all || rows.len() > 0;
         for row in rows {
             self.put(row);
         }
@@ -278,6 +292,7 @@ impl Mirror {
             tail: self.pages,
             confirm: VecDeque::new(),
             expired: BTreeSet::new(),
+            cycle_done: false,
             read_at: BTreeMap::from([(0, mark)]),
             cycles: 0,
             last_read: None,
@@ -296,9 +311,9 @@ impl Mirror {
     /// `took` is what the read cost: the next window is sized for the sweep alone to cost about `budget` (the
     /// pages added cost what the changes cost, on top), and when the whole table would fit twice, the next
     /// read is of every row again (and the polls scan it whole).
-    pub fn apply_window(
+    pub fn apply_window<'a>(
         &mut self,
-        rows: Vec<LeaseRow>,
+        rows: impl ExactSizeIterator<Item = RowRef<'a>>,
         Delta { mark, pages, .. }: Delta,
         now: DateTime<Utc>,
         (took, budget): (std::time::Duration, std::time::Duration),
@@ -310,12 +325,11 @@ impl Mirror {
             let n = w.confirm.len().min(CONFIRM_MAX);
             w.confirm.drain(..n).collect()
         };
-        self.changed_since_summaries |= !rows.is_empty();
+        self.changed_since_summaries |= rows.len() > 0;
         // The rows looked up that came back (most rows read were not looked up: they are checked against the
         // few that were, by reference).
         let mut found = vec![false; asked.len()];
-        let mut by_group: std::collections::HashMap<&str, Vec<(&str, usize)>> =
-            std::collections::HashMap::new();
+        let mut by_group: HashMap<&str, Vec<(&str, usize)>> = HashMap::new();
         for (i, (g, k)) in asked.iter().enumerate() {
             by_group
                 .entry(g.as_str())
@@ -323,9 +337,9 @@ impl Mirror {
                 .push((k.as_str(), i));
         }
         for row in rows {
-            if let (Some(g), Some(k)) = (&row.group, &row.key)
-                && let Some(keys) = by_group.get(g.as_str())
-                && let Some((_, i)) = keys.iter().find(|(key, _)| *key == k.as_str())
+            if let (Some(g), Some(k)) = (row.group, row.key)
+                && let Some(keys) = by_group.get(g)
+                && let Some((_, i)) = keys.iter().find(|(key, _)| *key == k)
             {
                 found[*i] = true;
             }
@@ -362,15 +376,8 @@ impl Mirror {
                 self.drop_deleted = true;
             }
         }
-        // Held rows past their expiry: those new since the last read, and at the end of a cycle all of them,
-        // are looked up.
-        let expired = self.expired_held(now);
-        for name in &expired {
-            if cycle_done || !w.expired.contains(name) {
-                w.confirm.push_back(name.clone());
-            }
-        }
-        w.expired = expired;
+        // Held rows past their expiry are found by the walk for the rows that matter, which follows.
+        w.cycle_done = cycle_done;
         self.pages = pages;
         if w.pages >= pages.saturating_mul(2) {
             tracing::info!(
@@ -383,26 +390,6 @@ impl Mirror {
         }
     }
 
-    /// The held rows past their expiry at `now`, by profile and key (those a lookup can find: named, and
-    /// in text that was valid).
-    fn expired_held(&self, now: DateTime<Utc>) -> BTreeSet<RowName> {
-        let mut out = BTreeSet::new();
-        for (group, list) in &self.profiles {
-            let Some(g) = group.as_ref().filter(|g| !g.contains('\u{fffd}')) else {
-                continue;
-            };
-            for r in list {
-                if r.owner.is_some()
-                    && r.expires_at.is_some_and(|e| e <= now)
-                    && let Some(k) = r.key.as_deref().filter(|k| !k.contains('\u{fffd}'))
-                {
-                    out.insert((g.clone(), k.to_owned()));
-                }
-            }
-        }
-        out
-    }
-
     /// Seconds a windowed read takes to sweep the whole table: how late a change can show at worst. `None`
     /// when the whole table is read every poll.
     pub fn sweep_seconds(&self) -> Option<f64> {
@@ -412,7 +399,7 @@ impl Mirror {
     }
 
     fn remove(&mut self, (group, key): &RowName) {
-        let g = Some(group.clone());
+        let g = Group(Some(group));
         let Some(list) = self.profiles.get_mut(&g) else {
             return;
         };
@@ -429,13 +416,19 @@ impl Mirror {
     /// Puts a row read: in place of the one with its profile and key, else as a new one. A row renewed keeps
     /// its key and (when it did not change) its owner as they were: no allocation and no hashing for the
     /// frequent change.
-    fn put(&mut self, row: LeaseRow) {
-        let list = self.profiles.entry(row.group).or_default();
-        match list.binary_search_by(|r| r.key.as_deref().cmp(&row.key.as_deref())) {
+    fn put(&mut self, row: RowRef<'_>) {
+        let list = match self.profiles.get_mut(&Group(row.group)) {
+            Some(list) => list,
+            None => self
+                .profiles
+                .entry(row.group.map(str::to_owned))
+                .or_default(),
+        };
+        match list.binary_search_by(|r| r.key.as_deref().cmp(&row.key)) {
             Ok(i) => {
                 let r = &mut list[i];
-                if r.owner.as_deref() != row.owner.as_deref() {
-                    r.owner = row.owner.map(String::into_boxed_str);
+                if r.owner.as_deref() != row.owner {
+                    r.owner = row.owner.map(Box::from);
                 }
                 r.expires_at = row.expires_at;
                 r.acquired_at = row.acquired_at;
@@ -448,7 +441,7 @@ impl Mirror {
                     i,
                     Row {
                         key: intern(&mut self.keys, row.key),
-                        owner: row.owner.map(String::into_boxed_str),
+                        owner: row.owner.map(Box::from),
                         expires_at: row.expires_at,
                         acquired_at: row.acquired_at,
                         contention_count: row.contention_count,
@@ -462,9 +455,11 @@ impl Mirror {
     }
 
     /// Every row of the profiles that matter at `now`: a failure within `ttl`, a held row past its expiry, or
-    /// named in `focus`.
+    /// named in `focus`. Read by windows, the held rows past their expiry are among them, and this one walk
+    /// over every row finds those to look up: those new since the last read, and at the end of a cycle of
+    /// the sweep all of them (a page cannot show a row deleted).
     pub fn rows_that_matter(
-        &self,
+        &mut self,
         now: DateTime<Utc>,
         ttl: chrono::Duration,
         focus: &[String],
@@ -481,6 +476,7 @@ impl Mirror {
             })
             .collect();
         matter.sort_unstable_by_key(|(group, _)| *group);
+        let expired = self.window.is_some().then(|| expired_held(&matter, now));
         let mut out = Vec::new();
         for (group, list) in matter {
             {
@@ -495,6 +491,15 @@ impl Mirror {
                     last_contended_at: r.last_contended_at,
                 }));
             }
+        }
+        if let (Some(expired), Some(w)) = (expired, self.window.as_mut()) {
+            for name in &expired {
+                if w.cycle_done || !w.expired.contains(name) {
+                    w.confirm.push_back(name.clone());
+                }
+            }
+            w.expired = expired;
+            w.cycle_done = false;
         }
         out
     }
@@ -516,10 +521,33 @@ impl Mirror {
     }
 }
 
+/// The held rows past their expiry at `now` among `profiles`, by profile and key (those a lookup can find:
+/// named, and in text that was valid).
+fn expired_held(
+    profiles: &[(&Option<String>, &Vec<Row>)],
+    now: DateTime<Utc>,
+) -> BTreeSet<RowName> {
+    let mut out = BTreeSet::new();
+    for (group, list) in profiles {
+        let Some(g) = group.as_ref().filter(|g| !g.contains('\u{fffd}')) else {
+            continue;
+        };
+        for r in *list {
+            if r.owner.is_some()
+                && r.expires_at.is_some_and(|e| e <= now)
+                && let Some(k) = r.key.as_deref().filter(|k| !k.contains('\u{fffd}'))
+            {
+                out.insert((g.clone(), k.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// The one copy of a key (a table has few distinct keys, symbols, across many profiles).
-fn intern(keys: &mut HashSet<Arc<str>>, key: Option<String>) -> Option<Arc<str>> {
+fn intern(keys: &mut HashSet<Arc<str>>, key: Option<&str>) -> Option<Arc<str>> {
     let key = key?;
-    if let Some(k) = keys.get(key.as_str()) {
+    if let Some(k) = keys.get(key) {
         return Some(Arc::clone(k));
     }
     let k: Arc<str> = Arc::from(key);
@@ -563,6 +591,10 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn refs(rows: &[LeaseRow]) -> impl ExactSizeIterator<Item = RowRef<'_>> {
+        rows.iter().map(RowRef::from)
+    }
+
     fn at(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + s, 0)
             .single()
@@ -600,17 +632,17 @@ mod tests {
         let mut m = Mirror::default();
         assert_eq!(m.next(), Next::All);
         m.apply(
-            vec![
+            refs(&[
                 row("a", "S1", Some("w1"), 30),
                 row("a", "S0", Some("w2"), 20),
                 row("b", "S0", None, 5),
-            ],
+            ]),
             read(3, 100, true),
         );
         assert_eq!(m.len(), 3);
         assert!(matches!(m.next(), Next::Since(ref mark, (0, 2)) if mark.xmax == 100));
         m.apply(
-            vec![row("a", "S0", Some("w3"), 40), row("c", "S0", None, 5)],
+            refs(&[row("a", "S0", Some("w3"), 40), row("c", "S0", None, 5)]),
             read(4, 107, false),
         );
         assert_eq!(m.len(), 4);
@@ -634,10 +666,10 @@ mod tests {
     fn a_count_below_the_mirror_asks_for_every_name_and_drops_the_deleted_rows() {
         let mut m = Mirror::default();
         m.apply(
-            vec![row("a", "S0", Some("w"), 30), row("b", "S0", Some("w"), 30)],
+            refs(&[row("a", "S0", Some("w"), 30), row("b", "S0", Some("w"), 30)]),
             read(2, 1, true),
         );
-        m.apply(vec![], read(1, 2, false));
+        m.apply(refs(&[]), read(1, 2, false));
         assert!(m.needs_keys());
         m.retain(&[(Some("b".into()), Some("S0".into()))]);
         assert!(!m.needs_keys());
@@ -650,8 +682,8 @@ mod tests {
     #[test]
     fn a_count_above_the_mirror_rereads_every_row() {
         let mut m = Mirror::default();
-        m.apply(vec![row("a", "S0", Some("w"), 30)], read(1, 1, true));
-        m.apply(vec![], read(2, 2, false));
+        m.apply(refs(&[row("a", "S0", Some("w"), 30)]), read(1, 1, true));
+        m.apply(refs(&[]), read(2, 2, false));
         assert_eq!(m.next(), Next::All);
     }
 
@@ -661,14 +693,14 @@ mod tests {
         let mut contended = row("hot", "S0", Some("w"), 100);
         contended.last_contended_at = Some(at(1));
         m.apply(
-            vec![
+            refs(&[
                 contended,
                 row("hot", "S1", Some("w"), 100),
                 row("dead", "S0", Some("gone"), 5),
                 row("released", "S0", None, 5),
                 row("calm", "S0", Some("w"), 30),
                 row("focus", "S0", Some("w"), 30),
-            ],
+            ]),
             read(6, 1, true),
         );
         let rows = m.rows_that_matter(at(10), chrono::Duration::seconds(30), &["focus".into()]);
@@ -713,11 +745,11 @@ mod tests {
 
     /// A mirror of `rows` (its table 120 pages, read whole at mark 100 and its changes at 101), read by
     /// windows of `pages` from now on.
-    fn windowed(rows: Vec<LeaseRow>, pages: u64) -> Mirror {
+    fn windowed(rows: &[LeaseRow], pages: u64) -> Mirror {
         let mut m = Mirror::default();
         let n = rows.len() as i64;
-        m.apply(rows, read(n, 100, true));
-        m.apply(vec![], read(n, 101, false));
+        m.apply(refs(rows), read(n, 100, true));
+        m.apply(refs(&[]), read(n, 101, false));
         m.start_window(pages);
         m
     }
@@ -740,11 +772,11 @@ mod tests {
 
     #[test]
     fn a_window_asks_each_page_for_the_rows_written_since_that_page_was_last_read() {
-        let mut m = windowed(vec![row("a", "S0", Some("w"), 100)], 40);
+        let mut m = windowed(&[row("a", "S0", Some("w"), 100)], 40);
         // The whole table was read as of 101; the pages added since (120 on) come whole.
         assert_eq!(window(&m), (mark(101), 120, (0, 40), vec![]));
         // That read took its budget, with the 10 pages the table grew by: the window grows to 45 pages.
-        m.apply_window(vec![], window_read(110, 130), at(1), (10 * MS, 10 * MS));
+        m.apply_window(refs(&[]), window_read(110, 130), at(1), (10 * MS, 10 * MS));
         let (since, tail, sweep, _) = window(&m);
         assert_eq!((tail, sweep), (130, (40, 85)));
         assert_eq!(
@@ -752,15 +784,15 @@ mod tests {
             mark(101),
             "pages 40-85 were last read by the whole scan"
         );
-        m.apply_window(vec![], window_read(120, 130), at(2), (10 * MS, 10 * MS));
+        m.apply_window(refs(&[]), window_read(120, 130), at(2), (10 * MS, 10 * MS));
         // Pages 120-130 were read as new pages at 110, the rest of this window by the whole scan.
         let (since, _, sweep, _) = window(&m);
         assert_eq!((since, sweep), (mark(101), (85, 130)));
-        m.apply_window(vec![], window_read(130, 130), at(3), (10 * MS, 10 * MS));
+        m.apply_window(refs(&[]), window_read(130, 130), at(3), (10 * MS, 10 * MS));
         // The sweep went round: pages 0-40 were read by it at 110, 40-85 at 120.
         let (since, _, sweep, _) = window(&m);
         assert_eq!((since, sweep), (mark(110), (0, 45)));
-        m.apply_window(vec![], window_read(140, 130), at(4), (10 * MS, 10 * MS));
+        m.apply_window(refs(&[]), window_read(140, 130), at(4), (10 * MS, 10 * MS));
         let (since, _, sweep, _) = window(&m);
         assert_eq!((since, sweep), (mark(120), (45, 90)));
         assert_eq!(m.sweep_seconds(), Some(3.0), "3 polls a second apart");
@@ -768,12 +800,12 @@ mod tests {
 
     #[test]
     fn a_window_is_sized_to_the_budget_and_the_table_is_scanned_whole_when_it_fits_twice() {
-        let mut m = windowed(vec![], 40);
+        let mut m = windowed(&[], 40);
         // Twice the budget: half the pages would fit; the window moves half way there.
-        m.apply_window(vec![], window_read(110, 120), at(1), (20 * MS, 10 * MS));
+        m.apply_window(refs(&[]), window_read(110, 120), at(1), (20 * MS, 10 * MS));
         assert_eq!(window(&m).2, (40, 70));
         // Fast: the whole table fits more than twice over.
-        m.apply_window(vec![], window_read(111, 120), at(2), (MS, 100 * MS));
+        m.apply_window(refs(&[]), window_read(111, 120), at(2), (MS, 100 * MS));
         assert_eq!(m.next(), Next::All);
         assert!(!m.windowed());
     }
@@ -781,7 +813,7 @@ mod tests {
     #[test]
     fn a_held_row_past_its_expiry_is_looked_up_when_it_first_looks_so_and_each_cycle_after() {
         let mut m = windowed(
-            vec![
+            &[
                 row("dead", "S0", Some("gone"), 5),
                 row("kept", "S0", Some("gone"), 5),
                 row("calm", "S0", Some("w"), 100),
@@ -789,7 +821,10 @@ mod tests {
             ],
             60,
         );
-        m.apply_window(vec![], window_read(102, 120), at(10), (MS, MS));
+        // Each poll: the read, then the walk for the rows that matter, which finds them.
+        let ttl = chrono::Duration::seconds(30);
+        m.apply_window(refs(&[]), window_read(102, 120), at(10), (MS, MS));
+        m.rows_that_matter(at(10), ttl, &[]);
         let names = |v: Vec<RowName>| -> Vec<String> { v.into_iter().map(|(g, _)| g).collect() };
         assert_eq!(
             names(window(&m).3),
@@ -798,32 +833,34 @@ mod tests {
         );
         // The lookup finds one of the two: the other is gone.
         m.apply_window(
-            vec![row("kept", "S0", Some("gone"), 5)],
+            refs(&[row("kept", "S0", Some("gone"), 5)]),
             window_read(103, 120),
             at(11),
             (MS, MS),
         );
+        m.rows_that_matter(at(11), ttl, &[]);
         assert_eq!(m.len(), 3);
         let s = m.summaries().expect("changed");
         assert!(s.iter().all(|p| p.group.as_deref() != Some("dead")));
         // The cycle ended (120 pages in two windows of 60): the one still past its expiry is looked up again.
         assert_eq!(names(window(&m).3), ["kept"]);
         m.apply_window(
-            vec![row("kept", "S0", Some("gone"), 5)],
+            refs(&[row("kept", "S0", Some("gone"), 5)]),
             window_read(104, 120),
             at(12),
             (MS, MS),
         );
+        m.rows_that_matter(at(12), ttl, &[]);
         assert!(window(&m).3.is_empty(), "not again within the cycle");
     }
 
     #[test]
     fn every_few_cycles_a_windowed_mirror_reads_every_name_to_drop_deleted_rows() {
-        let mut m = windowed(vec![], 200);
+        let mut m = windowed(&[], 200);
         for i in 0..KEYS_CYCLES {
             assert!(!m.needs_keys(), "cycle {i}");
             // One window covers the 150 pages: a cycle a read (and the budget keeps it at 200).
-            m.apply_window(vec![], window_read(102 + i, 150), at(i.into()), (MS, MS));
+            m.apply_window(refs(&[]), window_read(102 + i, 150), at(i.into()), (MS, MS));
         }
         assert!(m.needs_keys());
         m.retain_later();
@@ -837,8 +874,8 @@ mod tests {
             pages: 2 * MIN_WINDOW,
             ..read(0, 100, all)
         };
-        m.apply(vec![], small(true));
-        m.apply(vec![], small(false));
+        m.apply(refs(&[]), small(true));
+        m.apply(refs(&[]), small(false));
         m.start_window(1);
         assert!(!m.windowed());
         assert!(matches!(m.next(), Next::Since(..)));

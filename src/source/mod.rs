@@ -10,6 +10,7 @@ pub mod lease;
 pub mod locks;
 pub mod mirror;
 pub mod monitor;
+pub mod packed;
 pub mod poller;
 pub mod read;
 pub mod service;

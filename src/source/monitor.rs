@@ -17,6 +17,7 @@ use super::lease::{
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
 use super::mirror::{Mirror, Next};
+use super::packed::PackedRows;
 use super::read::{self, Batch, Read};
 use super::text;
 use super::unread::{row_lookup, table_locked_text, unread_text};
@@ -493,20 +494,27 @@ impl Monitor {
     /// incremental read goes into the mirror, and the snapshot takes from it the rows that matter and, when
     /// due, fresh aggregates.
     fn lease_read(&mut self, mut rows: LeaseRows, fresh_aggregates: bool) -> LeaseRead {
-        self.lease_rows_read += rows.rows.len() as u64;
+        self.lease_rows_read += (rows.rows.len() + rows.packed.len()) as u64;
         if let (Some(delta), Some(mirror), LeaseDetail::Summary { ttl, focus }) =
             (rows.delta.take(), self.mirror.as_mut(), &self.detail)
         {
+            // The mirror's reads give their rows packed; a table without the columns for reading changes
+            // gives them whole.
+            let packed = if rows.packed.is_empty() {
+                PackedRows::of(&rows.rows)
+            } else {
+                rows.packed
+            };
             if delta.window {
                 mirror.apply_window(
-                    rows.rows,
+                    packed.iter(),
                     delta,
                     rows.server_now,
                     (self.lease_took, self.scan_budget),
                 );
             } else {
                 let (all, pages) = (delta.all, delta.pages);
-                mirror.apply(rows.rows, delta);
+                mirror.apply(packed.iter(), delta);
                 if !all && self.windowable && self.lease_took > self.scan_budget {
                     let fits = pages as f64 * self.scan_budget.as_secs_f64()
                         / self.lease_took.as_secs_f64();
