@@ -300,14 +300,25 @@ async fn a_lease_that_never_expires_or_always_has_is_shown_not_a_crash() {
     )
     .await;
     let config = Config::parse("").expect("config");
-    for detail in [
-        LeaseDetail::Full,
-        LeaseDetail::Summary {
-            ttl: Duration::from_secs(30),
-            focus: Vec::new(),
-        },
+    let summary = LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    };
+    // Every row read whole, the mirror's read of every row, and the server's aggregates (no mirror).
+    for (detail, mirrored) in [
+        (LeaseDetail::Full, false),
+        (summary.clone(), true),
+        (summary, false),
     ] {
-        let snapshot = poll(&url, &config.lease, &detail).await;
+        let mut m = common::monitor(
+            &url,
+            &config.lease,
+            SessionLimits::for_interval(Duration::from_secs(10)),
+        )
+        .await;
+        m.set_detail(detail.clone());
+        m.set_incremental(mirrored);
+        let snapshot = m.poll().await.expect("a poll");
         let expiry = |p: &str| {
             snapshot
                 .leases

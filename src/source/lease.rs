@@ -13,7 +13,7 @@ use sqlx::{Row, postgres::PgRow};
 
 use super::connect::SessionLimits;
 use super::error::SourceError;
-use super::packed::PackedRows;
+use super::packed::{PackedRows, Time};
 use super::read::{Read, Statement};
 use super::simple::{self, Param};
 use super::text::{Lossy, text};
@@ -738,20 +738,20 @@ impl Read for SummaryRead<'_> {
                     held: r.n_held.unwrap_or(0),
                     sample_key: text(r.key),
                     sample_owner: text(r.owner),
-                    sample_acquired_at: r.acquired_at,
-                    next_expiry: r.expires_at,
+                    sample_acquired_at: r.acquired_at.map(|t| t.0),
+                    next_expiry: r.expires_at.map(|t| t.0),
                     failure_total: r.contention_count,
-                    latest_contended_since: r.contended_since,
+                    latest_contended_since: r.contended_since.map(|t| t.0),
                 }),
                 _ => leases.push(LeaseRow {
                     group: text(r.group),
                     key: text(r.key),
                     owner: text(r.owner),
-                    expires_at: r.expires_at,
-                    acquired_at: r.acquired_at,
+                    expires_at: r.expires_at.map(|t| t.0),
+                    acquired_at: r.acquired_at.map(|t| t.0),
                     contention_count: r.contention_count,
-                    contended_since: r.contended_since,
-                    last_contended_at: r.last_contended_at,
+                    contended_since: r.contended_since.map(|t| t.0),
+                    last_contended_at: r.last_contended_at.map(|t| t.0),
                 }),
             }
         }
@@ -886,11 +886,11 @@ struct SummaryRow {
     group: Option<Lossy>,
     key: Option<Lossy>,
     owner: Option<Lossy>,
-    expires_at: Option<DateTime<Utc>>,
-    acquired_at: Option<DateTime<Utc>>,
+    expires_at: Option<Time>,
+    acquired_at: Option<Time>,
     contention_count: Option<i64>,
-    contended_since: Option<DateTime<Utc>>,
-    last_contended_at: Option<DateTime<Utc>>,
+    contended_since: Option<Time>,
+    last_contended_at: Option<Time>,
     n_rows: Option<i64>,
     n_held: Option<i64>,
 }

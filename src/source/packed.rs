@@ -253,8 +253,8 @@ fn times(
         return Ok(Vec::new());
     }
     if value.format() == PgValueFormat::Text {
-        let decoded: Vec<Option<DateTime<Utc>>> = row.try_get(column)?;
-        return Ok(decoded);
+        let decoded: Vec<Option<Time>> = row.try_get(column)?;
+        return Ok(decoded.into_iter().map(|t| t.map(|t| t.0)).collect());
     }
     let bytes = value.as_bytes().map_err(|e| undecodable(column, e))?;
     let elements = elements(bytes).map_err(|e| undecodable(column, e))?;
@@ -287,6 +287,45 @@ fn time(micros: i64) -> DateTime<Utc> {
             } else {
                 DateTime::<Utc>::MIN_UTC
             }),
+    }
+}
+
+/// A `timestamptz` decoded as [`time`] does (`infinity` the latest time there is), for the reads that decode
+/// rows with sqlx (its own decoding panics on `infinity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time(pub DateTime<Utc>);
+
+impl sqlx::Type<sqlx::Postgres> for Time {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <DateTime<Utc> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <DateTime<Utc> as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for Time {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        <DateTime<Utc> as sqlx::postgres::PgHasArrayType>::array_type_info()
+    }
+
+    fn array_compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <DateTime<Utc> as sqlx::postgres::PgHasArrayType>::array_compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Time {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        if value.format() == PgValueFormat::Binary {
+            let bytes: [u8; 8] = value.as_bytes()?.try_into()?;
+            return Ok(Self(time(i64::from_be_bytes(bytes))));
+        }
+        Ok(Self(match value.as_str()? {
+            "infinity" => DateTime::<Utc>::MAX_UTC,
+            "-infinity" => DateTime::<Utc>::MIN_UTC,
+            _ => <DateTime<Utc> as sqlx::Decode<sqlx::Postgres>>::decode(value)?,
+        }))
     }
 }
 
