@@ -1231,3 +1231,51 @@ async fn a_table_too_slow_to_scan_each_poll_is_read_by_windows_and_stays_in_step
     assert_eq!(summary_owner(&s, "q2").as_deref(), Some("renewed"));
     m.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_of_every_row_comes_a_chunk_a_message_and_an_empty_table_is_one_row() {
+    use locktop::source::lease::ChangesRead;
+    use locktop::source::read::Read as _;
+    let url = database("chunks").await;
+    let mut admin = connect(&url).await;
+    exec(
+        &mut admin,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         SELECT 'c' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 25000) g",
+    )
+    .await;
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("monitor");
+    let table = m.lease_table().clone();
+    let read = ChangesRead {
+        table: &table,
+        since: None,
+        sweep: (0, 0),
+    };
+    let statement = read.statement();
+    // 25,000 rows in messages of 10,000: no message (nor the connection's buffer) holds the whole table.
+    let rows =
+        locktop::source::simple::fetch(m.connection(), None, &statement.sql, &statement.params)
+            .await
+            .expect("read");
+    assert_eq!(rows.len(), 3);
+    let read_back = read.decode(&rows).expect("decodes");
+    assert_eq!(read_back.packed.len(), 25_000);
+    assert_eq!(read_back.delta.as_ref().map(|d| d.total), Some(25_000));
+    let mut names: Vec<&str> = read_back.packed.iter().filter_map(|r| r.group).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 25_000, "every row once");
+    // An empty table: one row, with the clock and the mark, and no rows.
+    exec(&mut admin, "TRUNCATE entry_locks").await;
+    let rows =
+        locktop::source::simple::fetch(m.connection(), None, &statement.sql, &statement.params)
+            .await
+            .expect("read");
+    assert_eq!(rows.len(), 1);
+    let read_back = read.decode(&rows).expect("decodes");
+    assert!(read_back.packed.is_empty());
+    assert_eq!(read_back.delta.as_ref().map(|d| d.total), Some(0));
+    m.close().await;
+}

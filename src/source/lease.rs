@@ -510,13 +510,17 @@ impl Read for ChangesRead<'_> {
     }
 }
 
-/// The one row of an incremental read: its lease rows, and the snapshot (`mark`) they were read in.
+/// The rows of an incremental read (one, or for a read of every row one per chunk of the table, each with the
+/// same clock, mark and counts): its lease rows, and the snapshot (`mark`) they were read in.
 fn marked_rows(rows: &[PgRow], has: Optional) -> Result<(&PgRow, LeaseRows, XidMark), SourceError> {
     let row = rows
         .first()
         .ok_or_else(|| SourceError::Query("the lease read returned no row".into()))?;
     let server_now: DateTime<Utc> = row.try_get("server_now").map_err(|e| undecodable(&e))?;
-    let packed = PackedRows::decode(row, has).map_err(|e| undecodable(&e))?;
+    let mut packed = PackedRows::default();
+    for r in rows {
+        packed.append(r, has).map_err(|e| undecodable(&e))?;
+    }
     let read = LeaseRows {
         server_now,
         packed,
@@ -660,13 +664,38 @@ fn changes_sql(table: &str, oid: u32, exprs: &[(&'static str, String)], since: b
             )
         })
         .collect();
+    let head = format!(
+        "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, \
+                (pg_relation_size({oid}::oid) / current_setting('block_size')::int8) AS pages"
+    );
+    if since {
+        return format!(
+            "{head}, count(*) AS total, {} \
+             FROM (SELECT t.*, {changed} AS locktop_changed FROM {table} AS t OFFSET 0) AS t",
+            arrays.join(", ")
+        );
+    }
+    // Every row: a row of arrays per chunk of the table, so that no message (and no receive buffer, which
+    // the connection keeps at its largest) holds the whole table; an empty table is one row of no arrays.
+    let columns: Vec<String> = exprs
+        .iter()
+        .map(|(key, _)| format!("c.{}", quote_ident(key)))
+        .collect();
     format!(
-        "SELECT now() AS server_now, pg_current_snapshot()::text AS mark, count(*) AS total, \
-                (pg_relation_size({oid}::oid) / current_setting('block_size')::int8) AS pages, {} \
-         FROM (SELECT t.*, {changed} AS locktop_changed FROM {table} AS t OFFSET 0) AS t",
+        "{head}, coalesce(c.locktop_total, 0) AS total, {} \
+         FROM (SELECT 1) AS one LEFT JOIN \
+              (SELECT sum(count(*)) OVER ()::int8 AS locktop_total, {} \
+                 FROM (SELECT t.*, {changed} AS locktop_changed, \
+                              (row_number() OVER ()) / {CHUNK_ROWS} AS locktop_chunk \
+                         FROM {table} AS t) AS t \
+                GROUP BY t.locktop_chunk) AS c ON true",
+        columns.join(", "),
         arrays.join(", ")
     )
 }
+
+/// Rows in each message of a read of every row: about 1 MB at 80 bytes a row.
+const CHUNK_ROWS: u32 = 10_000;
 
 /// The windowed read's statement: three scans in one (see [`WindowRead`]). The sweep's pages are `[$1, $2)`,
 /// of which only the rows written since a mark come back (`$6` and `{running}`, as in [`changes_sql`]); the

@@ -135,21 +135,26 @@ impl PackedRows {
     /// A null `group` array is no rows.
     pub fn decode(row: &PgRow, has: Optional) -> Result<Self, sqlx::Error> {
         let mut packed = Self::default();
-        let Some(groups) = texts(row, "group", &mut packed.text)? else {
-            return Ok(packed);
+        packed.append(row, has)?;
+        Ok(packed)
+    }
+
+    /// Adds the lease rows of one more row of arrays (a read of every row comes in several, so that no
+    /// message, and no buffer of the connection's, holds the whole table).
+    pub fn append(&mut self, row: &PgRow, has: Optional) -> Result<(), sqlx::Error> {
+        let Some(groups) = texts(row, "group", &mut self.text)? else {
+            return Ok(());
         };
-        let keys = texts(row, "key", &mut packed.text)?.unwrap_or_default();
-        let owners = texts(row, "owner", &mut packed.text)?.unwrap_or_default();
+        let keys = texts(row, "key", &mut self.text)?.unwrap_or_default();
+        let owners = texts(row, "owner", &mut self.text)?.unwrap_or_default();
         let expires = times(row, "expires_at", true)?;
         let acquired = times(row, "acquired_at", has.acquired_at)?;
         let since = times(row, "contended_since", has.contended_since)?;
         let last = times(row, "last_contended_at", has.last_contended_at)?;
         let counts = counts(row, "contention_count", has.contention_count)?;
         let at = |v: &[Option<DateTime<Utc>>], i: usize| v.get(i).copied().flatten();
-        packed.rows = groups
-            .iter()
-            .enumerate()
-            .map(|(i, group)| Packed {
+        self.rows
+            .extend(groups.iter().enumerate().map(|(i, group)| Packed {
                 group: *group,
                 key: keys.get(i).copied().flatten(),
                 owner: owners.get(i).copied().flatten(),
@@ -158,9 +163,8 @@ impl PackedRows {
                 contention_count: counts.get(i).copied().flatten(),
                 contended_since: at(&since, i),
                 last_contended_at: at(&last, i),
-            })
-            .collect();
-        Ok(packed)
+            }));
+        Ok(())
     }
 }
 
