@@ -1279,3 +1279,74 @@ async fn the_read_of_every_row_comes_a_chunk_a_message_and_an_empty_table_is_one
     assert_eq!(read_back.delta.as_ref().map(|d| d.total), Some(0));
     m.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sweep_finds_the_rest()
+{
+    let url = database("sweep_apart").await;
+    let mut admin = connect(&url).await;
+    // Half-full pages: an update stays on its page (a page the tail does not read), where only the sweep
+    // finds it.
+    exec(
+        &mut admin,
+        "ALTER TABLE entry_locks SET (fillfactor = 50); \
+         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         SELECT 'q' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 20000) g",
+    )
+    .await;
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
+        .fetch_one(&mut admin)
+        .await
+        .expect("version");
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("monitor");
+    m.set_scan_budget(Duration::ZERO);
+    m.sweep_between_polls();
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_millis(3),
+        focus: vec![],
+    });
+    m.poll().await.expect("first poll");
+    m.poll().await.expect("poll");
+    if version < 140_000 {
+        assert!(!m.windowed(), "no windows without TID range scans");
+        m.sweep().await.expect("no sweep to read");
+        m.close().await;
+        return;
+    }
+    assert!(m.windowed(), "read by windows");
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'moved' \
+          WHERE profile_id IN (SELECT 'q' || g FROM generate_series(1, 300) g)",
+    )
+    .await;
+    let (mut most_in_a_poll, mut swept) = (0, 0);
+    let started = std::time::Instant::now();
+    loop {
+        let before = m.lease_rows_read();
+        let s = m.poll().await.expect("poll");
+        most_in_a_poll = most_in_a_poll.max(m.lease_rows_read() - before);
+        if ["q1", "q150", "q300"]
+            .iter()
+            .all(|p| summary_owner(&s, p).as_deref() == Some("moved"))
+        {
+            break;
+        }
+        let before = m.lease_rows_read();
+        m.sweep().await.expect("sweep");
+        swept += m.lease_rows_read() - before;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sweep finds the rows updated on their pages"
+        );
+    }
+    // (An update that found no room on its page went to a new one, which the poll reads.)
+    assert!(
+        most_in_a_poll < 30,
+        "a poll reads the new pages and the lookups, not the sweep: {most_in_a_poll} rows"
+    );
+    assert!(swept >= 270, "the sweep read the updated rows: {swept}");
+    m.close().await;
+}

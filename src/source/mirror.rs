@@ -48,6 +48,9 @@ pub const KEYS_CYCLES: u32 = 10;
 /// The fewest pages a window sweeps, however slow the server.
 pub const MIN_WINDOW: u64 = 8;
 
+/// A tail beyond any table (PostgreSQL's largest block number): a read of the sweep alone.
+pub const NO_TAIL: u64 = 0xFFFF_FFFE;
+
 /// One lease row of the mirror (its profile is the map's key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
@@ -134,7 +137,11 @@ impl Window {
         let first = self.mark_at(from);
         first
             .into_iter()
-            .chain(self.read_at.range(from + 1..to).map(|(_, m)| m.clone()))
+            .chain(
+                self.read_at
+                    .range(from + 1..to.max(from + 1))
+                    .map(|(_, m)| m.clone()),
+            )
             .min_by(XidMark::age_order)
             .unwrap_or_default()
     }
@@ -172,6 +179,8 @@ pub struct Mirror {
     drop_deleted: bool,
     /// The mirror lost step: the next poll reads every row.
     reread: bool,
+    /// A windowed table's sweep is read apart from the polls.
+    sweep_apart: bool,
     /// Rows applied since the summaries were last taken.
     changed_since_summaries: bool,
     /// Read by windows: the table is too large to scan every poll.
@@ -182,10 +191,16 @@ impl Mirror {
     /// What the next read asks for.
     pub fn next(&self) -> Next {
         if let Some(w) = self.window.as_ref().filter(|_| !self.reread) {
+            // With the sweep read apart (after the poll), the poll's read is the new pages and the lookups.
+            let sweep = if self.sweep_apart {
+                (w.at, w.at)
+            } else {
+                (w.at, w.at + w.pages)
+            };
             return Next::Window {
-                since: w.oldest(w.at, w.at + w.pages),
+                since: w.oldest(sweep.0, sweep.1),
                 tail: w.tail,
-                sweep: (w.at, w.at + w.pages),
+                sweep,
                 confirm: w.confirm.iter().take(CONFIRM_MAX).cloned().collect(),
             };
         }
@@ -196,6 +211,28 @@ impl Mirror {
             }
             _ => Next::All,
         }
+    }
+
+    /// The read of the sweep's next window on its own, when it is read apart from the polls (see
+    /// [`Mirror::set_sweep_apart`]): `None` when the table is not read by windows.
+    pub fn next_sweep(&self) -> Option<Next> {
+        let w = self
+            .window
+            .as_ref()
+            .filter(|_| self.sweep_apart && !self.reread)?;
+        Some(Next::Window {
+            since: w.oldest(w.at, w.at + w.pages),
+            tail: NO_TAIL,
+            sweep: (w.at, w.at + w.pages),
+            confirm: Vec::new(),
+        })
+    }
+
+    /// Reads the sweep's windows apart from the polls ([`Mirror::next_sweep`], [`Mirror::apply_sweep`]), in
+    /// the time between them: a poll then reads only the pages added since the last one and the lookups, so
+    /// that the sweep's share of the table (sized to the budget) does not lengthen every poll.
+    pub fn set_sweep_apart(&mut self, apart: bool) {
+        self.sweep_apart = apart;
     }
 
     /// Whether the next poll must also read every row's name, to drop deleted rows.
@@ -348,15 +385,8 @@ impl Mirror {
         for (name, _) in asked.iter().zip(found).filter(|(_, f)| !f) {
             self.remove(name);
         }
-        // What this read scanned: the sweep's window and the pages added since the last read. Both are read
-        // as of this read's mark now.
-        let swept = w.pages;
-        let scanned = swept + pages.saturating_sub(w.tail);
-        w.mark_read(w.at, w.at + swept, &mark);
+        // The pages added since the last read are read as of this read's mark now.
         w.mark_read(w.tail, u64::MAX, &mark);
-        let per_ms = scanned as f64 / took.as_secs_f64().max(1e-4) / 1000.0;
-        let fits = (per_ms * budget.as_secs_f64() * 1000.0) as u64;
-        w.pages = u64::midpoint(w.pages, fits).max(MIN_WINDOW);
         if let Some(last) = w.last_read {
             let secs = (now - last).as_seconds_f64().max(0.0);
             w.between = if w.between == 0.0 {
@@ -366,22 +396,63 @@ impl Mirror {
             };
         }
         w.last_read = Some(now);
+        let added = pages.saturating_sub(w.tail);
         w.tail = pages;
+        self.pages = pages;
+        if self.sweep_apart {
+            self.window = Some(w);
+        } else {
+            // The sweep's window was read too.
+            let swept = w.pages;
+            self.swept(w, (swept, swept + added), &mark, (took, budget));
+        }
+    }
+
+    /// Applies the read of a sweep's window apart from a poll ([`Mirror::next_sweep`]).
+    pub fn apply_sweep<'a>(
+        &mut self,
+        rows: impl ExactSizeIterator<Item = RowRef<'a>>,
+        Delta { mark, .. }: Delta,
+        timing: (std::time::Duration, std::time::Duration),
+    ) {
+        let Some(w) = self.window.take() else {
+            return;
+        };
+        self.changed_since_summaries |= rows.len() > 0;
+        for row in rows {
+            self.put(row);
+        }
+        let swept = w.pages;
+        self.swept(w, (swept, swept), &mark, timing);
+    }
+
+    /// Moves the sweep past the window a read took (`swept` of its `scanned` pages), as of that read's mark:
+    /// the window sized to what fits the budget at the speed it was read, the end of a cycle noted, and back
+    /// to whole scans when the whole table fits twice over.
+    fn swept(
+        &mut self,
+        mut w: Window,
+        (swept, scanned): (u64, u64),
+        mark: &XidMark,
+        (took, budget): (std::time::Duration, std::time::Duration),
+    ) {
+        w.mark_read(w.at, w.at + swept, mark);
+        let per_ms = scanned as f64 / took.as_secs_f64().max(1e-4) / 1000.0;
+        let fits = (per_ms * budget.as_secs_f64() * 1000.0) as u64;
+        w.pages = u64::midpoint(w.pages, fits).max(MIN_WINDOW);
         w.at += swept;
-        let cycle_done = w.at >= pages;
-        if cycle_done {
+        if w.at >= self.pages {
             w.at = 0;
             w.cycles += 1;
             if w.cycles.is_multiple_of(KEYS_CYCLES) {
                 self.drop_deleted = true;
             }
+            // Held rows past their expiry are found by the next walk for the rows that matter.
+            w.cycle_done = true;
         }
-        // Held rows past their expiry are found by the walk for the rows that matter, which follows.
-        w.cycle_done = cycle_done;
-        self.pages = pages;
-        if w.pages >= pages.saturating_mul(2) {
+        if w.pages >= self.pages.saturating_mul(2) {
             tracing::info!(
-                table_pages = pages,
+                table_pages = self.pages,
                 "the lease table fits the budget again; scanning it whole"
             );
             self.reread = true;
@@ -768,6 +839,61 @@ mod tests {
             } => (since, tail, sweep, confirm),
             other => panic!("not a window: {other:?}"),
         }
+    }
+
+    #[test]
+    fn with_the_sweep_apart_a_poll_reads_the_new_pages_and_the_sweep_moves_on_its_own_reads() {
+        let mut m = windowed(&[row("a", "S0", Some("w"), 100)], 40);
+        m.set_sweep_apart(true);
+        // The poll's read: the pages added since the last read, and no window of the sweep.
+        let (_, tail, sweep, _) = window(&m);
+        assert_eq!((tail, sweep), (120, (0, 0)));
+        let Some(Next::Window {
+            tail,
+            sweep,
+            confirm,
+            ..
+        }) = m.next_sweep()
+        else {
+            panic!("a sweep to read");
+        };
+        assert_eq!((tail, sweep, confirm), (NO_TAIL, (0, 40), vec![]));
+        // A poll does not move the sweep, nor size its window.
+        m.apply_window(refs(&[]), window_read(102, 130), at(1), (100 * MS, MS));
+        assert_eq!(window(&m).1, 130);
+        assert_eq!(
+            m.next_sweep().map(|n| match n {
+                Next::Window { sweep, .. } => sweep,
+                _ => (0, 0),
+            }),
+            Some((0, 40))
+        );
+        // The sweep's read moves it past its window, sized from the sweep's own time: 40 pages in 20 ms,
+        // with a budget of 10 ms, fit 20; the window moves half way there.
+        m.apply_sweep(
+            refs(&[row("a", "S0", Some("swept"), 100)]),
+            window_read(103, 0),
+            (20 * MS, 10 * MS),
+        );
+        let Some(Next::Window { sweep, since, .. }) = m.next_sweep() else {
+            panic!("a sweep to read");
+        };
+        assert_eq!(sweep, (40, 70));
+        assert_eq!(
+            since,
+            mark(101),
+            "pages 40 on were last read as of the whole table's read"
+        );
+        assert_eq!(
+            m.rows_that_matter(at(1), chrono::Duration::zero(), &["a".into()])[0]
+                .owner
+                .as_deref(),
+            Some("swept")
+        );
+        // Without the sweep apart, one read does both, as before.
+        m.set_sweep_apart(false);
+        assert!(m.next_sweep().is_none());
+        assert_eq!(window(&m).2, (40, 70));
     }
 
     #[test]

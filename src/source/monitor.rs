@@ -101,6 +101,8 @@ pub struct Monitor {
     /// The mirror may read the table by windows: a plain table on PostgreSQL 14 or later (TID range scans),
     /// on a direct connection (where each read's time is known).
     windowable: bool,
+    /// The caller reads the sweep of a windowed table between polls ([`Monitor::sweep`]).
+    sweep_apart: bool,
 }
 
 /// What the lease read of a dashboard poll may cost before the mirror reads the table by windows, and then
@@ -278,6 +280,7 @@ impl Monitor {
             lease_rows_read: 0,
             scan_budget: SCAN_BUDGET,
             lease_took: Duration::ZERO,
+            sweep_apart: false,
         })
     }
 
@@ -432,6 +435,9 @@ impl Monitor {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(mirror) = self.mirror.as_mut() {
+            mirror.set_sweep_apart(self.sweep_apart);
         }
         let next = self.mirror_next();
         let pages = match next {
@@ -869,6 +875,58 @@ impl Monitor {
     /// benchmarks set it; [`SCAN_BUDGET`] otherwise).
     pub fn set_scan_budget(&mut self, budget: Duration) {
         self.scan_budget = budget;
+    }
+
+    /// The caller calls [`Monitor::sweep`] between polls: a table read by windows then has its sweep read
+    /// there, and a poll reads only the pages added since the last one and the rows to look up (the
+    /// dashboard's poller does; a monitor used otherwise reads the sweep with each poll).
+    pub fn sweep_between_polls(&mut self) {
+        self.sweep_apart = true;
+    }
+
+    /// Reads the next window of the sweep of a table read by windows, when the sweep is read between polls;
+    /// its rows go into the mirror for the next poll. A failure leaves the window for the next time; one that
+    /// leaves the connection unusable is returned (the poller reconnects).
+    pub async fn sweep(&mut self) -> Result<(), SourceError> {
+        let Some(Next::Window {
+            since,
+            tail,
+            sweep,
+            confirm,
+        }) = self.mirror.as_ref().and_then(Mirror::next_sweep)
+        else {
+            return Ok(());
+        };
+        let read = WindowRead {
+            table: &self.lease,
+            pages: 0,
+            since: &since,
+            tail,
+            sweep,
+            confirm: &confirm,
+        };
+        let began = Instant::now();
+        let got = tokio::time::timeout(
+            self.limits.client_timeout,
+            read::run(&mut self.conn, None, &read),
+        )
+        .await
+        .map_err(|_| SourceError::Timeout(self.limits.client_timeout))?;
+        let took = began.elapsed();
+        match got {
+            Ok(mut rows) => {
+                if let (Some(delta), Some(mirror)) = (rows.delta.take(), self.mirror.as_mut()) {
+                    self.lease_rows_read += rows.packed.len() as u64;
+                    mirror.apply_sweep(rows.packed.iter(), delta, (took, self.scan_budget));
+                }
+                Ok(())
+            }
+            Err(e) if !e.needs_reconnect() => {
+                tracing::warn!(error = %e, "reading the lease table's sweep failed; it is read again later");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the lease table is read by windows (see [`super::mirror`]).

@@ -1,6 +1,7 @@
 //! The polling task: one poll every interval on the dedicated connection (a poll that overruns makes the next
 //! one late, never two back to back), the latest result published on a watch channel (latest wins), reconnects
-//! with capped exponential backoff and jitter, and the dashboard's focus taken from the command channel.
+//! with capped exponential backoff and jitter, and the dashboard's focus taken from the command channel. A
+//! lease table read by windows has its sweep read after each poll is published, so that it lengthens none.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,11 +135,13 @@ pub async fn run_poller(
         let result = match monitor.as_mut() {
             Some(m) => {
                 m.set_detail(detail);
+                m.sweep_between_polls();
                 m.poll().await
             }
             None => match Monitor::connect(&settings.target, &settings.mapping, limits).await {
                 Ok(mut m) => {
                     m.set_detail(detail);
+                    m.sweep_between_polls();
                     let result = m.poll().await;
                     monitor = Some(m);
                     result
@@ -156,6 +159,15 @@ pub async fn run_poller(
                     f.last_poll_failed = false;
                     f.link = Link::Connected;
                 });
+                // The sweep of a table read by windows, once the poll is out: it costs the next poll nothing.
+                if let Some(m) = monitor.as_mut()
+                    && let Err(e) = m.sweep().await
+                {
+                    tracing::warn!(error = %e, "the lease table's sweep lost the connection");
+                    if let Some(m) = monitor.take() {
+                        m.close().await;
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed");
