@@ -1017,6 +1017,29 @@ async fn poll_until(
     }
 }
 
+/// `server_version_num`: what differs by major version is tested on each.
+async fn server_version(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
+        .fetch_one(conn)
+        .await
+        .expect("version")
+}
+
+/// Runs `before` (SQL), adds `n` lease rows (`q1`, `q2`, … held for an hour) and connects a monitor.
+async fn with_rows(admin: &mut PgConnection, url: &str, before: &str, n: u32) -> Monitor {
+    exec(
+        admin,
+        &format!(
+            "{before} INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+             SELECT 'q' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, {n}) g"
+        ),
+    )
+    .await;
+    monitor(url, &LeaseMapping::default())
+        .await
+        .expect("monitor")
+}
+
 fn owner_of(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
     s.leases
         .iter()
@@ -1028,15 +1051,7 @@ fn owner_of(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
 async fn incremental_polls_read_only_what_changed_and_stay_in_step_with_every_kind_of_write() {
     let url = database("incremental").await;
     let mut admin = connect(&url).await;
-    exec(
-        &mut admin,
-        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
-         SELECT 'q' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 2000) g",
-    )
-    .await;
-    let mut m = monitor(&url, &LeaseMapping::default())
-        .await
-        .expect("monitor");
+    let mut m = with_rows(&mut admin, &url, "", 2_000).await;
     assert!(m.incremental(), "a table is mirrored");
     // A tiny TTL refreshes the summaries at every poll (a third of it), so each poll can be checked whole.
     m.set_detail(locktop::source::LeaseDetail::Summary {
@@ -1140,21 +1155,15 @@ fn summary_owner(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
 async fn a_table_too_slow_to_scan_each_poll_is_read_by_windows_and_stays_in_step() {
     let url = database("windows").await;
     let mut admin = connect(&url).await;
-    exec(
+    let version = server_version(&mut admin).await;
+    let mut m = with_rows(
         &mut admin,
+        &url,
         "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
-         SELECT 'q' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 20000) g; \
-         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
-         VALUES ('dead', 'S', 'gone', now() - interval '1 minute')",
+         VALUES ('dead', 'S', 'gone', now() - interval '1 minute');",
+        20_000,
     )
     .await;
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
-        .fetch_one(&mut admin)
-        .await
-        .expect("version");
-    let mut m = monitor(&url, &LeaseMapping::default())
-        .await
-        .expect("monitor");
     // No scan fits a budget of nothing: after the first read of every row, the next one (of the changes,
     // over the whole table) is too slow, and the table is read by windows of the fewest pages.
     m.set_scan_budget(Duration::ZERO);
@@ -1238,15 +1247,7 @@ async fn the_read_of_every_row_comes_a_chunk_a_message_and_an_empty_table_is_one
     use locktop::source::read::Read as _;
     let url = database("chunks").await;
     let mut admin = connect(&url).await;
-    exec(
-        &mut admin,
-        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
-         SELECT 'c' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 25000) g",
-    )
-    .await;
-    let mut m = monitor(&url, &LeaseMapping::default())
-        .await
-        .expect("monitor");
+    let mut m = with_rows(&mut admin, &url, "", 25_000).await;
     let table = m.lease_table().clone();
     let read = ChangesRead {
         table: &table,
@@ -1285,22 +1286,16 @@ async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sw
 {
     let url = database("sweep_apart").await;
     let mut admin = connect(&url).await;
+    let version = server_version(&mut admin).await;
     // Half-full pages: an update stays on its page (a page the tail does not read), where only the sweep
     // finds it.
-    exec(
+    let mut m = with_rows(
         &mut admin,
-        "ALTER TABLE entry_locks SET (fillfactor = 50); \
-         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
-         SELECT 'q' || g, 'S', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 20000) g",
+        &url,
+        "ALTER TABLE entry_locks SET (fillfactor = 50);",
+        20_000,
     )
     .await;
-    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
-        .fetch_one(&mut admin)
-        .await
-        .expect("version");
-    let mut m = monitor(&url, &LeaseMapping::default())
-        .await
-        .expect("monitor");
     m.set_scan_budget(Duration::ZERO);
     m.sweep_between_polls();
     m.set_detail(locktop::source::LeaseDetail::Summary {

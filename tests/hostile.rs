@@ -65,6 +65,26 @@ async fn database(name: &str, encoding: &str) -> String {
     url
 }
 
+/// The dashboard's judgement of `snapshot`, and the text of it drawn on a 120×40 screen (which must not
+/// panic).
+fn judged_and_drawn(snapshot: locktop::model::Snapshot) -> (locktop::model::Board, String) {
+    let mut app = App::new(
+        "t".into(),
+        Rules::default(),
+        Duration::from_secs(1),
+        Vec::new(),
+    );
+    let now = snapshot.server_now;
+    app.show_at(snapshot, now);
+    let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
+    terminal
+        .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
+        .expect("draw");
+    (app.board.expect("board"), format!("{}", terminal.backend()))
+}
+
 /// One poll of the database at `url` with the lease mapping and detail given.
 /// (A generous interval, so statement timeout, where a test is about surviving sizes, not about speed: the
 /// poll benchmark measures that, and CI machines are sometimes slow.)
@@ -262,15 +282,7 @@ async fn null_in_every_mapped_column_is_shown_not_a_crash() {
         },
     ] {
         let snapshot = poll(&url, &config.lease, &detail).await;
-        let mut app = App::new(
-            "t".into(),
-            Rules::default(),
-            Duration::from_secs(1),
-            Vec::new(),
-        );
-        let now = snapshot.server_now;
-        app.show_at(snapshot, now);
-        let board = app.board.clone().expect("board");
+        let (board, _) = judged_and_drawn(snapshot);
         let names: Vec<&str> = board.profiles.iter().map(|p| p.profile.as_str()).collect();
         for p in ["p1", "p2", "p3", "p4", "p5", "p6", "p7"] {
             assert!(names.contains(&p), "{detail:?}: {p} missing from {names:?}");
@@ -279,13 +291,6 @@ async fn null_in_every_mapped_column_is_shown_not_a_crash() {
             board.profiles.iter().all(|p| p.status != Status::Escalated),
             "{detail:?}: NULLs are not an incident"
         );
-        // And the screen draws it.
-        let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
-        let mut terminal =
-            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
-        terminal
-            .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
-            .expect("draw");
     }
 }
 
@@ -337,15 +342,7 @@ async fn a_lease_that_never_expires_or_always_has_is_shown_not_a_crash() {
             Some(Some(chrono::DateTime::<chrono::Utc>::MIN_UTC)),
             "{detail:?}: a row expired since always is a row that matters"
         );
-        let mut app = App::new(
-            "t".into(),
-            Rules::default(),
-            Duration::from_secs(1),
-            Vec::new(),
-        );
-        let now = snapshot.server_now;
-        app.show_at(snapshot, now);
-        let board = app.board.clone().expect("board");
+        let (board, _) = judged_and_drawn(snapshot);
         let status = |p: &str| {
             board
                 .profiles
@@ -355,12 +352,6 @@ async fn a_lease_that_never_expires_or_always_has_is_shown_not_a_crash() {
         };
         assert_eq!(status("never"), Some(Status::Expired), "{detail:?}");
         assert_ne!(status("forever"), Some(Status::Expired), "{detail:?}");
-        let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
-        let mut terminal =
-            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
-        terminal
-            .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
-            .expect("draw");
     }
 }
 
@@ -387,15 +378,7 @@ async fn a_hundred_thousand_lease_rows_poll_and_draw() {
     )
     .await;
     assert_eq!(snapshot.lease_error, None);
-    let mut app = App::new(
-        "t".into(),
-        Rules::default(),
-        Duration::from_secs(1),
-        Vec::new(),
-    );
-    let now = snapshot.server_now;
-    app.show_at(snapshot, now);
-    let board = app.board.clone().expect("board");
+    let (board, text) = judged_and_drawn(snapshot);
     assert_eq!(board.profiles.len(), 100_000);
     assert_eq!(
         board
@@ -405,13 +388,6 @@ async fn a_hundred_thousand_lease_rows_poll_and_draw() {
             .count(),
         100
     );
-    let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
-    let mut terminal =
-        ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).expect("terminal");
-    terminal
-        .draw(|f| ui::draw(f, &mut app, &theme, Glyphs { unicode: true }))
-        .expect("draw");
-    let text = format!("{}", terminal.backend());
     assert!(text.contains("profiles (100000)"), "{text}");
 }
 

@@ -211,6 +211,22 @@ impl Patch {
     }
 }
 
+/// Calls `$m!` with a [`Patch`]'s fields after the profile, in the order of the mask's bits.
+macro_rules! patch_fields {
+    ($m:ident) => {
+        $m!(
+            rows,
+            held,
+            sample_key,
+            sample_owner,
+            sample_acquired_at,
+            next_expiry,
+            failure_total,
+            latest_contended_since
+        )
+    };
+}
+
 impl Serialize for Patch {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mask = self.mask();
@@ -224,16 +240,7 @@ impl Serialize for Patch {
                 }
             )*};
         }
-        field!(
-            rows,
-            held,
-            sample_key,
-            sample_owner,
-            sample_acquired_at,
-            next_expiry,
-            failure_total,
-            latest_contended_since
-        );
+        patch_fields!(field);
         seq.end()
     }
 }
@@ -266,16 +273,7 @@ impl<'de> Deserialize<'de> for Patch {
                         bit += 1;
                     )*};
                 }
-                field!(
-                    rows,
-                    held,
-                    sample_key,
-                    sample_owner,
-                    sample_acquired_at,
-                    next_expiry,
-                    failure_total,
-                    latest_contended_since
-                );
+                patch_fields!(field);
                 let _ = bit;
                 if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
                     return Err(A::Error::custom(

@@ -249,6 +249,28 @@ fn times(
     column: &str,
     present: bool,
 ) -> Result<Vec<Option<DateTime<Utc>>>, sqlx::Error> {
+    eights::<Time, _>(row, column, present, |b| time(i64::from_be_bytes(b)))
+}
+
+/// An `int8[]` column's elements (none when the table has no such column).
+fn counts(row: &PgRow, column: &str, present: bool) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    eights::<i64, _>(row, column, present, i64::from_be_bytes)
+}
+
+/// The elements of an array of an 8-byte type (none when the table has no such column): from their bytes in
+/// the binary format, through sqlx's decoding of `S` in the text format.
+fn eights<S, T>(
+    row: &PgRow,
+    column: &str,
+    present: bool,
+    from: impl Fn([u8; 8]) -> T,
+) -> Result<Vec<Option<T>>, sqlx::Error>
+where
+    S: for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + sqlx::postgres::PgHasArrayType
+        + Into<T>,
+{
     if !present {
         return Ok(Vec::new());
     }
@@ -257,8 +279,8 @@ fn times(
         return Ok(Vec::new());
     }
     if value.format() == PgValueFormat::Text {
-        let decoded: Vec<Option<Time>> = row.try_get(column)?;
-        return Ok(decoded.into_iter().map(|t| t.map(|t| t.0)).collect());
+        let decoded: Vec<Option<S>> = row.try_get(column)?;
+        return Ok(decoded.into_iter().map(|v| v.map(Into::into)).collect());
     }
     let bytes = value.as_bytes().map_err(|e| undecodable(column, e))?;
     let elements = elements(bytes).map_err(|e| undecodable(column, e))?;
@@ -266,11 +288,9 @@ fn times(
         .into_iter()
         .map(|e| {
             e.map(|b| {
-                let micros = i64::from_be_bytes(
-                    b.try_into()
-                        .map_err(|_| undecodable(column, "a time of other than 8 bytes"))?,
-                );
-                Ok(time(micros))
+                b.try_into()
+                    .map(&from)
+                    .map_err(|_| undecodable(column, "a value of other than 8 bytes"))
             })
             .transpose()
         })
@@ -298,6 +318,12 @@ fn time(micros: i64) -> DateTime<Utc> {
 /// rows with sqlx (its own decoding panics on `infinity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time(pub DateTime<Utc>);
+
+impl From<Time> for DateTime<Utc> {
+    fn from(t: Time) -> Self {
+        t.0
+    }
+}
 
 impl sqlx::Type<sqlx::Postgres> for Time {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
@@ -331,34 +357,6 @@ impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Time {
             _ => <DateTime<Utc> as sqlx::Decode<sqlx::Postgres>>::decode(value)?,
         }))
     }
-}
-
-/// An `int8[]` column's elements (none when the table has no such column).
-fn counts(row: &PgRow, column: &str, present: bool) -> Result<Vec<Option<i64>>, sqlx::Error> {
-    if !present {
-        return Ok(Vec::new());
-    }
-    let value = row.try_get_raw(column)?;
-    if value.is_null() {
-        return Ok(Vec::new());
-    }
-    if value.format() == PgValueFormat::Text {
-        let decoded: Vec<Option<i64>> = row.try_get(column)?;
-        return Ok(decoded);
-    }
-    let bytes = value.as_bytes().map_err(|e| undecodable(column, e))?;
-    let elements = elements(bytes).map_err(|e| undecodable(column, e))?;
-    elements
-        .into_iter()
-        .map(|e| {
-            e.map(|b| {
-                b.try_into()
-                    .map(i64::from_be_bytes)
-                    .map_err(|_| undecodable(column, "a count of other than 8 bytes"))
-            })
-            .transpose()
-        })
-        .collect()
 }
 
 #[cfg(test)]
