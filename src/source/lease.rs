@@ -13,7 +13,7 @@ use sqlx::{Row, postgres::PgRow};
 
 use super::connect::SessionLimits;
 use super::error::SourceError;
-use super::packed::{PackedRows, Time};
+use super::packed::{Optional, PackedRows, Time};
 use super::read::{Read, Statement};
 use super::simple::{self, Param};
 use super::text::{Lossy, text};
@@ -52,14 +52,6 @@ struct Changes {
     /// A plain table's windowed read (see [`WindowRead`]); `None` for a partitioned table, whose row
     /// addresses are per partition.
     window: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Optional {
-    pub acquired_at: bool,
-    pub contention_count: bool,
-    pub contended_since: bool,
-    pub last_contended_at: bool,
 }
 
 impl Optional {

@@ -11,9 +11,17 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{Row as _, ValueRef as _};
 
-use super::lease::Optional;
 use super::text::Lossy;
 use crate::model::LeaseRow;
+
+/// Which of the optional lease columns the table maps (the reads then carry their arrays).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Optional {
+    pub acquired_at: bool,
+    pub contention_count: bool,
+    pub contended_since: bool,
+    pub last_contended_at: bool,
+}
 
 /// A range of [`PackedRows::text`]; `None` for a null.
 type Span = Option<(u32, u32)>;
