@@ -11,7 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEventK
 
 use crate::model::feed::{Control, Feed, Link};
 use crate::model::order::natural_cmp;
-use crate::model::rules::{self, Rules};
+use crate::model::rules::{self, Evaluator, Rules};
 use crate::model::{Board, History, ProfileView, Snapshot};
 
 /// Which pane has the keys.
@@ -207,6 +207,8 @@ pub struct App {
     /// When the shown snapshot arrived (monotonic), for countdowns between polls and for staleness.
     pub received_at: Option<Instant>,
     pub board: Option<Board>,
+    /// Applies the rules, keeping what it can for the next time (the 1 Hz tick's, the next poll's).
+    evaluator: Evaluator,
     /// Indexes into `board.profiles` that pass the filter, in the chosen order.
     pub visible: Vec<usize>,
     pub link: Link,
@@ -272,6 +274,7 @@ impl App {
             snapshot: None,
             received_at: None,
             board: None,
+            evaluator: Evaluator::new(),
             visible: Vec::new(),
             link: Link::Connecting,
             interval,
@@ -417,7 +420,10 @@ impl App {
             return;
         };
         let selected_name = self.selected_profile().map(|p| p.profile.clone());
-        self.board = Some(rules::evaluate(&snapshot, &self.history, &self.rules, now));
+        self.board = Some(
+            self.evaluator
+                .evaluate(&snapshot, &self.history, &self.rules, now),
+        );
         self.refilter();
         if let Some(name) = selected_name {
             // Keep the cursor on the same profile when the order changes.
@@ -432,7 +438,7 @@ impl App {
     }
 
     fn profile(&self, index: usize) -> Option<&ProfileView> {
-        self.board.as_ref()?.profiles.get(index)
+        self.board.as_ref()?.profiles.get(index).map(|p| &**p)
     }
 
     /// What the dashboard asks of its feed: the profile under the cursor in focus, so that its every row is

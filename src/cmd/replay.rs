@@ -160,6 +160,7 @@ fn extend(
 /// Runs the rules over every poll, as they stream in.
 fn tally(rules: &rules::Rules, polls: impl Iterator<Item = Poll>) -> Tally {
     let mut history = History::default();
+    let mut evaluator = rules::Evaluator::new();
     let mut t = Tally::default();
     let mut prev = None;
     for poll in polls {
@@ -173,7 +174,7 @@ fn tally(rules: &rules::Rules, polls: impl Iterator<Item = Poll>) -> Tally {
         t.first = t.first.or(Some(at));
         t.last = Some(at);
         rules::record(&mut history, snapshot, rules);
-        let board = rules::evaluate(snapshot, &history, rules, at);
+        let board = evaluator.evaluate(snapshot, &history, rules, at);
         t.alerted += usize::from(board.escalated());
         t.unvouched += usize::from(!super::snapshot::vouches_for_calm(snapshot, &board));
         let mut contended_now = Vec::new();

@@ -9,9 +9,10 @@
 //! The history also remembers when it first and last *saw* contention on a profile, for lease tables without
 //! bookkeeping columns: then the episode start is what the monitor observed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
+use hashbrown::HashMap;
 
 /// Polls kept by default: ten minutes at the default 1 s interval.
 pub const DEFAULT_CAPACITY: usize = 600;
@@ -87,12 +88,12 @@ pub struct ProfileObservation {
 /// An order-independent fingerprint of a set of owner tokens, so that a holder change is seen whatever order
 /// the rows came in.
 pub fn holders_fingerprint<'a>(owners: impl IntoIterator<Item = &'a str>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    owners.into_iter().fold(0_u64, |acc, owner| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        owner.hash(&mut h);
-        acc ^ h.finish()
-    })
+    use std::hash::BuildHasher;
+    // A fixed seed: fingerprints of one poll are compared with the previous poll's.
+    let hasher = foldhash::fast::FixedState::with_seed(0);
+    owners
+        .into_iter()
+        .fold(0_u64, |acc, owner| acc ^ hasher.hash_one(owner))
 }
 
 impl Default for History {
@@ -195,12 +196,8 @@ impl History {
     ) {
         let seq = self.push_poll(false);
         for (profile, seen) in observations {
-            // A profile seen before (all but the new ones) is found by reference: no name copied per poll.
-            let entry = if self.profiles.contains_key(profile) {
-                self.profiles.get_mut(profile).expect("present")
-            } else {
-                self.profiles.entry(profile.to_owned()).or_default()
-            };
+            // Found by reference, in one lookup: a name is copied only for a profile not seen before.
+            let entry = self.profiles.entry_ref(profile).or_default();
             entry.last_seen_seq = seq;
             let failures = match (seen.failure_count, entry.last_count) {
                 (Some(count), Some((previous, previous_start))) => {

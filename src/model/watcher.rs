@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::feed::{Feed, Link};
 use super::history::History;
-use super::rules::{self, Alert, Board, Rules};
+use super::rules::{self, Alert, Board, Evaluator, Rules};
 use super::snapshot::Snapshot;
 
 /// Whether an alert started or cleared.
@@ -99,6 +99,8 @@ pub struct Watcher {
     polls_seen: u64,
     snapshot: Option<Arc<Snapshot>>,
     board: Option<Board>,
+    /// Applies the rules, keeping the calm profiles' views for the next poll.
+    evaluator: Evaluator,
     stats: PollStats,
     /// The database's deadlock count at the first poll that read it.
     deadlocks_at_start: Option<i64>,
@@ -114,6 +116,7 @@ impl Watcher {
             polls_seen: 0,
             snapshot: None,
             board: None,
+            evaluator: Evaluator::new(),
             stats: PollStats::default(),
             deadlocks_at_start: None,
             active: BTreeMap::new(),
@@ -148,7 +151,9 @@ impl Watcher {
         self.stats.last_poll_ms = Some(snapshot.poll_ms);
         self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
         rules::record(&mut self.history, &snapshot, &self.rules);
-        let board = rules::evaluate(&snapshot, &self.history, &self.rules, snapshot.server_now);
+        let board =
+            self.evaluator
+                .evaluate(&snapshot, &self.history, &self.rules, snapshot.server_now);
         let changes = self.track(&board.alerts, board.now);
         self.board = Some(board);
         self.snapshot = Some(snapshot);

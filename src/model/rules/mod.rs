@@ -15,12 +15,13 @@ mod profile;
 pub mod triggers;
 mod view;
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use hashbrown::{HashMap, HashSet};
 
 use super::history::{History, ProfileObservation, holders_fingerprint};
-use super::snapshot::{LeaseRow, PreparedXact, Session, Snapshot};
+use super::snapshot::{LeaseRow, PreparedXact, ProfileSummary, Session, Snapshot};
 use profile::{Counts, RowWaits, profile_view, row_view, summary_row, wait_view};
 pub use view::{
     Alert, Board, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
@@ -53,11 +54,15 @@ impl Default for Rules {
     }
 }
 
-/// What one poll contributes to the history, per profile: fed to [`History::record`].
+/// What one poll contributes to the history, per profile: fed to [`History::record`]. A profile read in
+/// detail is seen through its rows, any other through its summary; either way with the sessions waiting on
+/// its rows.
 pub fn observations(snapshot: &Snapshot) -> Vec<(&str, ProfileObservation)> {
-    let mut by_profile: HashMap<&str, ProfileObservation> = HashMap::new();
+    // Only the profiles read in detail and the waits go through maps: the summaries' tens of thousands of
+    // profiles are each looked up once, not gathered into a map of their own.
+    let mut detailed: HashMap<&str, ProfileObservation> = HashMap::new();
     for row in &snapshot.leases {
-        let o = by_profile
+        let o = detailed
             .entry(display_value(row.group.as_deref()))
             .or_default();
         if let Some(c) = row.contention_count {
@@ -68,33 +73,48 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(&str, ProfileObservation)> {
             o.holders = Some(o.holders.unwrap_or(0) ^ holders_fingerprint([owner]));
         }
     }
+    let mut waiters: HashMap<&str, u32> = HashMap::new();
+    for wait in &snapshot.waits {
+        if let Some(row) = &wait.lease_row {
+            *waiters
+                .entry(display_value(row.group.as_deref()))
+                .or_default() += 1;
+        }
+    }
+    let mut seen = Vec::with_capacity(detailed.len() + snapshot.summaries.len());
     for summary in snapshot.summaries.iter() {
         let name = display_value(summary.group.as_deref());
-        if !by_profile.contains_key(name) {
-            by_profile.insert(
+        if !detailed.contains_key(name) {
+            seen.push((
                 name,
                 ProfileObservation {
                     failure_count: summary.failure_total,
                     episode_start: summary.latest_contended_since,
-                    waiters: 0,
+                    waiters: waiters.remove(name).unwrap_or(0),
                     // Who holds what is known from a summary only for a profile of one row.
                     holders: (summary.rows == 1)
                         .then_some(summary.sample_owner.as_deref())
                         .flatten()
                         .map(|o| holders_fingerprint([o])),
                 },
-            );
+            ));
         }
     }
-    for wait in &snapshot.waits {
-        if let Some(row) = &wait.lease_row {
-            let o = by_profile
-                .entry(display_value(row.group.as_deref()))
-                .or_default();
-            o.waiters += 1;
-        }
+    for (name, mut o) in detailed {
+        o.waiters = waiters.remove(name).unwrap_or(0);
+        seen.push((name, o));
     }
-    by_profile.into_iter().collect()
+    // Waits on a profile neither read nor summarised.
+    seen.extend(waiters.into_iter().map(|(name, waiters)| {
+        (
+            name,
+            ProfileObservation {
+                waiters,
+                ..ProfileObservation::default()
+            },
+        )
+    }));
+    seen
 }
 
 /// Feeds one snapshot into the history (call once per poll, before [`evaluate`]).
@@ -117,7 +137,7 @@ pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
 }
 
 /// Applies the rules to a snapshot at server time `now` (the snapshot's `server_now` plus the monotonic time
-/// since it was taken).
+/// since it was taken), once: see [`Evaluator`] for poll after poll.
 ///
 /// A merged snapshot (several targets) is evaluated target by target, each against its own sessions and
 /// waits (pids and application names mean nothing across servers); the boards are then joined and the
@@ -128,45 +148,150 @@ pub fn evaluate(
     rules: &Rules,
     now: DateTime<Utc>,
 ) -> Board {
-    if snapshot.parts.is_empty() {
-        return evaluate_one(snapshot, history, rules, now, None);
+    Evaluator::once().evaluate(snapshot, history, rules, now)
+}
+
+/// The rules applied poll after poll (and again on the clock's tick), with work in proportion to what
+/// changed: the view of a calm profile known only from its summary is kept, and used again as long as the
+/// view it would be built anew is the same one. Of 50,000 profiles, most are such; the few that are
+/// contended, expired, waited on or read in detail are judged anew every time (their reasons count the
+/// seconds).
+#[derive(Debug, Default)]
+pub struct Evaluator {
+    /// The calm summarised views of the latest evaluation, per target (`None` for a single database), each
+    /// stamped with the evaluation that last used it; `None` for a one-off evaluation, which keeps nothing.
+    calm: Option<HashMap<Option<String>, HashMap<ByName, u64>>>,
+    round: u64,
+}
+
+/// A view kept by its profile's name, found by a borrowed name.
+#[derive(Debug)]
+struct ByName(Arc<ProfileView>);
+
+impl std::borrow::Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.profile
     }
-    let (mut profiles, mut waits, mut doubts, mut prepared) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for part in &snapshot.parts {
-        let board = evaluate_one(&part.snapshot, history, rules, now, Some(&part.target));
-        profiles.extend(board.profiles);
-        waits.extend(board.waits);
-        doubts.extend(
-            board
-                .doubts
-                .into_iter()
-                .map(|d| format!("{}: {d}", part.target)),
-        );
-        prepared.extend(part.snapshot.prepared.iter().cloned());
+}
+
+impl std::hash::Hash for ByName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.profile.as_str().hash(state);
     }
-    Board {
-        doubts,
-        ..board(profiles, waits, &prepared, (rules, history), now)
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.profile == other.0.profile
     }
+}
+
+impl Eq for ByName {}
+
+impl Evaluator {
+    /// An evaluator that keeps the calm views from one evaluation to the next.
+    pub fn new() -> Self {
+        Self {
+            calm: Some(HashMap::new()),
+            round: 0,
+        }
+    }
+
+    /// An evaluator for one evaluation: it keeps nothing.
+    fn once() -> Self {
+        Self::default()
+    }
+
+    /// The board of `snapshot` at `now` (see [`evaluate`]).
+    pub fn evaluate(
+        &mut self,
+        snapshot: &Snapshot,
+        history: &History,
+        rules: &Rules,
+        now: DateTime<Utc>,
+    ) -> Board {
+        self.round += 1;
+        let judge = Judge {
+            history,
+            rules,
+            now,
+        };
+        let board = if snapshot.parts.is_empty() {
+            let calm = self.calm_of(None);
+            evaluate_one(snapshot, &judge, None, calm)
+        } else {
+            let (mut profiles, mut waits, mut doubts, mut prepared) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for part in &snapshot.parts {
+                let calm = self.calm_of(Some(&part.target));
+                let board = evaluate_one(&part.snapshot, &judge, Some(&part.target), calm);
+                profiles.extend(board.profiles);
+                waits.extend(board.waits);
+                doubts.extend(
+                    board
+                        .doubts
+                        .into_iter()
+                        .map(|d| format!("{}: {d}", part.target)),
+                );
+                prepared.extend(part.snapshot.prepared.iter().cloned());
+            }
+            Board {
+                doubts,
+                ..board(profiles, waits, &prepared, &judge)
+            }
+        };
+        // What this evaluation did not use is gone (a profile read in detail, or no longer calm or there).
+        let round = self.round;
+        if let Some(calm) = &mut self.calm {
+            calm.retain(|_, views| {
+                views.retain(|_, used| *used == round);
+                !views.is_empty()
+            });
+        }
+        board
+    }
+
+    fn calm_of(&mut self, target: Option<&str>) -> Option<Memo<'_>> {
+        let round = self.round;
+        let views = self
+            .calm
+            .as_mut()?
+            .entry(target.map(str::to_owned))
+            .or_default();
+        Some(Memo { views, round })
+    }
+}
+
+/// One target's kept views, and the evaluation that uses them.
+struct Memo<'a> {
+    views: &'a mut HashMap<ByName, u64>,
+    round: u64,
+}
+
+/// What every profile is judged against: the history, the thresholds and the time.
+#[derive(Clone, Copy)]
+struct Judge<'a> {
+    history: &'a History,
+    rules: &'a Rules,
+    now: DateTime<Utc>,
 }
 
 /// The board of these profiles and waits: in the runbook's order, with the alerts they and the blocking
 /// prepared transactions raise.
 fn board(
-    mut profiles: Vec<ProfileView>,
+    mut profiles: Vec<Arc<ProfileView>>,
     waits: Vec<WaitView>,
     prepared: &[PreparedXact],
-    (rules, history): (&Rules, &History),
-    now: DateTime<Utc>,
+    judge: &Judge<'_>,
 ) -> Board {
+    let now = judge.now;
     sort_profiles(&mut profiles, now);
     let alerts = triggers::fire(&triggers::Facts {
         profiles: &profiles,
         prepared,
-        rules,
+        rules: judge.rules,
         now,
-        deadlocks_in_window: history.deadlocks_in_window(),
+        deadlocks_in_window: judge.history.deadlocks_in_window(),
     });
     Board {
         now,
@@ -177,13 +302,68 @@ fn board(
     }
 }
 
+/// The waits on lease rows, by row and by profile.
+struct OnRows<'a> {
+    /// Row-lock waits per (profile, key), and who holds the row lock they wait for.
+    rows: HashMap<(&'a str, &'a str), RowWaits>,
+    /// Sessions waiting on a profile's rows.
+    waiters: HashMap<&'a str, u32>,
+    /// When the longest wait on a profile's rows began. A waiter on a profile's row has contended it since its
+    /// wait began, whatever the bookkeeping says (the function that would record the failure is the one that
+    /// waits).
+    since: HashMap<&'a str, DateTime<Utc>>,
+}
+
+impl<'a> OnRows<'a> {
+    fn of(waits: &'a [WaitView]) -> Self {
+        let mut rows: HashMap<(&str, &str), RowWaits> = HashMap::new();
+        let mut since: HashMap<&str, DateTime<Utc>> = HashMap::new();
+        for w in waits {
+            if let (Some(p), Some(k)) = (&w.profile, &w.key) {
+                let e = rows.entry((p.as_str(), k.as_str())).or_default();
+                e.waiters += 1;
+                if w.wait.locktype == "transactionid" {
+                    e.holder = e.holder.or(w.wait.blocked_by.first().copied());
+                }
+            }
+            if let (Some(p), Some(start)) = (&w.profile, w.wait.waitstart) {
+                let e = since.entry(p.as_str()).or_insert(start);
+                *e = (*e).min(start);
+            }
+        }
+        let mut waiters: HashMap<&str, u32> = HashMap::new();
+        for ((p, _), tally) in &rows {
+            *waiters.entry(p).or_default() += tally.waiters;
+        }
+        Self {
+            rows,
+            waiters,
+            since,
+        }
+    }
+
+    fn counts(&self, profile: &str, rows: usize, held: usize, detailed: bool) -> Counts {
+        Counts {
+            rows,
+            held,
+            waiters: self.waiters.get(profile).copied().unwrap_or(0),
+            waiting_since: self.since.get(profile).copied(),
+            detailed,
+        }
+    }
+}
+
 fn evaluate_one(
     snapshot: &Snapshot,
-    history: &History,
-    rules: &Rules,
-    now: DateTime<Utc>,
+    judge: &Judge<'_>,
     target: Option<&str>,
+    mut calm: Option<Memo<'_>>,
 ) -> Board {
+    let Judge {
+        history,
+        rules,
+        now,
+    } = *judge;
     let sessions: HashMap<i32, &Session> = snapshot.sessions.iter().map(|s| (s.pid, s)).collect();
     let by_app: HashMap<&str, &Session> = snapshot
         .sessions
@@ -200,17 +380,7 @@ fn evaluate_one(
         })
         .collect();
     let as_of = snapshot.leases_as_of;
-    // Row-lock waits per (profile, key), and who holds the row lock they wait for.
-    let mut row_waits: HashMap<(&str, &str), RowWaits> = HashMap::new();
-    for w in &waits {
-        if let (Some(p), Some(k)) = (&w.profile, &w.key) {
-            let e = row_waits.entry((p.as_str(), k.as_str())).or_default();
-            e.waiters += 1;
-            if w.wait.locktype == "transactionid" {
-                e.holder = e.holder.or(w.wait.blocked_by.first().copied());
-            }
-        }
-    }
+    let on_rows = OnRows::of(&waits);
 
     let mut groups: HashMap<&str, Vec<&LeaseRow>> = HashMap::new();
     for row in &snapshot.leases {
@@ -221,50 +391,41 @@ fn evaluate_one(
     }
     // A profile with waits but no rows read (only summarised, or rows hidden by a failed lease query) still
     // shows: from its summary when there is one, else with no rows.
-    let summarised: HashSet<&str> = snapshot
-        .summaries
-        .iter()
-        .map(|s| display_value(s.group.as_deref()))
-        .collect();
-    for (p, _) in row_waits.keys() {
-        if !summarised.contains(p) {
-            groups.entry(p).or_default();
+    if !on_rows.rows.is_empty() {
+        let summarised: HashSet<&str> = snapshot
+            .summaries
+            .iter()
+            .map(|s| display_value(s.group.as_deref()))
+            .collect();
+        for (p, _) in on_rows.rows.keys() {
+            if !summarised.contains(p) {
+                groups.entry(p).or_default();
+            }
         }
     }
 
-    let mut profile_waiters: HashMap<&str, u32> = HashMap::new();
-    for ((p, _), tally) in &row_waits {
-        *profile_waiters.entry(p).or_default() += tally.waiters;
-    }
-    // A waiter on a profile's row has contended it since its wait began, whatever the bookkeeping says (the
-    // function that would record the failure is the one that waits).
-    let mut waiting_since: HashMap<&str, DateTime<Utc>> = HashMap::new();
-    for w in &waits {
-        if let (Some(p), Some(start)) = (&w.profile, w.wait.waitstart) {
-            let e = waiting_since.entry(p.as_str()).or_insert(start);
-            *e = (*e).min(start);
-        }
-    }
-
-    let mut profiles: Vec<ProfileView> = groups
+    // The profiles read in detail: known only from its summary is every other.
+    let detailed: HashSet<&str> = groups.keys().copied().collect();
+    let mut profiles: Vec<Arc<ProfileView>> = groups
         .into_iter()
         .map(|(profile, rows)| {
             let rows: Vec<RowView> = rows
                 .into_iter()
-                .map(|r| row_view(profile, r, &row_waits, &by_app, &sessions, &waits))
+                .map(|r| row_view(profile, r, &on_rows.rows, &by_app, &sessions, &waits))
                 .collect();
-            let counts = Counts {
-                rows: rows.len(),
-                held: rows.iter().filter(|r| r.owner.is_some()).count(),
-                waiters: profile_waiters.get(profile).copied().unwrap_or(0),
-                waiting_since: waiting_since.get(profile).copied(),
-                detailed: true,
-            };
-            profile_view(profile, rows, counts, history, rules, (now, as_of))
+            let held = rows.iter().filter(|r| r.owner.is_some()).count();
+            let counts = on_rows.counts(profile, rows.len(), held, true);
+            Arc::new(profile_view(
+                profile,
+                rows,
+                counts,
+                history,
+                rules,
+                (now, as_of),
+            ))
         })
         .collect();
     // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
-    let detailed: HashSet<String> = profiles.iter().map(|p| p.profile.clone()).collect();
     // Room for them all at once: growing by doubling to 50,000 views would copy them and leave up to half
     // of the room unused.
     profiles.reserve(snapshot.summaries.len());
@@ -273,28 +434,112 @@ fn evaluate_one(
         if detailed.contains(profile) {
             continue;
         }
-        let counts = Counts {
-            rows: usize::try_from(summary.rows).unwrap_or(0),
-            held: usize::try_from(summary.held).unwrap_or(0),
-            waiters: profile_waiters.get(profile).copied().unwrap_or(0),
-            waiting_since: waiting_since.get(profile).copied(),
-            detailed: false,
-        };
-        let rows = summary_row(summary, &by_app).into_iter().collect();
-        profiles.push(profile_view(
+        let counts = on_rows.counts(
+            profile,
+            usize::try_from(summary.rows).unwrap_or(0),
+            usize::try_from(summary.held).unwrap_or(0),
+            false,
+        );
+        let linked = summary
+            .sample_owner
+            .as_deref()
+            .and_then(|o| by_app.get(o).copied());
+        profiles.push(summarised_view(
+            summary,
+            (counts, linked, as_of),
+            judge,
+            calm.as_mut(),
+        ));
+    }
+    // They borrow the waits' names, which move into the board.
+    drop((detailed, on_rows));
+    let doubts = unattributed(&waits);
+    Board {
+        doubts,
+        ..board(profiles, waits, &snapshot.prepared, judge)
+    }
+}
+
+/// The view of a profile known only from its summary (with the session of the summary's owner and its
+/// counts): the one kept from the last evaluation if it still shows it, else built anew (and kept, if calm).
+fn summarised_view(
+    summary: &ProfileSummary,
+    (counts, linked, as_of): (Counts, Option<&Session>, Option<DateTime<Utc>>),
+    judge: &Judge<'_>,
+    calm: Option<&mut Memo<'_>>,
+) -> Arc<ProfileView> {
+    let Judge {
+        history,
+        rules,
+        now,
+    } = *judge;
+    let profile = display_value(summary.group.as_deref());
+    // Calm now: no waiter, and no contention the monitor observed within a TTL (a summarised row never reads
+    // as expired, and its summary carries no contention).
+    let calm_now = counts.waiters == 0
+        && history
+            .observed_episode(profile)
+            .is_none_or(|(_, last)| now - last > rules.ttl);
+    let anew = || {
+        let rows = summary_row(summary, linked).into_iter().collect();
+        Arc::new(profile_view(
             profile,
             rows,
             counts,
             history,
             rules,
             (now, as_of),
-        ));
+        ))
+    };
+    let Some(memo) = calm else {
+        return anew();
+    };
+    if calm_now
+        && let Some((kept, used)) = memo.views.get_key_value_mut(profile)
+        && still_shows(&kept.0, summary, linked, &counts, as_of)
+    {
+        *used = memo.round;
+        return Arc::clone(&kept.0);
     }
-    let doubts = unattributed(&waits);
-    Board {
-        doubts,
-        ..board(profiles, waits, &snapshot.prepared, (rules, history), now)
+    let view = anew();
+    // The kept view (if any) goes: an insert would keep its key, which is the view.
+    memo.views.remove(profile);
+    if view.status == Status::Ok {
+        memo.views.insert(ByName(Arc::clone(&view)), memo.round);
     }
+    view
+}
+
+/// Whether `kept`, a calm summarised profile's view, is the view its summary, the session of the summary's
+/// owner and its counts would give now (see [`summary_row`] and [`profile_view`]: a calm summarised
+/// profile's view depends on nothing else, not even the time).
+fn still_shows(
+    kept: &ProfileView,
+    summary: &ProfileSummary,
+    linked: Option<&Session>,
+    counts: &Counts,
+    as_of: Option<DateTime<Utc>>,
+) -> bool {
+    let row_shows = |r: &RowView| {
+        r.summarised
+            && r.key == summary.sample_key
+            && r.owner == summary.sample_owner
+            && r.expires_at == summary.next_expiry
+            && r.acquired_at == summary.sample_acquired_at
+            && r.pid == linked.map(|l| l.pid)
+            && r.application.as_deref() == linked.and_then(|l| l.application.as_deref())
+    };
+    kept.status == Status::Ok
+        && !kept.detailed
+        && kept.rows_as_of == as_of
+        && kept.row_count == counts.rows
+        && kept.held_count == counts.held
+        && kept.waiters == counts.waiters
+        && match kept.rows.as_slice() {
+            [] => summary.held == 0,
+            [row] => summary.held != 0 && row_shows(row),
+            _ => false,
+        }
 }
 
 /// Waits on lease rows that no profile could be named for (a conflicting INSERT not yet committed leaves no
@@ -339,7 +584,7 @@ fn unattributed(waits: &[WaitView]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::snapshot::{LockWait, ProfileSummary, Session};
+    use crate::model::snapshot::{LockWait, Part, ProfileSummary, Session};
     use crate::model::test_clock::t;
 
     fn row(profile: &str, owner: &str, expires: i64) -> LeaseRow {
@@ -383,6 +628,185 @@ mod tests {
         let mut h = History::default();
         record(&mut h, s, &rules);
         evaluate(s, &h, &rules, t(now))
+    }
+
+    /// A session whose application name is `app`.
+    fn session(pid: i32, app: &str) -> Session {
+        Session {
+            pid,
+            application: Some(app.into()),
+            user: None,
+            client_addr: None,
+            state: Some("idle".into()),
+            query: None,
+            xact_start: None,
+            state_change: None,
+            wait_event: None,
+            backend_type: None,
+            leader_pid: None,
+        }
+    }
+
+    fn summary(profile: &str, owner: Option<&str>, expires: i64) -> ProfileSummary {
+        ProfileSummary {
+            group: Some(profile.into()),
+            rows: 2,
+            held: i64::from(owner.is_some()),
+            sample_key: Some("SYM".into()),
+            sample_owner: owner.map(str::to_owned),
+            sample_acquired_at: Some(t(expires - 30)),
+            next_expiry: Some(t(expires)),
+            failure_total: Some(0),
+            latest_contended_since: None,
+        }
+    }
+
+    /// A tiny deterministic generator (xorshift), so that the sequence below is the same every run.
+    struct Dice(u64);
+
+    impl Dice {
+        fn roll(&mut self, sides: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % sides
+        }
+    }
+
+    /// One poll of a changing scene: calm summarised profiles, some read in detail, owners whose sessions come
+    /// and go, waits on summarised profiles, contention observed, rows from an earlier poll.
+    fn changing(dice: &mut Dice, at: i64, summaries: &mut [ProfileSummary]) -> Snapshot {
+        let owners = ["w1", "w2", "w3"];
+        for s in summaries.iter_mut() {
+            match dice.roll(24) {
+                0 => *s = summary(s.group.as_deref().unwrap_or(""), None, at),
+                1 => {
+                    let owner = owners[dice.roll(3) as usize];
+                    *s = summary(s.group.as_deref().unwrap_or(""), Some(owner), at + 30);
+                }
+                2 => s.next_expiry = Some(t(at + dice.roll(40) as i64 - 5)),
+                3 => s.rows = 1 + dice.roll(3) as i64,
+                // Another of its rows is taken, or another owner takes the row that expires first.
+                4 if s.held > 0 => s.held = (1 + dice.roll(2) as i64).min(s.rows),
+                5 if s.held > 0 => s.sample_owner = Some(owners[dice.roll(3) as usize].into()),
+                _ => {}
+            }
+        }
+        let mut s = snapshot(at, Vec::new());
+        s.summaries = Arc::new(summaries.to_vec());
+        for (i, p) in summaries.iter().enumerate() {
+            let name = p.group.as_deref().unwrap_or("");
+            match dice.roll(160) {
+                // Read in detail this poll: calm, or contended.
+                0..=5 => s.leases.push(row(name, owners[i % 3], at + 10)),
+                6 => s
+                    .leases
+                    .push(contended(row(name, "w1", at + 5), at - 20, at, 3)),
+                // A session waits on its row (a summarised profile with a waiter).
+                7 => s.waits.push(LockWait {
+                    locktype: "tuple".into(),
+                    waitstart: Some(t(at - 2)),
+                    lease_row: Some((Some(name.into()), Some("SYM".into())).into()),
+                    ..LockWait::for_tests(100 + i as i32, vec![7])
+                }),
+                _ => {}
+            }
+        }
+        // Each owner's session comes and goes, and comes back as another backend.
+        for (n, owner) in (0..).zip(owners) {
+            if (at / 20 + i64::from(n)) % 3 > 0 {
+                s.sessions
+                    .push(session(10 + n + 3 * (at as i32 / 60), owner));
+            }
+        }
+        if dice.roll(40) == 0 {
+            s.leases_as_of = Some(t(at - 3));
+        }
+        s
+    }
+
+    #[test]
+    fn an_evaluator_that_keeps_calm_views_gives_the_board_a_fresh_evaluation_gives() {
+        let rules = Rules::default();
+        let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+        let summaries = |owner| -> Vec<ProfileSummary> {
+            (0..16)
+                .map(|i| summary(&format!("p{i}"), Some(owner), 40))
+                .collect()
+        };
+        let (mut a, mut b) = (summaries("w1"), summaries("w2"));
+        let (mut one, mut several) = (Evaluator::new(), Evaluator::new());
+        let mut history = History::default();
+        // Views the board kept from the one before, with one database and with two.
+        let mut kept = [0, 0];
+        let mut last: Option<Board> = None;
+        for at in 10..400 {
+            let two = at >= 300;
+            let mut s = changing(&mut dice, at, &mut a);
+            if two {
+                // Two databases, with the same profile names: each has its own kept views.
+                let other = changing(&mut dice, at, &mut b);
+                s.parts = [("a", s.clone()), ("b", other)]
+                    .map(|(target, snapshot)| Part {
+                        target: target.into(),
+                        snapshot,
+                        down: None,
+                        seen: true,
+                    })
+                    .into();
+            }
+            record(&mut history, &s, &rules);
+            // The poll, then the clock's tick half a second later.
+            for now in [t(at), t(at) + Duration::milliseconds(500)] {
+                let evaluator = if two { &mut several } else { &mut one };
+                let board = evaluator.evaluate(&s, &history, &rules, now);
+                assert_eq!(board, evaluate(&s, &history, &rules, now), "at {at}");
+                if let Some(last) = &last {
+                    kept[usize::from(two)] += board
+                        .profiles
+                        .iter()
+                        .filter(|p| last.profiles.iter().any(|q| Arc::ptr_eq(p, q)))
+                        .count();
+                }
+                last = Some(board);
+            }
+        }
+        assert!(kept[0] > 4_000 && kept[1] > 1_600, "views kept: {kept:?}");
+    }
+
+    #[test]
+    fn a_calm_views_kept_until_its_summary_or_its_owners_session_changes() {
+        let rules = Rules::default();
+        let history = History::default();
+        let mut e = Evaluator::new();
+        let mut s = snapshot(10, Vec::new());
+        s.summaries = Arc::new(vec![summary("calm", Some("w1"), 40)]);
+        let first = e.evaluate(&s, &history, &rules, t(10));
+        let again = e.evaluate(&s, &history, &rules, t(11));
+        assert!(Arc::ptr_eq(&first.profiles[0], &again.profiles[0]));
+        // Its owner's session appears: the view links it.
+        s.sessions.push(session(42, "w1"));
+        let linked = e.evaluate(&s, &history, &rules, t(12));
+        assert_eq!(linked.profiles[0].rows[0].pid, Some(42));
+        // The renewal moves its expiry.
+        s.summaries = Arc::new(vec![summary("calm", Some("w1"), 45)]);
+        let renewed = e.evaluate(&s, &history, &rules, t(13));
+        assert_eq!(renewed.profiles[0].rows[0].expires_at, Some(t(45)));
+        // A waiter makes it contended, judged anew at every evaluation (its reason counts the seconds).
+        s.waits.push(LockWait {
+            locktype: "tuple".into(),
+            waitstart: Some(t(12)),
+            lease_row: Some((Some("calm".into()), Some("SYM".into())).into()),
+            ..LockWait::for_tests(43, vec![42])
+        });
+        let waited = e.evaluate(&s, &history, &rules, t(14));
+        assert_eq!(waited.profiles[0].status, Status::Contended);
+        let later = e.evaluate(&s, &history, &rules, t(15));
+        assert!(!Arc::ptr_eq(&waited.profiles[0], &later.profiles[0]));
+        assert_eq!(
+            later.profiles[0].reasons,
+            ["contended for 3s: 1 waiting on row locks"]
+        );
     }
 
     fn status(b: &Board, profile: &str) -> Status {

@@ -1,7 +1,7 @@
 //! One profile's judgement: its rows as the operator sees them (linked to the backends that hold them), and its
 //! status and reasons under the runbook's rules — contended, escalated past the limit, expired.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -106,14 +106,11 @@ pub(super) struct Counts {
 /// The row standing for a summarised profile: its held row that expires first (the summary names its key,
 /// owner and acquisition). The screen says how many more it holds; the dashboard reads them all for the
 /// profiles it shows expanded.
-pub(super) fn summary_row(s: &ProfileSummary, by_app: &HashMap<&str, &Session>) -> Option<RowView> {
+/// `linked`: the session whose application name is the owner's.
+pub(super) fn summary_row(s: &ProfileSummary, linked: Option<&Session>) -> Option<RowView> {
     if s.held == 0 {
         return None;
     }
-    let linked = s
-        .sample_owner
-        .as_deref()
-        .and_then(|o| by_app.get(o).copied());
     Some(RowView {
         key: s.sample_key.clone(),
         owner: s.sample_owner.clone(),

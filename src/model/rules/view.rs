@@ -302,8 +302,9 @@ impl Alert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
     pub now: DateTime<Utc>,
-    /// Most severe first, then longest contended, then by name (digit runs by value).
-    pub profiles: Vec<ProfileView>,
+    /// Most severe first, then longest contended, then by name (digit runs by value). Shared: an
+    /// [`Evaluator`](super::Evaluator) keeps the calm ones for its next board.
+    pub profiles: Vec<std::sync::Arc<ProfileView>>,
     pub waits: Vec<WaitView>,
     pub alerts: Vec<Alert>,
     /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
@@ -355,7 +356,7 @@ pub fn blocker_names(w: &WaitView) -> Vec<String> {
 }
 
 /// Most severe first, then longest contended, then by name (digit runs by value).
-pub fn sort_profiles(profiles: &mut [ProfileView], now: DateTime<Utc>) {
+pub fn sort_profiles(profiles: &mut [std::sync::Arc<ProfileView>], now: DateTime<Utc>) {
     profiles.sort_by(|a, b| {
         b.status
             .cmp(&a.status)

@@ -18,7 +18,7 @@ use super::view::{Alert, ProfileView};
 /// the thresholds and the server's time.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
-    pub profiles: &'a [ProfileView],
+    pub profiles: &'a [std::sync::Arc<ProfileView>],
     pub prepared: &'a [PreparedXact],
     pub rules: &'a Rules,
     pub now: DateTime<Utc>,
