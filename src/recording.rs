@@ -420,6 +420,7 @@ fn bare(snapshot: &Snapshot, queries: bool) -> Snapshot {
         deadlocks: snapshot.deadlocks,
         prepared: snapshot.prepared.clone(),
         locks_error: snapshot.locks_error.clone(),
+        lag: snapshot.lag.clone(),
         notes: snapshot.notes.clone(),
     }
 }

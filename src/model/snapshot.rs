@@ -55,6 +55,10 @@ pub struct Snapshot {
     /// Why sessions and lock waits could not be read this poll (those shown are the last ones read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locks_error: Option<String>,
+    /// Why a change to a lease row can show later than a TTL after it was made: the table is read by
+    /// windows, and a sweep of it takes longer than that. Calm cannot be vouched for then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<String>,
     /// What the source knows it cannot see or had to assume (unmapped optional columns, the zone of
     /// `timestamp` columns), in words for the screen and the JSON notes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -204,6 +208,7 @@ impl Snapshot {
                 .lease_error
                 .iter()
                 .chain(&self.locks_error)
+                .chain(&self.lag)
                 .cloned()
                 .chain(self.recovery.map(Recovery::note))
                 .collect();
@@ -267,6 +272,7 @@ impl Snapshot {
             parts: Vec::new(),
             leases_as_of: None,
             locks_error: None,
+            lag: None,
             recovery: None,
             deadlocks: None,
             prepared: Vec::new(),

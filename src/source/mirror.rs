@@ -404,16 +404,16 @@ impl Mirror {
         } else {
             // The sweep's window was read too.
             let swept = w.pages;
-            self.swept(w, (swept, swept + added), &mark, (took, budget));
+            self.swept(w, (swept, swept + added), &mark, (took, budget, 0));
         }
     }
 
-    /// Applies the read of a sweep's window apart from a poll ([`Mirror::next_sweep`]).
+    /// Applies the read of a sweep's window apart from a poll ([`Mirror::next_sweep`]), which took `timing`.
     pub fn apply_sweep<'a>(
         &mut self,
         rows: impl ExactSizeIterator<Item = RowRef<'a>>,
         Delta { mark, .. }: Delta,
-        timing: (std::time::Duration, std::time::Duration),
+        timing: &SweepTiming,
     ) {
         let Some(w) = self.window.take() else {
             return;
@@ -423,23 +423,33 @@ impl Mirror {
             self.put(row);
         }
         let swept = w.pages;
-        self.swept(w, (swept, swept), &mark, timing);
+        // The window a cycle within `cycle` needs, at a read a poll apart, as far as the cap allows.
+        let at_least = timing.cycle.filter(|_| w.between > 0.0).map_or(0, |cycle| {
+            let needed = self.pages as f64 * w.between / cycle.as_secs_f64().max(1e-3);
+            (needed.ceil() as u64).min(fits(swept, timing.took, timing.cap))
+        });
+        self.swept(
+            w,
+            (swept, swept),
+            &mark,
+            (timing.took, timing.budget, at_least),
+        );
     }
 
     /// Moves the sweep past the window a read took (`swept` of its `scanned` pages), as of that read's mark:
     /// the window sized to what fits the budget at the speed it was read, the end of a cycle noted, and back
     /// to whole scans when the whole table fits twice over.
+    /// `at_least`: the pages the next window should have whatever the budget (a sweep's, for its cycle).
     fn swept(
         &mut self,
         mut w: Window,
         (swept, scanned): (u64, u64),
         mark: &XidMark,
-        (took, budget): (std::time::Duration, std::time::Duration),
+        (took, budget, at_least): (std::time::Duration, std::time::Duration, u64),
     ) {
         w.mark_read(w.at, w.at + swept, mark);
-        let per_ms = scanned as f64 / took.as_secs_f64().max(1e-4) / 1000.0;
-        let fits = (per_ms * budget.as_secs_f64() * 1000.0) as u64;
-        w.pages = u64::midpoint(w.pages, fits).max(MIN_WINDOW);
+        let target = fits(scanned, took, budget).max(at_least);
+        w.pages = u64::midpoint(w.pages, target).max(MIN_WINDOW);
         w.at += swept;
         if w.at >= self.pages {
             w.at = 0;
@@ -590,6 +600,22 @@ impl Mirror {
                 .collect(),
         )
     }
+}
+
+/// What a sweep's read of a window took, and what the next may take: its budget, and up to its cap when the
+/// budget's window would not sweep the table within `cycle` (the TTL).
+#[derive(Debug, Clone, Copy)]
+pub struct SweepTiming {
+    pub took: std::time::Duration,
+    pub budget: std::time::Duration,
+    pub cap: std::time::Duration,
+    pub cycle: Option<std::time::Duration>,
+}
+
+/// The pages a read of `budget` takes, at the speed a read of `scanned` pages in `took` went.
+fn fits(scanned: u64, took: std::time::Duration, budget: std::time::Duration) -> u64 {
+    let per_ms = scanned as f64 / took.as_secs_f64().max(1e-4) / 1000.0;
+    (per_ms * budget.as_secs_f64() * 1000.0) as u64
 }
 
 /// The held rows past their expiry at `now` among `profiles`, by profile and key (those a lookup can find:
@@ -873,7 +899,7 @@ mod tests {
         m.apply_sweep(
             refs(&[row("a", "S0", Some("swept"), 100)]),
             window_read(103, 0),
-            (20 * MS, 10 * MS),
+            &sweep_took(20 * MS, 10 * MS, None),
         );
         let Some(Next::Window { sweep, since, .. }) = m.next_sweep() else {
             panic!("a sweep to read");
@@ -894,6 +920,65 @@ mod tests {
         m.set_sweep_apart(false);
         assert!(m.next_sweep().is_none());
         assert_eq!(window(&m).2, (40, 70));
+    }
+
+    /// A sweep that took `took`, with a budget and a cap of `budget` (then the cycle cannot shorten).
+    fn sweep_took(
+        took: std::time::Duration,
+        budget: std::time::Duration,
+        cycle: Option<std::time::Duration>,
+    ) -> SweepTiming {
+        SweepTiming {
+            took,
+            budget,
+            cap: budget,
+            cycle,
+        }
+    }
+
+    #[test]
+    fn a_sweep_whose_cycle_would_outlast_the_ttl_reads_larger_windows_up_to_its_cap() {
+        let sweep = |m: &Mirror| match m.next_sweep() {
+            Some(Next::Window { sweep, .. }) => sweep.1 - sweep.0,
+            other => panic!("not a sweep: {other:?}"),
+        };
+        let second = std::time::Duration::from_secs(1);
+        let mut m = windowed(&[], 40);
+        m.set_sweep_apart(true);
+        // Polls a second apart; the table has 120 pages.
+        m.apply_window(refs(&[]), window_read(102, 120), at(1), (MS, MS));
+        m.apply_window(refs(&[]), window_read(103, 120), at(2), (MS, MS));
+        // 40 pages in 20 ms; the budget (10 ms) fits 20, a cycle of 3 polls would take 6 s.
+        m.apply_sweep(
+            refs(&[]),
+            window_read(104, 0),
+            &sweep_took(20 * MS, 10 * MS, Some(30 * second)),
+        );
+        assert_eq!(sweep(&m), 30, "within a 30 s TTL the budget's window does");
+        // A TTL of 2 s needs 60 pages a read; a cap of 40 ms fits 80.
+        m.apply_sweep(
+            refs(&[]),
+            window_read(105, 0),
+            &SweepTiming {
+                cap: 40 * MS,
+                ..sweep_took(20 * MS, 10 * MS, Some(2 * second))
+            },
+        );
+        assert_eq!(sweep(&m), 45, "half way from 30 to 60 pages");
+        // At that speed (3 pages in 2 ms), a cap of 20 ms fits 30 pages: the cycle stays longer than the TTL.
+        for _ in 0..8 {
+            let took = MS * (sweep(&m) * 2 / 3) as u32;
+            m.apply_sweep(
+                refs(&[]),
+                window_read(106, 0),
+                &SweepTiming {
+                    cap: 20 * MS,
+                    ..sweep_took(took, 10 * MS, Some(2 * second))
+                },
+            );
+        }
+        assert!((30..=32).contains(&sweep(&m)), "{}", sweep(&m));
+        assert_eq!(m.sweep_seconds(), Some(4.0), "4 polls a second apart");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::lease::{
     RowLookup, RowsAtRead, SummaryRead, WindowRead,
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
-use super::mirror::{Mirror, Next};
+use super::mirror::{Mirror, Next, SweepTiming};
 use super::packed::PackedRows;
 use super::read::{self, Batch, Read};
 use super::text;
@@ -115,6 +115,11 @@ pub const SCAN_BUDGET: Duration = Duration::from_millis(20);
 /// work. At 10 ms the scale scene's fresh table is swept in 20 s; the cycle grows with the table (the note on
 /// screen says how long it is), to minutes on one bloated behind a held transaction.
 pub const SWEEP_BUDGET: Duration = Duration::from_millis(10);
+
+/// What the sweep's window may cost at most, when the budget's window would not sweep the table within the
+/// TTL: up to this, the window grows so that a change to a row shows within a TTL; past it, the cycle is
+/// longer and the dashboard says it cannot vouch for calm ([`Snapshot::lag`]).
+pub const SWEEP_CAP: Duration = Duration::from_millis(40);
 
 /// The first server version with TID range scans, which a windowed read needs to cost only its pages.
 const TID_RANGE_SINCE: i32 = 140_000;
@@ -600,14 +605,26 @@ impl Monitor {
         };
         let mut notes = self.lease.notes.clone();
         notes.extend(lease.note);
+        let mut lag = None;
         if let Some(secs) = self.mirror.as_ref().and_then(Mirror::sweep_seconds)
             && secs > 0.0
         {
-            notes.push(format!(
+            let within = format!(
                 "{} is too large to scan every poll: read by windows, a change to a row shows within {:.0}s",
                 self.lease.display,
                 secs.ceil()
-            ));
+            );
+            match &self.detail {
+                // Slower than the TTL: contention recorded in place may show only after it is over.
+                LeaseDetail::Summary { ttl, .. } if secs > ttl.as_secs_f64() => {
+                    lag = Some(format!(
+                        "{within}, longer than the {}s TTL (the table is large or bloated; a long \
+                         transaction keeps its dead rows)",
+                        ttl.as_secs_f64().ceil()
+                    ));
+                }
+                _ => notes.push(within),
+            }
         }
         Snapshot {
             server_now: lease_read.server_now,
@@ -622,6 +639,7 @@ impl Monitor {
             parts: Vec::new(),
             leases_as_of,
             locks_error,
+            lag,
             recovery: activity.recovery,
             deadlocks: activity.deadlocks,
             prepared,
@@ -924,8 +942,16 @@ impl Monitor {
                 if let (Some(delta), Some(mirror)) = (rows.delta.take(), self.mirror.as_mut()) {
                     self.lease_rows_read += rows.packed.len() as u64;
                     // The tests' budget of nothing keeps windows small, as it does in a poll.
-                    let budget = self.scan_budget.min(SWEEP_BUDGET);
-                    mirror.apply_sweep(rows.packed.iter(), delta, (took, budget));
+                    let timing = SweepTiming {
+                        took,
+                        budget: self.scan_budget.min(SWEEP_BUDGET),
+                        cap: self.scan_budget.min(SWEEP_CAP),
+                        cycle: match &self.detail {
+                            LeaseDetail::Summary { ttl, .. } => Some(*ttl),
+                            LeaseDetail::Full => None,
+                        },
+                    };
+                    mirror.apply_sweep(rows.packed.iter(), delta, &timing);
                 }
                 Ok(())
             }
