@@ -235,8 +235,10 @@ fn a_silent_server_costs_connect_timeout_then_the_next_host_is_tried() {
         "{}",
         stderr(&out)
     );
+    // The message names the wait (without the parameter it would be 5 s); no upper bound on the time, which
+    // a loaded machine stretches.
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_millis(4_500),
+        took >= Duration::from_secs(2),
         "connect_timeout=2 took {took:?}"
     );
     // PGCONNECT_TIMEOUT, and the next host after the silent one.
