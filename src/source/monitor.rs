@@ -112,8 +112,8 @@ pub const SCAN_BUDGET: Duration = Duration::from_millis(20);
 
 /// What the sweep's window of a table read by windows may cost when it is read between polls (see
 /// [`Monitor::sweep_between_polls`]): it adds nothing to a poll's latency, but all of it to the server's
-/// work. At 10 ms the scale scene's fresh table is swept in 20 s; the cycle grows with the table (the note on
-/// screen says how long it is), to minutes on one bloated behind a held transaction.
+/// work. At 10 ms the scale scene's fresh table is swept in 20 s; the cycle grows with the table, to minutes
+/// on one bloated behind a held transaction, and past the TTL the window grows up to [`SWEEP_CAP`].
 pub const SWEEP_BUDGET: Duration = Duration::from_millis(10);
 
 /// What the sweep's window may cost at most, when the budget's window would not sweep the table within the
