@@ -276,6 +276,26 @@ struct Judge<'a> {
     now: DateTime<Utc>,
 }
 
+impl Judge<'_> {
+    /// The view of `profile` with these rows and counts, its rows read as of `as_of` (see [`profile_view`]).
+    fn view(
+        &self,
+        profile: &str,
+        rows: Vec<RowView>,
+        counts: Counts,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Arc<ProfileView> {
+        Arc::new(profile_view(
+            profile,
+            rows,
+            counts,
+            self.history,
+            self.rules,
+            (self.now, as_of),
+        ))
+    }
+}
+
 /// The board of these profiles and waits: in the runbook's order, with the alerts they and the blocking
 /// prepared transactions raise.
 fn board(
@@ -359,11 +379,6 @@ fn evaluate_one(
     target: Option<&str>,
     mut calm: Option<Memo<'_>>,
 ) -> Board {
-    let Judge {
-        history,
-        rules,
-        now,
-    } = *judge;
     let sessions: HashMap<i32, &Session> = snapshot.sessions.iter().map(|s| (s.pid, s)).collect();
     let by_app: HashMap<&str, &Session> = snapshot
         .sessions
@@ -415,14 +430,7 @@ fn evaluate_one(
                 .collect();
             let held = rows.iter().filter(|r| r.owner.is_some()).count();
             let counts = on_rows.counts(profile, rows.len(), held, true);
-            Arc::new(profile_view(
-                profile,
-                rows,
-                counts,
-                history,
-                rules,
-                (now, as_of),
-            ))
+            judge.view(profile, rows, counts, as_of)
         })
         .collect();
     // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
@@ -482,14 +490,7 @@ fn summarised_view(
             .is_none_or(|(_, last)| now - last > rules.ttl);
     let anew = || {
         let rows = summary_row(summary, linked).into_iter().collect();
-        Arc::new(profile_view(
-            profile,
-            rows,
-            counts,
-            history,
-            rules,
-            (now, as_of),
-        ))
+        judge.view(profile, rows, counts, as_of)
     };
     let Some(memo) = calm else {
         return anew();
