@@ -936,17 +936,8 @@ mod tests {
     fn lock_waits_on_a_row_contend_its_profile_and_link_the_row_lock_holder() {
         let mut s = snapshot(0, vec![row("P", "token-x", 30)]);
         s.sessions.push(Session {
-            pid: 42,
-            application: Some("worker".into()),
-            user: None,
-            client_addr: None,
             state: Some("idle in transaction".into()),
-            query: None,
-            xact_start: None,
-            state_change: None,
-            wait_event: None,
-            backend_type: None,
-            leader_pid: None,
+            ..session(42, "worker")
         });
         s.waits.push(LockWait {
             pid: 43,
