@@ -1,17 +1,20 @@
 //! UI state and what keys do to it. Keys become [`Action`]s through [`keymap`]; [`App::apply`] changes the
 //! state. Nothing here draws or talks to the database; no action can write to it.
 //!
-//! Data arrives as a [`Feed`] from the poller. Each new snapshot is recorded in the history and evaluated once
-//! (sorting and filtering included), so drawing a frame only reads.
+//! Data arrives as a [`Feed`]. Live, it comes through the dashboard's judge, which recorded each new snapshot
+//! in the shared [`Judgement`] and evaluated it once; the app sorts and filters the board it made, and evaluates
+//! again only on the clock's tick. A replay's app records and evaluates on its own. Drawing a frame only reads.
 
+use std::sync::{Arc, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEventKind};
 
 use crate::model::feed::{Control, Feed, Link};
+use crate::model::judgement::Judgement;
 use crate::model::order::natural_cmp;
-use crate::model::rules::{self, Evaluator, Rules};
+use crate::model::rules::Rules;
 use crate::model::{Board, History, ProfileView, Snapshot};
 
 /// Which pane has the keys.
@@ -90,6 +93,26 @@ pub struct Frozen {
     pub now: DateTime<Utc>,
     pub history: History,
     pub service: Option<crate::model::service::ServiceView>,
+}
+
+/// The history a frame shows (see [`App::shown_history`]).
+#[derive(Debug)]
+pub enum ShownHistory<'a> {
+    /// As it was when the screen was paused.
+    Frozen(&'a History),
+    /// The judgement's, held for reading.
+    Live(RwLockReadGuard<'a, History>),
+}
+
+impl std::ops::Deref for ShownHistory<'_> {
+    type Target = History;
+
+    fn deref(&self) -> &History {
+        match self {
+            Self::Frozen(history) => history,
+            Self::Live(guard) => guard,
+        }
+    }
 }
 
 /// Column widths that only grow, for one table width (see [`App::sticky`]).
@@ -202,13 +225,14 @@ pub struct App {
     pub rules: Rules,
     /// Notes that hold for the whole session (missing signals of the mapping, a label for the clock).
     pub notes: Vec<String>,
-    pub history: History,
+    /// The history and the evaluator: the dashboard's judge's, or the app's own (a replay, the tests).
+    judgement: Arc<Judgement>,
+    /// Whether the app records each poll in the judgement itself (no judge does it).
+    records: bool,
     pub snapshot: Option<std::sync::Arc<Snapshot>>,
     /// When the shown snapshot arrived (monotonic), for countdowns between polls and for staleness.
     pub received_at: Option<Instant>,
     pub board: Option<Board>,
-    /// Applies the rules, keeping what it can for the next time (the 1 Hz tick's, the next poll's).
-    evaluator: Evaluator,
     /// Indexes into `board.profiles` that pass the filter, in the chosen order.
     pub visible: Vec<usize>,
     pub link: Link,
@@ -270,11 +294,11 @@ impl App {
             target,
             rules,
             notes,
-            history: History::default(),
+            judgement: Arc::new(Judgement::new(rules)),
+            records: true,
             snapshot: None,
             received_at: None,
             board: None,
-            evaluator: Evaluator::new(),
             visible: Vec::new(),
             link: Link::Connecting,
             interval,
@@ -310,6 +334,21 @@ impl App {
         }
     }
 
+    /// The app of a feed that comes through a judge recording into `judgement`: the app records nothing, takes
+    /// the board the judge made of each poll, and evaluates with the same judgement only on its clock's tick.
+    #[must_use]
+    pub fn judged_by(mut self, judgement: Arc<Judgement>) -> Self {
+        self.rules = *judgement.rules();
+        self.judgement = judgement;
+        self.records = false;
+        self
+    }
+
+    /// The history and the evaluator the app reads.
+    pub fn judgement(&self) -> &Judgement {
+        &self.judgement
+    }
+
     /// Shows `snapshot` at a fixed server time `now` (for view tests and screenshots): records it in the
     /// history and evaluates it, as a poll would.
     pub fn show_at(&mut self, snapshot: Snapshot, now: DateTime<Utc>) {
@@ -322,7 +361,7 @@ impl App {
     pub fn take(&mut self, snapshot: Snapshot) {
         self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
         let snapshot = std::sync::Arc::new(snapshot);
-        rules::record(&mut self.history, &snapshot, &self.rules);
+        self.judgement.record(&snapshot);
         self.snapshot = Some(snapshot);
         self.received_at = Some(Instant::now());
         self.link = Link::Connected;
@@ -353,9 +392,13 @@ impl App {
         self.paused.is_some()
     }
 
-    /// The history the screen shows: as it was when paused, else the live one.
-    pub fn shown_history(&self) -> &History {
-        self.paused.as_ref().map_or(&self.history, |f| &f.history)
+    /// The history the screen shows: as it was when paused, else the live one. Ask for it once a frame: the
+    /// live one is held from the judge's next record for as long as it is kept.
+    pub fn shown_history(&self) -> ShownHistory<'_> {
+        match &self.paused {
+            Some(f) => ShownHistory::Frozen(&f.history),
+            None => ShownHistory::Live(self.judgement.history()),
+        }
     }
 
     /// The service's view the screen shows: as it was when paused, else the latest.
@@ -394,20 +437,24 @@ impl App {
         // Every poll attempt feeds the history, failed ones as gaps, also while paused.
         let new_polls = feed.polls - self.polls_seen;
         self.polls_seen = feed.polls;
-        if feed.last_poll_failed {
-            for _ in 0..new_polls {
-                self.history.record_missed();
-            }
+        if feed.last_poll_failed && self.records {
+            self.judgement.record_missed(new_polls);
         }
         if let Some(snapshot) = feed.snapshot.as_ref().filter(|_| !feed.last_poll_failed) {
             self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
-            rules::record(&mut self.history, snapshot, &self.rules);
+            if self.records {
+                self.judgement.record(snapshot);
+            }
             if self.is_paused() {
                 self.pending = Some((std::sync::Arc::clone(snapshot), feed.received_at));
             } else {
                 self.snapshot = Some(std::sync::Arc::clone(snapshot));
                 self.received_at = feed.received_at;
-                self.reevaluate();
+                // The judge's board of this very poll, if it came through one; else one of the app's own.
+                match feed.board.as_ref().filter(|_| !self.records) {
+                    Some(board) => self.show((**board).clone()),
+                    None => self.reevaluate(),
+                }
             }
         }
         true
@@ -419,11 +466,13 @@ impl App {
         let (Some(snapshot), Some(now)) = (self.snapshot.clone(), self.now()) else {
             return;
         };
+        self.show(self.judgement.evaluate(&snapshot, now));
+    }
+
+    /// Makes `board` the shown one, in the chosen order and filter, the cursor kept on its profile.
+    fn show(&mut self, board: Board) {
         let selected_name = self.selected_profile().map(|p| p.profile.clone());
-        self.board = Some(
-            self.evaluator
-                .evaluate(&snapshot, &self.history, &self.rules, now),
-        );
+        self.board = Some(board);
         self.refilter();
         if let Some(name) = selected_name {
             // Keep the cursor on the same profile when the order changes.
@@ -638,7 +687,7 @@ impl App {
         };
         self.paused = Some(Box::new(Frozen {
             now,
-            history: self.history.clone(),
+            history: self.judgement.history().clone(),
             service: self.service.clone(),
         }));
     }

@@ -1,7 +1,7 @@
 //! `--on-alert CMD`: a command run each time an escalation trigger starts or clears, beside the dashboard or
 //! `serve`, never in their way.
 //!
-//! A task follows the feed with its own [`Watcher`] (the rules, without the screen: a paused dashboard still
+//! A task follows the feed with a [`Watcher`] (the rules, apart from the screen: a paused dashboard still
 //! reports), and hands each change to a second task that runs the command, one run at a time in order, each
 //! killed (with its process group) after the timeout. The alert goes to the command as JSON on its stdin and as
 //! `LOCKTOP_ALERT_*` variables; its stdout and stderr never reach the terminal. A failure is logged, counted,
@@ -209,13 +209,13 @@ impl Hooks {
 }
 
 /// Follows `feed` with `watcher`: each new poll is evaluated, its alert changes sent to `changes`, then
-/// `publish` sees the watcher's state. Ends when the feed does, or when `publish` says it is done (returns
-/// false) and there is no one to send changes to.
+/// `publish` sees what the feed brought and the watcher's state. Ends when the feed does, or when `publish`
+/// says it is done (returns false) and there is no one to send changes to.
 pub async fn follow(
     mut feed: watch::Receiver<Feed>,
     mut watcher: Watcher,
     changes: Option<mpsc::UnboundedSender<AlertChange>>,
-    mut publish: impl FnMut(&Watcher) -> bool,
+    mut publish: impl FnMut(&Feed, &Watcher) -> bool,
 ) {
     while feed.changed().await.is_ok() {
         let latest = feed.borrow_and_update().clone();
@@ -225,7 +225,7 @@ pub async fn follow(
                 let _ = tx.send(change);
             }
         }
-        if !publish(&watcher) && changes.is_none() {
+        if !publish(&latest, &watcher) && changes.is_none() {
             return;
         }
     }

@@ -343,7 +343,7 @@ impl Player {
                 self.now = self.now.max(snapshot.server_now);
                 app.take(snapshot);
             }
-            None => app.history.record_missed(),
+            None => app.judgement().record_missed(1),
         }
         self.next += 1;
     }

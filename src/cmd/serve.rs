@@ -54,7 +54,7 @@ pub async fn run(common: &Common, connection: &Connection, args: &ServeArgs) -> 
         pollers.rx.clone(),
         Watcher::new(config.thresholds.rules()),
         changes,
-        move |watcher| {
+        move |_, watcher| {
             page_tx.send_replace(Arc::new(Served {
                 metrics: exposition::render(watcher, top),
                 stats: watcher.stats().clone(),

@@ -6,6 +6,7 @@
 //! service's scrapes in, the dashboard's focus out.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::{Result, WrapErr, bail, eyre};
@@ -17,7 +18,9 @@ use crate::app::App;
 use crate::cli::{Common, Connection, WatchArgs};
 use crate::config::{Config, DisplayConfig};
 use crate::model::feed::RecordStatus;
+use crate::model::judgement::Judgement;
 use crate::model::service::ServiceView;
+use crate::model::watcher::Watcher;
 use crate::recording::{self, Recorder};
 use crate::source::service::{Scraper, run_service};
 use crate::source::{
@@ -96,16 +99,32 @@ pub fn open_recorder(
     Ok(Some(recorder))
 }
 
-/// Follows the feed apart from the UI (which may pause or lag) and judges each poll once (the rules without a
-/// screen), for whatever needs the judgement: the alert hook's changes (`changes`) and the recording, which
-/// writes every poll with the statuses and alerts of that same judgement and tells the UI the file's size
-/// after each, or why it stopped (a failed write ends the recording, not the dashboard).
+/// Who takes the judge's judgement of each poll (see [`judge_polls`]).
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// The screen's feed: each poll as the pollers published it, with the board made of it.
+    pub screen: Option<watch::Sender<Feed>>,
+    /// The alert hook's changes.
+    pub changes: Option<tokio::sync::mpsc::UnboundedSender<crate::model::watcher::AlertChange>>,
+    /// The recording, and where it tells its size after each poll, or why it stopped (a failed write ends the
+    /// recording, not the dashboard).
+    pub recording: Option<(Recorder, watch::Sender<Option<RecordStatus>>)>,
+}
+
+/// The dashboard's judge: follows the pollers' feed apart from the UI (which may pause, lag or be busy with
+/// keys) and judges each poll once, with `watcher` (whose judgement the screen shares), for whatever needs the
+/// judgement: the screen, which shows the board it made; the alert hook; and the recording, which writes every
+/// poll with the statuses and alerts of that same judgement.
 pub async fn judge_polls(
     rx: tokio::sync::watch::Receiver<Feed>,
-    rules: crate::model::rules::Rules,
-    changes: Option<tokio::sync::mpsc::UnboundedSender<crate::model::watcher::AlertChange>>,
-    recording: Option<(Recorder, watch::Sender<Option<RecordStatus>>)>,
+    watcher: crate::model::watcher::Watcher,
+    judged: Judged,
 ) {
+    let Judged {
+        screen,
+        changes,
+        recording,
+    } = judged;
     let mut sink = recording.map(|(recorder, status)| {
         status.send_replace(Some(recorder.status()));
         RecordSink {
@@ -114,13 +133,21 @@ pub async fn judge_polls(
             seen: 0,
         }
     });
-    super::hooks::follow(
-        rx,
-        crate::model::watcher::Watcher::new(rules),
-        changes,
-        // Once the recording stopped, only the hook (if any) needs the judgement.
-        |watcher| sink.as_mut().is_some_and(|sink| sink.on(watcher)),
-    )
+    super::hooks::follow(rx, watcher, changes, |feed, watcher| {
+        let screen_open = screen.as_ref().is_some_and(|screen| {
+            let board = (!feed.last_poll_failed)
+                .then(|| watcher.shared_board())
+                .flatten();
+            screen.send_replace(Feed {
+                board,
+                ..feed.clone()
+            });
+            !screen.is_closed()
+        });
+        // Once the recording stopped (and without a screen), only the hook (if any) needs the judgement.
+        let recording = sink.as_mut().is_some_and(|sink| sink.on(watcher));
+        screen_open || recording
+    })
     .await;
 }
 
@@ -226,15 +253,19 @@ pub async fn dashboard(
         (Some(tx), rx, None)
     };
     let (record_tx, record_rx) = watch::channel(None);
-    // One judgement of each poll, apart from the UI, for the hook and the recording.
-    let recording = (changes.is_some() || recorder.is_some()).then(|| {
-        tokio::spawn(judge_polls(
-            rx.clone(),
-            config.thresholds.rules(),
+    let (screen_tx, screen_rx) = watch::channel(Feed::default());
+    // One judgement of each poll, apart from the UI, for the screen, the hook and the recording.
+    let judgement = Arc::new(Judgement::new(config.thresholds.rules()));
+    let finishes = changes.is_some() || recorder.is_some();
+    let judge = tokio::spawn(judge_polls(
+        rx,
+        Watcher::judging(Arc::clone(&judgement)),
+        Judged {
+            screen: Some(screen_tx),
             changes,
-            recorder.map(|r| (r, record_tx)),
-        ))
-    });
+            recording: recorder.map(|r| (r, record_tx)),
+        },
+    ));
     let (service_tx, service_rx) = watch::channel(None);
     let with_service = scraper.is_some();
     let mut kept_service_tx = None;
@@ -249,12 +280,13 @@ pub async fn dashboard(
         config.thresholds.rules(),
         interval,
         notes,
-    );
+    )
+    .judged_by(judgement);
     if with_service {
         app.service = Some(ServiceView::default());
     }
     let mut live = Live {
-        rx,
+        rx: screen_rx,
         recording: record_rx,
         service: service_rx,
         _service_tx: kept_service_tx,
@@ -265,12 +297,14 @@ pub async fn dashboard(
     for task in &tasks {
         task.abort();
     }
-    if let Some(recording) = recording {
+    if finishes {
         // The pollers are gone, so the channel closes and the recorder finishes its last line.
         for task in tasks {
             let _ = task.await;
         }
-        let _ = recording.await;
+        let _ = judge.await;
+    } else {
+        judge.abort();
     }
     result.map(|()| 0)
 }
@@ -365,7 +399,8 @@ async fn connect_all(
         .collect()
 }
 
-/// The live feed: the pollers' latest snapshot and the service's scrapes in, the dashboard's focus out.
+/// The live feed: the pollers' latest snapshot (through the judge) and the service's scrapes in, the
+/// dashboard's focus out.
 struct Live {
     rx: watch::Receiver<Feed>,
     /// The recorder's reports (the sender is dropped when there is none, or when it stops).
@@ -447,6 +482,74 @@ mod tests {
     use crate::source::Link;
 
     #[tokio::test]
+    async fn the_screen_shows_the_judges_board_of_each_poll_recorded_once_in_one_shared_history() {
+        let dir = tempfile::tempdir().expect("dir");
+        let header = recording::Header::for_tests(chrono::Utc::now());
+        let recorder = Recorder::create(&dir.path().join("r.jsonl"), &header, false).expect("rec");
+        let judgement = Arc::new(Judgement::new(*recorder.rules()));
+        let (tx, rx) = watch::channel(Feed::default());
+        let (screen_tx, mut screen) = watch::channel(Feed::default());
+        let (status_tx, status) = watch::channel(None);
+        let task = tokio::spawn(judge_polls(
+            rx,
+            Watcher::judging(Arc::clone(&judgement)),
+            Judged {
+                screen: Some(screen_tx),
+                recording: Some((recorder, status_tx)),
+                ..Judged::default()
+            },
+        ));
+        let mut app = App::new(
+            "t".into(),
+            *judgement.rules(),
+            Duration::from_secs(1),
+            Vec::new(),
+        )
+        .judged_by(Arc::clone(&judgement));
+        let start = chrono::Utc::now();
+        for polls in 1..=6_u64 {
+            let now = start + chrono::Duration::seconds(polls.cast_signed());
+            let mut s = Snapshot::at(now);
+            s.leases = vec![crate::model::LeaseRow {
+                group: Some("hot".into()),
+                key: Some("SOL".into()),
+                owner: Some("w-1".into()),
+                expires_at: Some(now + chrono::Duration::seconds(20)),
+                acquired_at: Some(start),
+                contention_count: Some(polls.cast_signed()),
+                contended_since: Some(start),
+                last_contended_at: Some(now),
+            }];
+            let failed = polls == 3;
+            tx.send_replace(Feed {
+                snapshot: Some(Arc::new(s)),
+                received_at: Some(std::time::Instant::now()),
+                polls,
+                last_poll_failed: failed,
+                failures: u64::from(polls >= 3),
+                link: Link::Connected,
+                ..Feed::default()
+            });
+            screen.changed().await.expect("the judge forwards the poll");
+            let feed = screen.borrow_and_update().clone();
+            assert_eq!(feed.polls, polls);
+            assert!(app.on_feed(&feed));
+            let (Some(shown), Some(judged)) = (&app.board, &feed.board) else {
+                assert!(failed, "poll {polls} came without a board");
+                continue;
+            };
+            // The judge's very views, not a second evaluation of the same poll.
+            assert!(Arc::ptr_eq(&shown.profiles[0], &judged.profiles[0]));
+            assert_eq!(shown.profiles[0].contention_count, polls.cast_signed());
+        }
+        // Every poll recorded once (the failed one as a gap), not once by the judge and again by the screen.
+        assert_eq!(app.shown_history().polls(), 6);
+        assert!(status.borrow().as_ref().is_some_and(|s| s.bytes > 0));
+        drop(tx);
+        assert!(task.await.is_ok());
+    }
+
+    #[tokio::test]
     async fn a_recording_stops_before_it_passes_its_size_limit_and_says_so() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("limited.jsonl");
@@ -456,8 +559,15 @@ mod tests {
             .with_max_size(Some(2048));
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
-        let rules = *recorder.rules();
-        let task = tokio::spawn(judge_polls(rx, rules, None, Some((recorder, status_tx))));
+        let watcher = Watcher::new(*recorder.rules());
+        let task = tokio::spawn(judge_polls(
+            rx,
+            watcher,
+            Judged {
+                recording: Some((recorder, status_tx)),
+                ..Judged::default()
+            },
+        ));
         status.changed().await.expect("first status");
         for polls in 1..=100 {
             tx.send_replace(Feed {
@@ -496,8 +606,15 @@ mod tests {
         let recorder = Recorder::onto(file, &path, &header).expect("recorder");
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
-        let rules = *recorder.rules();
-        let task = tokio::spawn(judge_polls(rx, rules, None, Some((recorder, status_tx))));
+        let watcher = Watcher::new(*recorder.rules());
+        let task = tokio::spawn(judge_polls(
+            rx,
+            watcher,
+            Judged {
+                recording: Some((recorder, status_tx)),
+                ..Judged::default()
+            },
+        ));
         status.changed().await.expect("first status");
         assert!(
             status

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::rules::Board;
 use super::snapshot::Snapshot;
 
 /// The state of the link to the database, for the header.
@@ -44,6 +45,9 @@ pub struct Feed {
     /// Counts the failed poll attempts (of `polls`).
     pub failures: u64,
     pub link: Link,
+    /// The board a judge made of `snapshot`, when the feed comes through one (the dashboard's: see
+    /// `model::judgement`); a feed straight from the poller or a replay has none.
+    pub board: Option<Arc<Board>>,
 }
 
 impl Default for Feed {
@@ -55,6 +59,7 @@ impl Default for Feed {
             last_poll_failed: false,
             failures: 0,
             link: Link::Connecting,
+            board: None,
         }
     }
 }

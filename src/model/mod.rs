@@ -4,6 +4,7 @@
 pub mod exposition;
 pub mod feed;
 pub mod history;
+pub mod judgement;
 pub mod order;
 pub mod report;
 pub mod rules;

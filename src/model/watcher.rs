@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::feed::{Feed, Link};
-use super::history::History;
-use super::rules::{self, Alert, Board, Evaluator, Rules};
+use super::judgement::Judgement;
+use super::rules::{Alert, Board, Rules};
 use super::snapshot::Snapshot;
 
 /// Whether an alert started or cleared.
@@ -94,13 +94,11 @@ impl PollStats {
 /// The rules applied to each poll of a feed.
 #[derive(Debug)]
 pub struct Watcher {
-    rules: Rules,
-    history: History,
+    /// The history and the evaluator, which a dashboard shares with its screen.
+    judgement: Arc<Judgement>,
     polls_seen: u64,
     snapshot: Option<Arc<Snapshot>>,
-    board: Option<Board>,
-    /// Applies the rules, keeping the calm profiles' views for the next poll.
-    evaluator: Evaluator,
+    board: Option<Arc<Board>>,
     stats: PollStats,
     /// The database's deadlock count at the first poll that read it.
     deadlocks_at_start: Option<i64>,
@@ -110,13 +108,16 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new(rules: Rules) -> Self {
+        Self::judging(Arc::new(Judgement::new(rules)))
+    }
+
+    /// A watcher that records and evaluates each poll into `judgement`, which others may read.
+    pub fn judging(judgement: Arc<Judgement>) -> Self {
         Self {
-            rules,
-            history: History::default(),
+            judgement,
             polls_seen: 0,
             snapshot: None,
             board: None,
-            evaluator: Evaluator::new(),
             stats: PollStats::default(),
             deadlocks_at_start: None,
             active: BTreeMap::new(),
@@ -134,9 +135,7 @@ impl Watcher {
         self.stats.polls = feed.polls;
         self.stats.failures = feed.failures;
         if feed.last_poll_failed {
-            for _ in 0..new_polls {
-                self.history.record_missed();
-            }
+            self.judgement.record_missed(new_polls);
             self.stats.failing = Some(match &feed.link {
                 Link::Reconnecting { error, .. } => error.clone(),
                 Link::Connecting | Link::Connected => "the poll failed".to_owned(),
@@ -150,12 +149,10 @@ impl Watcher {
         self.stats.last_success = Some(wall);
         self.stats.last_poll_ms = Some(snapshot.poll_ms);
         self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
-        rules::record(&mut self.history, &snapshot, &self.rules);
-        let board =
-            self.evaluator
-                .evaluate(&snapshot, &self.history, &self.rules, snapshot.server_now);
+        self.judgement.record(&snapshot);
+        let board = self.judgement.evaluate(&snapshot, snapshot.server_now);
         let changes = self.track(&board.alerts, board.now);
-        self.board = Some(board);
+        self.board = Some(Arc::new(board));
         self.snapshot = Some(snapshot);
         changes
     }
@@ -195,7 +192,12 @@ impl Watcher {
 
     /// The board of the latest successful poll.
     pub fn board(&self) -> Option<&Board> {
-        self.board.as_ref()
+        self.board.as_deref()
+    }
+
+    /// The board of the latest successful poll, to hand on.
+    pub fn shared_board(&self) -> Option<Arc<Board>> {
+        self.board.clone()
     }
 
     pub fn snapshot(&self) -> Option<&Snapshot> {
@@ -211,7 +213,7 @@ impl Watcher {
     }
 
     pub fn rules(&self) -> &Rules {
-        &self.rules
+        self.judgement.rules()
     }
 }
 

@@ -62,13 +62,14 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
     app.scroll = scroll(app, page);
     // Taken while the page's lines borrow the app; put back below.
     let mut sticky = std::mem::take(&mut app.sticky);
+    let (per_cell, history) = (per_cell(app, spark), app.shown_history());
     let cells = Cells {
         now,
         glyphs,
-        history: Some(app.shown_history()),
+        history: Some(&history),
         service: app.shown_service(),
         spark,
-        per_cell: per_cell(app, spark),
+        per_cell,
     };
     let lines = page_lines(app, now, page);
     if lines.is_empty() {
@@ -78,6 +79,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
             "no profile matches the filter (Esc clears it)"
         };
         drop(lines);
+        drop(history);
         app.sticky = sticky;
         draw_empty(frame, theme, &all, spark, inner, msg);
         return;
@@ -108,6 +110,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, theme: &Theme, glyphs: Glyphs, are
         .collect();
     let picks: Vec<usize> = lines.iter().map(|(i, _)| *i).collect();
     drop(lines);
+    drop(history);
     app.sticky = sticky;
     app.hits.profiles = Rect {
         y: inner.y + 1,
