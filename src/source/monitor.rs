@@ -515,6 +515,7 @@ impl Monitor {
         if let (Some(delta), Some(mirror), LeaseDetail::Summary { ttl, focus }) =
             (rows.delta.take(), self.mirror.as_mut(), &self.detail)
         {
+            let began = Instant::now();
             // The mirror's reads give their rows packed; a table without the columns for reading changes
             // gives them whole.
             let packed = if rows.packed.is_empty() {
@@ -538,8 +539,10 @@ impl Monitor {
                     mirror.start_window(fits as u64);
                 }
             }
+            let after_apply = began.elapsed();
             let ttl_chrono = chrono::Duration::from_std(*ttl).unwrap_or(chrono::Duration::MAX);
             let detail = mirror.rows_that_matter(rows.server_now, ttl_chrono, focus);
+            let after_matter = began.elapsed();
             let every = SUMMARY_REFRESH.min(*ttl / 3);
             if self.summaries_at.is_none_or(|at| at.elapsed() >= every) {
                 if let Some(fresh) = mirror.summaries() {
@@ -547,6 +550,13 @@ impl Monitor {
                 }
                 self.summaries_at = Some(Instant::now());
             }
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            tracing::trace!(
+                apply_ms = ms(after_apply),
+                rows_that_matter_ms = ms(after_matter.saturating_sub(after_apply)),
+                summaries_ms = ms(began.elapsed().saturating_sub(after_matter)),
+                "mirror"
+            );
             return LeaseRead {
                 server_now: rows.server_now,
                 rows: detail,
