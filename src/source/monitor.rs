@@ -457,6 +457,13 @@ impl Monitor {
             }
             _ => 0,
         };
+        if let Some(Next::Window { tail, confirm, .. }) = &next {
+            tracing::trace!(
+                tail_pages = pages.saturating_sub(*tail),
+                confirm = confirm.len(),
+                "window"
+            );
+        }
         let read = LeaseReadOf::new(&self.lease, &self.detail, refresh, (next.as_ref(), pages));
         let began = Instant::now();
         let got = read::run(&mut self.conn, None, &read).await;
@@ -523,6 +530,7 @@ impl Monitor {
             } else {
                 rows.packed
             };
+            let read_rows = packed.len();
             if delta.window {
                 mirror.apply_window(
                     packed.iter(),
@@ -552,6 +560,7 @@ impl Monitor {
             }
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             tracing::trace!(
+                rows = read_rows,
                 apply_ms = ms(after_apply),
                 rows_that_matter_ms = ms(after_matter.saturating_sub(after_apply)),
                 summaries_ms = ms(began.elapsed().saturating_sub(after_matter)),
