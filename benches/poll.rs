@@ -258,7 +258,6 @@ async fn measure(url: &str, rows: i64, locks: i64, summary: bool) {
     monitor.close().await;
 }
 
-/// 3,600 polls (an hour at 1 s) of 1,000 profiles, with contention moving between profiles.
 /// The client's work of a windowed poll of the scale scene, without a server: a mirror of 50,000 profiles ×
 /// 4 keys, each poll putting 20,000 renewed rows (a tenth of the table, scattered), then taking the rows that
 /// matter (1,000 contended profiles, 500 dead owners) and, every fifth poll, the per-profile summaries.
@@ -388,6 +387,7 @@ fn evaluation_work(snapshot: &Snapshot, at: chrono::DateTime<Utc>) {
     );
 }
 
+/// 3,600 polls (an hour at 1 s) of 1,000 profiles, with contention moving between profiles.
 fn model_memory() {
     let rules = Rules::default();
     let mut history = History::default();
