@@ -628,21 +628,21 @@ impl Monitor {
         if let Some(secs) = self.mirror.as_ref().and_then(Mirror::sweep_seconds)
             && secs > 0.0
         {
-            let within = format!(
-                "{} is too large to scan every poll: read by windows, a change to a row shows within {:.0}s",
-                self.lease.display,
-                secs.ceil()
-            );
+            let (table, secs) = (&self.lease.display, secs.ceil());
             match &self.detail {
-                // Slower than the TTL: contention recorded in place may show only after it is over.
+                // Slower than the TTL: contention recorded in place may show only after it is over. Said in
+                // few words: the header has one line for it, 180 columns on a bastion's terminal.
                 LeaseDetail::Summary { ttl, .. } if secs > ttl.as_secs_f64() => {
                     lag = Some(format!(
-                        "{within}, longer than the {}s TTL (the table is large or bloated; a long \
-                         transaction keeps its dead rows)",
+                        "{table} is read by windows: a change to a row can take {secs:.0}s to show, over the \
+                         {:.0}s TTL (a large or bloated table; a long transaction keeps dead rows)",
                         ttl.as_secs_f64().ceil()
                     ));
                 }
-                _ => notes.push(within),
+                _ => notes.push(format!(
+                    "{table} is too large to scan every poll: read by windows, a change to a row shows \
+                     within {secs:.0}s"
+                )),
             }
         }
         Snapshot {
