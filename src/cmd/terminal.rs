@@ -2,7 +2,8 @@
 //! on every way out (a return, an error, a panic through the hook, SIGINT, SIGTERM, SIGHUP); suspend (Ctrl-Z,
 //! or SIGTSTP sent from outside: the terminal is handed back to the shell, and taken again on SIGCONT);
 //! resize; the frame clock; and the keys. A frame is drawn only on a key, news from the feed, a resize, the
-//! 1 Hz countdown tick or the moment data turns stale, into a 64 KiB buffer flushed once per frame.
+//! 1 Hz countdown tick (while polls come each second, each poll's frame is the tick) or the moment data turns
+//! stale, into a 64 KiB buffer flushed once per frame.
 //!
 //! A feed plugs in through [`Plug`]: the live poller ([`super::watch`]) or the replay player
 //! ([`super::replay`]). It says when it has news, takes its own keys, and hears what the UI asks of it.
@@ -155,6 +156,9 @@ pub async fn run(app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<()>
     result
 }
 
+/// The clock's tick while no poll comes: countdowns, and the stale and reconnecting timers, move each second.
+const TICK: Duration = Duration::from_secs(1);
+
 async fn event_loop(
     term: &mut Screen,
     app: &mut App,
@@ -162,7 +166,7 @@ async fn event_loop(
     face: &Face,
 ) -> Result<()> {
     let mut keys = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut term_signal = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -200,7 +204,15 @@ async fn event_loop(
             },
             news = feed.news() => {
                 let news = news?;
-                feed.apply(news, app)
+                let shown = app.received_at;
+                let changed = feed.apply(news, app);
+                if app.received_at != shown {
+                    // A poll was just shown, judged at its own time: the tick waits for the next one, and ticks
+                    // only if it is late (not in the middle of a poll, and not with a second evaluation of
+                    // every profile each second).
+                    tick.reset_after(TICK + TICK / 2);
+                }
+                changed
             },
             _ = tick.tick() => {
                 if !app.is_paused() {
