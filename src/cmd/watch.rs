@@ -549,6 +549,23 @@ mod tests {
         assert!(task.await.is_ok());
     }
 
+    /// A judge whose only work is the recording.
+    fn judge_recording(
+        rx: watch::Receiver<Feed>,
+        recorder: Recorder,
+        status: watch::Sender<Option<RecordStatus>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let watcher = Watcher::new(*recorder.rules());
+        tokio::spawn(judge_polls(
+            rx,
+            watcher,
+            Judged {
+                recording: Some((recorder, status)),
+                ..Judged::default()
+            },
+        ))
+    }
+
     #[tokio::test]
     async fn a_recording_stops_before_it_passes_its_size_limit_and_says_so() {
         let dir = tempfile::tempdir().expect("dir");
@@ -559,15 +576,7 @@ mod tests {
             .with_max_size(Some(2048));
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
-        let watcher = Watcher::new(*recorder.rules());
-        let task = tokio::spawn(judge_polls(
-            rx,
-            watcher,
-            Judged {
-                recording: Some((recorder, status_tx)),
-                ..Judged::default()
-            },
-        ));
+        let task = judge_recording(rx, recorder, status_tx);
         status.changed().await.expect("first status");
         for polls in 1..=100 {
             tx.send_replace(Feed {
@@ -606,15 +615,7 @@ mod tests {
         let recorder = Recorder::onto(file, &path, &header).expect("recorder");
         let (tx, rx) = watch::channel(Feed::default());
         let (status_tx, mut status) = watch::channel(None);
-        let watcher = Watcher::new(*recorder.rules());
-        let task = tokio::spawn(judge_polls(
-            rx,
-            watcher,
-            Judged {
-                recording: Some((recorder, status_tx)),
-                ..Judged::default()
-            },
-        ));
+        let task = judge_recording(rx, recorder, status_tx);
         status.changed().await.expect("first status");
         assert!(
             status
