@@ -10,8 +10,33 @@ use locktop::cmd;
 
 /// mimalloc, not glibc's malloc: at 50,000 profiles the per-poll churn (rows decoded, boards rebuilt) left
 /// glibc's heap at four times the live data.
+#[cfg(not(feature = "heap-stats"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A measurement build counts the live heap in the same allocator: RSS alone does not tell live data from
+/// what the allocator keeps.
+#[cfg(feature = "heap-stats")]
+#[global_allocator]
+static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+/// Logs the live heap and its peak each second, at `locktop::heap=debug`.
+#[cfg(feature = "heap-stats")]
+fn log_heap() {
+    let _ = std::thread::Builder::new()
+        .name("heap-stats".into())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                tracing::debug!(
+                    target: "locktop::heap",
+                    live_kb = ALLOCATOR.allocated() / 1024,
+                    peak_kb = ALLOCATOR.max_allocated() / 1024,
+                    "heap"
+                );
+            }
+        });
+}
 
 fn main() -> ExitCode {
     // Before anything else: a password on the command line leaves the process's arguments at once.
@@ -48,6 +73,8 @@ fn main() -> ExitCode {
     // write logs on the terminal they draw on.
     let to_stderr = matches!(cli.command, Some(Command::Serve(_)));
     let result = cmd::init_logging(cli.common.log_file.as_deref(), to_stderr).and_then(|()| {
+        #[cfg(feature = "heap-stats")]
+        log_heap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
