@@ -444,3 +444,54 @@ async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_table_too_slow_for_two_reads_in_a_poll_still_leaves_its_sessions_on_screen() {
+    let url = database("slow_every_read", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    // Every read of the table takes longer than the statement timeout whatever the machine: each row the
+    // monitor's role may see costs 2 ms (a policy), 300 rows 600 ms. As on a table bloated behind a long
+    // transaction, where the mirror's first read and then the read of the rows that matter both time out.
+    common::exec(
+        &mut conn,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         SELECT 'p' || g, 'BTC', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 300) g; \
+         CREATE FUNCTION slow_row(text) RETURNS bool LANGUAGE plpgsql VOLATILE \
+           AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN true; END $$; \
+         ALTER TABLE entry_locks ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY slow ON entry_locks FOR SELECT USING (slow_row(profile_id))",
+    )
+    .await;
+    let reader = common::reader_role(&url, "slow_reader").await;
+    common::exec(&mut conn, "GRANT pg_monitor TO slow_reader").await;
+    let _witness = common::connect_as(&url, "witness-7").await;
+    // Two statement timeouts do not fit in the poll's client timeout: a second read must not start.
+    let limits = SessionLimits {
+        statement_timeout: Duration::from_millis(300),
+        lock_timeout: Duration::from_millis(50),
+        client_timeout: Duration::from_millis(500),
+    };
+    let mut m = common::monitor(&reader, &Config::default().lease, limits).await;
+    m.set_detail(LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    for poll in 1..=3 {
+        let snapshot = m
+            .poll()
+            .await
+            .unwrap_or_else(|e| panic!("poll {poll}: the poll itself succeeds: {e}"));
+        let why = snapshot.lease_error.clone().unwrap_or_default();
+        assert!(
+            why.contains("statement_timeout"),
+            "poll {poll}: says the lease rows are unread and why: {why:?}"
+        );
+        assert!(
+            snapshot
+                .sessions
+                .iter()
+                .any(|s| s.application.as_deref() == Some("witness-7")),
+            "poll {poll}: the sessions are read all the same"
+        );
+    }
+}

@@ -103,7 +103,14 @@ pub struct Monitor {
     windowable: bool,
     /// The caller reads the sweep of a windowed table between polls ([`Monitor::sweep`]).
     sweep_apart: bool,
+    /// When the current poll began: a second lease read starts only if it can end within the poll's time.
+    poll_began: Instant,
 }
+
+/// Time kept for the reads of a poll after its lease read (row-lock waits' rows, prepared transactions), on
+/// a server slow enough for a lease read to time out: half of the second the default limits leave a poll
+/// besides one statement.
+const AFTER_LEASE_READ: Duration = Duration::from_millis(500);
 
 /// What the lease read of a dashboard poll may cost before the mirror reads the table by windows, and then
 /// what the sweep's window may cost: a scan of every page every poll costs the server, and the operator the
@@ -292,6 +299,7 @@ impl Monitor {
             scan_budget: SCAN_BUDGET,
             lease_took: Duration::ZERO,
             sweep_apart: false,
+            poll_began: Instant::now(),
         })
     }
 
@@ -331,6 +339,7 @@ impl Monitor {
     /// ACCESS EXCLUSIVE on it and skip the read until that lock is gone.
     pub async fn poll(&mut self) -> Result<Snapshot, SourceError> {
         let started = Instant::now();
+        self.poll_began = started;
         let client_timeout = self.limits.client_timeout;
         let polled = if self.pooled {
             tokio::time::timeout(client_timeout, self.poll_pooled()).await
@@ -470,6 +479,9 @@ impl Monitor {
         self.lease_took = began.elapsed();
         if read.reads_all_for_mirror() && matches!(got, Err(SourceError::StatementTimeout)) {
             self.give_up_mirror();
+            if !self.time_for_another_read() {
+                return Ok(self.timed_out_lease_read());
+            }
             let summary = LeaseReadOf::new(&self.lease, &self.detail, false, (None, 0));
             let rows = read::run(&mut self.conn, None, &summary).await?;
             return Ok(LeaseOutcome {
@@ -481,9 +493,12 @@ impl Monitor {
         let (rows, fresh) = match got {
             Err(SourceError::StatementTimeout) if refresh => {
                 // Too slow for this interval: keep the last aggregates, try again later, and read the rows
-                // that matter now (an index lookup of the few hot profiles).
+                // that matter now (an index lookup of the few hot profiles), if it can end in time.
                 self.slow_aggregates += 1;
                 self.summaries_at = Some(Instant::now());
+                if !self.time_for_another_read() {
+                    return Ok(self.timed_out_lease_read());
+                }
                 let hot = LeaseReadOf::new(&self.lease, &self.detail, false, (None, 0));
                 (read::run(&mut self.conn, None, &hot).await?, false)
             }
@@ -494,6 +509,26 @@ impl Monitor {
             unread: None,
             note: self.aggregates_note(),
         })
+    }
+
+    /// Whether one more read, up to the statement timeout, ends before the poll's client-side timeout (with
+    /// room for the reads after it). After a lease read that took the whole statement timeout, a second one
+    /// could not: the client timeout would cut the poll, and the operator would see no sessions or waits,
+    /// only "reconnecting", poll after poll, on a table that bloated while locktop was not watching.
+    fn time_for_another_read(&self) -> bool {
+        self.poll_began.elapsed() + self.limits.statement_timeout + AFTER_LEASE_READ
+            <= self.limits.client_timeout
+    }
+
+    /// A poll whose lease read took the statement timeout and has no time for another: its sessions and
+    /// waits stand, the rows are the last ones read (with their age), and the next poll reads the rows that
+    /// matter first.
+    fn timed_out_lease_read(&self) -> LeaseOutcome {
+        LeaseOutcome {
+            read: None,
+            unread: Some(unread_text(&SourceError::StatementTimeout)),
+            note: self.aggregates_note(),
+        }
     }
 
     /// The mirror's first read of every row did not fit in the statement timeout: the table is too large to
