@@ -10,7 +10,7 @@ use locktop::cmd;
 
 /// mimalloc, not glibc's malloc: at 50,000 profiles the per-poll churn (rows decoded, boards rebuilt) left
 /// glibc's heap at four times the live data.
-#[cfg(not(feature = "heap-stats"))]
+#[cfg(not(any(feature = "heap-stats", feature = "system-alloc")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
