@@ -1148,7 +1148,7 @@ fn summary_owner(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
     s.summaries
         .iter()
         .find(|p| p.group.as_deref() == Some(group))
-        .and_then(|p| p.sample_owner.clone())
+        .and_then(|p| p.sample_owner.as_deref().map(str::to_owned))
 }
 
 #[tokio::test]

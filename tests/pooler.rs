@@ -125,8 +125,8 @@ async fn a_thousand_polls_through_a_transaction_pooler_are_all_correct() {
                 .iter()
                 .map(|p| {
                     (
-                        p.group.clone().unwrap_or_default(),
-                        p.sample_owner.clone().unwrap_or_default(),
+                        p.group.as_deref().unwrap_or_default().to_owned(),
+                        p.sample_owner.as_deref().unwrap_or_default().to_owned(),
                     )
                 })
                 .collect()

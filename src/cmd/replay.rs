@@ -192,8 +192,10 @@ fn tally(rules: &rules::Rules, polls: impl Iterator<Item = Poll>) -> Tally {
             if p.holders().any(|r| r.is_expired(at)) {
                 extend(&mut s.expired, at, prev);
             }
-            s.holders
-                .extend(p.holders().filter_map(|r| r.owner.clone()));
+            s.holders.extend(
+                p.holders()
+                    .filter_map(|r| r.owner.as_deref().map(str::to_owned)),
+            );
         }
         if contended_now.len() > t.peak.0 {
             t.peak = (contended_now.len(), Some(at), contended_now);

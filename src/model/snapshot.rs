@@ -3,6 +3,8 @@
 //! These types are plain data (serde for `--record` and replay); `source/` fills them, the rest of the model
 //! reads them. Text from the database is kept as it came: escaping for display is the UI's job.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -126,15 +128,11 @@ impl Part {
     /// `snapshot` of the target `label`, with every profile name (lease rows, summaries, the rows of row-lock
     /// waits) prefixed `label:` so that profiles of different databases never merge.
     pub fn new(target: &str, snapshot: &Snapshot, down: Option<String>) -> Self {
-        let prefix = |g: &Option<String>| {
-            Some(format!(
-                "{target}{TARGET_SEPARATOR}{}",
-                g.as_deref().unwrap_or("NULL")
-            ))
-        };
+        let prefix =
+            |g: Option<&str>| Some(format!("{target}{TARGET_SEPARATOR}{}", g.unwrap_or("NULL")));
         let mut snapshot = snapshot.clone();
         for row in &mut snapshot.leases {
-            row.group = prefix(&row.group);
+            row.group = prefix(row.group.as_deref());
         }
         if !snapshot.summaries.is_empty() {
             snapshot.summaries = std::sync::Arc::new(
@@ -142,7 +140,7 @@ impl Part {
                     .summaries
                     .iter()
                     .map(|s| ProfileSummary {
-                        group: prefix(&s.group),
+                        group: prefix(s.group.as_deref()).map(Arc::from),
                         ..s.clone()
                     })
                     .collect(),
@@ -150,7 +148,7 @@ impl Part {
         }
         for w in &mut snapshot.waits {
             if let Some(row) = &mut w.lease_row {
-                row.group = prefix(&row.group);
+                row.group = prefix(row.group.as_deref());
             }
         }
         Self {
@@ -305,12 +303,13 @@ pub struct LeaseRow {
 /// A profile's lease rows aggregated in SQL: what a calm profile shows without fetching every row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileSummary {
-    pub group: Option<String>,
+    /// The names are shared with the mirror's rows they sum up (50,000 summaries are taken every few seconds).
+    pub group: Option<Arc<str>>,
     pub rows: i64,
     pub held: i64,
     /// The key, owner and acquisition of its held row that expires first; the first expiry of its held rows.
-    pub sample_key: Option<String>,
-    pub sample_owner: Option<String>,
+    pub sample_key: Option<Arc<str>>,
+    pub sample_owner: Option<Arc<str>>,
     pub sample_acquired_at: Option<DateTime<Utc>>,
     pub next_expiry: Option<DateTime<Utc>>,
     /// Sum of `contention_count` over all rows, and the latest `contended_since`: what the history needs to

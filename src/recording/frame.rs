@@ -54,7 +54,7 @@ pub struct Delta {
     summaries: Vec<Patch>,
     /// Profiles whose aggregates are gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    summaries_gone: Vec<Option<String>>,
+    summaries_gone: Vec<Option<Arc<str>>>,
     /// Each database's own, when several are watched (a database whose rows did not change has none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     parts: BTreeMap<String, Delta>,
@@ -118,11 +118,11 @@ impl RowFields {
     reason = "a patch's field is left as it was (None), or set, to null (Some(None)) or a value"
 )]
 struct Patch {
-    group: Option<String>,
+    group: Option<Arc<str>>,
     rows: Option<i64>,
     held: Option<i64>,
-    sample_key: Option<Option<String>>,
-    sample_owner: Option<Option<String>>,
+    sample_key: Option<Option<Arc<str>>>,
+    sample_owner: Option<Option<Arc<str>>>,
     sample_acquired_at: Option<Option<Offset>>,
     next_expiry: Option<Option<Offset>>,
     failure_total: Option<Option<i64>>,
@@ -290,11 +290,11 @@ impl<'de> Deserialize<'de> for Patch {
 /// A [`ProfileSummary`] written as a JSON array, in the order of its fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SummaryFields(
-    Option<String>,
+    Option<Arc<str>>,
     i64,
     i64,
-    Option<String>,
-    Option<String>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     Option<i64>,
@@ -332,7 +332,7 @@ pub struct Changes {
     #[serde(default)]
     summaries: Vec<SummaryFields>,
     #[serde(default)]
-    summaries_gone: Vec<Option<String>>,
+    summaries_gone: Vec<Option<Arc<str>>>,
 }
 
 impl Changes {
@@ -460,7 +460,7 @@ impl Frame {
         snapshot: &Snapshot,
         base: DateTime<Utc>,
         patches: &mut Vec<Patch>,
-    ) -> Vec<Option<String>> {
+    ) -> Vec<Option<Arc<str>>> {
         let (old, new) = (in_order(&self.summaries), in_order(&snapshot.summaries));
         let mut gone = Vec::new();
         let (mut i, mut j) = (0, 0);
@@ -534,11 +534,11 @@ impl Frame {
     fn apply_summaries(
         &mut self,
         mut patches: Vec<Patch>,
-        gone: &[Option<String>],
+        gone: &[Option<Arc<str>>],
         base: DateTime<Utc>,
     ) {
         patches.sort_by(|a, b| a.group.cmp(&b.group));
-        let gone: HashSet<&Option<String>> = gone.iter().collect();
+        let gone: HashSet<&Option<Arc<str>>> = gone.iter().collect();
         let old = in_order(&self.summaries);
         let mut out = Vec::with_capacity(old.len() + patches.len());
         let mut patches = patches.into_iter().peekable();
@@ -571,7 +571,7 @@ mod tests {
             rows: 4,
             held: 4,
             sample_key: Some(key.into()),
-            sample_owner: Some(format!("worker-{key}")),
+            sample_owner: Some(format!("worker-{key}").into()),
             sample_acquired_at: Some(t(-600)),
             next_expiry: Some(t(next_expiry)),
             failure_total: Some(0),

@@ -7,6 +7,8 @@
 //! The rows come back as one row of parallel arrays with the server's `now()` of the same statement: one
 //! message instead of one per lease row, which keeps a poll of 100,000 rows cheap to decode.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnection;
 use sqlx::{Row, postgres::PgRow};
@@ -754,11 +756,11 @@ impl Read for SummaryRead<'_> {
             match r.kind {
                 2 => server_now = r.server_now,
                 0 => summaries.push(ProfileSummary {
-                    group: text(r.group),
+                    group: text(r.group).map(Arc::from),
                     rows: r.n_rows.unwrap_or(0),
                     held: r.n_held.unwrap_or(0),
-                    sample_key: text(r.key),
-                    sample_owner: text(r.owner),
+                    sample_key: text(r.key).map(Arc::from),
+                    sample_owner: text(r.owner).map(Arc::from),
                     sample_acquired_at: r.acquired_at.map(|t| t.0),
                     next_expiry: r.expires_at.map(|t| t.0),
                     failure_total: r.contention_count,

@@ -526,7 +526,7 @@ impl RowColumn {
     pub fn text(self, r: &RowView, now: DateTime<Utc>) -> String {
         match self {
             Self::Key => display_value(r.key.as_deref()).to_owned(),
-            Self::Owner => r.owner.clone().unwrap_or_else(|| "(released)".to_owned()),
+            Self::Owner => r.owner.as_deref().unwrap_or("(released)").to_owned(),
             Self::Ttl => r
                 .ttl_remaining(now)
                 .map_or_else(|| "-".to_owned(), human_duration),

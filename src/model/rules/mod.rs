@@ -654,7 +654,7 @@ mod tests {
             rows: 2,
             held: i64::from(owner.is_some()),
             sample_key: Some("SYM".into()),
-            sample_owner: owner.map(str::to_owned),
+            sample_owner: owner.map(Arc::from),
             sample_acquired_at: Some(t(expires - 30)),
             next_expiry: Some(t(expires)),
             failure_total: Some(0),

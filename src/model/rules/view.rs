@@ -1,6 +1,8 @@
 //! What the rules give the screen and the report: a profile's status, its rows and reasons, the waits with
 //! what is known of the waiter, the alerts, and the board that holds them all.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -32,8 +34,9 @@ impl Status {
 /// One lease row of a profile, as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowView {
-    pub key: Option<String>,
-    pub owner: Option<String>,
+    /// Shared with the rows and aggregates read (a view of each of 50,000 profiles is kept).
+    pub key: Option<Arc<str>>,
+    pub owner: Option<Arc<str>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub acquired_at: Option<DateTime<Utc>>,
     /// The backend that holds it, where it could be linked: owner token equal to an `application_name`, or
