@@ -222,7 +222,6 @@ pub fn keymap(key: KeyEvent, editing_filter: bool) -> Option<Action> {
 pub struct App {
     /// `user@host:port/db`, never a password.
     pub target: String,
-    pub rules: Rules,
     /// Notes that hold for the whole session (missing signals of the mapping, a label for the clock).
     pub notes: Vec<String>,
     /// The history and the evaluator: the dashboard's judge's, or the app's own (a replay, the tests).
@@ -292,7 +291,6 @@ impl App {
     pub fn new(target: String, rules: Rules, interval: Duration, notes: Vec<String>) -> Self {
         Self {
             target,
-            rules,
             notes,
             judgement: Arc::new(Judgement::new(rules)),
             records: true,
@@ -338,7 +336,6 @@ impl App {
     /// the board the judge made of each poll, and evaluates with the same judgement only on its clock's tick.
     #[must_use]
     pub fn judged_by(mut self, judgement: Arc<Judgement>) -> Self {
-        self.rules = *judgement.rules();
         self.judgement = judgement;
         self.records = false;
         self
@@ -347,6 +344,11 @@ impl App {
     /// The history and the evaluator the app reads.
     pub fn judgement(&self) -> &Judgement {
         &self.judgement
+    }
+
+    /// The rules the app judges by: its judgement's (the judge's, on the dashboard).
+    pub fn rules(&self) -> &Rules {
+        self.judgement.rules()
     }
 
     /// Shows `snapshot` at a fixed server time `now` (for view tests and screenshots): records it in the

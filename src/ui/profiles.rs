@@ -136,14 +136,14 @@ fn title(app: &App) -> String {
     if app.filter.is_empty() {
         format!(
             " profiles ({total}) · escalate after {} ",
-            human_duration(app.rules.escalate_after)
+            human_duration(app.rules().escalate_after)
         )
     } else {
         format!(
             " profiles ({} of {total} match /{}) · escalate after {} ",
             app.visible.len(),
             text::clean(&app.filter, 30),
-            human_duration(app.rules.escalate_after)
+            human_duration(app.rules().escalate_after)
         )
     }
 }
@@ -267,7 +267,7 @@ fn row<'a>(
 /// Polls in each cell of the trend: its line spans the escalation limit, within the history kept.
 fn per_cell(app: &App, spark: usize) -> usize {
     columns::polls_per_cell(
-        app.rules.escalate_after,
+        app.rules().escalate_after,
         app.interval,
         spark,
         app.shown_history().capacity(),
