@@ -65,6 +65,25 @@ async fn database(name: &str, encoding: &str) -> String {
     url
 }
 
+/// A monitor of `url` in the dashboard's summary mode (30 s TTL), with these statement and client timeouts.
+async fn summary_monitor(
+    url: &str,
+    statement_timeout: Duration,
+    client_timeout: Duration,
+) -> locktop::source::Monitor {
+    let limits = SessionLimits {
+        statement_timeout,
+        lock_timeout: Duration::from_millis(50),
+        client_timeout,
+    };
+    let mut m = common::monitor(url, &Config::default().lease, limits).await;
+    m.set_detail(LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: Vec::new(),
+    });
+    m
+}
+
 /// The dashboard's judgement of `snapshot`, and the text of it drawn on a 120×40 screen (which must not
 /// panic).
 fn judged_and_drawn(snapshot: locktop::model::Snapshot) -> (locktop::model::Board, String) {
@@ -414,16 +433,7 @@ async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that
          ANALYZE entry_locks",
     )
     .await;
-    let limits = SessionLimits {
-        statement_timeout: Duration::from_millis(100),
-        lock_timeout: Duration::from_millis(50),
-        client_timeout: Duration::from_secs(5),
-    };
-    let mut m = common::monitor(&url, &Config::default().lease, limits).await;
-    m.set_detail(LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: Vec::new(),
-    });
+    let mut m = summary_monitor(&url, Duration::from_millis(100), Duration::from_secs(5)).await;
     for poll in 1..=3 {
         let snapshot = m.poll().await.expect("the poll itself succeeds");
         let hot: Vec<_> = snapshot
@@ -469,16 +479,12 @@ async fn a_lease_table_too_slow_for_two_reads_in_a_poll_still_leaves_its_session
     common::exec(&mut conn, "GRANT pg_monitor TO slow_reader").await;
     let _witness = common::connect_as(&url, "witness-7").await;
     // Two statement timeouts do not fit in the poll's client timeout: a second read must not start.
-    let limits = SessionLimits {
-        statement_timeout: Duration::from_millis(300),
-        lock_timeout: Duration::from_millis(50),
-        client_timeout: Duration::from_millis(500),
-    };
-    let mut m = common::monitor(&reader, &Config::default().lease, limits).await;
-    m.set_detail(LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: Vec::new(),
-    });
+    let mut m = summary_monitor(
+        &reader,
+        Duration::from_millis(300),
+        Duration::from_millis(500),
+    )
+    .await;
     for poll in 1..=3 {
         let snapshot = m
             .poll()
