@@ -21,7 +21,7 @@ pub struct Snapshot {
     /// In summary mode, one line per profile (all profiles); the model uses it for profiles without detail.
     /// Shared, since it is reused between aggregate refreshes.
     #[serde(default, skip_serializing_if = "summaries_empty")]
-    pub summaries: std::sync::Arc<Vec<ProfileSummary>>,
+    pub summaries: Arc<Vec<ProfileSummary>>,
     /// Backends other than the monitor's own, for linking holders and waiters to applications and queries.
     pub sessions: Vec<Session>,
     /// Backends waiting for a heavyweight lock, with whom they wait on.
@@ -135,7 +135,7 @@ impl Part {
             row.group = prefix(row.group.as_deref());
         }
         if !snapshot.summaries.is_empty() {
-            snapshot.summaries = std::sync::Arc::new(
+            snapshot.summaries = Arc::new(
                 snapshot
                     .summaries
                     .iter()
@@ -261,7 +261,7 @@ impl Snapshot {
             server_now,
             poll_ms: 0.0,
             leases: Vec::new(),
-            summaries: std::sync::Arc::default(),
+            summaries: Arc::default(),
             sessions: Vec::new(),
             waits: Vec::new(),
             visibility: Visibility::Full,
@@ -283,7 +283,7 @@ impl Snapshot {
 pub const POOLED_NOTE: &str =
     "via pooler: pids and session details may come from different backends";
 
-fn summaries_empty(s: &std::sync::Arc<Vec<ProfileSummary>>) -> bool {
+fn summaries_empty(s: &Arc<Vec<ProfileSummary>>) -> bool {
     s.is_empty()
 }
 
