@@ -122,6 +122,29 @@ async fn a_resize_redraws_and_sigterm_exits_cleanly() {
     .expect("pty test");
 }
 
+/// mimalloc asks for transparent huge pages, which are resident whole: at 50,000 profiles they were half of
+/// the dashboard's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_runs_without_transparent_huge_pages() {
+    let url = database("tui_thp").await;
+    tokio::task::spawn_blocking(move || {
+        let mut tui = Tui::start(&["--dsn", &url, "--interval", "200ms"]);
+        tui.wait_for("profiles (0)");
+        let pid = tui.child.process_id().expect("pid");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
+            "{status}"
+        );
+        tui.keys("q");
+        assert_eq!(tui.wait_exit(), 0);
+    })
+    .await
+    .expect("pty test");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_restores_the_terminal_before_its_message_is_printed() {
     let url = database("tui_panic").await;
