@@ -43,7 +43,46 @@ const ZSTD_LEVEL: i32 = 3;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// A zstd compressor (which has no `Debug` of its own).
-struct Zstd(zstd::bulk::Compressor<'static>);
+struct Zstd(zstd::zstd_safe::CCtx<'static>);
+
+impl Zstd {
+    fn new() -> std::io::Result<Self> {
+        let mut context = zstd::zstd_safe::CCtx::create();
+        context
+            .set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(ZSTD_LEVEL))
+            .map_err(zstd_error)?;
+        Ok(Self(context))
+    }
+}
+
+fn zstd_error(code: usize) -> std::io::Error {
+    std::io::Error::other(zstd::zstd_safe::get_error_name(code))
+}
+
+/// Writes on to `inner` as long as the bytes fit in `room`; the first write that would pass it writes nothing
+/// and fails, and says so in `over`.
+struct Capped<'a, W> {
+    inner: &'a mut W,
+    room: u64,
+    written: u64,
+    over: bool,
+}
+
+impl<W: Write> Write for Capped<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() as u64 > self.room {
+            self.over = true;
+            return Err(std::io::Error::other("past --record-max-size"));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 impl std::fmt::Debug for Zstd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,7 +293,7 @@ impl Recorder {
         let mut recorder = Self {
             out: std::io::BufWriter::new(file),
             compressor: if path.extension().is_some_and(|e| e == "zst") {
-                Some(Zstd(zstd::bulk::Compressor::new(ZSTD_LEVEL)?))
+                Some(Zstd::new()?)
             } else {
                 None
             },
@@ -338,22 +377,54 @@ impl Recorder {
         }
     }
 
+    /// Writes `value` as one line (one zstd frame in a `.zst` file), serialised straight into the file: a
+    /// keyframe at 50,000 profiles is 8 MB of JSON, which is not built in memory first. A line that would take
+    /// the file past `--record-max-size` is not written: what of it went out is cut off again.
     fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(value)?;
-        line.push(b'\n');
-        if let Some(compressor) = self.compressor.as_mut() {
-            line = compressor.0.compress(&line)?;
+        let mut out = Capped {
+            inner: &mut self.out,
+            room: self
+                .max_size
+                .map_or(u64::MAX, |max| max.saturating_sub(self.size)),
+            written: 0,
+            over: false,
+        };
+        let written = match self.compressor.as_mut() {
+            None => serde_json::to_writer(&mut out, value)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n")),
+            Some(Zstd(context)) => {
+                // A line cut short left the context inside its frame.
+                context
+                    .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                    .map_err(zstd_error)?;
+                let mut frame = zstd::stream::write::Encoder::with_context(&mut out, context);
+                serde_json::to_writer(&mut frame, value)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| frame.write_all(b"\n"))
+                    .and_then(|()| frame.finish().map(drop))
+            }
+        };
+        let (over, length) = (out.over, out.written);
+        let written = written.and_then(|()| self.out.flush());
+        if let Err(e) = written {
+            // Nothing of a line that failed stays in the file: what the buffer holds of it is dropped, what
+            // went out is cut off.
+            let file = self.out.get_ref().try_clone()?;
+            let (file, _dropped) =
+                std::mem::replace(&mut self.out, std::io::BufWriter::new(file)).into_parts();
+            // Best effort (a pipe cannot be cut): the error that stopped the line is the one to tell.
+            let _ = file.set_len(self.size);
+            return Err(if over {
+                std::io::Error::other(format!(
+                    "it reached --record-max-size ({}); record to a new file to go on",
+                    human_bytes(self.max_size.unwrap_or_default())
+                ))
+            } else {
+                e
+            });
         }
-        let next = self.size + line.len() as u64;
-        if let Some(max) = self.max_size.filter(|max| next > *max) {
-            return Err(std::io::Error::other(format!(
-                "it reached --record-max-size ({}); record to a new file to go on",
-                human_bytes(max)
-            )));
-        }
-        self.out.write_all(&line)?;
-        self.out.flush()?;
-        self.size = next;
+        self.size += length;
         Ok(())
     }
 }
@@ -880,6 +951,42 @@ mod tests {
             lines[62]
         );
         assert!(lines[62].contains("\"renewed\""), "{}", lines[62]);
+    }
+
+    #[test]
+    fn a_line_larger_than_the_write_buffer_that_would_pass_the_size_limit_leaves_nothing_of_itself()
+    {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = Utc::now();
+        for name in ["big.jsonl", "big.jsonl.zst"] {
+            let path = dir.path().join(name);
+            let header = Header::for_tests(now);
+            let mut recorder = Recorder::create(&path, &header, false).expect("create");
+            let after_header = std::fs::metadata(&path).expect("file").len();
+            // Room for more than the buffer: some of the line goes out to the file before it is refused.
+            recorder = recorder.with_max_size(Some(after_header + 20_000));
+            let mut snapshot = Snapshot::at(now);
+            // Owners that do not repeat: the line is far beyond the file's 8 KiB buffer, compressed or not.
+            snapshot.leases = (0..4_000_u64)
+                .map(|i| {
+                    let owner = format!("{:x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    lease(&format!("p{i}"), "S", &owner, now)
+                })
+                .collect();
+            let mut history = crate::model::History::default();
+            let rules = *recorder.rules();
+            crate::model::rules::record(&mut history, &snapshot, &rules);
+            let board = crate::model::rules::evaluate(&snapshot, &history, &rules, now);
+            let e = recorder
+                .poll_judged(&snapshot, &board)
+                .expect_err("too large");
+            assert!(e.to_string().contains("--record-max-size"), "{e}");
+            assert_eq!(std::fs::metadata(&path).expect("file").len(), after_header);
+            let file = std::io::BufReader::new(std::fs::File::open(&path).expect("open"));
+            let back = read(unpacked(file).expect("unpacked")).expect("read");
+            assert!(back.damage.is_none(), "{name}: {:?}", back.damage);
+            assert!(back.polls.is_empty(), "{name}");
+        }
     }
 
     #[test]

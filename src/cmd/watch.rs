@@ -568,8 +568,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_recording_stops_before_it_passes_its_size_limit_and_says_so() {
+        for name in ["limited.jsonl", "limited.jsonl.zst"] {
+            stops_before_its_size_limit(name).await;
+        }
+    }
+
+    /// Records polls into `name` with a 2 KiB limit until it stops, and checks what it left.
+    async fn stops_before_its_size_limit(name: &str) {
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("limited.jsonl");
+        let path = dir.path().join(name);
         let header = recording::Header::for_tests(chrono::Utc::now());
         let recorder = Recorder::create(&path, &header, false)
             .expect("recorder")
@@ -599,7 +606,22 @@ mod tests {
         assert!(why.contains("--record-max-size (2 KiB)"), "{why}");
         let size = std::fs::metadata(&path).expect("file").len();
         assert!(size <= 2048 && size > 1024, "{size} bytes");
+        // What it wrote is a whole recording: the line that did not fit left nothing of itself.
+        let file = std::io::BufReader::new(std::fs::File::open(&path).expect("open"));
+        let mut text = String::new();
+        recording::unpacked(file)
+            .expect("unpacked")
+            .read_to_string(&mut text)
+            .expect("read");
+        assert!(text.ends_with('\n'), "{text:?}");
+        let back = recording::read(text.as_bytes()).expect("reads back");
+        assert!(back.damage.is_none(), "{:?}", back.damage);
+        assert_eq!(back.polls.len(), text.lines().count() - 1);
         assert!(task.await.is_ok());
+    }
+
+    #[test]
+    fn sizes_are_read_with_their_units() {
         assert_eq!(recording::parse_size("512MiB"), Ok(512 << 20));
         assert_eq!(recording::parse_size("2g"), Ok(2 << 30));
         assert_eq!(recording::parse_size("0"), Ok(0));
