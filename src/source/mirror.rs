@@ -52,7 +52,8 @@ pub const MIN_WINDOW: u64 = 8;
 pub const NO_TAIL: u64 = 0xFFFF_FFFE;
 
 /// One lease row of the mirror (its profile is the map's key): 80 bytes, where its times as
-/// `Option<DateTime<Utc>>` made 96 (200,000 rows at 50,000 profiles).
+/// `Option<DateTime<Utc>>` made 96 (200,000 rows at 50,000 profiles). A profile's bounds ([`Rows`]) are
+/// kept the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
     /// Interned: a table has few distinct keys (symbols) across many profiles.
@@ -86,6 +87,12 @@ impl Row {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp(i64);
 
+impl Default for Stamp {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 impl Stamp {
     const NONE: Self = Self(i64::MIN);
 
@@ -109,30 +116,32 @@ impl Stamp {
 #[derive(Debug, Default)]
 struct Rows {
     list: Vec<Row>,
-    last_contended_at: Option<DateTime<Utc>>,
-    first_held_expiry: Option<DateTime<Utc>>,
+    last_contended_at: Stamp,
+    first_held_expiry: Stamp,
 }
 
 impl Rows {
     /// Takes the bounds again after a change of the rows.
     fn changed(&mut self) {
-        self.last_contended_at = self
-            .list
-            .iter()
-            .filter_map(|r| r.last_contended_at.get())
-            .max();
-        self.first_held_expiry = self
-            .list
-            .iter()
-            .filter(|r| r.owner.is_some())
-            .filter_map(Row::expires_at)
-            .min();
+        self.last_contended_at = Stamp::of(
+            self.list
+                .iter()
+                .filter_map(|r| r.last_contended_at.get())
+                .max(),
+        );
+        self.first_held_expiry = Stamp::of(
+            self.list
+                .iter()
+                .filter(|r| r.owner.is_some())
+                .filter_map(Row::expires_at)
+                .min(),
+        );
     }
 
     /// Whether a row failed an acquisition since `recent`, or a held row is past its expiry at `now`.
     fn matters(&self, recent: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        self.last_contended_at.is_some_and(|at| at >= recent)
-            || self.first_held_expiry.is_some_and(|e| e <= now)
+        self.last_contended_at.get().is_some_and(|at| at >= recent)
+            || self.first_held_expiry.get().is_some_and(|e| e <= now)
     }
 }
 
