@@ -26,9 +26,13 @@ const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
 /// second, so they were never given back: at 50,000 profiles, 126–154 MB resident for a heap of 67 MB, and
 /// 97–100 MB without the delay, for the same CPU. mimalloc reads its options from the environment as it
 /// starts, before `main`; setting one from within takes an `unsafe` call, which this crate forbids. An
-/// operator's own setting is kept, and a failed re-execution leaves the program running as it was.
+/// operator's own setting is kept, and a failed re-execution leaves the program running as it was. The
+/// system-malloc build has nothing to set (and heaptrack, which follows it, loses a program that re-executes).
 fn reexec_with_allocator_options() {
     use std::os::unix::process::CommandExt as _;
+    if cfg!(feature = "system-alloc") {
+        return;
+    }
     let (name, value) = PURGE_DELAY;
     if std::env::var_os(name).is_some() {
         return;
