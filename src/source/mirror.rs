@@ -51,9 +51,9 @@ pub const MIN_WINDOW: u64 = 8;
 /// A tail beyond any table (PostgreSQL's largest block number): a read of the sweep alone.
 pub const NO_TAIL: u64 = 0xFFFF_FFFE;
 
-/// One lease row of the mirror (its profile is the map's key): 80 bytes, where its times as
-/// `Option<DateTime<Utc>>` made 96 (200,000 rows at 50,000 profiles). A profile's bounds ([`Rows`]) are
-/// kept the same way.
+/// One lease row of the mirror (its profile is the map's key): 56 bytes, where its times as
+/// `Option<DateTime<Utc>>` and its bookkeeping inline made 96 (200,000 rows at 50,000 profiles). A
+/// profile's bounds ([`Rows`]) keep their times the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
     /// Interned: a table has few distinct keys (symbols) across many profiles.
@@ -62,9 +62,28 @@ struct Row {
     owner: Option<Arc<str>>,
     expires_at: Stamp,
     acquired_at: Stamp,
-    contention_count: Option<i64>,
-    contended_since: Stamp,
-    last_contended_at: Stamp,
+    /// `None` when the row has none of it (a table without the columns).
+    contention: Option<Arc<Contention>>,
+}
+
+/// A row's failure bookkeeping. Most rows are calm (a count of 0, no episode) and share the mirror's one
+/// calm value; the others have their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Contention {
+    count: Option<i64>,
+    since: Stamp,
+    last: Stamp,
+}
+
+impl Default for Contention {
+    /// The calm value.
+    fn default() -> Self {
+        Self {
+            count: Some(0),
+            since: Stamp::NONE,
+            last: Stamp::NONE,
+        }
+    }
 }
 
 impl Row {
@@ -72,13 +91,35 @@ impl Row {
         self.expires_at.get()
     }
 
-    /// Takes the times of `row` (read anew: a renewal, or a row changed otherwise).
-    fn set_times(&mut self, row: &RowRef<'_>) {
+    fn contention_count(&self) -> Option<i64> {
+        self.contention.as_ref().and_then(|c| c.count)
+    }
+
+    fn contended_since(&self) -> Option<DateTime<Utc>> {
+        self.contention.as_ref().and_then(|c| c.since.get())
+    }
+
+    fn last_contended_at(&self) -> Option<DateTime<Utc>> {
+        self.contention.as_ref().and_then(|c| c.last.get())
+    }
+
+    /// Takes the times and bookkeeping of `row` (read anew: a renewal, or a row changed otherwise); a calm
+    /// row shares `calm`.
+    fn set_times(&mut self, row: &RowRef<'_>, calm: &Arc<Contention>) {
         self.expires_at = Stamp::of(row.expires_at);
         self.acquired_at = Stamp::of(row.acquired_at);
-        self.contention_count = row.contention_count;
-        self.contended_since = Stamp::of(row.contended_since);
-        self.last_contended_at = Stamp::of(row.last_contended_at);
+        let c = Contention {
+            count: row.contention_count,
+            since: Stamp::of(row.contended_since),
+            last: Stamp::of(row.last_contended_at),
+        };
+        if c.count.is_none() && c.since == Stamp::NONE && c.last == Stamp::NONE {
+            self.contention = None;
+        } else if c == **calm {
+            self.contention = Some(Arc::clone(calm));
+        } else if self.contention.as_deref() != Some(&c) {
+            self.contention = Some(Arc::new(c));
+        }
     }
 }
 
@@ -123,12 +164,8 @@ struct Rows {
 impl Rows {
     /// Takes the bounds again after a change of the rows.
     fn changed(&mut self) {
-        self.last_contended_at = Stamp::of(
-            self.list
-                .iter()
-                .filter_map(|r| r.last_contended_at.get())
-                .max(),
-        );
+        self.last_contended_at =
+            Stamp::of(self.list.iter().filter_map(Row::last_contended_at).max());
         self.first_held_expiry = Stamp::of(
             self.list
                 .iter()
@@ -260,6 +297,8 @@ pub struct Mirror {
     /// The names are shared with the aggregates and the views taken from them.
     profiles: hashbrown::HashMap<Option<Arc<str>>, Rows, foldhash::fast::RandomState>,
     keys: HashSet<Arc<str>>,
+    /// The bookkeeping of a calm row, shared by all of them.
+    calm: Arc<Contention>,
     rows: usize,
     mark: Option<XidMark>,
     /// The next page of the sweep, and the table's size in pages at the last read.
@@ -605,7 +644,7 @@ impl Mirror {
                 if r.owner.as_deref() != row.owner {
                     r.owner = row.owner.map(Arc::from);
                 }
-                r.set_times(&row);
+                r.set_times(&row, &self.calm);
             }
             Err(i) => {
                 let mut new = Row {
@@ -613,11 +652,9 @@ impl Mirror {
                     owner: row.owner.map(Arc::from),
                     expires_at: Stamp::NONE,
                     acquired_at: Stamp::NONE,
-                    contention_count: None,
-                    contended_since: Stamp::NONE,
-                    last_contended_at: Stamp::NONE,
+                    contention: None,
                 };
-                new.set_times(&row);
+                new.set_times(&row, &self.calm);
                 list.list.insert(i, new);
                 self.rows += 1;
             }
@@ -659,9 +696,9 @@ impl Mirror {
                     owner: r.owner.as_deref().map(str::to_owned),
                     expires_at: r.expires_at(),
                     acquired_at: r.acquired_at.get(),
-                    contention_count: r.contention_count,
-                    contended_since: r.contended_since.get(),
-                    last_contended_at: r.last_contended_at.get(),
+                    contention_count: r.contention_count(),
+                    contended_since: r.contended_since(),
+                    last_contended_at: r.last_contended_at(),
                 }));
             }
         }
@@ -769,9 +806,9 @@ fn summary(group: Option<&Arc<str>>, list: &[Row]) -> ProfileSummary {
         // Summed without a list of the counts: 50,000 summaries are taken every few seconds.
         failure_total: list
             .iter()
-            .filter_map(|r| r.contention_count)
+            .filter_map(Row::contention_count)
             .fold(None, |sum, c| Some(sum.unwrap_or(0) + c)),
-        latest_contended_since: list.iter().filter_map(|r| r.contended_since.get()).max(),
+        latest_contended_since: list.iter().filter_map(Row::contended_since).max(),
     }
 }
 
@@ -877,7 +914,7 @@ mod tests {
     }
 
     #[test]
-    fn a_row_keeps_its_times_to_the_microsecond_in_80_bytes() {
+    fn a_row_keeps_its_times_to_the_microsecond_in_56_bytes() {
         let times = [
             None,
             Some(at(0)),
@@ -889,10 +926,45 @@ mod tests {
             assert_eq!(Stamp::of(t).get(), t);
         }
         assert!(
-            std::mem::size_of::<Row>() <= 80,
+            std::mem::size_of::<Row>() <= 56,
             "{}",
             std::mem::size_of::<Row>()
         );
+    }
+
+    #[test]
+    fn a_rows_bookkeeping_comes_back_as_it_was_read_and_calm_rows_share_one() {
+        let mut m = Mirror::default();
+        let kinds = [
+            (None, None, None),
+            (Some(0), None, None),
+            (Some(3), Some(at(-40)), Some(at(-1))),
+            (None, Some(at(-5)), None),
+            (Some(-2), None, Some(at(-9))),
+        ];
+        let rows: Vec<LeaseRow> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &(count, since, last))| LeaseRow {
+                contention_count: count,
+                contended_since: since,
+                last_contended_at: last,
+                ..row(&format!("p{i}"), "S0", Some("w"), -100)
+            })
+            .chain([row("q", "S0", Some("w"), 100), row("q", "S1", None, 100)])
+            .collect();
+        m.apply(refs(&rows), read(rows.len() as i64, 1, true));
+        let focus: Vec<String> = (0..kinds.len()).map(|i| format!("p{i}")).collect();
+        let back = m.rows_that_matter(at(0), chrono::Duration::seconds(30), &focus);
+        assert_eq!(back, rows[..kinds.len()].to_vec());
+        // Two calm rows (and the calm p1) share the mirror's calm value; a row without bookkeeping has none.
+        let q = &m.profiles[&Some(Arc::from("q"))];
+        assert!(q.iter().all(|r| {
+            r.contention
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &m.calm))
+        }));
+        assert!(m.profiles[&Some(Arc::from("p0"))][0].contention.is_none());
     }
 
     #[test]
@@ -946,7 +1018,7 @@ mod tests {
                 .iter()
                 .filter(|(_, rows)| {
                     rows.iter().any(|r| {
-                        r.last_contended_at.get().is_some_and(|at| at >= recent)
+                        r.last_contended_at().is_some_and(|at| at >= recent)
                             || (r.owner.is_some() && r.expires_at().is_some_and(|e| e <= now))
                     })
                 })
