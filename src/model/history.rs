@@ -42,11 +42,11 @@ pub struct History {
 /// Minutes of deadlock counts kept for the header's sparkline.
 pub const DEADLOCK_MINUTES: usize = 10;
 
-/// What the history keeps of a profile: 72 bytes (it was 88), one for each of 50,000 profiles, calm or not.
+/// What the history keeps of a profile: 48 bytes (it was 88), one for each of 50,000 profiles, calm or not.
 #[derive(Debug, Clone, Default)]
 struct ProfileHistory {
     /// Non-zero samples, oldest first.
-    samples: VecDeque<Sample>,
+    samples: Ring,
     /// Fingerprint of who held the profile's rows at the previous poll (if `has_holders`).
     last_holders: u64,
     /// Sum of the profile's failure counters at the previous poll (if `has_count`), and the episode start it
@@ -102,15 +102,56 @@ fn full_seq(next_seq: u64, seq: u32) -> u64 {
     next_seq - u64::from(low(next_seq).wrapping_sub(seq))
 }
 
-/// Adds `sample` to a profile's samples, which hold at most one a poll of the window and one more until the
-/// next prune. The ring grows by half, never past that: grown by doubling, the ring of a profile contended
-/// throughout a 600-poll window had room for 1,024 (at 1,000 contended profiles, 10 MB unused).
-fn push_sample(samples: &mut VecDeque<Sample>, sample: Sample, window: usize) {
-    if samples.len() == samples.capacity() {
-        let most = (window + 1).saturating_sub(samples.len()).max(1);
-        samples.reserve_exact((samples.len() / 2).max(4).min(most));
+/// A profile's samples, oldest first: behind a pointer, allocated only for a profile with any (8 bytes in
+/// each of 50,000 entries, where the ring itself took 32), and given back once the last has left the window.
+#[derive(Debug, Clone, Default)]
+#[expect(
+    clippy::box_collection,
+    reason = "the pointer is the point: 8 bytes in each calm profile's entry, where an empty ring takes 32"
+)]
+struct Ring(Option<Box<VecDeque<Sample>>>);
+
+impl Ring {
+    /// Adds `sample`; the ring holds at most one a poll of the window and one more until the next prune. It
+    /// grows by half, never past that: grown by doubling, the ring of a profile contended throughout a
+    /// 600-poll window had room for 1,024 (at 1,000 contended profiles, 10 MB unused).
+    fn push(&mut self, sample: Sample, window: usize) {
+        let samples = self.0.get_or_insert_default();
+        if samples.len() == samples.capacity() {
+            let most = (window + 1).saturating_sub(samples.len()).max(1);
+            samples.reserve_exact((samples.len() / 2).max(4).min(most));
+        }
+        samples.push_back(sample);
     }
-    samples.push_back(sample);
+
+    /// Drops the samples of polls before `oldest` (`next` is the number of the poll to record next).
+    fn prune(&mut self, oldest: u64, next: u64) {
+        let Some(samples) = self.0.as_mut() else {
+            return;
+        };
+        while samples
+            .front()
+            .is_some_and(|s| full_seq(next, s.seq) < oldest)
+        {
+            samples.pop_front();
+        }
+        if samples.is_empty() {
+            self.0 = None;
+        }
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Sample> {
+        self.0.iter().flat_map(|s| s.iter())
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.len())
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.capacity())
+    }
 }
 
 /// What the history window says of one profile.
@@ -281,15 +322,12 @@ impl History {
             }
             let failures = u32::try_from(failures.max(0)).unwrap_or(u32::MAX);
             if holder_changed && failures == 0 && seen.waiters == 0 {
-                push_sample(
-                    &mut entry.samples,
-                    Sample::new(seq, failures, 0, holder_changed),
-                    self.capacity,
-                );
+                entry
+                    .samples
+                    .push(Sample::new(seq, failures, 0, holder_changed), self.capacity);
             }
             if failures > 0 || seen.waiters > 0 {
-                push_sample(
-                    &mut entry.samples,
+                entry.samples.push(
                     Sample::new(seq, failures, seen.waiters, holder_changed),
                     self.capacity,
                 );
@@ -326,17 +364,7 @@ impl History {
     fn prune(&mut self) {
         let (oldest, next) = (self.oldest_kept(), self.next_seq);
         self.profiles.retain(|_, p| {
-            while p
-                .samples
-                .front()
-                .is_some_and(|s| full_seq(next, s.seq) < oldest)
-            {
-                p.samples.pop_front();
-            }
-            // A profile calm for a whole window gives its ring back.
-            if p.samples.is_empty() && p.samples.capacity() > 0 {
-                p.samples = VecDeque::new();
-            }
+            p.samples.prune(oldest, next);
             // A profile that vanished from the table is forgotten once it has left the window.
             p.last_seen_seq >= oldest
         });
@@ -390,9 +418,8 @@ impl History {
         for s in self
             .profiles
             .get(profile)
-            .map(|p| &p.samples)
             .into_iter()
-            .flatten()
+            .flat_map(|p| p.samples.iter())
         {
             stats.failures += u64::from(s.failures);
             stats.polls_with_waiters += u32::from(s.waiters() > 0);
@@ -469,7 +496,7 @@ mod tests {
         assert!(ring.capacity() <= window + 1, "{}", ring.capacity());
         assert_eq!(h.window("p").polls_with_waiters, 600);
         assert_eq!(std::mem::size_of::<Sample>(), 12);
-        assert_eq!(std::mem::size_of::<ProfileHistory>(), 72);
+        assert_eq!(std::mem::size_of::<ProfileHistory>(), 48);
         for poll in 3 * window as i64..4 * window as i64 {
             h.record(t(poll), TTL, [("p", seen(3 * window as i64, 0))]);
         }
