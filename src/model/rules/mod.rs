@@ -119,15 +119,11 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(&str, ProfileObservation)> {
 
 /// Feeds one snapshot into the history (call once per poll, before [`evaluate`]).
 pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
-    let seen: Vec<_> = snapshot
-        .pieces()
-        .into_iter()
-        .flat_map(observations)
-        .collect();
+    // Taken piece by piece as recorded, not gathered first: 50,000 observations are 3 MB a poll.
     history.record(
         snapshot.server_now,
         rules.ttl,
-        seen.iter().map(|(k, v)| (*k, *v)),
+        snapshot.pieces().into_iter().flat_map(observations),
     );
     history.record_deadlocks(
         snapshot.server_now,
