@@ -69,7 +69,7 @@ pub(super) fn row_view(
             waits
                 .iter()
                 .filter(|w| w.profile.as_deref() == Some(profile) && w.key.as_deref() == Some(key))
-                .find_map(|w| w.prepared.first().map(|p| p.gid.clone()))
+                .find_map(|w| w.prepared.first().map(|p| Box::from(p.gid.as_str())))
         })
         .flatten();
     let row_lock_holder = row_lock_holder.filter(|&pid| pid != 0);
@@ -84,7 +84,7 @@ pub(super) fn row_view(
         expires_at: r.expires_at,
         acquired_at: r.acquired_at,
         pid: linked.map(|s| s.pid).or(row_lock_holder),
-        application: linked.and_then(|s| s.application.clone()),
+        application: linked.and_then(|s| s.application.as_deref().map(Box::from)),
         prepared,
         contention_count: r.contention_count,
         contended_since: r.contended_since,
@@ -119,7 +119,7 @@ pub(super) fn summary_row(s: &ProfileSummary, linked: Option<&Session>) -> Optio
         expires_at: s.next_expiry,
         acquired_at: s.sample_acquired_at,
         pid: linked.map(|l| l.pid),
-        application: linked.and_then(|l| l.application.clone()),
+        application: linked.and_then(|l| l.application.as_deref().map(Box::from)),
         prepared: None,
         contention_count: None,
         contended_since: None,
