@@ -37,10 +37,15 @@ fn reexec_with_allocator_options() {
     if std::env::var_os(name).is_some() {
         return;
     }
+    // The binary by its own path, not `/proc/self/exe`: the process takes its name from the file it runs, and
+    // `ps`, `top` and `pgrep locktop` would have shown it as `exe`.
+    let Ok(binary) = std::env::current_exe() else {
+        return;
+    };
     let mut args = std::env::args_os();
     let program = args.next().unwrap_or_else(|| "locktop".into());
     // Returns only on failure.
-    let _ = std::process::Command::new("/proc/self/exe")
+    let _ = std::process::Command::new(binary)
         .arg0(program)
         .args(args)
         .env(name, value)

@@ -403,6 +403,8 @@ fn a_password_on_the_command_line_leaves_the_process_arguments_with_a_warning() 
         cmdline.contains("--interval 300ms"),
         "the other arguments stay: {cmdline}"
     );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(comm.trim(), "locktop", "and its name");
     tui.keys("q");
     assert_eq!(tui.wait_exit(), 0);
     let raw = tui.raw_output();

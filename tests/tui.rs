@@ -144,6 +144,9 @@ async fn the_dashboard_gives_memory_back_without_huge_pages_or_a_purge_delay() {
                     .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
                 "{status}"
             );
+            // Started again by its own path, it keeps its name (not `exe`).
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+            assert_eq!(comm.trim(), "locktop");
             let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
             let want = format!("MIMALLOC_PURGE_DELAY={delay}");
             assert!(

@@ -74,7 +74,9 @@ pub fn reexec_without_secrets() {
         "locktop: warning: a password on the command line is visible to every user of this host (ps, /proc); \
          it is taken out of locktop's arguments now, but use PGPASSWORD, ~/.pgpass or a service file instead"
     );
-    let error = std::process::Command::new("/proc/self/exe")
+    // By its own path: the process takes its name from the file it runs (`exe` for `/proc/self/exe`).
+    let binary = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let error = std::process::Command::new(binary)
         .arg0(args.first().cloned().unwrap_or_else(|| "locktop".into()))
         .args(kept)
         .env(CARRIER, taken.join("\n"))
