@@ -124,6 +124,10 @@ const SECTIONS: &[(&str, &[(&str, &str)])] = &[
                 "the PostgreSQL server programs of locktop demo",
             ),
             (
+                "MIMALLOC_PURGE_DELAY",
+                "milliseconds the allocator keeps freed memory before it gives it back; locktop sets 0 for itself unless it is set",
+            ),
+            (
                 "NO_COLOR, TERM, COLORTERM",
                 "no colour; the colour depth (16, 256 or RGB)",
             ),
