@@ -29,27 +29,10 @@ const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
 /// operator's own setting is kept, and a failed re-execution leaves the program running as it was. The
 /// system-malloc build has nothing to set (and heaptrack, which follows it, loses a program that re-executes).
 fn reexec_with_allocator_options() {
-    use std::os::unix::process::CommandExt as _;
-    if cfg!(feature = "system-alloc") {
+    if cfg!(feature = "system-alloc") || std::env::var_os(PURGE_DELAY.0).is_some() {
         return;
     }
-    let (name, value) = PURGE_DELAY;
-    if std::env::var_os(name).is_some() {
-        return;
-    }
-    // The binary by its own path, not `/proc/self/exe`: the process takes its name from the file it runs, and
-    // `ps`, `top` and `pgrep locktop` would have shown it as `exe`.
-    let Ok(binary) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let program = args.next().unwrap_or_else(|| "locktop".into());
-    // Returns only on failure.
-    let _ = std::process::Command::new(binary)
-        .arg0(program)
-        .args(args)
-        .env(name, value)
-        .exec();
+    let _ = cmd::scrub::reexec(std::env::args_os().skip(1), PURGE_DELAY);
 }
 
 /// mimalloc, not glibc's malloc: at 50,000 profiles the per-poll churn (rows decoded, boards rebuilt) left

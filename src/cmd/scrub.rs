@@ -74,14 +74,27 @@ pub fn reexec_without_secrets() {
         "locktop: warning: a password on the command line is visible to every user of this host (ps, /proc); \
          it is taken out of locktop's arguments now, but use PGPASSWORD, ~/.pgpass or a service file instead"
     );
-    // By its own path: the process takes its name from the file it runs (`exe` for `/proc/self/exe`).
-    let binary = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-    let error = std::process::Command::new(binary)
-        .arg0(args.first().cloned().unwrap_or_else(|| "locktop".into()))
-        .args(kept)
-        .env(CARRIER, taken.join("\n"))
-        .exec();
+    let error = reexec(kept, (CARRIER, &taken.join("\n")));
     tracing::warn!(error = %error, "could not re-execute without the password");
+}
+
+/// Runs this program again in place (the same pid) with `args` after its own name and one variable added to
+/// its environment. By its own path, so that the process keeps its name (it takes it from the file it runs:
+/// `exe` for `/proc/self/exe`, which is the fallback). Returns only on failure, with the error.
+pub fn reexec(
+    args: impl IntoIterator<Item = OsString>,
+    (name, value): (&str, &str),
+) -> std::io::Error {
+    let binary = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    std::process::Command::new(binary)
+        .arg0(
+            std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "locktop".into()),
+        )
+        .args(args)
+        .env(name, value)
+        .exec()
 }
 
 /// The DSNs a scrubbing re-execution handed over.
