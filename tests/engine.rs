@@ -1143,6 +1143,51 @@ async fn incremental_polls_read_only_what_changed_and_stay_in_step_with_every_ki
     m.close().await;
 }
 
+#[tokio::test]
+async fn the_mirrors_summaries_wait_one_poll_when_that_poll_reads_pg_locks() {
+    let url = database("apart").await;
+    let mut admin = connect(&url).await;
+    let mut m = with_rows(&mut admin, &url, "", 200).await;
+    assert!(m.incremental(), "a table is mirrored");
+    // Summaries every second (a third of the TTL).
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(3),
+        focus: vec![],
+    });
+    let first = m.poll().await.expect("first poll");
+    assert_eq!(first.summaries.len(), 200);
+
+    // A new wait (pg_locks is read for it) in the poll where the summaries fall due.
+    let mut holder = connect_as(&url, "holder").await;
+    exec(&mut holder, "SELECT pg_advisory_lock(7)").await;
+    let mut waiter = connect_as(&url, "waiter").await;
+    let waits = tokio::spawn(async move { exec(&mut waiter, "SELECT pg_advisory_lock(7)").await });
+    wait_for_lock_waiters(&url, 1).await;
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'renewed' WHERE profile_id = 'q7'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let reads = m.pg_locks_reads();
+    let s = m.poll().await.expect("poll");
+    assert_eq!(m.pg_locks_reads(), reads + 1, "this poll reads pg_locks");
+    assert!(
+        std::sync::Arc::ptr_eq(&s.summaries, &first.summaries),
+        "the summaries wait for the next poll"
+    );
+    let s = m.poll().await.expect("poll");
+    assert_eq!(
+        m.pg_locks_reads(),
+        reads + 1,
+        "the wait goes on: not read again"
+    );
+    assert_eq!(summary_owner(&s, "q7").as_deref(), Some("renewed"));
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    waits.await.expect("the wait ends");
+    m.close().await;
+}
+
 /// The owner a profile's summary shows (the TTL of these tests is too short for a row to stay in detail).
 fn summary_owner(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
     s.summaries
@@ -1225,15 +1270,35 @@ async fn a_table_too_slow_to_scan_each_poll_is_read_by_windows_and_stays_in_step
     );
 
     // A dead owner's row deleted: a page cannot show a deletion, so a held row past its expiry is looked
-    // up, and goes at the poll after.
+    // up (when it first looks expired, and once each cycle of the sweep after), and goes at the poll after:
+    // within a cycle, not at the read of every name every ten cycles.
     exec(
         &mut admin,
         "DELETE FROM entry_locks WHERE profile_id = 'dead'",
     )
     .await;
-    m.poll().await.expect("poll");
-    let s = m.poll().await.expect("poll");
-    assert_eq!(owner_of(&s, "dead"), None, "the deleted dead owner goes");
+    let pages: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size('entry_locks') / current_setting('block_size')::int8",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("pages");
+    // Windows of the fewest pages (nothing fits a budget of nothing).
+    let cycle = pages
+        .cast_unsigned()
+        .div_ceil(locktop::source::mirror::MIN_WINDOW);
+    let mut polls = 0;
+    loop {
+        let s = m.poll().await.expect("poll");
+        polls += 1;
+        if owner_of(&s, "dead").is_none() {
+            break;
+        }
+        assert!(
+            polls <= cycle + 2,
+            "the deleted dead owner goes within a cycle of {cycle} polls"
+        );
+    }
     assert!(m.windowed());
 
     // A budget the whole table fits again: back to scanning it whole.

@@ -586,8 +586,8 @@ impl Monitor {
             let ttl_chrono = chrono::Duration::from_std(*ttl).unwrap_or(chrono::Duration::MAX);
             let detail = mirror.rows_that_matter(rows.server_now, ttl_chrono, focus);
             let after_matter = began.elapsed();
-            let every = SUMMARY_REFRESH.min(*ttl / 3);
-            if self.summaries_at.is_none_or(|at| at.elapsed() >= every) {
+            // When due as the server's aggregates would be: not in a poll that read pg_locks too.
+            if fresh_aggregates {
                 if let Some(fresh) = mirror.summaries() {
                     self.summaries = Arc::new(fresh);
                 }
