@@ -31,7 +31,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::lease::{Delta, RowName, XidMark};
-use super::packed::RowRef;
+use super::packed::{RowRef, Stamp};
 use crate::model::LeaseRow;
 use crate::model::snapshot::ProfileSummary;
 
@@ -106,12 +106,12 @@ impl Row {
     /// Takes the times and bookkeeping of `row` (read anew: a renewal, or a row changed otherwise); a calm
     /// row shares `calm`.
     fn set_times(&mut self, row: &RowRef<'_>, calm: &Arc<Contention>) {
-        self.expires_at = Stamp::of(row.expires_at);
-        self.acquired_at = Stamp::of(row.acquired_at);
+        self.expires_at = row.expires_at;
+        self.acquired_at = row.acquired_at;
         let c = Contention {
             count: row.contention_count,
-            since: Stamp::of(row.contended_since),
-            last: Stamp::of(row.last_contended_at),
+            since: row.contended_since,
+            last: row.last_contended_at,
         };
         if c.count.is_none() && c.since == Stamp::NONE && c.last == Stamp::NONE {
             self.contention = None;
@@ -119,34 +119,6 @@ impl Row {
             self.contention = Some(Arc::clone(calm));
         } else if self.contention.as_deref() != Some(&c) {
             self.contention = Some(Arc::new(c));
-        }
-    }
-}
-
-/// A time of a mirror row in 8 bytes: microseconds since the epoch, as PostgreSQL keeps them, or
-/// [`Stamp::NONE`]. No time chrono can hold is `i64::MIN` microseconds, so none is lost or confused; and
-/// none orders before every time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Stamp(i64);
-
-impl Default for Stamp {
-    fn default() -> Self {
-        Self::NONE
-    }
-}
-
-impl Stamp {
-    const NONE: Self = Self(i64::MIN);
-
-    fn of(t: Option<DateTime<Utc>>) -> Self {
-        t.map_or(Self::NONE, |t| Self(t.timestamp_micros()))
-    }
-
-    fn get(self) -> Option<DateTime<Utc>> {
-        if self == Self::NONE {
-            None
-        } else {
-            DateTime::from_timestamp_micros(self.0)
         }
     }
 }
@@ -944,7 +916,9 @@ mod tests {
             Some(at(0)),
             Some(at(-86_400 * 365 * 40) + chrono::Duration::microseconds(7)),
             Some(DateTime::<Utc>::MIN_UTC),
-            Some(DateTime::<Utc>::MAX_UTC - chrono::Duration::nanoseconds(999)),
+            // The end of time (`infinity`), and the microsecond before it.
+            Some(DateTime::<Utc>::MAX_UTC),
+            Some(DateTime::<Utc>::MAX_UTC - chrono::Duration::nanoseconds(1_999)),
         ];
         for t in times {
             assert_eq!(Stamp::of(t).get(), t);
