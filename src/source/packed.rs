@@ -54,6 +54,12 @@ impl Default for Stamp {
 impl Stamp {
     pub const NONE: Self = Self(i64::MIN);
 
+    /// Chrono's earliest and latest times in microseconds (-262143-01-02 00:00 and +262142-12-31
+    /// 23:59:59.999999), as constants: each time decoded is kept within them, and chrono's own take a
+    /// calendar date's arithmetic each time.
+    const EARLIEST: i64 = -8_334_601_228_800_000_000;
+    const LATEST: i64 = 8_210_266_876_799_999_999;
+
     pub fn of(t: Option<DateTime<Utc>>) -> Self {
         t.map_or(Self::NONE, |t| Self(t.timestamp_micros()))
     }
@@ -62,7 +68,7 @@ impl Stamp {
     pub fn get(self) -> Option<DateTime<Utc>> {
         if self == Self::NONE {
             None
-        } else if self.0 == DateTime::<Utc>::MAX_UTC.timestamp_micros() {
+        } else if self.0 == Self::LATEST {
             Some(DateTime::<Utc>::MAX_UTC)
         } else {
             DateTime::from_timestamp_micros(self.0)
@@ -73,10 +79,7 @@ impl Stamp {
     /// chrono's range, `infinity` its latest time.
     fn from_postgres(micros: i64) -> Self {
         const POSTGRES_EPOCH_US: i64 = 946_684_800_000_000;
-        let (earliest, latest) = (
-            DateTime::<Utc>::MIN_UTC.timestamp_micros(),
-            DateTime::<Utc>::MAX_UTC.timestamp_micros(),
-        );
+        let (earliest, latest) = (Self::EARLIEST, Self::LATEST);
         Self(match micros {
             i64::MAX => latest,
             i64::MIN => earliest,
@@ -489,6 +492,8 @@ mod tests {
         assert_eq!(time(i64::MAX), DateTime::<Utc>::MAX_UTC);
         assert_eq!(time(i64::MIN), DateTime::<Utc>::MIN_UTC);
         assert_eq!(time(i64::MAX - 1), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(Stamp::EARLIEST, DateTime::<Utc>::MIN_UTC.timestamp_micros());
+        assert_eq!(Stamp::LATEST, DateTime::<Utc>::MAX_UTC.timestamp_micros());
         // The mirror's stamps read the same times.
         for us in [
             0,
