@@ -1007,6 +1007,32 @@ mod tests {
         assert!(later.iter().all(|r| r.group.as_deref() != Some("hot")));
     }
 
+    /// A reproducible die (a linear congruential generator): the random walks of the tests below.
+    struct Dice(u64);
+
+    impl Dice {
+        fn roll(&mut self, sides: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % sides
+        }
+    }
+
+    /// A read of every row's name of profiles `p0`… (`profiles` of them, keys `S0` to `S3`), with the rows
+    /// `kept` says (the others were deleted).
+    fn names_read(
+        profiles: u64,
+        mut kept: impl FnMut(&(u64, u64)) -> bool,
+    ) -> Vec<(Option<String>, Option<String>)> {
+        (0..profiles)
+            .flat_map(|p| (0..4).map(move |k| (p, k)))
+            .filter(|name| kept(name))
+            .map(|(p, k)| (Some(format!("p{p}")), Some(format!("S{k}"))))
+            .collect()
+    }
+
     #[test]
     fn the_bounds_kept_with_each_change_find_what_a_look_at_every_row_finds() {
         // The profiles that matter by a look at each row, as before the bounds were kept.
@@ -1026,13 +1052,8 @@ mod tests {
             names
         };
         let mut m = Mirror::default();
-        let mut dice = 7_u64;
-        let mut roll = |sides: u64| {
-            dice = dice
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (dice >> 33) % sides
-        };
+        let mut dice = Dice(7);
+        let mut roll = |sides| dice.roll(sides);
         let ttl = chrono::Duration::seconds(10);
         let mut found = 0;
         for step in 0..2_000_i64 {
@@ -1046,14 +1067,7 @@ mod tests {
                     m.put(RowRef::from(&r));
                 }
                 7..=8 => m.remove(&(g, k)),
-                _ => {
-                    let names: Vec<(Option<String>, Option<String>)> = (0..30)
-                        .flat_map(|p| (0..4).map(move |k| (p, k)))
-                        .filter(|_| roll(10) > 0)
-                        .map(|(p, k)| (Some(format!("p{p}")), Some(format!("S{k}"))))
-                        .collect();
-                    m.retain(&names);
-                }
+                _ => m.retain(&names_read(30, |_| roll(10) > 0)),
             }
             let now = at(step);
             let mut matter: Vec<String> = m
@@ -1096,13 +1110,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let mut m = Mirror::default();
-        let mut dice = 11_u64;
-        let mut roll = |sides: u64| {
-            dice = dice
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (dice >> 33) % sides
-        };
+        let mut dice = Dice(11);
+        let mut roll = |sides| dice.roll(sides);
         let mut compared = 0;
         for step in 0..3_000_i64 {
             // Names that sort before and after those already there, and come and go.
@@ -1120,14 +1129,7 @@ mod tests {
                     m.put(RowRef::from(&r));
                 }
                 9..=10 => m.remove(&(g, k)),
-                _ => {
-                    let names: Vec<(Option<String>, Option<String>)> = (0..60)
-                        .flat_map(|p| (0..4).map(move |k| (p, k)))
-                        .filter(|_| roll(20) > 0)
-                        .map(|(p, k)| (Some(format!("p{p}")), Some(format!("S{k}"))))
-                        .collect();
-                    m.retain(&names);
-                }
+                _ => m.retain(&names_read(60, |_| roll(20) > 0)),
             }
             m.changed_since_summaries = true;
             if step % 7 == 0 {
