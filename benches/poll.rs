@@ -68,8 +68,9 @@ async fn scene_polls(incremental: bool) {
     let target = Target::new(Some(&scene.monitor_url)).expect("target");
     let mut monitor = common::dashboard_monitor(&target).await;
     monitor.set_incremental(incremental);
-    // As the dashboard's poller does: a windowed table's sweep is read after each poll.
-    monitor.sweep_between_polls();
+    // As the dashboard's poller does: a windowed table's sweep and the backstop of the waits' details are
+    // read after each poll.
+    monitor.read_between_polls();
     let rules = Rules::default();
     let mut history = History::default();
     let rss_before = common::status_kib("self", "VmRSS:");
@@ -101,7 +102,7 @@ async fn scene_polls(incremental: bool) {
         let snapshot = monitor.poll().await.expect("poll");
         polls.push(start.elapsed().as_secs_f64() * 1000.0);
         rows.push((monitor.lease_rows_read() - before) as f64);
-        monitor.sweep().await.expect("sweep");
+        monitor.between_polls().await.expect("between polls");
         let start = Instant::now();
         rules::record(&mut history, &snapshot, &rules);
         let board = rules::evaluate(&snapshot, &history, &rules, snapshot.server_now);
@@ -119,8 +120,8 @@ async fn scene_polls(incremental: bool) {
     rows.sort_by(f64::total_cmp);
     println!(
         "\nscale scene, 200,000 rows, {} renewals/s, 1 s polls ({} mode): first {first:.1} ms; then median {:.1} ms, \
-         p95 {:.1} ms, max {:.1} ms; lease rows read per poll median {:.0}; evaluation median {:.1} ms, max {:.1} ms; \
-         the monitor's server time {server:.1} ms/s",
+         p90 {:.1} ms, p95 {:.1} ms, max {:.1} ms; lease rows read per poll median {:.0}; pg_locks read {} times; \
+         evaluation median {:.1} ms, max {:.1} ms; the monitor's server time {server:.1} ms/s",
         scene.renewed.load(std::sync::atomic::Ordering::Relaxed) as f64
             / t0.elapsed().as_secs_f64(),
         if monitor.windowed() {
@@ -131,9 +132,11 @@ async fn scene_polls(incremental: bool) {
             "aggregates"
         },
         percentile(&polls, 0.5),
+        percentile(&polls, 0.9),
         percentile(&polls, 0.95),
         percentile(&polls, 1.0),
         percentile(&rows, 0.5),
+        monitor.pg_locks_reads(),
         percentile(&evals, 0.5),
         percentile(&evals, 1.0),
     );

@@ -555,6 +555,94 @@ async fn pg_locks_is_read_only_when_a_new_wait_appears() {
     second.await.expect("second wait ends");
 }
 
+/// The backstop re-read of a wait that goes on (a statement that moved to another lock: same backend, statement,
+/// transaction and blocker) is the dashboard's between polls: a poll reads `pg_locks` only for a new wait, so
+/// that the polls that would copy the whole lock table are not among the slowest, and the new lock shows from
+/// the next poll.
+#[tokio::test]
+async fn the_backstop_reread_of_waits_that_go_on_comes_between_polls_not_in_one() {
+    let url = database("backstop").await;
+    let mut m = monitor(&url, &LeaseMapping::default())
+        .await
+        .expect("connects");
+    m.read_between_polls();
+    // Due at every chance, so that only where it is read is tested.
+    m.set_detail_refresh(Duration::ZERO);
+    let mut holder = connect_as(&url, "holder").await;
+    let holder_pid = pid(&mut holder).await;
+    exec(
+        &mut holder,
+        "SELECT pg_advisory_lock(1); SELECT pg_advisory_lock(2)",
+    )
+    .await;
+    let mut waiter = connect_as(&url, "waiter").await;
+    let both = tokio::spawn(async move {
+        exec(
+            &mut waiter,
+            "SELECT pg_advisory_lock(1), pg_advisory_lock(2)",
+        )
+        .await;
+        waiter
+    });
+    wait_for_lock_waiters(&url, 1).await;
+    let key = |s: &locktop::model::Snapshot| {
+        assert_eq!(s.waits.len(), 1, "{:?}", s.waits);
+        assert_eq!(s.waits[0].blocked_by, vec![holder_pid]);
+        s.waits[0].advisory_key
+    };
+    assert_eq!(
+        key(&m.poll().await.expect("poll")),
+        Some(AdvisoryKey::Bigint(1))
+    );
+    let reads = m.pg_locks_reads();
+    for _ in 0..3 {
+        assert_eq!(
+            key(&m.poll().await.expect("poll")),
+            Some(AdvisoryKey::Bigint(1))
+        );
+    }
+    assert_eq!(
+        m.pg_locks_reads(),
+        reads,
+        "a wait that goes on is not read in a poll"
+    );
+
+    // The same statement gets key 1 and waits for key 2, blocked by the same holder.
+    exec(&mut holder, "SELECT pg_advisory_unlock(1)").await;
+    common::wait_until("the waiter waits for key 2", || {
+        let url = url.to_string();
+        async move {
+            let mut probe = connect(&url).await;
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE NOT granted AND locktype = 'advisory' AND objid = 2)",
+            )
+            .fetch_one(&mut probe)
+            .await
+            .expect("probe")
+        }
+    })
+    .await;
+    assert_eq!(
+        key(&m.poll().await.expect("poll")),
+        Some(AdvisoryKey::Bigint(1)),
+        "nothing a poll reads tells the wait moved"
+    );
+    assert_eq!(m.pg_locks_reads(), reads);
+    m.between_polls().await.expect("between polls");
+    assert_eq!(
+        m.pg_locks_reads(),
+        reads + 1,
+        "the backstop reads pg_locks between polls"
+    );
+    assert_eq!(
+        key(&m.poll().await.expect("poll")),
+        Some(AdvisoryKey::Bigint(2))
+    );
+    assert_eq!(m.pg_locks_reads(), reads + 1);
+    exec(&mut holder, "SELECT pg_advisory_unlock_all()").await;
+    both.await.expect("the wait ends");
+}
+
 #[tokio::test]
 async fn a_role_without_pg_monitor_is_told_what_it_cannot_see_and_still_finds_waits() {
     let url = database("limited").await;
@@ -1369,7 +1457,7 @@ async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sw
     )
     .await;
     m.set_scan_budget(Duration::ZERO);
-    m.sweep_between_polls();
+    m.read_between_polls();
     m.set_detail(locktop::source::LeaseDetail::Summary {
         ttl: Duration::from_millis(3),
         focus: vec![],
@@ -1378,7 +1466,7 @@ async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sw
     m.poll().await.expect("poll");
     if version < 140_000 {
         assert!(!m.windowed(), "no windows without TID range scans");
-        m.sweep().await.expect("no sweep to read");
+        m.between_polls().await.expect("no sweep to read");
         m.close().await;
         return;
     }
@@ -1402,7 +1490,7 @@ async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sw
             break;
         }
         let before = m.lease_rows_read();
-        m.sweep().await.expect("sweep");
+        m.between_polls().await.expect("between polls");
         swept += m.lease_rows_read() - before;
         assert!(
             started.elapsed() < Duration::from_secs(20),

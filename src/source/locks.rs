@@ -8,6 +8,8 @@
 //! - `pg_locks` is read only when a waiter appears that is not known yet — a new (pid, wait event, query start,
 //!   transaction start) — and at least every [`DETAIL_REFRESH`] while anyone waits, as a backstop; the details
 //!   of a wait (mode, lock type, relation, advisory key, `waitstart`) do not change while it keeps waiting.
+//!   The dashboard reads the backstop between polls ([`ActivityReader::refresh`]): a wait that goes on is on
+//!   screen already, and a poll that also copied the lock table would be one of the slowest.
 //! - A role without `pg_read_all_stats` sees other roles' wait events as NULL, so then `pg_locks WHERE NOT
 //!   granted` is read every poll, with `pg_blocking_pids` for its waiters.
 //!
@@ -301,6 +303,12 @@ pub struct ActivityReader {
     known: HashMap<i32, (WaitIdentity, LockWait)>,
     read_at: Option<Instant>,
     pg_locks_reads: u64,
+    /// How long known details are trusted ([`DETAIL_REFRESH`]; tests shorten it).
+    detail_refresh: Duration,
+    /// The caller reads the backstop between polls ([`ActivityReader::refresh`]), not a poll.
+    refresh_apart: bool,
+    /// Waits whose details the last [`ActivityReader::refresh`] changed: the next poll names their rows.
+    refreshed: Vec<i32>,
 }
 
 impl ActivityReader {
@@ -314,7 +322,69 @@ impl ActivityReader {
             known: HashMap::new(),
             read_at: None,
             pg_locks_reads: 0,
+            detail_refresh: DETAIL_REFRESH,
+            refresh_apart: false,
+            refreshed: Vec::new(),
         }
+    }
+
+    /// The caller reads the backstop between polls with [`ActivityReader::refresh`]; polls then read
+    /// `pg_locks` only for new waits.
+    pub fn refresh_between_polls(&mut self) {
+        self.refresh_apart = true;
+    }
+
+    /// How long known details are trusted before they are read again (tests shorten it).
+    pub fn set_detail_refresh(&mut self, after: Duration) {
+        self.detail_refresh = after;
+    }
+
+    /// The backstop, between polls: when the known waits' details are due, reads them again. A wait that
+    /// moved to another lock within one statement (same backend, statement and transaction: a statement that
+    /// takes two advisory locks, say) shows its new lock from the next poll on, which names its row.
+    pub async fn refresh(&mut self, conn: &mut PgConnection) -> Result<(), SourceError> {
+        if !self.refresh_apart
+            || self.visibility != Visibility::Full
+            || self.known.is_empty()
+            || !self.refresh_due()
+        {
+            return Ok(());
+        }
+        // Tried again after the same while, whether it fails or not: a lock table too slow to copy once is
+        // not copied every second.
+        self.read_at = Some(Instant::now());
+        let details = read::run(conn, None, &self.waits_read(false)).await?;
+        self.pg_locks_reads += 1;
+        for wait in details {
+            // A waiter not known yet is the next poll's, with its identity.
+            let pid = wait.pid;
+            if let Some((identity, _)) = self.known.get(&pid)
+                && self.remember(pid, identity.clone(), wait)
+            {
+                self.refreshed.push(pid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether known details are older than the backstop allows.
+    fn refresh_due(&self) -> bool {
+        self.read_at
+            .is_none_or(|at| at.elapsed() >= self.detail_refresh)
+    }
+
+    /// Keeps a wait's details; whether they name another lock than those known (or none were known), so that
+    /// its lease row is named again.
+    fn remember(&mut self, pid: i32, identity: WaitIdentity, mut wait: LockWait) -> bool {
+        let changed = match self.known.get(&pid) {
+            Some((_, old)) if same_lock(old, &wait) => {
+                wait.lease_row.clone_from(&old.lease_row);
+                false
+            }
+            _ => true,
+        };
+        self.known.insert(pid, (identity, wait));
+        changed
     }
 
     /// How many times `pg_locks` was read (for tests and the benchmark).
@@ -426,22 +496,22 @@ impl ActivityReader {
             return false;
         }
         let unknown = waiting.iter().any(|w| !self.known.contains_key(&w.pid));
-        unknown || self.read_at.is_none_or(|at| at.elapsed() >= DETAIL_REFRESH)
+        unknown || (!self.refresh_apart && self.refresh_due())
     }
 
     /// This poll's waits: the known details of each waiter, updated from `details` when they were read.
     fn merge(&mut self, waiting: Vec<Waiting>, details: Option<Vec<LockWait>>, out: &mut Activity) {
+        // Those the backstop found on another lock, if they still wait as they did.
+        out.new_waits = std::mem::take(&mut self.refreshed);
+        out.new_waits.retain(|pid| self.known.contains_key(pid));
         if let Some(details) = details {
             let details: HashMap<i32, LockWait> = details.into_iter().map(|w| (w.pid, w)).collect();
             for w in &waiting {
-                if let Some(mut wait) = details.get(&w.pid).cloned() {
-                    match self.known.get(&w.pid) {
-                        Some((_, old)) if same_lock(old, &wait) => {
-                            wait.lease_row.clone_from(&old.lease_row);
-                        }
-                        _ => out.new_waits.push(w.pid),
-                    }
-                    self.known.insert(w.pid, (w.identity.clone(), wait));
+                if let Some(wait) = details.get(&w.pid).cloned()
+                    && self.remember(w.pid, w.identity.clone(), wait)
+                    && !out.new_waits.contains(&w.pid)
+                {
+                    out.new_waits.push(w.pid);
                 }
             }
         }

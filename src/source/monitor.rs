@@ -101,8 +101,9 @@ pub struct Monitor {
     /// The mirror may read the table by windows: a plain table on PostgreSQL 14 or later (TID range scans),
     /// on a direct connection (where each read's time is known).
     windowable: bool,
-    /// The caller reads the sweep of a windowed table between polls ([`Monitor::sweep`]).
-    sweep_apart: bool,
+    /// The caller reads between polls ([`Monitor::between_polls`]): a windowed table's sweep, the backstop of
+    /// the waits' details.
+    apart: bool,
     /// When the current poll began: a second lease read starts only if it can end within the poll's time.
     poll_began: Instant,
 }
@@ -118,7 +119,7 @@ const AFTER_LEASE_READ: Duration = Duration::from_millis(500);
 pub const SCAN_BUDGET: Duration = Duration::from_millis(20);
 
 /// What the sweep's window of a table read by windows may cost when it is read between polls (see
-/// [`Monitor::sweep_between_polls`]): it adds nothing to a poll's latency, but all of it to the server's
+/// [`Monitor::read_between_polls`]): it adds nothing to a poll's latency, but all of it to the server's
 /// work. At 10 ms the scale scene's fresh table is swept in 20 s; the cycle grows with the table, to minutes
 /// on one bloated behind a held transaction, and past the TTL the window grows up to [`SWEEP_CAP`].
 pub const SWEEP_BUDGET: Duration = Duration::from_millis(10);
@@ -298,7 +299,7 @@ impl Monitor {
             lease_rows_read: 0,
             scan_budget: SCAN_BUDGET,
             lease_took: Duration::ZERO,
-            sweep_apart: false,
+            apart: false,
             poll_began: Instant::now(),
         })
     }
@@ -457,7 +458,7 @@ impl Monitor {
             }
         }
         if let Some(mirror) = self.mirror.as_mut() {
-            mirror.set_sweep_apart(self.sweep_apart);
+            mirror.set_sweep_apart(self.apart);
         }
         let next = self.mirror_next();
         let pages = match next {
@@ -955,17 +956,51 @@ impl Monitor {
         self.scan_budget = budget;
     }
 
-    /// The caller calls [`Monitor::sweep`] between polls: a table read by windows then has its sweep read
-    /// there, and a poll reads only the pages added since the last one and the rows to look up (the
-    /// dashboard's poller does; a monitor used otherwise reads the sweep with each poll).
-    pub fn sweep_between_polls(&mut self) {
-        self.sweep_apart = true;
+    /// The caller calls [`Monitor::between_polls`] once each poll is out (the dashboard's poller does; a
+    /// monitor used otherwise reads all of it in its polls):
+    /// - a table read by windows has its sweep read there, and a poll reads only the pages added since the
+    ///   last one and the rows to look up;
+    /// - on a direct connection, the backstop re-read of the details of waits that go on (`pg_locks`, every
+    ///   [`locks::DETAIL_REFRESH`]) is read there, and a poll reads `pg_locks` only for a new wait. Behind a
+    ///   pooler a poll reads the waits whenever anyone waits, so there is no backstop to move.
+    pub fn read_between_polls(&mut self) {
+        self.apart = true;
+        if !self.pooled {
+            self.activity.refresh_between_polls();
+        }
+    }
+
+    /// How long known wait details are trusted before `pg_locks` is read again (tests shorten
+    /// [`locks::DETAIL_REFRESH`]).
+    pub fn set_detail_refresh(&mut self, after: Duration) {
+        self.activity.set_detail_refresh(after);
+    }
+
+    /// What is read between polls (see [`Monitor::read_between_polls`]): the sweep's next window, then the
+    /// waits' details when the backstop is due. Both show from the next poll. A read that fails is tried again
+    /// later; one that leaves the connection unusable is returned (the poller reconnects).
+    pub async fn between_polls(&mut self) -> Result<(), SourceError> {
+        self.sweep().await?;
+        let got = tokio::time::timeout(
+            self.limits.client_timeout,
+            self.activity.refresh(&mut self.conn),
+        )
+        .await
+        .map_err(|_| SourceError::Timeout(self.limits.client_timeout))?;
+        match got {
+            Err(e) if e.needs_reconnect() => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading the waits' details failed; they are read again later");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Reads the next window of the sweep of a table read by windows, when the sweep is read between polls;
     /// its rows go into the mirror for the next poll. A failure leaves the window for the next time; one that
-    /// leaves the connection unusable is returned (the poller reconnects).
-    pub async fn sweep(&mut self) -> Result<(), SourceError> {
+    /// leaves the connection unusable is returned.
+    async fn sweep(&mut self) -> Result<(), SourceError> {
         let Some(Next::Window {
             since,
             tail,

@@ -135,13 +135,13 @@ pub async fn run_poller(
         let result = match monitor.as_mut() {
             Some(m) => {
                 m.set_detail(detail);
-                m.sweep_between_polls();
+                m.read_between_polls();
                 m.poll().await
             }
             None => match Monitor::connect(&settings.target, &settings.mapping, limits).await {
                 Ok(mut m) => {
                     m.set_detail(detail);
-                    m.sweep_between_polls();
+                    m.read_between_polls();
                     let result = m.poll().await;
                     monitor = Some(m);
                     result
@@ -159,11 +159,12 @@ pub async fn run_poller(
                     f.last_poll_failed = false;
                     f.link = Link::Connected;
                 });
-                // The sweep of a table read by windows, once the poll is out: it costs the next poll nothing.
+                // The sweep of a table read by windows and the backstop of the waits' details, once the
+                // poll is out: they cost the next poll nothing.
                 if let Some(m) = monitor.as_mut()
-                    && let Err(e) = m.sweep().await
+                    && let Err(e) = m.between_polls().await
                 {
-                    tracing::warn!(error = %e, "the lease table's sweep lost the connection");
+                    tracing::warn!(error = %e, "a read between polls lost the connection");
                     if let Some(m) = monitor.take() {
                         m.close().await;
                     }
