@@ -95,7 +95,12 @@ async fn scene_polls(incremental: bool) {
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    for _ in 0..30 {
+    // `LOCKTOP_POLL_SCENE_POLLS`: how many polls to time (30 by default; more for a steadier tail).
+    let polls_wanted: usize = std::env::var("LOCKTOP_POLL_SCENE_POLLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30);
+    for _ in 0..polls_wanted {
         tick.tick().await;
         let before = monitor.lease_rows_read();
         let start = Instant::now();

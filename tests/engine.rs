@@ -1276,6 +1276,40 @@ async fn the_mirrors_summaries_wait_one_poll_when_that_poll_reads_pg_locks() {
     m.close().await;
 }
 
+/// On the dashboard the mirror's summaries (a walk over every profile) are taken between polls, once a poll is
+/// on screen, and show from the next poll: a poll never waits for them, but the first one, which has none yet.
+#[tokio::test]
+async fn the_dashboards_summaries_are_taken_between_polls_and_show_from_the_next() {
+    let url = database("summaries_apart").await;
+    let mut admin = connect(&url).await;
+    let mut m = with_rows(&mut admin, &url, "", 200).await;
+    assert!(m.incremental(), "a table is mirrored");
+    m.read_between_polls();
+    // Summaries every second (a third of the TTL).
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(3),
+        focus: vec![],
+    });
+    let first = m.poll().await.expect("first poll");
+    assert_eq!(first.summaries.len(), 200, "the first poll takes them");
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'renewed' WHERE profile_id = 'q7'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let due = m.poll().await.expect("poll");
+    assert!(
+        std::sync::Arc::ptr_eq(&due.summaries, &first.summaries),
+        "the poll they fall due in does not take them"
+    );
+    m.between_polls().await.expect("between polls");
+    let next = m.poll().await.expect("poll");
+    assert_eq!(summary_owner(&next, "q7").as_deref(), Some("renewed"));
+    assert_eq!(next.summaries.len(), 200);
+    m.close().await;
+}
+
 /// The owner a profile's summary shows (the TTL of these tests is too short for a row to stay in detail).
 fn summary_owner(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
     s.summaries

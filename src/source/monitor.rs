@@ -101,9 +101,11 @@ pub struct Monitor {
     /// The mirror may read the table by windows: a plain table on PostgreSQL 14 or later (TID range scans),
     /// on a direct connection (where each read's time is known).
     windowable: bool,
-    /// The caller reads between polls ([`Monitor::between_polls`]): a windowed table's sweep, the backstop of
-    /// the waits' details.
+    /// The caller reads between polls ([`Monitor::between_polls`]): a windowed table's sweep, the mirror's
+    /// summaries, the backstop of the waits' details.
     apart: bool,
+    /// The mirror's summaries fell due in the last poll: they are taken between polls.
+    summaries_wanted: bool,
     /// When the current poll began: a second lease read starts only if it can end within the poll's time.
     poll_began: Instant,
 }
@@ -300,6 +302,7 @@ impl Monitor {
             scan_budget: SCAN_BUDGET,
             lease_took: Duration::ZERO,
             apart: false,
+            summaries_wanted: false,
             poll_began: Instant::now(),
         })
     }
@@ -587,9 +590,12 @@ impl Monitor {
             let ttl_chrono = chrono::Duration::from_std(*ttl).unwrap_or(chrono::Duration::MAX);
             let detail = mirror.rows_that_matter(rows.server_now, ttl_chrono, focus);
             let after_matter = began.elapsed();
-            // When due as the server's aggregates would be: not in a poll that read pg_locks too.
+            // When due as the server's aggregates would be: not in a poll that read pg_locks too; and
+            // once there are some, between polls when the caller reads there.
             if fresh_aggregates {
-                if let Some(fresh) = mirror.summaries() {
+                if self.apart && !self.summaries.is_empty() {
+                    self.summaries_wanted = true;
+                } else if let Some(fresh) = mirror.summaries() {
                     self.summaries = Arc::new(fresh);
                 }
                 self.summaries_at = Some(Instant::now());
@@ -960,6 +966,8 @@ impl Monitor {
     /// monitor used otherwise reads all of it in its polls):
     /// - a table read by windows has its sweep read there, and a poll reads only the pages added since the
     ///   last one and the rows to look up;
+    /// - the mirror's per-profile summaries of calm profiles (every [`SUMMARY_REFRESH`] at most) are taken
+    ///   there, and show from the next poll (the first poll takes them itself);
     /// - on a direct connection, the backstop re-read of the details of waits that go on (`pg_locks`, every
     ///   [`locks::DETAIL_REFRESH`]) is read there, and a poll reads `pg_locks` only for a new wait. Behind a
     ///   pooler a poll reads the waits whenever anyone waits, so there is no backstop to move.
@@ -976,10 +984,21 @@ impl Monitor {
         self.activity.set_detail_refresh(after);
     }
 
-    /// What is read between polls (see [`Monitor::read_between_polls`]): the sweep's next window, then the
-    /// waits' details when the backstop is due. Both show from the next poll. A read that fails is tried again
-    /// later; one that leaves the connection unusable is returned (the poller reconnects).
+    /// What is done between polls (see [`Monitor::read_between_polls`]): the mirror's summaries when they
+    /// fell due, the sweep's next window, then the waits' details when the backstop is due. All show from the
+    /// next poll. A read that fails is tried again later; one that leaves the connection unusable is returned
+    /// (the poller reconnects).
     pub async fn between_polls(&mut self) -> Result<(), SourceError> {
+        if std::mem::take(&mut self.summaries_wanted)
+            && let Some(fresh) = self.mirror.as_mut().and_then(Mirror::summaries)
+        {
+            let began = Instant::now();
+            self.summaries = Arc::new(fresh);
+            tracing::trace!(
+                summaries_ms = began.elapsed().as_secs_f64() * 1e3,
+                "mirror between polls"
+            );
+        }
         self.sweep().await?;
         let got = tokio::time::timeout(
             self.limits.client_timeout,
