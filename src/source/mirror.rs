@@ -137,21 +137,27 @@ struct Rows {
 impl Rows {
     /// Takes the bounds again after a change of the rows.
     fn changed(&mut self) {
-        self.last_contended_at =
-            Stamp::of(self.list.iter().filter_map(Row::last_contended_at).max());
-        self.first_held_expiry = Stamp::of(
-            self.list
-                .iter()
-                .filter(|r| r.owner.is_some())
-                .filter_map(Row::expires_at)
-                .min(),
-        );
+        // Stamps order as the times they stand for, and none (the least) is no bound.
+        self.last_contended_at = self
+            .list
+            .iter()
+            .filter_map(|r| r.contention.as_ref().map(|c| c.last))
+            .max()
+            .unwrap_or(Stamp::NONE);
+        self.first_held_expiry = self
+            .list
+            .iter()
+            .filter(|r| r.owner.is_some() && r.expires_at != Stamp::NONE)
+            .map(|r| r.expires_at)
+            .min()
+            .unwrap_or(Stamp::NONE);
     }
 
-    /// Whether a row failed an acquisition since `recent`, or a held row is past its expiry at `now`.
-    fn matters(&self, recent: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        self.last_contended_at.get().is_some_and(|at| at >= recent)
-            || self.first_held_expiry.get().is_some_and(|e| e <= now)
+    /// Whether a row failed an acquisition since `recent`, or a held row is past its expiry at `now`. Asked
+    /// of every profile each poll: stamps, compared as they are (making a time of each was most of it).
+    fn matters(&self, recent: Stamp, now: Stamp) -> bool {
+        (self.last_contended_at != Stamp::NONE && self.last_contended_at >= recent)
+            || (self.first_held_expiry != Stamp::NONE && self.first_held_expiry <= now)
     }
 }
 
@@ -656,11 +662,11 @@ impl Mirror {
         ttl: chrono::Duration,
         focus: &[String],
     ) -> Vec<LeaseRow> {
-        let recent = now - ttl;
+        let (recent, at) = (Stamp::of(Some(now - ttl)), Stamp::of(Some(now)));
         let mut matter: Vec<(&Option<Arc<str>>, &Rows)> = self
             .profiles
             .iter()
-            .filter(|(_, rows)| rows.matters(recent, now))
+            .filter(|(_, rows)| rows.matters(recent, at))
             .collect();
         // Looked up, not compared with each of 50,000 profiles (a page of names: two million comparisons).
         matter.extend(
