@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::io::{BufWriter, Stdout};
+use std::task::Poll;
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
@@ -183,22 +184,11 @@ async fn event_loop(
         let mut suspend_now = false;
         let redraw = tokio::select! {
             event = keys.next() => match event {
-                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    if is_suspend_key(&key) {
-                        suspend_now = true;
-                        false
-                    } else if !app.editing_filter && feed.key(&key, app) {
-                        true
-                    } else {
-                        match keymap(key, app.editing_filter) {
-                            Some(action) => { app.apply(action); true }
-                            None => false,
-                        }
-                    }
+                Some(Ok(event)) => {
+                    let asked = take_input(event, &mut keys, |e| on_event(&e, app, feed)).await?;
+                    suspend_now = asked.suspend;
+                    asked.redraw
                 }
-                Some(Ok(Event::Mouse(m))) => app.mouse(m.kind, m.column, m.row),
-                Some(Ok(Event::Resize(..))) => true,
-                Some(Ok(_)) => false,
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
             },
@@ -246,6 +236,91 @@ async fn event_loop(
     }
 }
 
+/// What input asks of the screen's loop.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Asked {
+    redraw: bool,
+    suspend: bool,
+    quit: bool,
+}
+
+impl Asked {
+    /// What two inputs ask together.
+    fn and(self, other: Self) -> Self {
+        Self {
+            redraw: self.redraw || other.redraw,
+            suspend: self.suspend || other.suspend,
+            quit: self.quit || other.quit,
+        }
+    }
+}
+
+/// Applies one input event to the app.
+fn on_event(event: &Event, app: &mut App, feed: &mut impl Plug) -> Asked {
+    let redraw = match *event {
+        Event::Key(key) if key.kind != KeyEventKind::Release => {
+            if is_suspend_key(&key) {
+                return Asked {
+                    suspend: true,
+                    ..Asked::default()
+                };
+            }
+            if !app.editing_filter && feed.key(&key, app) {
+                true
+            } else if let Some(action) = keymap(key, app.editing_filter) {
+                app.apply(action);
+                true
+            } else {
+                false
+            }
+        }
+        Event::Mouse(m) => app.mouse(m.kind, m.column, m.row),
+        Event::Resize(..) => true,
+        _ => false,
+    };
+    Asked {
+        redraw,
+        quit: app.quit,
+        ..Asked::default()
+    }
+}
+
+/// Up to how many input events that are already waiting one frame answers.
+const INPUT_BATCH: usize = 64;
+
+/// Applies `first` and the input events already waiting behind it (keys typed faster than a frame, a paste,
+/// a burst that a slow link delivers at once), for one frame drawn after them all, as htop does: a frame per
+/// key would draw screens no one sees, and at 50,000 profiles each keystroke of a filter is a pass over all
+/// of them. Stops at a quit or a suspend (what follows is the next loop's), and after [`INPUT_BATCH`] events,
+/// so that a flood of input cannot hold the polls' news back.
+///
+/// Each look is a poll with this task's own waker: crossterm's stream, when nothing is waiting, hands the
+/// waker it was polled with to its reader thread once, and wakes only that one when input comes (a look with
+/// a waker of its own, such as `now_or_never`'s, would leave the loop unwoken by keys until a tick).
+async fn take_input<S>(
+    first: Event,
+    keys: &mut S,
+    mut apply: impl FnMut(Event) -> Asked,
+) -> Result<Asked>
+where
+    S: futures_util::Stream<Item = std::io::Result<Event>> + Unpin,
+{
+    let mut asked = apply(first);
+    for _ in 1..INPUT_BATCH {
+        if asked.quit || asked.suspend {
+            break;
+        }
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(keys.poll_next_unpin(cx))).await;
+        match waiting {
+            Poll::Ready(Some(Ok(event))) => asked = asked.and(apply(event)),
+            Poll::Ready(Some(Err(e))) => return Err(e.into()),
+            // Nothing waiting (or the end of input, which the loop's next wait finds too).
+            Poll::Ready(None) | Poll::Pending => break,
+        }
+    }
+    Ok(asked)
+}
+
 /// Draws a frame; whether the data was fresh when it began (so that the frame may show it fresh).
 fn draw(term: &mut Screen, app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<bool> {
     let fresh = app.staleness().is_none();
@@ -259,5 +334,135 @@ async fn sleep_until_or_never(at: Option<std::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Waker};
+
+    use super::*;
+
+    fn key(c: char) -> Event {
+        Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+    }
+
+    /// What a run of `take_input` over `waiting` applied, and what it left waiting.
+    async fn taken(first: char, waiting: &str, quit_on: char) -> (Asked, String, String) {
+        let mut keys = futures_util::stream::iter(waiting.chars().map(|c| Ok(key(c))));
+        let mut applied = String::new();
+        let asked = take_input(key(first), &mut keys, |e| {
+            let Event::Key(KeyEvent {
+                code: KeyCode::Char(c),
+                ..
+            }) = e
+            else {
+                unreachable!("keys only");
+            };
+            applied.push(c);
+            Asked {
+                redraw: true,
+                quit: c == quit_on,
+                ..Asked::default()
+            }
+        })
+        .await
+        .expect("no input error");
+        let left: String =
+            std::iter::from_fn(|| futures_util::FutureExt::now_or_never(keys.next()).flatten())
+                .map(|e| match e {
+                    Ok(Event::Key(KeyEvent {
+                        code: KeyCode::Char(c),
+                        ..
+                    })) => c,
+                    _ => unreachable!("keys only"),
+                })
+                .collect();
+        (asked, applied, left)
+    }
+
+    #[tokio::test]
+    async fn keys_already_waiting_are_applied_together_for_one_frame() {
+        let (asked, applied, left) = taken('/', "p01234", '\0').await;
+        assert_eq!(applied, "/p01234", "every waiting key, in order");
+        assert!(left.is_empty());
+        assert!(asked.redraw && !asked.quit && !asked.suspend);
+    }
+
+    /// Input as crossterm's stream gives it: when nothing is waiting, the first waker it is polled with is
+    /// handed to its reader thread, which wakes that one once input comes (later polls' wakers are not kept).
+    #[derive(Default, Clone)]
+    struct Tty {
+        waiting: Arc<Mutex<VecDeque<char>>>,
+        waker: Arc<Mutex<Option<Waker>>>,
+    }
+
+    impl Tty {
+        fn type_key(&self, c: char) {
+            self.waiting.lock().expect("lock").push_back(c);
+            if let Some(w) = self.waker.lock().expect("lock").take() {
+                w.wake();
+            }
+        }
+    }
+
+    impl futures_util::Stream for Tty {
+        type Item = std::io::Result<Event>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            if let Some(c) = self.waiting.lock().expect("lock").pop_front() {
+                return Poll::Ready(Some(Ok(key(c))));
+            }
+            self.waker
+                .lock()
+                .expect("lock")
+                .get_or_insert_with(|| cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_that_comes_after_a_batch_wakes_the_loop() {
+        let tty = Tty::default();
+        tty.type_key('a');
+        let mut keys = tty.clone();
+        let screen_loop = tokio::spawn(async move {
+            let first = keys.next().await.expect("a key").expect("no error");
+            let asked = take_input(first, &mut keys, |_| Asked {
+                redraw: true,
+                ..Asked::default()
+            })
+            .await
+            .expect("no input error");
+            assert!(asked.redraw);
+            // The loop's next wait for input.
+            keys.next().await.is_some()
+        });
+        // Once the loop looked for more and found none, the next key comes.
+        while tty.waker.lock().expect("lock").is_none() {
+            tokio::task::yield_now().await;
+        }
+        tty.type_key('b');
+        let woken = tokio::time::timeout(Duration::from_secs(20), screen_loop).await;
+        assert!(
+            woken.is_ok_and(|got| got.is_ok_and(|some| some)),
+            "the next key never woke the loop"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quit_ends_the_batch_and_a_flood_is_answered_in_batches() {
+        let (asked, applied, left) = taken('a', "bqcd", 'q').await;
+        assert_eq!((applied.as_str(), left.as_str()), ("abq", "cd"));
+        assert!(asked.quit);
+        let flood = "x".repeat(200);
+        let (_, applied, left) = taken('x', &flood, '\0').await;
+        assert_eq!(
+            (applied.len(), left.len()),
+            (INPUT_BATCH, 201 - INPUT_BATCH)
+        );
     }
 }
