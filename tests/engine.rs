@@ -1236,14 +1236,7 @@ async fn the_mirrors_summaries_wait_one_poll_when_that_poll_reads_pg_locks() {
     let url = database("apart").await;
     let mut admin = connect(&url).await;
     let mut m = with_rows(&mut admin, &url, "", 200).await;
-    assert!(m.incremental(), "a table is mirrored");
-    // Summaries every second (a third of the TTL).
-    m.set_detail(locktop::source::LeaseDetail::Summary {
-        ttl: Duration::from_secs(3),
-        focus: vec![],
-    });
-    let first = m.poll().await.expect("first poll");
-    assert_eq!(first.summaries.len(), 200);
+    let first = summaries_every_second(&mut m).await;
 
     // A new wait (pg_locks is read for it) in the poll where the summaries fall due.
     let mut holder = connect_as(&url, "holder").await;
@@ -1283,15 +1276,9 @@ async fn the_dashboards_summaries_are_taken_between_polls_and_show_from_the_next
     let url = database("summaries_apart").await;
     let mut admin = connect(&url).await;
     let mut m = with_rows(&mut admin, &url, "", 200).await;
-    assert!(m.incremental(), "a table is mirrored");
     m.read_between_polls();
-    // Summaries every second (a third of the TTL).
-    m.set_detail(locktop::source::LeaseDetail::Summary {
-        ttl: Duration::from_secs(3),
-        focus: vec![],
-    });
-    let first = m.poll().await.expect("first poll");
-    assert_eq!(first.summaries.len(), 200, "the first poll takes them");
+    // The first poll takes them itself.
+    let first = summaries_every_second(&mut m).await;
     exec(
         &mut admin,
         "UPDATE entry_locks SET owner_token = 'renewed' WHERE profile_id = 'q7'",
@@ -1308,6 +1295,19 @@ async fn the_dashboards_summaries_are_taken_between_polls_and_show_from_the_next
     assert_eq!(summary_owner(&next, "q7").as_deref(), Some("renewed"));
     assert_eq!(next.summaries.len(), 200);
     m.close().await;
+}
+
+/// The mirror of [`with_rows`]'s 200 profiles, its summaries due every second (a third of the TTL): the
+/// first poll, which took them.
+async fn summaries_every_second(m: &mut Monitor) -> locktop::model::Snapshot {
+    assert!(m.incremental(), "a table is mirrored");
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(3),
+        focus: vec![],
+    });
+    let first = m.poll().await.expect("first poll");
+    assert_eq!(first.summaries.len(), 200);
+    first
 }
 
 /// The owner a profile's summary shows (the TTL of these tests is too short for a row to stay in detail).
