@@ -2,6 +2,8 @@
 //!
 //! `cargo bench --bench render` prints:
 //! - the time to draw one 120×40 frame with 10,000 profiles in the model (and to evaluate a snapshot of them);
+//! - what a key typed into the filter costs the screen's loop at 50,000 profiles (the filter applied and the
+//!   frame), and what a poll costs it while the filter stands (the judge's board taken, filtered, drawn);
 //! - bytes written per second in steady state into a counting writer, at 120×40 with 30 countdowns ticking,
 //!   and at 180×40 on a quiet screen with four lock waits: through locktop's backend (`cmd::lean`), through
 //!   crossterm's (what ratatui offers), and the floor (`lean::floor_bytes`, a lower bound: each changed cell's
@@ -22,8 +24,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use locktop::app::App;
+use locktop::app::{Action, App};
 use locktop::cmd::lean::Lean;
+use locktop::model::feed::{Feed, Link};
+use locktop::model::judgement::Judgement;
+use locktop::model::snapshot::ProfileSummary;
 use locktop::model::{LeaseRow, LockWait, Rules, Snapshot};
 use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::theme::{ColorDepth, Theme};
@@ -100,6 +105,7 @@ fn main() {
     let theme = Theme::load("default", ColorDepth::Indexed).expect("theme");
     let glyphs = Glyphs { unicode: true };
     render_time(&theme, glyphs);
+    filter_time(&theme, glyphs);
     for (w, h, profiles, waits, what) in [
         (120, 40, 30, 0, "30 countdowns ticking"),
         (180, 40, 3, 4, "quiet screen, four lock waits"),
@@ -182,6 +188,114 @@ fn render_time(theme: &Theme, glyphs: Glyphs) {
         times[times.len() * 95 / 100],
         evaluate.as_secs_f64() * 1000.0
     );
+}
+
+/// A filter typed at 50,000 profiles, a key at a time, as the dashboard's loop does it: what each key costs
+/// (the filter applied to every profile, and the frame), and what a poll costs the loop while the filter
+/// stands (the judge's board taken and filtered again, and the frame; the judge's own evaluation is not on the
+/// loop and is not timed).
+fn filter_time(theme: &Theme, glyphs: Glyphs) {
+    let judgement = Arc::new(Judgement::new(Rules::default()));
+    let mut app = app().judged_by(Arc::clone(&judgement));
+    let s = scale_snapshot();
+    let mut polls_fed = 0;
+    let mut feed = |app: &mut App, i: i64| {
+        let mut next = s.clone();
+        next.server_now = t(i);
+        judgement.record(&next);
+        let board = judgement.evaluate(&next, t(i));
+        polls_fed += 1;
+        let feed = Feed {
+            snapshot: Some(Arc::new(next)),
+            received_at: Some(Instant::now()),
+            polls: polls_fed,
+            link: Link::Connected,
+            board: Some(Arc::new(board)),
+            ..Feed::default()
+        };
+        let start = Instant::now();
+        app.on_feed(&feed);
+        start
+    };
+    feed(&mut app, 0);
+    let mut terminal = Terminal::new(TestBackend::new(180, 40)).expect("terminal");
+    let mut draw = |app: &mut App| {
+        terminal
+            .draw(|f| ui::draw(f, app, theme, glyphs))
+            .expect("draw");
+    };
+    draw(&mut app);
+    let (mut keys, mut polls) = (Vec::new(), Vec::new());
+    for round in 0..20 {
+        app.apply(Action::StartFilter);
+        for c in format!("PROFILE-{:05}", round * 2_111).chars() {
+            let start = Instant::now();
+            app.apply(Action::FilterInput(c));
+            draw(&mut app);
+            keys.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        let start = feed(&mut app, i64::from(round) + 1);
+        draw(&mut app);
+        polls.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(
+            app.visible_profiles().count(),
+            1,
+            "the filter names one profile"
+        );
+        app.apply(Action::FilterCancel);
+    }
+    for times in [&mut keys, &mut polls] {
+        times.sort_by(f64::total_cmp);
+    }
+    println!(
+        "a filter key at 50,000 profiles (180x40): median {:.2} ms, p95 {:.2} ms over {} keys; \
+         a poll on the screen's loop while it stands: median {:.1} ms",
+        keys[keys.len() / 2],
+        keys[keys.len() * 95 / 100],
+        keys.len(),
+        polls[polls.len() / 2],
+    );
+}
+
+/// The scale scene as the dashboard sees it: 50,000 profiles of four rows, 1,000 of them contended and read
+/// in detail, the others calm and known from their summaries.
+fn scale_snapshot() -> Snapshot {
+    let name = |i: usize| -> Arc<str> { format!("profile-{i:05}").into() };
+    let contended = |i: usize| i.is_multiple_of(50);
+    let leases = (0..50_000)
+        .filter(|&i| contended(i))
+        .flat_map(|i| {
+            (0..4).map(move |k| LeaseRow {
+                group: Some(format!("profile-{i:05}")),
+                key: Some(format!("S{k}")),
+                owner: Some(format!("worker-{i}-{k}")),
+                expires_at: Some(t(20 + k)),
+                acquired_at: Some(t(-5)),
+                contention_count: Some(3),
+                contended_since: Some(t(-20)),
+                last_contended_at: Some(t(-1)),
+            })
+        })
+        .collect();
+    let summaries = (0..50_000)
+        .map(|i| ProfileSummary {
+            group: Some(name(i)),
+            rows: 4,
+            held: 4,
+            sample_key: Some("S0".into()),
+            sample_owner: Some(format!("worker-{i}-0").into()),
+            sample_acquired_at: Some(t(-5)),
+            next_expiry: Some(t(20)),
+            failure_total: Some(if contended(i) { 12 } else { 0 }),
+            latest_contended_since: contended(i).then(|| t(-20)),
+        })
+        .collect();
+    Snapshot {
+        poll_ms: 1.0,
+        leases,
+        summaries: Arc::new(summaries),
+        ..Snapshot::at(t(0))
+    }
 }
 
 /// One poll and one tick a second: the same data, `i` seconds on.
