@@ -555,6 +555,19 @@ impl App {
         self.selected = self.selected.min(self.visible.len().saturating_sub(1));
     }
 
+    /// Keeps of the profiles shown those that pass the filter, which only grew (see `Action::FilterInput`).
+    fn narrow(&mut self) {
+        let Some(board) = &self.board else { return };
+        let needle = self.filter.to_lowercase();
+        self.visible.retain(|&i| {
+            board
+                .profiles
+                .get(i)
+                .is_some_and(|p| matches_filter(p, &needle))
+        });
+        self.selected = self.selected.min(self.visible.len().saturating_sub(1));
+    }
+
     /// A mouse event at a cell: a click on a profile's line selects it and focuses the table, a click on the
     /// lower pane focuses the lock waits (and selects the wait clicked); the wheel moves the cursor of the
     /// pane under the pointer. Returns whether anything changed.
@@ -723,8 +736,16 @@ impl App {
                 self.help = false;
             }
             Action::FilterInput(c) => {
+                // What a longer filter passes, the shorter one passed: the profiles shown are looked at again,
+                // in their order, not every profile. (Only for ASCII: a lowercase letter can depend on the
+                // next, as a Greek final sigma does.)
+                let narrows = self.filter.is_ascii() && c.is_ascii();
                 self.filter.push(c);
-                self.refilter();
+                if narrows {
+                    self.narrow();
+                } else {
+                    self.refilter();
+                }
             }
             Action::FilterBackspace => {
                 self.filter.pop();
@@ -778,14 +799,31 @@ impl App {
 }
 
 fn matches_filter(p: &ProfileView, needle: &str) -> bool {
-    p.profile.to_lowercase().contains(needle)
+    contains_lowercased(&p.profile, needle)
         || p.rows.iter().any(|r| {
             r.owner
                 .as_deref()
-                .is_some_and(|o| o.to_lowercase().contains(needle))
+                .is_some_and(|o| contains_lowercased(o, needle))
                 || r.key
                     .as_deref()
-                    .is_some_and(|k| k.to_lowercase().contains(needle))
+                    .is_some_and(|k| contains_lowercased(k, needle))
+        })
+}
+
+/// Whether `hay` lowercased contains `needle` (lowercase already). An ASCII `hay` (every name the scale scene
+/// has) is looked through as it is, not copied in lowercase: a key typed into the filter asks it of 50,000
+/// profiles, and the copies were most of what a key cost.
+fn contains_lowercased(hay: &str, needle: &str) -> bool {
+    if !hay.is_ascii() {
+        return hay.to_lowercase().contains(needle);
+    }
+    // A needle with a byte beyond ASCII is found in no ASCII text: no window equals it.
+    let needle = needle.as_bytes();
+    needle.is_empty()
+        || hay.as_bytes().windows(needle.len()).any(|w| {
+            w.iter()
+                .zip(needle)
+                .all(|(h, n)| h.to_ascii_lowercase() == *n)
         })
 }
 
@@ -899,6 +937,60 @@ mod tests {
         assert_eq!(shown, ["beta"]);
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.visible_profiles().count(), 3);
+    }
+
+    #[test]
+    fn the_filter_finds_what_a_lowercase_copy_would_find() {
+        let names = [
+            "AAPL",
+            "aapl",
+            "Profile-07",
+            "pro",
+            "",
+            "ÄPFEL",
+            "äpfel",
+            "İstanbul",
+            "KELVIN",
+            "Straße",
+            "ΣΑΣ",
+            "σας",
+            "x",
+        ];
+        let needles = [
+            "", "a", "ap", "aapl", "pfel", "äp", "rofile-0", "i", "i̇s", "k", "kelvin", "ß", "ss",
+            "σας", "ας", "x", "xx",
+        ];
+        for hay in names {
+            for needle in needles {
+                assert_eq!(
+                    contains_lowercased(hay, needle),
+                    hay.to_lowercase().contains(needle),
+                    "{needle:?} in {hay:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_typed_key_by_key_shows_what_the_whole_filter_shows_in_every_order() {
+        let names = [
+            "p-10", "P-2", "p-1", "q-10", "p-100", "Ab", "ab-P", "ÄB", "äb-1", "p-ΣΑΣ", "aσb-1",
+        ];
+        for typed in ["p-1", "ab", "äb", "P-10", "σ", "p-σας", "aΣb"] {
+            for sort in 0..4 {
+                let mut app = app_with(&names);
+                for _ in 0..sort {
+                    press(&mut app, KeyCode::Char('s'));
+                }
+                press(&mut app, KeyCode::Char('/'));
+                for c in typed.chars() {
+                    press(&mut app, KeyCode::Char(c));
+                }
+                let by_keys = app.visible.clone();
+                app.refilter();
+                assert_eq!(by_keys, app.visible, "{typed:?} in sort {:?}", app.sort);
+            }
+        }
     }
 
     #[test]
