@@ -496,6 +496,16 @@ async fn the_monitor_hides_its_own_backend_and_its_session_cannot_write() {
     assert_eq!(code.as_deref(), Some("25006"), "{write}");
 }
 
+/// A session named "holder" that holds the advisory locks on `keys`, and its pid.
+async fn holder_of_keys(url: &str, keys: &[i64]) -> (PgConnection, i32) {
+    let mut holder = connect_as(url, "holder").await;
+    let holder_pid = pid(&mut holder).await;
+    for key in keys {
+        exec(&mut holder, &format!("SELECT pg_advisory_lock({key})")).await;
+    }
+    (holder, holder_pid)
+}
+
 #[tokio::test]
 async fn pg_locks_is_read_only_when_a_new_wait_appears() {
     let url = database("gate").await;
@@ -511,13 +521,7 @@ async fn pg_locks_is_read_only_when_a_new_wait_appears() {
         "nobody waits: pg_locks is never read"
     );
 
-    let mut holder = connect_as(&url, "holder").await;
-    let holder_pid = pid(&mut holder).await;
-    exec(
-        &mut holder,
-        "SELECT pg_advisory_lock(1); SELECT pg_advisory_lock(2)",
-    )
-    .await;
+    let (mut holder, holder_pid) = holder_of_keys(&url, &[1, 2]).await;
     let mut waiter = connect_as(&url, "waiter").await;
     let first = tokio::spawn(async move {
         exec(&mut waiter, "SELECT pg_advisory_lock(1)").await;
@@ -568,13 +572,7 @@ async fn the_backstop_reread_of_waits_that_go_on_comes_between_polls_not_in_one(
     m.read_between_polls();
     // Due at every chance, so that only where it is read is tested.
     m.set_detail_refresh(Duration::ZERO);
-    let mut holder = connect_as(&url, "holder").await;
-    let holder_pid = pid(&mut holder).await;
-    exec(
-        &mut holder,
-        "SELECT pg_advisory_lock(1); SELECT pg_advisory_lock(2)",
-    )
-    .await;
+    let (mut holder, holder_pid) = holder_of_keys(&url, &[1, 2]).await;
     let mut waiter = connect_as(&url, "waiter").await;
     let both = tokio::spawn(async move {
         exec(
