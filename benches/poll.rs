@@ -276,9 +276,9 @@ fn mirror_work() {
     let t0 = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
     let contended = |p: usize| (500..1_500).contains(&p);
     let row = |p: usize, k: usize, at: chrono::DateTime<Utc>| LeaseRow {
-        group: Some(format!("p{p:05}")),
-        key: Some(format!("S{k}")),
-        owner: Some(format!("worker-{}", p % 97)),
+        group: Some(format!("p{p:05}").into()),
+        key: Some(format!("S{k}").into()),
+        owner: Some(format!("worker-{}", p % 97).into()),
         expires_at: Some(if p < 500 && k == 0 {
             t0 - chrono::Duration::seconds(60)
         } else {
@@ -408,9 +408,9 @@ fn model_memory() {
                 .map(|p| {
                     let hot = (p + i) % 50 == 0;
                     LeaseRow {
-                        group: Some(format!("profile-{p}")),
+                        group: Some(format!("profile-{p}").into()),
                         key: Some("SYM".into()),
-                        owner: Some(format!("worker-{}", (p * 7 + i / 30) % 200)),
+                        owner: Some(format!("worker-{}", (p * 7 + i / 30) % 200).into()),
                         expires_at: Some(now + chrono::Duration::seconds(20)),
                         acquired_at: Some(now - chrono::Duration::seconds(10)),
                         contention_count: Some(if hot { i } else { 0 }),

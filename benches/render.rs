@@ -47,9 +47,9 @@ fn snapshot(profiles: usize, waits: usize) -> Snapshot {
         poll_ms: 1.0,
         leases: (0..profiles)
             .map(|i| LeaseRow {
-                group: Some(format!("profile-{i:05}")),
+                group: Some(format!("profile-{i:05}").into()),
                 key: Some("BTC".into()),
-                owner: Some(format!("worker-{i}")),
+                owner: Some(format!("worker-{i}").into()),
                 expires_at: Some(t(10_000 + i as i64)),
                 acquired_at: Some(t(-5)),
                 contention_count: Some(if i % 50 == 0 { 3 } else { 0 }),
@@ -266,9 +266,9 @@ fn scale_snapshot() -> Snapshot {
         .filter(|&i| contended(i))
         .flat_map(|i| {
             (0..4).map(move |k| LeaseRow {
-                group: Some(format!("profile-{i:05}")),
-                key: Some(format!("S{k}")),
-                owner: Some(format!("worker-{i}-{k}")),
+                group: Some(format!("profile-{i:05}").into()),
+                key: Some(format!("S{k}").into()),
+                owner: Some(format!("worker-{i}-{k}").into()),
                 expires_at: Some(t(20 + k)),
                 acquired_at: Some(t(-5)),
                 contention_count: Some(3),

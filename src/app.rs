@@ -850,7 +850,7 @@ mod tests {
             .map(|p| LeaseRow {
                 group: Some((*p).into()),
                 key: Some("SYM".into()),
-                owner: Some(format!("owner-{p}")),
+                owner: Some(format!("owner-{p}").into()),
                 expires_at: Some(t(30)),
                 acquired_at: Some(t(-1)),
                 contention_count: Some(0),

@@ -1130,7 +1130,7 @@ fn owner_of(s: &locktop::model::Snapshot, group: &str) -> Option<String> {
     s.leases
         .iter()
         .find(|r| r.group.as_deref() == Some(group))
-        .and_then(|r| r.owner.clone())
+        .and_then(|r| r.owner.as_deref().map(str::to_owned))
 }
 
 #[tokio::test]

@@ -250,14 +250,11 @@ async fn bytes_that_are_not_utf8_are_shown_replaced_not_a_failed_poll() {
         // Every row in full detail; a calm profile as its per-profile summary.
         let (group, key, owner) = match (snapshot.leases.first(), snapshot.summaries.first()) {
             (Some(row), _) => (row.group.clone(), row.key.clone(), row.owner.clone()),
-            (None, Some(sum)) => {
-                let text = |t: &Option<std::sync::Arc<str>>| t.as_deref().map(str::to_owned);
-                (
-                    text(&sum.group),
-                    text(&sum.sample_key),
-                    text(&sum.sample_owner),
-                )
-            }
+            (None, Some(sum)) => (
+                sum.group.clone(),
+                sum.sample_key.clone(),
+                sum.sample_owner.clone(),
+            ),
             (None, None) => panic!("{detail:?}: no row"),
         };
         assert_eq!(group.as_deref(), Some("prof\u{fffd}"), "{detail:?}");

@@ -115,8 +115,8 @@ async fn a_thousand_polls_through_a_transaction_pooler_are_all_correct() {
                 .iter()
                 .map(|r| {
                     (
-                        r.group.clone().unwrap_or_default(),
-                        r.owner.clone().unwrap_or_default(),
+                        r.group.as_deref().unwrap_or_default().to_owned(),
+                        r.owner.as_deref().unwrap_or_default().to_owned(),
                     )
                 })
                 .collect()

@@ -132,7 +132,7 @@ impl Part {
             |g: Option<&str>| Some(format!("{target}{TARGET_SEPARATOR}{}", g.unwrap_or("NULL")));
         let mut snapshot = snapshot.clone();
         for row in &mut snapshot.leases {
-            row.group = prefix(row.group.as_deref());
+            row.group = prefix(row.group.as_deref()).map(Arc::from);
         }
         if !snapshot.summaries.is_empty() {
             snapshot.summaries = Arc::new(
@@ -290,9 +290,11 @@ fn summaries_empty(s: &Arc<Vec<ProfileSummary>>) -> bool {
 /// One lease row, every mapped column cast to text or timestamptz in SQL. Any of them may be NULL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRow {
-    pub group: Option<String>,
-    pub key: Option<String>,
-    pub owner: Option<String>,
+    /// Shared with the mirror's rows and the views made of them: the rows that matter are copied from the
+    /// mirror each poll, and a whole table of them when many owners die at once.
+    pub group: Option<Arc<str>>,
+    pub key: Option<Arc<str>>,
+    pub owner: Option<Arc<str>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub acquired_at: Option<DateTime<Utc>>,
     pub contention_count: Option<i64>,

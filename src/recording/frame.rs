@@ -18,7 +18,7 @@ use crate::model::snapshot::ProfileSummary;
 use crate::model::{LeaseRow, Snapshot};
 
 /// A (group, key) of a lease row.
-pub type RowKey = (Option<String>, Option<String>);
+pub type RowKey = (Option<Arc<str>>, Option<Arc<str>>);
 
 /// A time on a format 3 line: microseconds after (or before) the line's `server_now`. PostgreSQL keeps times
 /// to the microsecond, so nothing it gave is lost.
@@ -45,7 +45,7 @@ pub struct Delta {
     rows: Vec<RowFields>,
     /// Rows whose only change is their expiry: group, key, new expiry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    renewed: Vec<(Option<String>, Option<String>, Option<Offset>)>,
+    renewed: Vec<Renewed>,
     /// Rows no longer in the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     gone: Vec<RowKey>,
@@ -70,9 +70,9 @@ impl Delta {
 /// contended since, last contended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct RowFields(
-    Option<String>,
-    Option<String>,
-    Option<String>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
+    Option<Arc<str>>,
     Option<Offset>,
     Option<Offset>,
     Option<i64>,
@@ -317,8 +317,11 @@ impl From<SummaryFields> for ProfileSummary {
     }
 }
 
+/// A renewed row: group, key, new expiry.
+type Renewed = (Option<Arc<str>>, Option<Arc<str>>, Option<Offset>);
+
 /// A renewed row of format 2: group, key, new expiry.
-type Renewal = (Option<String>, Option<String>, Option<DateTime<Utc>>);
+type Renewal = (Option<Arc<str>>, Option<Arc<str>>, Option<DateTime<Utc>>);
 
 /// Format 2's changes of a line (read only): times as timestamps, aggregates whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

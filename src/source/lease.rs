@@ -767,9 +767,9 @@ impl Read for SummaryRead<'_> {
                     latest_contended_since: r.contended_since.map(|t| t.0),
                 }),
                 _ => leases.push(LeaseRow {
-                    group: text(r.group),
-                    key: text(r.key),
-                    owner: text(r.owner),
+                    group: text(r.group).map(Arc::from),
+                    key: text(r.key).map(Arc::from),
+                    owner: text(r.owner).map(Arc::from),
                     expires_at: r.expires_at.map(|t| t.0),
                     acquired_at: r.acquired_at.map(|t| t.0),
                     contention_count: r.contention_count,

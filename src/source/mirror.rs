@@ -681,9 +681,9 @@ impl Mirror {
         for (group, list) in matter {
             {
                 out.extend(list.iter().map(|r| LeaseRow {
-                    group: group.as_deref().map(str::to_owned),
-                    key: r.key.as_deref().map(str::to_owned),
-                    owner: r.owner.as_deref().map(str::to_owned),
+                    group: group.clone(),
+                    key: r.key.clone(),
+                    owner: r.owner.clone(),
                     expires_at: r.expires_at(),
                     acquired_at: r.acquired_at.get(),
                     contention_count: r.contention_count(),
@@ -1079,7 +1079,7 @@ mod tests {
             let mut matter: Vec<String> = m
                 .rows_that_matter(now, ttl, &[])
                 .into_iter()
-                .filter_map(|r| r.group)
+                .filter_map(|r| r.group.as_deref().map(str::to_owned))
                 .collect();
             matter.dedup();
             assert_eq!(matter, by_rows(&m, now - ttl, now), "step {step}");

@@ -7,6 +7,8 @@
 //! arrays come in PostgreSQL's binary format on a direct connection, which is read here directly; the text
 //! format (behind a pooler's simple protocol) goes through sqlx as before.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{Row as _, ValueRef as _};
@@ -131,9 +133,9 @@ impl RowRef<'_> {
     /// The row with its own texts.
     pub fn to_row(&self) -> LeaseRow {
         LeaseRow {
-            group: self.group.map(str::to_owned),
-            key: self.key.map(str::to_owned),
-            owner: self.owner.map(str::to_owned),
+            group: self.group.map(Arc::from),
+            key: self.key.map(Arc::from),
+            owner: self.owner.map(Arc::from),
             expires_at: self.expires_at.get(),
             acquired_at: self.acquired_at.get(),
             contention_count: self.contention_count,

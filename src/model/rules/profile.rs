@@ -1,8 +1,6 @@
 //! One profile's judgement: its rows as the operator sees them (linked to the backends that hold them), and its
 //! status and reasons under the runbook's rules — contended, escalated past the limit, expired.
 
-use std::sync::Arc;
-
 use hashbrown::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -79,8 +77,8 @@ pub(super) fn row_view(
         .and_then(|o| by_app.get(o).copied())
         .or_else(|| row_lock_holder.and_then(|pid| sessions.get(&pid).copied()));
     RowView {
-        key: r.key.as_deref().map(Arc::from),
-        owner: r.owner.as_deref().map(Arc::from),
+        key: r.key.clone(),
+        owner: r.owner.clone(),
         expires_at: r.expires_at,
         acquired_at: r.acquired_at,
         pid: linked.map(|s| s.pid).or(row_lock_holder),
