@@ -397,6 +397,26 @@ impl Frame {
             .collect();
     }
 
+    /// Makes the frame's rows `snapshot`'s (as [`Self::take_rows`] does), given the keys of the rows `gone`
+    /// from it: in place, so that the rows that stayed the same are neither copied nor stored again. A
+    /// frame made anew each poll stood beside the last while it was made, and when a whole table of owners
+    /// dies at once the rows of every profile are in the snapshot.
+    fn move_rows(&mut self, snapshot: &Snapshot, gone: &[RowKey]) {
+        for key in gone {
+            self.rows.remove(key);
+        }
+        for row in &snapshot.leases {
+            match self.rows.get_mut(&(row.group.clone(), row.key.clone())) {
+                Some(kept) if kept == row => {}
+                Some(kept) => kept.clone_from(row),
+                None => {
+                    self.rows
+                        .insert((row.group.clone(), row.key.clone()), row.clone());
+                }
+            }
+        }
+    }
+
     /// What changed from this frame to `snapshot` and to each of its databases (`parts`), and moves the frame
     /// there; from nothing when `keyframe`. Aggregates are compared only where the snapshot's are not the very
     /// ones the frame holds (they were refreshed).
@@ -440,7 +460,7 @@ impl Frame {
             .filter(|k| !seen.contains(*k))
             .cloned()
             .collect();
-        self.take_rows(snapshot);
+        self.move_rows(snapshot, &delta.gone);
         if !Arc::ptr_eq(&self.summaries, &snapshot.summaries) {
             delta.summaries_gone = self.diff_summaries(snapshot, base, &mut delta.summaries);
             self.summaries = Arc::clone(&snapshot.summaries);
@@ -614,6 +634,49 @@ mod tests {
         let mut got = at_with(1, Vec::new());
         reader.apply(serde_json::from_str(&json).expect("parses"), &mut got);
         assert_eq!(got.summaries, second.summaries);
+    }
+
+    #[test]
+    fn the_writers_frame_holds_each_polls_rows_after_its_line_as_one_taken_whole_would() {
+        let row = |group: &str, key: &str, owner: &str, expires: i64| LeaseRow {
+            group: Some(group.into()),
+            key: Some(key.into()),
+            owner: Some(owner.into()),
+            expires_at: Some(t(expires)),
+            acquired_at: None,
+            contention_count: Some(0),
+            contended_since: None,
+            last_contended_at: None,
+        };
+        let polls: [Vec<LeaseRow>; 5] = [
+            vec![row("a", "S", "w", 30), row("b", "S", "w", 30)],
+            // Renewed, and a row joins.
+            vec![
+                row("a", "S", "w", 31),
+                row("b", "S", "w", 30),
+                row("c", "S", "x", 5),
+            ],
+            // An owner changes, a row leaves.
+            vec![row("a", "S", "v", 31), row("c", "S", "x", 5)],
+            // Twice the same row (a table without a unique key): the last one stands, as taken whole.
+            vec![
+                row("a", "S", "v", 31),
+                row("a", "S", "u", 40),
+                row("c", "S", "x", 5),
+            ],
+            Vec::new(),
+        ];
+        let mut writer = Frame::default();
+        for (i, leases) in polls.into_iter().enumerate() {
+            let s = Snapshot {
+                leases,
+                ..Snapshot::at(t(i as i64))
+            };
+            writer.diff(&s, i == 0);
+            let mut whole = Frame::default();
+            whole.take_rows(&s);
+            assert_eq!(writer.rows, whole.rows, "poll {i}");
+        }
     }
 
     #[test]
