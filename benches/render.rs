@@ -29,6 +29,7 @@ use locktop::cmd::lean::Lean;
 use locktop::model::feed::{Feed, Link};
 use locktop::model::judgement::Judgement;
 use locktop::model::snapshot::ProfileSummary;
+use locktop::model::watcher::Watcher;
 use locktop::model::{LeaseRow, LockWait, Rules, Snapshot};
 use locktop::rig::cluster::{Cluster, ClusterOptions};
 use locktop::theme::{ColorDepth, Theme};
@@ -196,25 +197,27 @@ fn render_time(theme: &Theme, glyphs: Glyphs) {
 /// loop and is not timed).
 fn filter_time(theme: &Theme, glyphs: Glyphs) {
     let judgement = Arc::new(Judgement::new(Rules::default()));
-    let mut app = app().judged_by(Arc::clone(&judgement));
+    let mut judge = Watcher::judging(Arc::clone(&judgement));
+    let mut app = app().judged_by(judgement);
     let s = scale_snapshot();
     let mut polls_fed = 0;
+    // The poller's feed goes through the judge, whose board comes with it to the screen, as on the dashboard.
     let mut feed = |app: &mut App, i: i64| {
         let mut next = s.clone();
         next.server_now = t(i);
-        judgement.record(&next);
-        let board = judgement.evaluate(&next, t(i));
         polls_fed += 1;
-        let feed = Feed {
+        let mut feed = Feed {
             snapshot: Some(Arc::new(next)),
             received_at: Some(Instant::now()),
             polls: polls_fed,
             link: Link::Connected,
-            board: Some(Arc::new(board)),
             ..Feed::default()
         };
+        judge.on_feed(&feed, t(i));
+        feed.board = judge.shared_board();
         let start = Instant::now();
         app.on_feed(&feed);
+        drop(feed);
         start
     };
     feed(&mut app, 0);

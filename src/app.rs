@@ -231,7 +231,7 @@ pub struct App {
     pub snapshot: Option<std::sync::Arc<Snapshot>>,
     /// When the shown snapshot arrived (monotonic), for countdowns between polls and for staleness.
     pub received_at: Option<Instant>,
-    pub board: Option<Board>,
+    pub board: Option<Arc<Board>>,
     /// Indexes into `board.profiles` that pass the filter, in the chosen order.
     pub visible: Vec<usize>,
     pub link: Link,
@@ -454,7 +454,7 @@ impl App {
                 self.received_at = feed.received_at;
                 // The judge's board of this very poll, if it came through one; else one of the app's own.
                 match feed.board.as_ref().filter(|_| !self.records) {
-                    Some(board) => self.show((**board).clone()),
+                    Some(board) => self.show(Arc::clone(board)),
                     None => self.reevaluate(),
                 }
             }
@@ -468,11 +468,11 @@ impl App {
         let (Some(snapshot), Some(now)) = (self.snapshot.clone(), self.now()) else {
             return;
         };
-        self.show(self.judgement.evaluate(&snapshot, now));
+        self.show(Arc::new(self.judgement.evaluate(&snapshot, now)));
     }
 
     /// Makes `board` the shown one, in the chosen order and filter, the cursor kept on its profile.
-    fn show(&mut self, board: Board) {
+    fn show(&mut self, board: Arc<Board>) {
         let selected_name = self.selected_profile().map(|p| p.profile.clone());
         self.board = Some(board);
         self.refilter();

@@ -86,7 +86,9 @@ async fn summary_monitor(
 
 /// The dashboard's judgement of `snapshot`, and the text of it drawn on a 120×40 screen (which must not
 /// panic).
-fn judged_and_drawn(snapshot: locktop::model::Snapshot) -> (locktop::model::Board, String) {
+fn judged_and_drawn(
+    snapshot: locktop::model::Snapshot,
+) -> (std::sync::Arc<locktop::model::Board>, String) {
     let mut app = App::new(
         "t".into(),
         Rules::default(),

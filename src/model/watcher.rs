@@ -99,6 +99,10 @@ pub struct Watcher {
     polls_seen: u64,
     snapshot: Option<Arc<Snapshot>>,
     board: Option<Arc<Board>>,
+    /// The board before, kept one poll longer: a screen shows it until it takes the next, and lets go of it
+    /// then; freed here when the poll after comes, it is freed off the screen's loop (at 50,000 profiles,
+    /// thousands of views and their rows).
+    before: Option<Arc<Board>>,
     stats: PollStats,
     /// The database's deadlock count at the first poll that read it.
     deadlocks_at_start: Option<i64>,
@@ -118,6 +122,7 @@ impl Watcher {
             polls_seen: 0,
             snapshot: None,
             board: None,
+            before: None,
             stats: PollStats::default(),
             deadlocks_at_start: None,
             active: BTreeMap::new(),
@@ -149,10 +154,12 @@ impl Watcher {
         self.stats.last_success = Some(wall);
         self.stats.last_poll_ms = Some(snapshot.poll_ms);
         self.deadlocks_at_start = self.deadlocks_at_start.or(snapshot.deadlocks);
+        // Freed before the next is made, so that no more boards are alive at once than without it.
+        drop(self.before.take());
         self.judgement.record(&snapshot);
         let board = self.judgement.evaluate(&snapshot, snapshot.server_now);
         let changes = self.track(&board.alerts, board.now);
-        self.board = Some(Arc::new(board));
+        self.before = self.board.replace(Arc::new(board));
         self.snapshot = Some(snapshot);
         changes
     }
@@ -282,6 +289,28 @@ mod tests {
         );
         assert_eq!(cleared[0].since, t(0));
         assert!(w.stats().failing.is_none());
+    }
+
+    /// A screen lets go of a board when it takes the next; the judge keeps it until the poll after, so that it
+    /// is freed by the judge, not on the screen's loop, and frees it before making another.
+    #[test]
+    fn the_judge_keeps_the_board_before_until_the_next_poll_so_the_screen_never_frees_one() {
+        let mut w = Watcher::new(Rules::default());
+        let mut feed = Feed::default();
+        let mut boards = Vec::new();
+        for now in 100..104 {
+            poll(&mut feed, vec![contended("hot", t(0), t(now))], t(now));
+            w.on_feed(&feed, t(now));
+            // The screen takes the new board and lets go of the one it showed.
+            let shown = w.shared_board().expect("a board");
+            boards.push(Arc::downgrade(&shown));
+        }
+        let alive: Vec<bool> = boards.iter().map(|b| b.strong_count() > 0).collect();
+        assert_eq!(
+            alive,
+            [false, false, true, true],
+            "the latest and the one before"
+        );
     }
 
     #[test]
