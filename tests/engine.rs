@@ -1548,3 +1548,53 @@ async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sw
     assert!(s.incomplete().iter().any(|n| n == lag));
     m.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_written_on_a_page_after_a_windowed_poll_read_it_shows_at_the_next_poll() {
+    let url = database("last_page").await;
+    let mut admin = connect(&url).await;
+    let version = server_version(&mut admin).await;
+    let mut m = with_rows(&mut admin, &url, "", 20_000).await;
+    m.set_scan_budget(Duration::ZERO);
+    m.read_between_polls();
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: vec!["early".into(), "late".into()],
+    });
+    m.poll().await.expect("first poll");
+    m.poll().await.expect("poll");
+    if version < 140_000 {
+        assert!(!m.windowed(), "no windows without TID range scans");
+        m.close().await;
+        return;
+    }
+    assert!(m.windowed(), "read by windows");
+    // Two rows, a poll apart, on the table's last page, which has room for both: each is written on a page
+    // the poll before read.
+    let first = insert_on_page(&mut admin, "early").await;
+    let s = m.poll().await.expect("poll");
+    assert!(
+        owner_of(&s, "early").is_some(),
+        "a row written on the table's last page, which the poll before read, shows at the next poll"
+    );
+    let second = insert_on_page(&mut admin, "late").await;
+    assert_eq!(first, second, "both rows on one page");
+    let s = m.poll().await.expect("poll");
+    assert!(
+        owner_of(&s, "late").is_some(),
+        "so is a row written on that page after it was read twice, not a sweep cycle later"
+    );
+    m.close().await;
+}
+
+/// Inserts a held row for `profile`, and says on which page it went.
+async fn insert_on_page(admin: &mut PgConnection, profile: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         VALUES ($1, 'S', 'w', now() + interval '1 hour') RETURNING (ctid::text::point)[0]::int8",
+    )
+    .bind(profile)
+    .fetch_one(admin)
+    .await
+    .expect("insert")
+}

@@ -48,6 +48,12 @@ pub const KEYS_CYCLES: u32 = 10;
 /// The fewest pages a window sweeps, however slow the server.
 pub const MIN_WINDOW: u64 = 8;
 
+/// The pages before those added since the last read that a read of the added ones reads again, for the rows
+/// written on them since (see `Window::recent`): a page is read while it still has room (the last page of the
+/// table, or, from PostgreSQL 16, any of the up to 64 pages a busy table is extended by at once), and a row
+/// written on it later was found only by the sweep, a cycle later (minutes, on a large table).
+pub const RECENT_PAGES: u64 = 64;
+
 /// A tail beyond any table (PostgreSQL's largest block number): a read of the sweep alone.
 pub const NO_TAIL: u64 = 0xFFFF_FFFE;
 
@@ -237,6 +243,19 @@ impl Window {
             .map(|(_, m)| m.clone())
     }
 
+    /// Where a read of the pages added since the last read begins: [`RECENT_PAGES`] before them, as the
+    /// pages at the end may have had room at that read, and later rows on them were not read; and the
+    /// mark the rows of that read and of the sweep's pages `sweep` are asked for since (the oldest among
+    /// them), so that only what was written since comes back from the pages read before.
+    fn recent(&self, sweep: (u64, u64)) -> (XidMark, u64) {
+        let tail = self.tail.saturating_sub(RECENT_PAGES);
+        let since = std::iter::once(self.oldest(tail, u64::MAX))
+            .chain((sweep.0 < sweep.1).then(|| self.oldest(sweep.0, sweep.1)))
+            .min_by(XidMark::age_order)
+            .unwrap_or_default();
+        (since, tail)
+    }
+
     /// The oldest mark among the pages `[from, to)`.
     fn oldest(&self, from: u64, to: u64) -> XidMark {
         let first = self.mark_at(from);
@@ -308,9 +327,10 @@ impl Mirror {
             } else {
                 (w.at, w.at + w.pages)
             };
+            let (since, tail) = w.recent(sweep);
             return Next::Window {
-                since: w.oldest(sweep.0, sweep.1),
-                tail: w.tail,
+                since,
+                tail,
                 sweep,
                 confirm: w.confirm.iter().take(CONFIRM_MAX).cloned().collect(),
             };
@@ -503,8 +523,9 @@ impl Mirror {
         for (name, _) in asked.iter().zip(found).filter(|(_, f)| !f) {
             self.remove(name);
         }
-        // The pages added since the last read are read as of this read's mark now.
-        w.mark_read(w.tail, u64::MAX, &mark);
+        // The pages added since the last read (and those before them read again) are read as of this read's
+        // mark now.
+        w.mark_read(w.tail.saturating_sub(RECENT_PAGES), u64::MAX, &mark);
         if let Some(last) = w.last_read {
             let secs = (now - last).as_seconds_f64().max(0.0);
             w.between = if w.between == 0.0 {
@@ -1194,9 +1215,10 @@ mod tests {
     fn with_the_sweep_apart_a_poll_reads_the_new_pages_and_the_sweep_moves_on_its_own_reads() {
         let mut m = windowed(&[row("a", "S0", Some("w"), 100)], 40);
         m.set_sweep_apart(true);
-        // The poll's read: the pages added since the last read, and no window of the sweep.
+        // The poll's read: the pages added since the last read (and the 64 before them again), and no window
+        // of the sweep.
         let (_, tail, sweep, _) = window(&m);
-        assert_eq!((tail, sweep), (120, (0, 0)));
+        assert_eq!((tail, sweep), (120 - RECENT_PAGES, (0, 0)));
         let Some(Next::Window {
             tail,
             sweep,
@@ -1209,7 +1231,9 @@ mod tests {
         assert_eq!((tail, sweep, confirm), (NO_TAIL, (0, 40), vec![]));
         // A poll does not move the sweep, nor size its window.
         m.apply_window(refs(&[]), window_read(102, 130), at(1), (100 * MS, MS));
-        assert_eq!(window(&m).1, 130);
+        // The next asks the pages from 64 before the new ones for the rows written since this read.
+        let (since, tail, _, _) = window(&m);
+        assert_eq!((since, tail), (mark(102), 130 - RECENT_PAGES));
         assert_eq!(
             m.next_sweep().map(|n| match n {
                 Next::Window { sweep, .. } => sweep,
@@ -1307,21 +1331,22 @@ mod tests {
     #[test]
     fn a_window_asks_each_page_for_the_rows_written_since_that_page_was_last_read() {
         let mut m = windowed(&[row("a", "S0", Some("w"), 100)], 40);
-        // The whole table was read as of 101; the pages added since (120 on) come whole.
-        assert_eq!(window(&m), (mark(101), 120, (0, 40), vec![]));
+        // The whole table was read as of 101; the pages added since (120 on), and the 64 before them, are
+        // asked for the rows written since.
+        assert_eq!(window(&m), (mark(101), 56, (0, 40), vec![]));
         // That read took its budget, with the 10 pages the table grew by: the window grows to 45 pages.
         m.apply_window(refs(&[]), window_read(110, 130), at(1), (10 * MS, 10 * MS));
         let (since, tail, sweep, _) = window(&m);
-        assert_eq!((tail, sweep), (130, (40, 85)));
+        assert_eq!((tail, sweep), (66, (40, 85)));
         assert_eq!(
             since,
             mark(101),
             "pages 40-85 were last read by the whole scan"
         );
         m.apply_window(refs(&[]), window_read(120, 130), at(2), (10 * MS, 10 * MS));
-        // Pages 120-130 were read as new pages at 110, the rest of this window by the whole scan.
+        // Pages 56 on were read again with the new pages, at 110 and at 120.
         let (since, _, sweep, _) = window(&m);
-        assert_eq!((since, sweep), (mark(101), (85, 130)));
+        assert_eq!((since, sweep), (mark(120), (85, 130)));
         m.apply_window(refs(&[]), window_read(130, 130), at(3), (10 * MS, 10 * MS));
         // The sweep went round: pages 0-40 were read by it at 110, 40-85 at 120.
         let (since, _, sweep, _) = window(&m);
