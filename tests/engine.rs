@@ -1550,6 +1550,68 @@ async fn with_the_sweep_read_between_polls_a_poll_reads_the_new_pages_and_the_sw
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_added_since_a_poll_are_read_before_the_next_which_reads_only_what_came_after() {
+    let url = database("new_pages").await;
+    let mut admin = connect(&url).await;
+    let version = server_version(&mut admin).await;
+    let mut m = with_rows(&mut admin, &url, "", 20_000).await;
+    m.set_scan_budget(Duration::ZERO);
+    m.read_between_polls();
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: vec!["q1".into(), "q5".into(), "q2000".into()],
+    });
+    m.poll().await.expect("first poll");
+    m.poll().await.expect("poll");
+    if version < 140_000 {
+        // No windows without TID range scans: every poll reads the changes, and there is nothing to read
+        // before it.
+        assert!(!m.windowed(), "no windows without TID range scans");
+        let before = m.lease_rows_read();
+        m.read_new_pages().await.expect("nothing to read");
+        assert_eq!(m.lease_rows_read(), before);
+        m.close().await;
+        return;
+    }
+    assert!(m.windowed(), "read by windows");
+    // Renewals of full pages: the new versions go to pages added at the end.
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'renewed', expires_at = now() + interval '2 hours' \
+          WHERE profile_id IN (SELECT 'q' || g FROM generate_series(1, 2000) g)",
+    )
+    .await;
+    let before = m.lease_rows_read();
+    m.read_new_pages().await.expect("new pages");
+    let between = m.lease_rows_read() - before;
+    assert!(
+        between >= 2_000,
+        "the renewed rows are read between polls: {between} rows"
+    );
+    exec(
+        &mut admin,
+        "UPDATE entry_locks SET owner_token = 'later' WHERE profile_id = 'q5'",
+    )
+    .await;
+    let before = m.lease_rows_read();
+    let s = m.poll().await.expect("poll");
+    let in_poll = m.lease_rows_read() - before;
+    assert!(
+        in_poll < 500,
+        "the poll reads what came after, not the rows read before it: {in_poll} rows"
+    );
+    assert_eq!(owner_of(&s, "q1").as_deref(), Some("renewed"));
+    assert_eq!(owner_of(&s, "q2000").as_deref(), Some("renewed"));
+    assert_eq!(owner_of(&s, "q5").as_deref(), Some("later"));
+    // Reading them before the poll moved neither the lookups nor the sweep's pace: the next read between
+    // polls of nothing new reads nothing.
+    let before = m.lease_rows_read();
+    m.read_new_pages().await.expect("new pages");
+    assert!(m.lease_rows_read() - before < 100);
+    m.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_written_on_a_page_after_a_windowed_poll_read_it_shows_at_the_next_poll() {
     let url = database("last_page").await;
     let mut admin = connect(&url).await;

@@ -359,6 +359,44 @@ impl Mirror {
         })
     }
 
+    /// The read of the pages added since the last read, on their own, between polls (see
+    /// [`Mirror::apply_new_pages`]): `None` when the table is not read by windows apart from the polls.
+    pub fn next_new_pages(&self) -> Option<Next> {
+        let w = self
+            .window
+            .as_ref()
+            .filter(|_| self.sweep_apart && !self.reread)?;
+        let (since, tail) = w.recent((w.at, w.at));
+        Some(Next::Window {
+            since,
+            tail,
+            sweep: (w.at, w.at),
+            confirm: Vec::new(),
+        })
+    }
+
+    /// Applies the read of the pages added since the last read ([`Mirror::next_new_pages`]), made between
+    /// two polls: the next poll reads from where it ended, so that it reads the changes of the moments
+    /// since, not of a whole interval. The polls' own bookkeeping (the lookups, the time between them, on
+    /// which the sweep's windows are sized) does not move.
+    pub fn apply_new_pages<'a>(
+        &mut self,
+        rows: impl ExactSizeIterator<Item = RowRef<'a>>,
+        Delta { mark, pages, .. }: Delta,
+    ) {
+        let Some(mut w) = self.window.take() else {
+            return;
+        };
+        self.changed_since_summaries |= rows.len() > 0;
+        for row in rows {
+            self.put(row);
+        }
+        w.mark_read(w.tail.saturating_sub(RECENT_PAGES), u64::MAX, &mark);
+        w.tail = pages;
+        self.pages = pages;
+        self.window = Some(w);
+    }
+
     /// Reads the sweep's windows apart from the polls ([`Mirror::next_sweep`], [`Mirror::apply_sweep`]), in
     /// the time between them: a poll then reads only the pages added since the last one and the lookups, so
     /// that the sweep's share of the table (sized to the budget) does not lengthen every poll.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::connect::{SessionLimits, Target};
+use super::error::SourceError;
 use super::{LeaseDetail, Monitor};
 use crate::config::LeaseMapping;
 use crate::model::feed::{Control, Feed, Link};
@@ -67,6 +68,32 @@ fn retry_after(
     (attempt, if connection_kept { interval } else { delay })
 }
 
+/// When the pages added since a poll that began at `polled_at` are read: three quarters of the way to the
+/// next, so that the next poll reads a quarter of an interval's changes (the read itself, of the rest, comes
+/// while nothing else is read).
+fn new_pages_due(polled_at: tokio::time::Instant, interval: Duration) -> tokio::time::Instant {
+    polled_at + interval.mul_f64(0.75)
+}
+
+/// After a read between polls: when it lost the connection, the monitor is closed (the next tick connects
+/// anew).
+async fn close_if_lost(monitor: &mut Option<Monitor>, read: Result<(), SourceError>) {
+    if let Err(e) = read {
+        tracing::warn!(error = %e, "a read between polls lost the connection");
+        if let Some(m) = monitor.take() {
+            m.close().await;
+        }
+    }
+}
+
+/// Sleeps until `at`; forever when there is no `at`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A control channel that never asks for anything, for a poller nobody steers (tests, benchmarks).
 pub fn unsteered() -> watch::Receiver<Control> {
     watch::channel(Control::default()).1
@@ -107,9 +134,19 @@ pub async fn run_poller(
     let mut refreshes = control.borrow().refreshes;
     // Until the dashboard that steers this poller is gone.
     let mut steered = true;
+    // When the pages added since the poll are read, before the next poll (see `Monitor::read_new_pages`).
+    let mut new_pages_at: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let polled_at = tokio::select! {
+            at = ticker.tick() => at,
+            () = sleep_until_some(new_pages_at) => {
+                new_pages_at = None;
+                if let Some(m) = monitor.as_mut() {
+                    let read = m.read_new_pages().await;
+                    close_if_lost(&mut monitor, read).await;
+                }
+                continue;
+            }
             changed = control.changed(), if steered => {
                 if changed.is_err() {
                     steered = false;
@@ -121,8 +158,10 @@ pub async fn run_poller(
                     continue;
                 }
                 ticker.reset();
+                tokio::time::Instant::now()
             }
-        }
+        };
+        new_pages_at = None;
         refreshes = control.borrow().refreshes;
         if tx.is_closed() {
             break;
@@ -132,22 +171,19 @@ pub async fn run_poller(
             ttl: settings.ttl,
             focus: control.borrow().focus_of(settings.label.as_deref()),
         };
-        let result = match monitor.as_mut() {
-            Some(m) => {
+        let connected = match monitor.take() {
+            Some(m) => Ok(m),
+            None => Monitor::connect(&settings.target, &settings.mapping, limits).await,
+        };
+        let result = match connected {
+            Ok(mut m) => {
                 m.set_detail(detail);
                 m.read_between_polls();
-                m.poll().await
+                let result = m.poll().await;
+                monitor = Some(m);
+                result
             }
-            None => match Monitor::connect(&settings.target, &settings.mapping, limits).await {
-                Ok(mut m) => {
-                    m.set_detail(detail);
-                    m.read_between_polls();
-                    let result = m.poll().await;
-                    monitor = Some(m);
-                    result
-                }
-                Err(e) => Err(e),
-            },
+            Err(e) => Err(e),
         };
         match result {
             Ok(snapshot) => {
@@ -161,14 +197,11 @@ pub async fn run_poller(
                 });
                 // The sweep of a table read by windows and the backstop of the waits' details, once the
                 // poll is out: they cost the next poll nothing.
-                if let Some(m) = monitor.as_mut()
-                    && let Err(e) = m.between_polls().await
-                {
-                    tracing::warn!(error = %e, "a read between polls lost the connection");
-                    if let Some(m) = monitor.take() {
-                        m.close().await;
-                    }
+                if let Some(m) = monitor.as_mut() {
+                    let read = m.between_polls().await;
+                    close_if_lost(&mut monitor, read).await;
                 }
+                new_pages_at = Some(new_pages_due(polled_at, settings.interval));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed");
