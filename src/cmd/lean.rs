@@ -311,9 +311,12 @@ impl Track {
             .map(|x| self.index(x, y).and_then(|i| self.shadow[i]))
             .collect();
         for (x, cy, cell) in cells {
-            if *cy == y {
-                let pen = Pen::of(cell);
-                row[usize::from(*x)] = Some(Known::new(cell.symbol(), pen));
+            // A frame drawn for a larger screen than the one last known (the terminal shrank between the
+            // frame and the draw) has cells past its edge: they are not on this row.
+            if *cy == y
+                && let Some(at) = row.get_mut(usize::from(*x))
+            {
+                *at = Some(Known::new(cell.symbol(), Pen::of(cell)));
             }
         }
         row.into_iter()
@@ -1200,6 +1203,32 @@ mod tests {
         let bytes = second_frame(&a, &b);
         assert!(bytes.contains("\x1b[M"), "{bytes:?}");
         assert!(bytes.len() < 40, "{} bytes: {bytes:?}", bytes.len());
+    }
+
+    #[test]
+    fn a_frame_for_a_larger_screen_than_the_one_known_is_drawn_without_a_panic() {
+        // The terminal shrank to 40 columns after the frame was made for 70: its cells past column 40,
+        // on several lines, reach the backend (the next frame is made for the new size).
+        let mut lean = Lean::with_size(Vec::new(), 40, 10);
+        lean.clear().expect("clear");
+        let area = Rect::new(0, 0, 70, 10);
+        let mut a = Buffer::empty(area);
+        for y in 0..10 {
+            a.set_string(0, y, format!("{y} {}", "x".repeat(66)), Style::default());
+        }
+        lean.draw(Buffer::empty(area).diff(&a).into_iter())
+            .expect("draw");
+        let mut b = Buffer::empty(area);
+        for y in 0..10 {
+            b.set_string(
+                0,
+                y,
+                format!("{} {}", y + 1, "y".repeat(66)),
+                Style::default(),
+            );
+        }
+        lean.draw(a.diff(&b).into_iter()).expect("draw");
+        assert!(!lean.out.is_empty());
     }
 
     #[test]
