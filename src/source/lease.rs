@@ -555,10 +555,10 @@ impl Read for PagesRead<'_> {
 pub type RowName = (String, String);
 
 /// A windowed read, for a table too large to scan every poll: the rows written since `since` on the pages
-/// added since the last read and a few before them (`tail` on), and on a window of the sweep (pages
-/// `[from, to)`), and the rows
-/// named in `confirm` (by profile and key, to learn which of them are gone). Each part is its own scan (a TID range scan, PostgreSQL 14 and
-/// later, or an index lookup where the table has one), so the read costs what its pages cost, not the table.
+/// added since the last read and a few before them (`tail` on) and on a window of the sweep (pages
+/// `[from, to)`), and the rows named in `confirm` (by profile and key, to learn which of them are gone). Each
+/// part is its own scan (a TID range scan, PostgreSQL 14 and later, or an index lookup where the table has
+/// one), so the read costs what its pages cost, not the table.
 #[derive(Debug, Clone, Copy)]
 pub struct WindowRead<'a> {
     pub table: &'a LeaseTable,
@@ -693,8 +693,8 @@ fn changes_sql(table: &str, oid: u32, exprs: &[(&'static str, String)], since: b
 const CHUNK_ROWS: u32 = 10_000;
 
 /// The windowed read's statement: three scans in one (see [`WindowRead`]). The sweep's pages are `[$1, $2)`,
-/// of which only the rows written since a mark come back (`$6` and `{running}`, as in [`changes_sql`]); so
-/// of the tail, `$3` on; and the rows to confirm are pairs of `$4` and `$5`. A row in two parts comes back twice
+/// of which only the rows written since a mark come back (`$6` and `{running}`, as in [`changes_sql`]), as do
+/// the tail's, `$3` on; the rows to confirm are pairs of `$4` and `$5`. A row in two parts comes back twice
 /// (the mirror keeps one). The bounds are converted once (sub-selects) and are what a TID range scan takes.
 fn window_sql(
     table: &str,

@@ -1060,7 +1060,10 @@ impl Monitor {
         let pages = match pages {
             Ok(pages) => pages,
             Err(e) if e.needs_reconnect() => return Err(e),
-            Err(_) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the lease table's size between polls failed; its new pages are read by the next poll");
+                return Ok(());
+            }
         };
         let Some((mut rows, _)) = self.window_between_polls(next, pages, "new pages").await? else {
             return Ok(());
