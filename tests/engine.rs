@@ -1554,15 +1554,7 @@ async fn the_pages_added_since_a_poll_are_read_before_the_next_which_reads_only_
     let url = database("new_pages").await;
     let mut admin = connect(&url).await;
     let version = server_version(&mut admin).await;
-    let mut m = with_rows(&mut admin, &url, "", 20_000).await;
-    m.set_scan_budget(Duration::ZERO);
-    m.read_between_polls();
-    m.set_detail(locktop::source::LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: vec!["q1".into(), "q5".into(), "q2000".into()],
-    });
-    m.poll().await.expect("first poll");
-    m.poll().await.expect("poll");
+    let mut m = polled_by_windows(&mut admin, &url, &["q1", "q5", "q2000"]).await;
     if version < 140_000 {
         // No windows without TID range scans: every poll reads the changes, and there is nothing to read
         // before it.
@@ -1603,8 +1595,7 @@ async fn the_pages_added_since_a_poll_are_read_before_the_next_which_reads_only_
     assert_eq!(owner_of(&s, "q1").as_deref(), Some("renewed"));
     assert_eq!(owner_of(&s, "q2000").as_deref(), Some("renewed"));
     assert_eq!(owner_of(&s, "q5").as_deref(), Some("later"));
-    // Reading them before the poll moved neither the lookups nor the sweep's pace: the next read between
-    // polls of nothing new reads nothing.
+    // Nothing written since the poll: a read between polls finds nothing new.
     let before = m.lease_rows_read();
     m.read_new_pages().await.expect("new pages");
     assert!(m.lease_rows_read() - before < 100);
@@ -1616,15 +1607,7 @@ async fn a_row_written_on_a_page_after_a_windowed_poll_read_it_shows_at_the_next
     let url = database("last_page").await;
     let mut admin = connect(&url).await;
     let version = server_version(&mut admin).await;
-    let mut m = with_rows(&mut admin, &url, "", 20_000).await;
-    m.set_scan_budget(Duration::ZERO);
-    m.read_between_polls();
-    m.set_detail(locktop::source::LeaseDetail::Summary {
-        ttl: Duration::from_secs(30),
-        focus: vec!["early".into(), "late".into()],
-    });
-    m.poll().await.expect("first poll");
-    m.poll().await.expect("poll");
+    let mut m = polled_by_windows(&mut admin, &url, &["early", "late"]).await;
     if version < 140_000 {
         assert!(!m.windowed(), "no windows without TID range scans");
         m.close().await;
@@ -1647,6 +1630,21 @@ async fn a_row_written_on_a_page_after_a_windowed_poll_read_it_shows_at_the_next
         "so is a row written on that page after it was read twice, not a sweep cycle later"
     );
     m.close().await;
+}
+
+/// A dashboard's monitor of a table of 20,000 rows, polled twice with a scan budget of nothing (so read by
+/// windows from PostgreSQL 14 on, the sweep between polls), the profiles `focus` read in detail.
+async fn polled_by_windows(admin: &mut PgConnection, url: &str, focus: &[&str]) -> Monitor {
+    let mut m = with_rows(admin, url, "", 20_000).await;
+    m.set_scan_budget(Duration::ZERO);
+    m.read_between_polls();
+    m.set_detail(locktop::source::LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: focus.iter().map(|p| (*p).to_owned()).collect(),
+    });
+    m.poll().await.expect("first poll");
+    m.poll().await.expect("poll");
+    m
 }
 
 /// Inserts a held row for `profile`, and says on which page it went.

@@ -1212,21 +1212,17 @@ mod tests {
         let mut lean = Lean::with_size(Vec::new(), 40, 10);
         lean.clear().expect("clear");
         let area = Rect::new(0, 0, 70, 10);
-        let mut a = Buffer::empty(area);
-        for y in 0..10 {
-            a.set_string(0, y, format!("{y} {}", "x".repeat(66)), Style::default());
-        }
+        let frame = |fill: &str, first: u16| {
+            let mut b = Buffer::empty(area);
+            for y in 0..10 {
+                let line = format!("{} {}", y + first, fill.repeat(66));
+                b.set_string(0, y, line, Style::default());
+            }
+            b
+        };
+        let (a, b) = (frame("x", 0), frame("y", 1));
         lean.draw(Buffer::empty(area).diff(&a).into_iter())
             .expect("draw");
-        let mut b = Buffer::empty(area);
-        for y in 0..10 {
-            b.set_string(
-                0,
-                y,
-                format!("{} {}", y + 1, "y".repeat(66)),
-                Style::default(),
-            );
-        }
         lean.draw(a.diff(&b).into_iter()).expect("draw");
         assert!(!lean.out.is_empty());
     }
