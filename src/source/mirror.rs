@@ -248,12 +248,18 @@ impl Window {
     /// mark the rows of that read and of the sweep's pages `sweep` are asked for since (the oldest among
     /// them), so that only what was written since comes back from the pages read before.
     fn recent(&self, sweep: (u64, u64)) -> (XidMark, u64) {
-        let tail = self.tail.saturating_sub(RECENT_PAGES);
+        let tail = self.tail_read_from();
         let since = std::iter::once(self.oldest(tail, u64::MAX))
             .chain((sweep.0 < sweep.1).then(|| self.oldest(sweep.0, sweep.1)))
             .min_by(XidMark::age_order)
             .unwrap_or_default();
         (since, tail)
+    }
+
+    /// The first page a read of the pages added since the last read reads (see [`Window::recent`]), and so the
+    /// first it marks read.
+    fn tail_read_from(&self) -> u64 {
+        self.tail.saturating_sub(RECENT_PAGES)
     }
 
     /// The oldest mark among the pages `[from, to)`.
@@ -391,7 +397,7 @@ impl Mirror {
         for row in rows {
             self.put(row);
         }
-        w.mark_read(w.tail.saturating_sub(RECENT_PAGES), u64::MAX, &mark);
+        w.mark_read(w.tail_read_from(), u64::MAX, &mark);
         w.tail = pages;
         self.pages = pages;
         self.window = Some(w);
@@ -563,7 +569,7 @@ impl Mirror {
         }
         // The pages added since the last read (and those before them read again) are read as of this read's
         // mark now.
-        w.mark_read(w.tail.saturating_sub(RECENT_PAGES), u64::MAX, &mark);
+        w.mark_read(w.tail_read_from(), u64::MAX, &mark);
         if let Some(last) = w.last_read {
             let secs = (now - last).as_seconds_f64().max(0.0);
             w.between = if w.between == 0.0 {
