@@ -4,7 +4,7 @@
 //! `cargo bench --bench peers` plays the demo's pile-up (its incident scenarios and 20 calm profiles: about 30
 //! lease rows with countdowns, contention, and a few lock waits, real-time TTL 30 s), lets both settle for 5 s,
 //! then counts what each writes to its terminal over 30 s. Without `pg_top` on the PATH it says so and measures
-//! locktop alone. With `LOCKTOP_PEERS_DUMP=DIR`, each tool's raw output is also written to `DIR/NAME.bytes`, for
+//! locktop alone. With `LOCKTOP_PEERS_DUMP=DIR`, each tool's raw output is also written to `DIR/NAME.bytes` (and the milliseconds and length of each read to `DIR/NAME.reads`), for
 //! a look at where the bytes go.
 
 #[allow(dead_code)] // each benchmark uses only some of it
@@ -47,8 +47,11 @@ impl Counted {
         let screen = Arc::new(Mutex::new(vt100::Parser::new(40, 180, 0)));
         let (count, parse) = (Arc::clone(&bytes), Arc::clone(&screen));
         let mut dump = std::env::var_os("LOCKTOP_PEERS_DUMP").map(|dir| {
-            std::fs::File::create(std::path::Path::new(&dir).join(format!("{name}.bytes")))
-                .expect("dump file")
+            let file = |ext: &str| {
+                std::fs::File::create(std::path::Path::new(&dir).join(format!("{name}.{ext}")))
+                    .expect("dump file")
+            };
+            (file("bytes"), file("reads"), std::time::Instant::now())
         });
         std::thread::spawn(move || {
             let mut buf = [0_u8; 8192];
@@ -57,9 +60,10 @@ impl Counted {
                     break;
                 }
                 count.fetch_add(n, Ordering::Relaxed);
-                if let Some(file) = dump.as_mut() {
+                if let Some((bytes, reads, start)) = dump.as_mut() {
                     use std::io::Write;
-                    let _ = file.write_all(&buf[..n]);
+                    let _ = bytes.write_all(&buf[..n]);
+                    let _ = writeln!(reads, "{} {n}", start.elapsed().as_millis());
                 }
                 parse.lock().expect("lock").process(&buf[..n]);
             }

@@ -3,7 +3,8 @@
 //! or SIGTSTP sent from outside: the terminal is handed back to the shell, and taken again on SIGCONT);
 //! resize; the frame clock; and the keys. A frame is drawn only on a key, news from the feed, a resize, the
 //! 1 Hz countdown tick (while polls come each second, each poll's frame is the tick) or the moment data turns
-//! stale, into a 64 KiB buffer flushed once per frame.
+//! stale, into a 64 KiB buffer flushed once per frame; news that lands within [`TOGETHER`] of other news (the
+//! service's scrape and the poll of the same second) shares its frame.
 //!
 //! A feed plugs in through [`Plug`]: the live poller ([`super::watch`]) or the replay player
 //! ([`super::replay`]). It says when it has news, takes its own keys, and hears what the UI asks of it.
@@ -160,6 +161,11 @@ pub async fn run(app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<()>
 /// The clock's tick while no poll comes: countdowns, and the stale and reconnecting timers, move each second.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How long after news the screen waits for more before it draws: the pollers and the service's scraper tick
+/// together, and their news lands a few milliseconds apart; one frame shows both, instead of a frame whose
+/// countdowns move and a second that moves them back to what the poll says.
+const TOGETHER: Duration = Duration::from_millis(25);
+
 async fn event_loop(
     term: &mut Screen,
     app: &mut App,
@@ -193,9 +199,8 @@ async fn event_loop(
                 None => return Ok(()),
             },
             news = feed.news() => {
-                let news = news?;
                 let shown = app.received_at;
-                let changed = feed.apply(news, app);
+                let changed = take_news(news?, feed, app, TOGETHER).await?;
                 if app.received_at != shown {
                     // A poll was just shown, judged at its own time: the tick waits for the next one, and ticks
                     // only if it is late (not in the middle of a poll, and not with a second evaluation of
@@ -321,6 +326,22 @@ where
     Ok(asked)
 }
 
+/// Applies `first` and whatever news follows it within `within` of it, for one frame; whether the screen
+/// changed. Keys typed meanwhile wait for at most `within`.
+async fn take_news<P: Plug>(
+    first: P::News,
+    feed: &mut P,
+    app: &mut App,
+    within: Duration,
+) -> Result<bool> {
+    let until = tokio::time::Instant::now() + within;
+    let mut changed = feed.apply(first, app);
+    while let Ok(news) = tokio::time::timeout_at(until, feed.news()).await {
+        changed |= feed.apply(news?, app);
+    }
+    Ok(changed)
+}
+
 /// Draws a frame; whether the data was fresh when it began (so that the frame may show it fresh).
 fn draw(term: &mut Screen, app: &mut App, feed: &mut impl Plug, face: &Face) -> Result<bool> {
     let fresh = app.staleness().is_none();
@@ -382,6 +403,57 @@ mod tests {
                 })
                 .collect();
         (asked, applied, left)
+    }
+
+    /// A feed whose news are numbers sent on a channel; applying one notes it.
+    struct Numbers {
+        rx: tokio::sync::mpsc::UnboundedReceiver<u32>,
+        applied: Vec<u32>,
+    }
+
+    impl Plug for Numbers {
+        type News = u32;
+
+        async fn news(&mut self) -> Result<u32> {
+            Ok(self.rx.recv().await.expect("sender kept"))
+        }
+
+        fn apply(&mut self, news: u32, _app: &mut App) -> bool {
+            self.applied.push(news);
+            true
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn news_that_lands_just_after_other_news_is_shown_in_the_same_frame() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut feed = Numbers {
+            rx,
+            applied: Vec::new(),
+        };
+        let mut app = App::new(
+            "t".into(),
+            crate::model::rules::Rules::default(),
+            TICK,
+            Vec::new(),
+        );
+        tokio::spawn(async move {
+            // The scrape, then the poll a few milliseconds later, then the next second's poll.
+            tokio::time::sleep(Duration::from_millis(4)).await;
+            tx.send(2).expect("open");
+            tokio::time::sleep(Duration::from_millis(6)).await;
+            tx.send(3).expect("open");
+            tokio::time::sleep(TICK).await;
+            tx.send(4).expect("open");
+            std::future::pending::<()>().await;
+        });
+        let changed = take_news(1, &mut feed, &mut app, TOGETHER)
+            .await
+            .expect("news");
+        assert!(changed);
+        assert_eq!(feed.applied, [1, 2, 3], "one frame for news a few ms apart");
+        let next = Plug::news(&mut feed).await.expect("news");
+        assert_eq!(next, 4, "the next second's news is the next frame's");
     }
 
     #[tokio::test]
