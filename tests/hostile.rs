@@ -449,12 +449,111 @@ async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that
         );
         // The rows that matter were read: a note, not "lease rows unread".
         assert_eq!(snapshot.lease_error, None, "poll {poll}");
+        // Where the table can be read by windows (PostgreSQL 14 on), its copy is being built meanwhile.
         let note = snapshot.notes.join(" ");
         assert!(
-            note.contains("aggregates take longer than the statement timeout (100 ms)"),
+            note.contains("aggregates take longer than the statement timeout (100 ms)")
+                || (note.contains("building its copy by windows (")
+                    && note.contains(
+                        "done); until then calm profiles are the server's aggregates, refreshed less often"
+                    )),
             "poll {poll}: says why calm profiles are missing: {note:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_too_large_to_read_whole_in_a_poll_is_copied_by_windows_then_polled_from_the_copy()
+{
+    let url = database("built_by_windows", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    // As above: 300,000 calm profiles, whose read in one go always outgrows the 100 ms statement timeout
+    // (as a table bloated behind a long transaction does when locktop is opened mid-incident), and three
+    // contended ones, found by an index lookup. A window of the sweep is a few pages.
+    common::exec(
+        &mut conn,
+        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
+         SELECT 'p' || g, 'BTC', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 300000) g; \
+         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at, contention_count, contended_since, \
+           last_contended_at) \
+         SELECT 'hot-' || g, 'BTC', 'w', now() + interval '1 hour', 5, now() - interval '5 s', now() \
+         FROM generate_series(1, 3) g; \
+         CREATE INDEX ON entry_locks (last_contended_at); CREATE INDEX ON entry_locks (expires_at); \
+         ANALYZE entry_locks",
+    )
+    .await;
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
+        .fetch_one(&mut conn)
+        .await
+        .expect("version");
+    let mut m = summary_monitor(&url, Duration::from_millis(100), Duration::from_secs(5)).await;
+    m.read_between_polls();
+    m.set_detail(LeaseDetail::Summary {
+        ttl: Duration::from_secs(30),
+        focus: vec!["p777".into()],
+    });
+    let hot = |s: &locktop::model::Snapshot| {
+        s.leases
+            .iter()
+            .filter(|r| r.group.as_deref().is_some_and(|g| g.starts_with("hot-")))
+            .count()
+    };
+    let building = |s: &locktop::model::Snapshot| {
+        s.notes
+            .iter()
+            .any(|n| n.contains("building its copy by windows"))
+    };
+    let s = m.poll().await.expect("first poll");
+    assert_eq!(hot(&s), 3, "the contended profiles are read at once");
+    if version < 140_000 {
+        // No windows without TID range scans: the server aggregates the table from now on.
+        assert!(!m.incremental() && !building(&s), "{:?}", s.notes);
+        return;
+    }
+    assert!(
+        building(&s),
+        "the screen says what is going on: {:?}",
+        s.notes
+    );
+    let started = std::time::Instant::now();
+    let mut polls = 1;
+    while building(&m.poll().await.expect("poll")) {
+        polls += 1;
+        m.between_polls().await.expect("between polls");
+        assert!(
+            started.elapsed() < Duration::from_mins(2),
+            "the copy is built in {polls} polls"
+        );
+    }
+    // The copy is shown: a change to a row shows at the next poll, which reads only what changed, and the
+    // calm profiles are the copy's aggregates of every profile.
+    common::exec(
+        &mut conn,
+        "UPDATE entry_locks SET owner_token = 'moved' WHERE profile_id = 'p777'",
+    )
+    .await;
+    let before = m.lease_rows_read();
+    let s = m.poll().await.expect("poll");
+    let read = m.lease_rows_read() - before;
+    assert!(
+        read < 5_000,
+        "a poll reads what changed, not the table: {read} rows"
+    );
+    assert_eq!(hot(&s), 3);
+    let owner = s
+        .leases
+        .iter()
+        .find(|r| r.group.as_deref() == Some("p777"))
+        .and_then(|r| r.owner.clone());
+    assert_eq!(owner.as_deref(), Some("moved"), "the change shows");
+    assert_eq!(s.summaries.len(), 300_003, "every profile, from the copy");
+    assert!(
+        s.notes
+            .iter()
+            .all(|n| !n.contains("aggregates take longer")),
+        "{:?}",
+        s.notes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -395,10 +395,33 @@ pub struct XidMark {
     pub running: Vec<u32>,
 }
 
+/// `FrozenTransactionId`: no transaction has it, and its `age` is the largest there is.
+const FROZEN_XID: u32 = 2;
+
 impl XidMark {
-    /// Older first: ids compare modulo 2^32, as the server's do (a difference within half the range).
+    /// The mark before every row: a read of the rows written since it is a read of every row (its `xmax`,
+    /// `FrozenTransactionId`, is older by `age` than any row's `xmin`). What pages never read are marked with.
+    pub fn every() -> Self {
+        Self {
+            xmax: FROZEN_XID,
+            running: Vec::new(),
+        }
+    }
+
+    /// Whether this is [`XidMark::every`].
+    pub fn is_every(&self) -> bool {
+        self.xmax == FROZEN_XID
+    }
+
+    /// Older first: ids compare modulo 2^32, as the server's do (a difference within half the range); the
+    /// mark before every row is the oldest.
     pub fn age_order(&self, other: &Self) -> std::cmp::Ordering {
-        (self.xmax.wrapping_sub(other.xmax) as i32).cmp(&0)
+        match (self.is_every(), other.is_every()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (false, false) => (self.xmax.wrapping_sub(other.xmax) as i32).cmp(&0),
+        }
     }
 
     /// Parses `pg_snapshot` text, `xmin:xmax:xip,xip…` (ids 64 bits wide).

@@ -54,6 +54,11 @@ pub const MIN_WINDOW: u64 = 8;
 /// written on it later was found only by the sweep, a cycle later (minutes, on a large table).
 pub const RECENT_PAGES: u64 = 64;
 
+/// Cycles of the sweep a mirror built by windows takes before it is shown: the first reads every row there
+/// is, the second the rows that moved (an update writes the new version where there is room) onto pages the
+/// first had already read.
+pub const BUILD_CYCLES: u32 = 2;
+
 /// A tail beyond any table (PostgreSQL's largest block number): a read of the sweep alone.
 pub const NO_TAIL: u64 = 0xFFFF_FFFE;
 
@@ -321,6 +326,17 @@ pub struct Mirror {
     changed_since_summaries: bool,
     /// Read by windows: the table is too large to scan every poll.
     window: Option<Window>,
+    /// Built by windows from nothing (see [`Mirror::build_by_windows`]): not shown until the sweep has gone
+    /// round [`BUILD_CYCLES`] times.
+    building: bool,
+    /// The build ended and the poller has not been told yet (see [`Mirror::take_built`]).
+    just_built: bool,
+    /// While building: the table's size in pages when the build began, where the sweep's cycles end (the pages
+    /// added since were read as they came, by the polls' reads of new pages).
+    build_end: u64,
+    /// Built by windows: read by windows for good, as a read of every row did not fit (a sweep of the whole
+    /// table within the budget, which sends only what changed, says nothing of a read that sends every row).
+    by_windows_only: bool,
 }
 
 impl Mirror {
@@ -520,6 +536,52 @@ impl Mirror {
         self.drop_deleted = false;
     }
 
+    /// Builds the mirror by windows, from nothing, on a table of `pages` whose first read of every row did
+    /// not fit the statement timeout (a large table, or one bloated behind a long transaction): every page
+    /// is marked as never read, so the sweep reads all of each page's rows, and the polls read the pages
+    /// added from the last [`RECENT_PAGES`] of these on. Until [`Mirror::building`] ends, the dashboard
+    /// shows the server's aggregates instead.
+    pub fn build_by_windows(&mut self, pages: u64) {
+        tracing::info!(
+            table_pages = pages,
+            "the lease table is too large to read whole in one poll; building its copy by windows"
+        );
+        *self = Self {
+            pages,
+            sweep_apart: self.sweep_apart,
+            building: true,
+            build_end: pages,
+            by_windows_only: true,
+            window: Some(Window {
+                pages: pages.div_ceil(SWEEP_POLLS).max(MIN_WINDOW),
+                at: 0,
+                tail: pages,
+                confirm: VecDeque::new(),
+                expired: BTreeSet::new(),
+                cycle_done: false,
+                read_at: BTreeMap::from([(0, XidMark::every())]),
+                cycles: 0,
+                last_read: None,
+                between: 0.0,
+            }),
+            ..Self::default()
+        };
+    }
+
+    /// Whether the mirror is being built by windows and cannot be shown yet; with how much of the build is
+    /// done (0 to 1).
+    pub fn building(&self) -> Option<f64> {
+        let w = self.window.as_ref().filter(|_| self.building)?;
+        let cycle = (w.at as f64 / self.build_end.max(1) as f64).min(1.0);
+        Some((f64::from(w.cycles) + cycle) / f64::from(BUILD_CYCLES))
+    }
+
+    /// Whether the build by windows ended since the last call: the copy can be shown from now on, and its
+    /// aggregates replace the server's.
+    pub fn take_built(&mut self) -> bool {
+        std::mem::take(&mut self.just_built)
+    }
+
     /// Whether the mirror reads by windows.
     pub fn windowed(&self) -> bool {
         self.window.is_some()
@@ -634,16 +696,28 @@ impl Mirror {
         let target = fits(scanned, took, budget).max(at_least);
         w.pages = u64::midpoint(w.pages, target).max(MIN_WINDOW);
         w.at += swept;
-        if w.at >= self.pages {
+        // While building, a cycle ends at the pages there were when the build began.
+        let end = if self.building {
+            self.build_end.min(self.pages)
+        } else {
+            self.pages
+        };
+        if w.at >= end {
             w.at = 0;
             w.cycles += 1;
+            if self.building && w.cycles >= BUILD_CYCLES {
+                tracing::info!(rows = self.rows, "the lease table's copy is built");
+                self.building = false;
+                self.just_built = true;
+            }
             if w.cycles.is_multiple_of(KEYS_CYCLES) {
                 self.drop_deleted = true;
             }
             // Held rows past their expiry are found by the next walk for the rows that matter.
             w.cycle_done = true;
         }
-        if w.pages >= self.pages.saturating_mul(2) {
+        // A copy built by windows is not dropped for a read of every row: that read did not fit.
+        if w.pages >= self.pages.saturating_mul(2) && !self.by_windows_only {
             tracing::info!(
                 table_pages = self.pages,
                 "the lease table fits the budget again; scanning it whole"
@@ -1373,6 +1447,91 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_built_by_windows_reads_every_row_of_pages_never_read_and_is_shown_after_two_cycles() {
+        let mut m = Mirror::default();
+        m.set_sweep_apart(true);
+        m.build_by_windows(600);
+        assert_eq!(m.building(), Some(0.0));
+        // Pages never read are asked for every row: the tail's 64 pages and the sweep's first window (600
+        // pages a tenth of a minute's polls).
+        let (since, tail, ..) = window(&m);
+        assert!(
+            since.is_every() && tail == 600 - RECENT_PAGES,
+            "{since:?} {tail}"
+        );
+        let Some(Next::Window { since, sweep, .. }) = m.next_sweep() else {
+            panic!("a sweep to read");
+        };
+        assert!(since.is_every() && sweep == (0, 10), "{since:?} {sweep:?}");
+        m.apply_window(
+            refs(&[row("a", "S0", Some("tail"), 100)]),
+            window_read(200, 600),
+            at(1),
+            (MS, MS),
+        );
+        // Pages read are asked for what was written since; the sweep's pages not read yet, for every row.
+        assert_eq!(window(&m).0, mark(200));
+        let mut cycles = 0;
+        let mut xmax = 201;
+        while m.building().is_some() {
+            let Some(Next::Window { since, sweep, .. }) = m.next_sweep() else {
+                panic!("a sweep to read");
+            };
+            assert_eq!(
+                since.is_every(),
+                cycles == 0 && sweep.0 < 600 - RECENT_PAGES,
+                "cycle {cycles}, pages {sweep:?}"
+            );
+            m.apply_sweep(
+                refs(&[row("b", &format!("S{xmax}"), Some("swept"), 100)]),
+                window_read(xmax, 0),
+                // Fast pages: the window grows past twice the table.
+                &sweep_took(MS, 100 * MS, None),
+            );
+            xmax += 1;
+            if matches!(m.next_sweep(), Some(Next::Window { sweep: (0, _), .. })) {
+                cycles += 1;
+            }
+            // Even a window as large as the table does not go back to a read of every row.
+            assert!(m.windowed());
+            assert!(cycles <= BUILD_CYCLES, "built after {BUILD_CYCLES} cycles");
+        }
+        assert_eq!(cycles, BUILD_CYCLES);
+        assert!(m.take_built() && !m.take_built(), "said once");
+        assert_eq!(m.rows, 1 + (xmax - 201) as usize);
+    }
+
+    #[test]
+    fn a_copy_built_on_a_table_that_grows_faster_than_the_sweep_is_built_over_the_pages_it_began_with()
+     {
+        let mut m = Mirror::default();
+        m.set_sweep_apart(true);
+        m.build_by_windows(600);
+        let mut pages = 600;
+        for poll in 0..200 {
+            // 20 pages added a poll, read by the poll; the sweep reads 10 a poll.
+            pages += 20;
+            m.apply_window(
+                refs(&[]),
+                window_read(200 + poll, pages),
+                at(poll.into()),
+                (MS, MS),
+            );
+            if m.building().is_none() {
+                // Two passes over the 600 pages, 10 at a time.
+                assert!((110..=130).contains(&poll), "built at poll {poll}");
+                return;
+            }
+            m.apply_sweep(
+                refs(&[]),
+                window_read(200 + poll, 0),
+                &sweep_took(MS, MS, None),
+            );
+        }
+        panic!("never built: {:?}", m.building());
+    }
+
+    #[test]
     fn a_window_asks_each_page_for_the_rows_written_since_that_page_was_last_read() {
         let mut m = windowed(&[row("a", "S0", Some("w"), 100)], 40);
         // The whole table was read as of 101; the pages added since (120 on), and the 64 before them, are
@@ -1489,6 +1648,10 @@ mod tests {
         assert!(mark(u32::MAX - 5).age_order(&mark(3)).is_lt());
         assert!(mark(3).age_order(&mark(u32::MAX - 5)).is_gt());
         assert!(mark(7).age_order(&mark(7)).is_eq());
+        for m in [mark(3), mark(u32::MAX - 5), mark((1 << 31) + 10)] {
+            assert!(XidMark::every().age_order(&m).is_lt(), "{m:?}");
+            assert!(m.age_order(&XidMark::every()).is_gt(), "{m:?}");
+        }
     }
 
     #[test]

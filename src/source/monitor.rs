@@ -16,7 +16,7 @@ use super::lease::{
     RowLookup, RowsAtRead, SummaryRead, WindowRead,
 };
 use super::locks::{self, ActivityReader, PreparedRead, RoleRead};
-use super::mirror::{Mirror, Next, SweepTiming};
+use super::mirror::{MIN_WINDOW, Mirror, Next, SweepTiming};
 use super::packed::PackedRows;
 use super::read::{self, Batch, Read};
 use super::text;
@@ -438,8 +438,29 @@ impl Monitor {
     }
 
     /// The lease rows as the detail mode asks: every row, or the summary with the rows that matter; and a note
-    /// for the screen when the per-profile aggregates are too slow for the statement timeout.
+    /// for the screen when the per-profile aggregates are too slow for the statement timeout. While the mirror
+    /// is being built, the rows shown are the server's, and then, if the poll has time left, the copy takes
+    /// its next step.
     async fn read_leases(&mut self, read_pg_locks: bool) -> Result<LeaseOutcome, SourceError> {
+        if self.mirror.as_mut().is_some_and(Mirror::take_built) {
+            // The copy is shown from now on: its aggregates of every profile are due at once.
+            self.slow_aggregates = 0;
+            self.summaries_at = None;
+        }
+        let building = self.mirror.as_ref().and_then(Mirror::building).is_some();
+        let outcome = self.read_shown_leases(read_pg_locks, building).await?;
+        if building && self.time_for_another_read() {
+            self.build_step().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The lease rows shown (see [`Monitor::read_leases`]): without the mirror while it is being built.
+    async fn read_shown_leases(
+        &mut self,
+        read_pg_locks: bool,
+        building: bool,
+    ) -> Result<LeaseOutcome, SourceError> {
         let refresh = match &self.detail {
             LeaseDetail::Full => false,
             LeaseDetail::Summary { ttl, .. } => self.aggregates_due(*ttl, read_pg_locks),
@@ -463,7 +484,8 @@ impl Monitor {
         if let Some(mirror) = self.mirror.as_mut() {
             mirror.set_sweep_apart(self.apart);
         }
-        let next = self.mirror_next();
+        // While the copy is being built, the rows shown are the server's, as without one.
+        let next = self.mirror_next().filter(|_| !building);
         let pages = match next {
             Some(Next::Window { .. }) => {
                 read::run(&mut self.conn, None, &PagesRead(&self.lease)).await?
@@ -482,7 +504,7 @@ impl Monitor {
         let got = read::run(&mut self.conn, None, &read).await;
         self.lease_took = began.elapsed();
         if read.reads_all_for_mirror() && matches!(got, Err(SourceError::StatementTimeout)) {
-            self.give_up_mirror();
+            self.too_large_to_read_whole().await?;
             if !self.time_for_another_read() {
                 return Ok(self.timed_out_lease_read());
             }
@@ -535,6 +557,55 @@ impl Monitor {
         }
     }
 
+    /// The mirror's first read of every row did not fit in the statement timeout. Where the table can be read
+    /// by windows, the mirror is built so, over the next polls (see [`Mirror::build_by_windows`]), while the
+    /// server aggregates it as for a view; elsewhere it is given up.
+    async fn too_large_to_read_whole(&mut self) -> Result<(), SourceError> {
+        let pages = if self.windowable && self.mirror.is_some() {
+            read::run(&mut self.conn, None, &PagesRead(&self.lease)).await?
+        } else {
+            0
+        };
+        // A table of a few windows that cannot be read whole in time cannot be read by windows either.
+        let Some(mirror) = self.mirror.as_mut().filter(|_| pages > 2 * MIN_WINDOW) else {
+            self.give_up_mirror();
+            return Ok(());
+        };
+        mirror.build_by_windows(pages);
+        // The aggregates are as slow as that read: they wait, and the note says so.
+        self.slow_aggregates += 1;
+        self.summaries_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// A poll's step in building the mirror by windows: the pages added since the last read (and the sweep's
+    /// window, unless it is read between polls) go into the copy, which is not shown yet. A read that times
+    /// out is the next poll's to try again; the rows shown do not wait for it.
+    async fn build_step(&mut self) -> Result<(), SourceError> {
+        let Some(next) = self.mirror_next() else {
+            return Ok(());
+        };
+        let pages = read::run(&mut self.conn, None, &PagesRead(&self.lease)).await?;
+        let read = LeaseReadOf::new(&self.lease, &self.detail, false, (Some(&next), pages));
+        let began = Instant::now();
+        let got = read::run(&mut self.conn, None, &read).await;
+        self.lease_took = began.elapsed();
+        match got {
+            Ok(mut rows) => {
+                self.lease_rows_read += rows.packed.len() as u64;
+                self.apply_to_mirror(&mut rows);
+                Ok(())
+            }
+            Err(SourceError::StatementTimeout) => {
+                tracing::warn!(
+                    "a window of the lease table's copy timed out; trying again next poll"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The mirror's first read of every row did not fit in the statement timeout: the table is too large to
     /// mirror, and the server aggregates it from now on. Those aggregates are as slow, so they wait, and the
     /// note says so.
@@ -558,34 +629,12 @@ impl Monitor {
     /// due, fresh aggregates.
     fn lease_read(&mut self, mut rows: LeaseRows, fresh_aggregates: bool) -> LeaseRead {
         self.lease_rows_read += (rows.rows.len() + rows.packed.len()) as u64;
-        if let (Some(delta), Some(mirror), LeaseDetail::Summary { ttl, focus }) =
-            (rows.delta.take(), self.mirror.as_mut(), &self.detail)
-        {
-            let began = Instant::now();
-            // The mirror's reads give their rows packed; a table without the columns for reading changes
-            // gives them whole.
-            let packed = if rows.packed.is_empty() {
-                PackedRows::of(&rows.rows)
-            } else {
-                rows.packed
-            };
-            let read_rows = packed.len();
-            if delta.window {
-                mirror.apply_window(
-                    packed.iter(),
-                    delta,
-                    rows.server_now,
-                    (self.lease_took, self.scan_budget),
-                );
-            } else {
-                let (all, pages) = (delta.all, delta.pages);
-                mirror.apply(packed.iter(), delta);
-                if !all && self.windowable && self.lease_took > self.scan_budget {
-                    let fits = pages as f64 * self.scan_budget.as_secs_f64()
-                        / self.lease_took.as_secs_f64();
-                    mirror.start_window(fits as u64);
-                }
-            }
+        let began = Instant::now();
+        if let (Some(read_rows), Some(mirror), LeaseDetail::Summary { ttl, focus }) = (
+            self.apply_to_mirror(&mut rows),
+            self.mirror.as_mut(),
+            &self.detail,
+        ) {
             let after_apply = began.elapsed();
             let ttl_chrono = chrono::Duration::from_std(*ttl).unwrap_or(chrono::Duration::MAX);
             let detail = mirror.rows_that_matter(rows.server_now, ttl_chrono, focus);
@@ -630,6 +679,40 @@ impl Monitor {
         }
     }
 
+    /// Puts an incremental read into the mirror (taking its rows and delta), in summary mode; how many rows it
+    /// put, or `None` when the read was not the mirror's.
+    fn apply_to_mirror(&mut self, rows: &mut LeaseRows) -> Option<usize> {
+        let (Some(mirror), LeaseDetail::Summary { .. }) = (self.mirror.as_mut(), &self.detail)
+        else {
+            return None;
+        };
+        let delta = rows.delta.take()?;
+        // The mirror's reads give their rows packed; a table without the columns for reading changes gives
+        // them whole.
+        let packed = if rows.packed.is_empty() {
+            PackedRows::of(&rows.rows)
+        } else {
+            std::mem::take(&mut rows.packed)
+        };
+        if delta.window {
+            mirror.apply_window(
+                packed.iter(),
+                delta,
+                rows.server_now,
+                (self.lease_took, self.scan_budget),
+            );
+        } else {
+            let (all, pages) = (delta.all, delta.pages);
+            mirror.apply(packed.iter(), delta);
+            if !all && self.windowable && self.lease_took > self.scan_budget {
+                let fits =
+                    pages as f64 * self.scan_budget.as_secs_f64() / self.lease_took.as_secs_f64();
+                mirror.start_window(fits as u64);
+            }
+        }
+        Some(packed.len())
+    }
+
     /// The snapshot of a poll. Without lease rows, its clock is that of the activity read, and the rows are the
     /// last ones read, marked with the time they were read at.
     fn snapshot(&mut self, started: Instant, polled: Polled) -> Snapshot {
@@ -665,10 +748,25 @@ impl Monitor {
             }
         };
         let mut notes = self.lease.notes.clone();
-        notes.extend(lease.note);
         let mut lag = None;
+        if let Some(done) = self.mirror.as_ref().and_then(Mirror::building) {
+            // In place of the note on slow aggregates, which this one says too, first: the header has room
+            // for few notes.
+            notes.insert(
+                0,
+                format!(
+                    "{} is too large to read in one poll: building its copy by windows ({:.0}% done); \
+                     until then calm profiles are the server's aggregates, refreshed less often",
+                    self.lease.display,
+                    done * 100.0
+                ),
+            );
+        } else if let Some(note) = lease.note {
+            notes.push(note);
+        }
         if let Some(secs) = self.mirror.as_ref().and_then(Mirror::sweep_seconds)
             && secs > 0.0
+            && self.mirror.as_ref().and_then(Mirror::building).is_none()
         {
             let (table, secs) = (&self.lease.display, secs.ceil());
             match &self.detail {
