@@ -412,16 +412,12 @@ async fn a_hundred_thousand_lease_rows_poll_and_draw() {
     assert!(text.contains("profiles (100000)"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that_matter_on_screen()
-{
-    let url = database("slow_aggregates", "UTF8").await;
-    let mut conn = common::connect(&url).await;
-    // 300,000 calm profiles (their aggregates take a few hundred ms) and three contended ones. The indexes make
-    // finding the contended ones an index lookup, so the test does not depend on this machine's speed: the
-    // aggregates always outgrow the timeout, the lookup never does.
+/// 300,000 calm profiles (their aggregates take a few hundred ms) and three contended ones, `hot-1` to `hot-3`.
+/// The indexes make finding the contended ones an index lookup, so the tests do not depend on this machine's
+/// speed: the aggregates always outgrow a 100 ms timeout, the lookup never does.
+async fn calm_and_three_hot(conn: &mut sqlx::PgConnection) {
     common::exec(
-        &mut conn,
+        conn,
         "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
          SELECT 'p' || g, 'BTC', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 300000) g; \
          INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at, contention_count, contended_since, \
@@ -432,15 +428,28 @@ async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that
          ANALYZE entry_locks",
     )
     .await;
+}
+
+/// The contended profiles among a snapshot's rows (see [`calm_and_three_hot`]).
+fn hot(snapshot: &locktop::model::Snapshot) -> Vec<&str> {
+    snapshot
+        .leases
+        .iter()
+        .filter_map(|r| r.group.as_deref())
+        .filter(|g| g.starts_with("hot-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_too_slow_for_the_statement_timeout_still_leave_the_rows_that_matter_on_screen()
+{
+    let url = database("slow_aggregates", "UTF8").await;
+    let mut conn = common::connect(&url).await;
+    calm_and_three_hot(&mut conn).await;
     let mut m = summary_monitor(&url, Duration::from_millis(100), Duration::from_secs(5)).await;
     for poll in 1..=3 {
         let snapshot = m.poll().await.expect("the poll itself succeeds");
-        let hot: Vec<_> = snapshot
-            .leases
-            .iter()
-            .filter_map(|r| r.group.as_deref())
-            .filter(|g| g.starts_with("hot-"))
-            .collect();
+        let hot = hot(&snapshot);
         assert_eq!(
             hot.len(),
             3,
@@ -467,21 +476,9 @@ async fn a_table_too_large_to_read_whole_in_a_poll_is_copied_by_windows_then_pol
 {
     let url = database("built_by_windows", "UTF8").await;
     let mut conn = common::connect(&url).await;
-    // As above: 300,000 calm profiles, whose read in one go always outgrows the 100 ms statement timeout
-    // (as a table bloated behind a long transaction does when locktop is opened mid-incident), and three
-    // contended ones, found by an index lookup. A window of the sweep is a few pages.
-    common::exec(
-        &mut conn,
-        "INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at) \
-         SELECT 'p' || g, 'BTC', 'w' || g, now() + interval '1 hour' FROM generate_series(1, 300000) g; \
-         INSERT INTO entry_locks (profile_id, symbol, owner_token, expires_at, contention_count, contended_since, \
-           last_contended_at) \
-         SELECT 'hot-' || g, 'BTC', 'w', now() + interval '1 hour', 5, now() - interval '5 s', now() \
-         FROM generate_series(1, 3) g; \
-         CREATE INDEX ON entry_locks (last_contended_at); CREATE INDEX ON entry_locks (expires_at); \
-         ANALYZE entry_locks",
-    )
-    .await;
+    // A read of every row in one go always outgrows the 100 ms statement timeout, as a table bloated behind a
+    // long transaction does when locktop is opened mid-incident; a window of the sweep is a few pages.
+    calm_and_three_hot(&mut conn).await;
     let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int4")
         .fetch_one(&mut conn)
         .await
@@ -492,19 +489,13 @@ async fn a_table_too_large_to_read_whole_in_a_poll_is_copied_by_windows_then_pol
         ttl: Duration::from_secs(30),
         focus: vec!["p777".into()],
     });
-    let hot = |s: &locktop::model::Snapshot| {
-        s.leases
-            .iter()
-            .filter(|r| r.group.as_deref().is_some_and(|g| g.starts_with("hot-")))
-            .count()
-    };
     let building = |s: &locktop::model::Snapshot| {
         s.notes
             .iter()
             .any(|n| n.contains("building its copy by windows"))
     };
     let s = m.poll().await.expect("first poll");
-    assert_eq!(hot(&s), 3, "the contended profiles are read at once");
+    assert_eq!(hot(&s).len(), 3, "the contended profiles are read at once");
     if version < 140_000 {
         // No windows without TID range scans: the server aggregates the table from now on.
         assert!(!m.incremental() && !building(&s), "{:?}", s.notes);
@@ -517,7 +508,16 @@ async fn a_table_too_large_to_read_whole_in_a_poll_is_copied_by_windows_then_pol
     );
     let started = std::time::Instant::now();
     let mut polls = 1;
-    while building(&m.poll().await.expect("poll")) {
+    loop {
+        let s = m.poll().await.expect("poll");
+        assert_eq!(
+            hot(&s).len(),
+            3,
+            "poll {polls}: the contended profiles stay on screen while the copy is built"
+        );
+        if !building(&s) {
+            break;
+        }
         polls += 1;
         m.between_polls().await.expect("between polls");
         assert!(
@@ -539,7 +539,7 @@ async fn a_table_too_large_to_read_whole_in_a_poll_is_copied_by_windows_then_pol
         read < 5_000,
         "a poll reads what changed, not the table: {read} rows"
     );
-    assert_eq!(hot(&s), 3);
+    assert_eq!(hot(&s).len(), 3);
     let owner = s
         .leases
         .iter()
