@@ -54,9 +54,9 @@ pub const MIN_WINDOW: u64 = 8;
 /// written on it later was found only by the sweep, a cycle later (minutes, on a large table).
 pub const RECENT_PAGES: u64 = 64;
 
-/// Cycles of the sweep a mirror built by windows takes before it is shown: the first reads every row there
-/// is, the second the rows that moved (an update writes the new version where there is room) onto pages the
-/// first had already read.
+/// Passes of the sweep over the pages a build by windows began with before the copy is shown: the first
+/// reads every row there is, the second the rows that moved (an update writes the new version where there is
+/// room) onto pages the first had already read.
 pub const BUILD_CYCLES: u32 = 2;
 
 /// A tail beyond any table (PostgreSQL's largest block number): a read of the sweep alone.
@@ -219,6 +219,23 @@ struct Window {
 }
 
 impl Window {
+    /// A sweep of windows of `pages` (at least [`MIN_WINDOW`]) from the first page, on a table of `tail`
+    /// pages read as of `mark`.
+    fn new(pages: u64, tail: u64, mark: XidMark) -> Self {
+        Self {
+            pages: pages.max(MIN_WINDOW),
+            at: 0,
+            tail,
+            confirm: VecDeque::new(),
+            expired: BTreeSet::new(),
+            cycle_done: false,
+            read_at: BTreeMap::from([(0, mark)]),
+            cycles: 0,
+            last_read: None,
+            between: 0.0,
+        }
+    }
+
     /// The pages `[from, to)` were read as of `mark`.
     fn mark_read(&mut self, from: u64, to: u64, mark: &XidMark) {
         if from >= to {
@@ -521,18 +538,7 @@ impl Mirror {
             window = pages,
             "the lease table is too large to scan every poll; reading it by windows"
         );
-        self.window = Some(Window {
-            pages: pages.max(MIN_WINDOW),
-            at: 0,
-            tail: self.pages,
-            confirm: VecDeque::new(),
-            expired: BTreeSet::new(),
-            cycle_done: false,
-            read_at: BTreeMap::from([(0, mark)]),
-            cycles: 0,
-            last_read: None,
-            between: 0.0,
-        });
+        self.window = Some(Window::new(pages, self.pages, mark));
         self.drop_deleted = false;
     }
 
@@ -552,18 +558,11 @@ impl Mirror {
             building: true,
             build_end: pages,
             by_windows_only: true,
-            window: Some(Window {
-                pages: pages.div_ceil(SWEEP_POLLS).max(MIN_WINDOW),
-                at: 0,
-                tail: pages,
-                confirm: VecDeque::new(),
-                expired: BTreeSet::new(),
-                cycle_done: false,
-                read_at: BTreeMap::from([(0, XidMark::every())]),
-                cycles: 0,
-                last_read: None,
-                between: 0.0,
-            }),
+            window: Some(Window::new(
+                pages.div_ceil(SWEEP_POLLS),
+                pages,
+                XidMark::every(),
+            )),
             ..Self::default()
         };
     }

@@ -580,7 +580,7 @@ impl Monitor {
 
     /// A poll's step in building the mirror by windows: the pages added since the last read (and the sweep's
     /// window, unless it is read between polls) go into the copy, which is not shown yet. A read that times
-    /// out is the next poll's to try again; the rows shown do not wait for it.
+    /// out is the next poll's to try again.
     async fn build_step(&mut self) -> Result<(), SourceError> {
         let Some(next) = self.mirror_next() else {
             return Ok(());
@@ -749,7 +749,8 @@ impl Monitor {
         };
         let mut notes = self.lease.notes.clone();
         let mut lag = None;
-        if let Some(done) = self.mirror.as_ref().and_then(Mirror::building) {
+        let building = self.mirror.as_ref().and_then(Mirror::building);
+        if let Some(done) = building {
             // In place of the note on slow aggregates, which this one says too, first: the header has room
             // for few notes.
             notes.insert(
@@ -766,7 +767,7 @@ impl Monitor {
         }
         if let Some(secs) = self.mirror.as_ref().and_then(Mirror::sweep_seconds)
             && secs > 0.0
-            && self.mirror.as_ref().and_then(Mirror::building).is_none()
+            && building.is_none()
         {
             let (table, secs) = (&self.lease.display, secs.ceil());
             match &self.detail {
