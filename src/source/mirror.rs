@@ -343,14 +343,12 @@ pub struct Mirror {
     changed_since_summaries: bool,
     /// Read by windows: the table is too large to scan every poll.
     window: Option<Window>,
-    /// Built by windows from nothing (see [`Mirror::build_by_windows`]): not shown until the sweep has gone
-    /// round [`BUILD_CYCLES`] times.
-    building: bool,
+    /// Being built by windows from nothing (see [`Mirror::build_by_windows`]), not shown until the sweep has
+    /// gone [`BUILD_CYCLES`] times over the pages the build began with: their count, where the sweep's cycles
+    /// end meanwhile (the pages added since were read as they came, by the polls' reads of new pages).
+    building: Option<u64>,
     /// The build ended and the poller has not been told yet (see [`Mirror::take_built`]).
     just_built: bool,
-    /// While building: the table's size in pages when the build began, where the sweep's cycles end (the pages
-    /// added since were read as they came, by the polls' reads of new pages).
-    build_end: u64,
     /// Built by windows: read by windows for good, as a read of every row did not fit (a sweep of the whole
     /// table within the budget, which sends only what changed, says nothing of a read that sends every row).
     by_windows_only: bool,
@@ -555,8 +553,7 @@ impl Mirror {
         *self = Self {
             pages,
             sweep_apart: self.sweep_apart,
-            building: true,
-            build_end: pages,
+            building: Some(pages),
             by_windows_only: true,
             window: Some(Window::new(
                 pages.div_ceil(SWEEP_POLLS),
@@ -570,8 +567,8 @@ impl Mirror {
     /// Whether the mirror is being built by windows and cannot be shown yet; with how much of the build is
     /// done (0 to 1).
     pub fn building(&self) -> Option<f64> {
-        let w = self.window.as_ref().filter(|_| self.building)?;
-        let cycle = (w.at as f64 / self.build_end.max(1) as f64).min(1.0);
+        let (w, began_with) = self.window.as_ref().zip(self.building)?;
+        let cycle = (w.at as f64 / began_with.max(1) as f64).min(1.0);
         Some((f64::from(w.cycles) + cycle) / f64::from(BUILD_CYCLES))
     }
 
@@ -696,17 +693,15 @@ impl Mirror {
         w.pages = u64::midpoint(w.pages, target).max(MIN_WINDOW);
         w.at += swept;
         // While building, a cycle ends at the pages there were when the build began.
-        let end = if self.building {
-            self.build_end.min(self.pages)
-        } else {
-            self.pages
-        };
+        let end = self
+            .building
+            .map_or(self.pages, |began_with| began_with.min(self.pages));
         if w.at >= end {
             w.at = 0;
             w.cycles += 1;
-            if self.building && w.cycles >= BUILD_CYCLES {
+            if self.building.is_some() && w.cycles >= BUILD_CYCLES {
                 tracing::info!(rows = self.rows, "the lease table's copy is built");
-                self.building = false;
+                self.building = None;
                 self.just_built = true;
             }
             if w.cycles.is_multiple_of(KEYS_CYCLES) {
