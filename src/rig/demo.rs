@@ -296,12 +296,14 @@ async fn dead_owner(w: &Workload, set: &mut JoinSet<()>) -> Result<(), sqlx::Err
         let _keep = owner;
         std::future::pending::<()>().await;
     });
-    for i in 0..2 {
+    // Two services with lock timeouts of their own. Equal whole-second timeouts would hand the row lock on
+    // every 2 s exactly, in step with a 1 s poll started beside them: a monitor would see the same moment of
+    // each hand-over (one rival between its timeout and its retry) every other poll, for as long as it ran.
+    let timeouts = ["SET lock_timeout = '2s'", "SET lock_timeout = '2300ms'"];
+    for (i, timeout) in timeouts.into_iter().enumerate() {
         let name = format!("dead-1-rival{i}");
         let mut conn = connect(&w.url, &name).await?;
-        sqlx::raw_sql("SET lock_timeout = '2s'")
-            .execute(&mut conn)
-            .await?;
+        sqlx::raw_sql(timeout).execute(&mut conn).await?;
         let (ttl, stats) = (w.ttl, Arc::clone(&w.stats));
         set.spawn(async move {
             loop {
