@@ -5,7 +5,10 @@
 //! lease rows with countdowns, contention, and a few lock waits, real-time TTL 30 s), lets both settle for 5 s,
 //! then counts what each writes to its terminal over 30 s. Without `pg_top` on the PATH it says so and measures
 //! locktop alone. With `LOCKTOP_PEERS_DUMP=DIR`, each tool's raw output is also written to `DIR/NAME.bytes` (and the milliseconds and length of each read to `DIR/NAME.reads`), for
-//! a look at where the bytes go.
+//! a look at where the bytes go. With `LOCKTOP_PEERS_REPLAY=DIR` it plays nothing: it reads `DIR/locktop.bytes`
+//! and `.reads` back, takes each frame the terminal showed (reads less than 30 ms apart are one frame), and
+//! writes the same frames through locktop's backend as it is now, to weigh a change of the backend on frames
+//! that do not differ from run to run.
 
 #[allow(dead_code)] // each benchmark uses only some of it
 mod common;
@@ -79,6 +82,10 @@ impl Counted {
 }
 
 fn main() {
+    if let Some(dir) = std::env::var_os("LOCKTOP_PEERS_REPLAY") {
+        replay(std::path::Path::new(&dir));
+        return;
+    }
     let (cluster, url, _rt, _sessions) = common::demo_scene(20, 8);
     let mut tools = vec![Counted::spawn(
         "locktop",
@@ -129,4 +136,106 @@ fn main() {
         let _ = tool.child.kill();
     }
     drop(cluster);
+}
+
+/// The frames of a dump (see the module), as the terminal showed them after each, with the second it began in.
+fn frames(dir: &std::path::Path) -> Vec<(u64, ratatui::buffer::Buffer)> {
+    let bytes = std::fs::read(dir.join("locktop.bytes")).expect("locktop.bytes");
+    let reads = std::fs::read_to_string(dir.join("locktop.reads")).expect("locktop.reads");
+    let mut parser = vt100::Parser::new(40, 180, 0);
+    let (mut frames, mut offset, mut last): (Vec<(u64, usize)>, usize, Option<u64>) =
+        (Vec::new(), 0, None);
+    for line in reads.lines() {
+        let (ms, n) = line.split_once(' ').expect("ms and length");
+        let (ms, n): (u64, usize) = (ms.parse().expect("ms"), n.parse().expect("length"));
+        match frames.last_mut() {
+            Some((_, end)) if last.is_some_and(|l| ms - l <= 30) => *end = offset + n,
+            _ => frames.push((ms, offset + n)),
+        }
+        offset += n;
+        last = Some(ms);
+    }
+    let mut start = 0;
+    frames
+        .into_iter()
+        .map(|(ms, end)| {
+            parser.process(&bytes[start..end]);
+            start = end;
+            (ms / 1000, buffer_of(parser.screen()))
+        })
+        .collect()
+}
+
+/// What a screen shows, as ratatui's cells.
+fn buffer_of(screen: &vt100::Screen) -> ratatui::buffer::Buffer {
+    use ratatui::style::{Color, Modifier};
+    let color = |c: vt100::Color| match c {
+        vt100::Color::Default => Color::Reset,
+        vt100::Color::Idx(n) => Color::Indexed(n),
+        vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
+    };
+    let mut buffer = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 180, 40));
+    for y in 0..40 {
+        for x in 0..180 {
+            let Some(cell) = screen.cell(y, x) else {
+                continue;
+            };
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let mut modifier = Modifier::empty();
+            for (on, m) in [
+                (cell.bold(), Modifier::BOLD),
+                (cell.dim(), Modifier::DIM),
+                (cell.italic(), Modifier::ITALIC),
+                (cell.underline(), Modifier::UNDERLINED),
+                (cell.inverse(), Modifier::REVERSED),
+            ] {
+                if on {
+                    modifier |= m;
+                }
+            }
+            let symbol = if cell.has_contents() {
+                cell.contents()
+            } else {
+                " "
+            };
+            buffer[(x, y)]
+                .set_symbol(symbol)
+                .set_fg(color(cell.fgcolor()))
+                .set_bg(color(cell.bgcolor()))
+                .modifier = modifier;
+        }
+    }
+    buffer
+}
+
+/// The dump's frames written again through locktop's backend (see the module): bytes a second over the
+/// same window as the run that wrote them, beside what that run wrote and the floor of those frames.
+fn replay(dir: &std::path::Path) {
+    let frames = frames(dir);
+    let counter = common::Counting::default();
+    let mut lean = locktop::cmd::lean::Lean::with_size(counter.clone(), 180, 40);
+    let mut shown = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 180, 40));
+    let (mut bytes, mut floor, mut seconds) = (0, 0, std::collections::BTreeSet::new());
+    for (second, frame) in &frames {
+        let before = counter.0.load(Ordering::Relaxed);
+        ratatui::backend::Backend::draw(&mut lean, shown.diff(frame).into_iter()).expect("draw");
+        if (5..35).contains(second) {
+            bytes += counter.0.load(Ordering::Relaxed) - before;
+            floor += locktop::cmd::lean::floor_bytes(&shown, frame);
+            seconds.insert(*second);
+        }
+        shown = frame.clone();
+    }
+    let per_s = |b: usize| b as f64 / seconds.len().max(1) as f64;
+    println!(
+        "replayed {} frames of {}: {:.0} B/s through the backend now, over {} s; floor {:.0} B/s ({:.2}x)",
+        frames.len(),
+        dir.display(),
+        per_s(bytes),
+        seconds.len(),
+        per_s(floor),
+        per_s(bytes) / per_s(floor),
+    );
 }

@@ -7,8 +7,8 @@
 //! - bytes written per second in steady state into a counting writer, at 120×40 with 30 countdowns ticking,
 //!   and at 180×40 on a quiet screen with four lock waits: through locktop's backend (`cmd::lean`), through
 //!   crossterm's (what ratatui offers), and the floor (`lean::floor_bytes`, a lower bound: each changed cell's
-//!   bytes, one byte to reach each run of them, four per colouring beyond one), and the time locktop's backend
-//!   takes to encode a frame;
+//!   bytes, the cheapest move to each run of them from the end of another, three or four bytes per colouring
+//!   beyond one), and the time locktop's backend takes to encode a frame;
 //! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
 //!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
 
@@ -18,9 +18,8 @@ mod common;
 #[path = "../tests/common/pty.rs"]
 mod pty;
 
-use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -86,20 +85,6 @@ fn app() -> App {
         Duration::from_secs(1),
         Vec::new(),
     )
-}
-
-/// Counts what the terminal would receive.
-#[derive(Clone, Default)]
-struct Counting(Arc<AtomicUsize>);
-
-impl Write for Counting {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.fetch_add(buf.len(), Ordering::Relaxed);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn main() {
@@ -350,7 +335,7 @@ fn bytes_per_second(
     waits: usize,
     backend: Backend,
 ) -> (usize, f64) {
-    let counter = Counting::default();
+    let counter = common::Counting::default();
     let out = std::io::BufWriter::with_capacity(64 * 1024, counter.clone());
     match backend {
         Backend::Lean => count_frames(
@@ -393,7 +378,7 @@ fn floor_per_second(
 
 fn count_frames<B: ratatui::backend::Backend>(
     backend: B,
-    counter: &Counting,
+    counter: &common::Counting,
     (theme, glyphs, (w, h)): (&Theme, Glyphs, (u16, u16)),
     profiles: usize,
     waits: usize,

@@ -113,3 +113,18 @@ pub fn demo_scene(
     });
     (cluster, url, rt, sessions)
 }
+
+/// Counts what a terminal would receive.
+#[derive(Clone, Default)]
+pub struct Counting(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -634,13 +634,17 @@ impl Track {
     }
 }
 
-/// A lower bound on the bytes any backend must send for the change from `prev` to `next`, in any order: each
-/// changed cell's own bytes, one byte to reach each run of changed cells (a line feed, a backspace or a
-/// carriage return is the shortest move there is), and four bytes (`ESC[1m`, the shortest SGR sequence) for
-/// each colouring the changed cells need beyond one already set. A yardstick for the benchmarks.
+/// A lower bound on the bytes any backend that moves the cursor with control characters, `CSI` sequences and
+/// reprinting must send for the change from `prev` to `next`, in any order: each changed cell's own bytes;
+/// for each run of changed cells, the cheapest move there could be to its start from the end of any other run
+/// (see [`least_move`]; the run written first may need no move at all); and for each colouring the changed
+/// cells need beyond one already set, three bytes (`ESC[m`) or four (`ESC[1m`, the shortest that sets
+/// anything). A yardstick for the benchmarks. It leaves out the terminal's own moves of text (scrolling,
+/// deleting a character), with which this backend can beat it, and the saved cursor (`ESC 7`, `ESC 8`).
 pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
     let mut bytes = 0;
-    let mut end: Option<(u16, u16)> = None;
+    // Each run's start and the cell after its end.
+    let mut runs: Vec<((u16, u16), (u16, u16))> = Vec::new();
     let mut pens: Vec<Pen> = Vec::new();
     for (x, y, cell) in prev.diff(next) {
         // A cell that only changed in what does not show (a blank's foreground colour) need not be sent.
@@ -648,17 +652,66 @@ pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
         if Known::new(was.symbol(), Pen::of(was)) == Known::new(cell.symbol(), Pen::of(cell)) {
             continue;
         }
-        if end != Some((x, y)) {
-            bytes += 1;
+        let end = (x + cell.symbol().width().max(1) as u16, y);
+        match runs.last_mut() {
+            Some((_, last)) if *last == (x, y) => *last = end,
+            _ => runs.push(((x, y), end)),
         }
         let pen = Pen::of(cell);
         if !pens.contains(&pen) {
             pens.push(pen);
         }
         bytes += cell.symbol().len();
-        end = Some((x + cell.symbol().width().max(1) as u16, y));
     }
-    bytes + 4 * pens.len().saturating_sub(1)
+    let moves: Vec<usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (start, _))| {
+            runs.iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (_, end))| least_move(*end, *start))
+                .min()
+                .unwrap_or(0)
+        })
+        .collect();
+    let first = moves.iter().copied().max().unwrap_or(0);
+    let colour = |p: &Pen| if *p == Pen::default() { 3 } else { 4 };
+    let colours =
+        pens.iter().map(colour).sum::<usize>() - pens.iter().map(colour).max().unwrap_or(0);
+    bytes + moves.iter().sum::<usize>() - first + colours
+}
+
+/// The fewest bytes that can move the cursor from `from` to `to` (columns and rows, 0-based): down by line
+/// feeds (`ESC[nB` past three), up by `ESC M` (two bytes a row, `ESC[nA` past one), right by a byte (a tab,
+/// or reprinting a cell), left by backspaces, or a carriage return and a byte to the right, to the first
+/// column by a carriage return (or a wrap from the row above), or anywhere by `ESC[row;colH`.
+pub fn least_move(from: (u16, u16), to: (u16, u16)) -> usize {
+    if from == to {
+        return 0;
+    }
+    let digits = |n: u16| n.to_string().len();
+    let csi = |n: u16| if n == 1 { 3 } else { 3 + digits(n) };
+    let across = match to.0.cmp(&from.0) {
+        std::cmp::Ordering::Equal => 0,
+        std::cmp::Ordering::Greater => 1,
+        std::cmp::Ordering::Less if to.0 == 0 => 1,
+        std::cmp::Ordering::Less => usize::from(from.0 - to.0).min(2),
+    };
+    let down = match to.1.cmp(&from.1) {
+        std::cmp::Ordering::Equal => 0,
+        std::cmp::Ordering::Greater => usize::from(to.1 - from.1).min(csi(to.1 - from.1)),
+        std::cmp::Ordering::Less => (2 * usize::from(from.1 - to.1)).min(csi(from.1 - to.1)),
+    };
+    let absolute = 3
+        + if to.1 > 0 { digits(to.1 + 1) } else { 0 }
+        + if to.0 > 0 { 1 + digits(to.0 + 1) } else { 0 };
+    let wrap = if to.0 == 0 && to.1 == from.1 + 1 {
+        1
+    } else {
+        usize::MAX
+    };
+    (down + across).min(absolute).min(wrap)
 }
 
 /// `ESC [ n letter`, with `n` left out when it is 1.
@@ -1266,6 +1319,51 @@ mod tests {
         // From after "29s" to the digit above: up one, two backspaces (5 bytes, where `ESC[21;62H` takes 8);
         // then a line feed and a backspace.
         assert_eq!(String::from_utf8_lossy(&lean.out), "\x1b[A\x08\x081\n\x088");
+    }
+
+    #[test]
+    fn the_least_move_is_the_cheapest_of_the_terminals_moves() {
+        // Down a row and back a column: a line feed and a backspace.
+        assert_eq!(least_move((61, 20), (60, 21)), 2);
+        // Along the row to the right: a tab or a reprinted cell, at best.
+        assert_eq!(least_move((10, 3), (90, 3)), 1);
+        // Back to the first column: a carriage return; of the next row: a wrap, at best.
+        assert_eq!(least_move((50, 3), (0, 3)), 1);
+        assert_eq!(least_move((50, 3), (0, 4)), 1);
+        // Up one row: `ESC M`; up five and over: `ESC[5A` and a byte, or `ESC[1;2H` from the top.
+        assert_eq!(least_move((5, 9), (5, 8)), 2);
+        assert_eq!(least_move((5, 9), (9, 4)), 5);
+        assert_eq!(least_move((5, 9), (1, 0)), 5);
+        // Down twelve rows and left eighty columns: `ESC[12B` and a carriage return and a byte.
+        assert_eq!(least_move((90, 10), (10, 22)), 7);
+        assert_eq!(least_move((7, 7), (7, 7)), 0);
+    }
+
+    #[test]
+    fn the_floor_of_a_column_of_countdowns_is_a_digit_and_two_bytes_of_move_a_row() {
+        let area = Rect::new(0, 0, 80, 24);
+        let column = |second: u8| {
+            let mut f = Buffer::empty(area);
+            for y in 5..10 {
+                f.set_string(60, y, format!("2{second}s"), Style::default());
+            }
+            f
+        };
+        let (a, b) = (column(9), column(8));
+        // Five digits; the first run reached for nothing, each other from the end of the one above (a line
+        // feed and a backspace).
+        assert_eq!(floor_bytes(&a, &b), 5 + 4 * 2);
+        // What this backend writes: the five digits, the line feeds and backspaces between, and the move to
+        // the first from where the last frame left the cursor (after the column's last row: up four rows and
+        // back two columns).
+        let bytes = second_frame(&a, &b);
+        assert_eq!(bytes, "\x1b[4A\x08\x088\n\x088\n\x088\n\x088\n\x088");
+        // A red cell far up and left: its cheapest move (`ESC[4A` and two backspaces) is the dearest, so it is
+        // the one counted as reached for nothing; the column's top is then reached from the row below (`ESC M`
+        // and a backspace); and the second colour costs `ESC[m` at least.
+        let mut c = b.clone();
+        c.set_string(10, 1, "x", Style::default().fg(Color::Red));
+        assert_eq!(floor_bytes(&a, &c), 6 + (3 + 4 * 2) + 3);
     }
 
     #[test]
