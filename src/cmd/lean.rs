@@ -5,7 +5,7 @@
 //!
 //! - The cursor position is tracked, and each move is the cheapest of: none, reprinting the few cells between
 //!   (when they are known and already in the current colours), a relative move (`ESC[nC`, `ESC[nD`, `ESC[nB`,
-//!   `ESC[nA`, line feeds, carriage return), a column (`ESC[nG`) or an absolute position.
+//!   `ESC[nA`, `ESC M` a row up, line feeds, carriage return), a column (`ESC[nG`) or an absolute position.
 //! - Colours and attributes are tracked across frames: a change is one `ESC[…m` with only what differs (or a
 //!   reset and what is wanted, when shorter), never a reset at the end of a frame. The 16 ANSI colours use
 //!   their classic codes (`31`, `91`), which every terminal knows.
@@ -193,6 +193,9 @@ impl Track {
                 let csi = csi(down, b'B');
                 if feeds.len() <= csi.len() { feeds } else { csi }
             }
+            // A reverse index (`ESC M`) goes up a row and scrolls only from the top margin, which is the
+            // screen's first row here (a scrolling region is never left set): a byte less than `ESC[A`.
+            std::cmp::Ordering::Less if cy - y == 1 => b"\x1bM".to_vec(),
             std::cmp::Ordering::Less => csi(cy - y, b'A'),
         };
         for horizontal in self.along_row(cx, x, y, y == cy) {
@@ -1316,9 +1319,9 @@ mod tests {
         b.set_string(60, 20, "11s", dim);
         b.set_string(60, 21, "28s", dim);
         lean.draw(a.diff(&b).into_iter()).expect("draw");
-        // From after "29s" to the digit above: up one, two backspaces (5 bytes, where `ESC[21;62H` takes 8);
-        // then a line feed and a backspace.
-        assert_eq!(String::from_utf8_lossy(&lean.out), "\x1b[A\x08\x081\n\x088");
+        // From after "29s" to the digit above: up one (`ESC M`), two backspaces (4 bytes, where `ESC[21;62H`
+        // takes 8); then a line feed and a backspace.
+        assert_eq!(String::from_utf8_lossy(&lean.out), "\x1bM\x08\x081\n\x088");
     }
 
     #[test]
