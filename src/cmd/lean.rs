@@ -700,15 +700,19 @@ fn least_moves(runs: &[Run]) -> usize {
     }
     // Rows: the runs' ends and the cursor's place; columns: the runs, and one that takes the end left over
     // (the last run's). No run follows itself.
-    let cost = |from: usize, to: usize| -> i64 {
-        match (from, to) {
-            (_, to) if to == n => 0,
-            (from, _) if from == n => 0,
-            (from, to) if from == to => i64::from(u32::MAX),
-            (from, to) => least_move(runs[from].1, runs[to].0) as i64,
-        }
-    };
-    usize::try_from(assignment(n + 1, cost)).unwrap_or(0)
+    let costs: Vec<Vec<i64>> = (0..=n)
+        .map(|from| {
+            (0..=n)
+                .map(|to| match (from, to) {
+                    (_, to) if to == n => 0,
+                    (from, _) if from == n => 0,
+                    (from, to) if from == to => i64::from(u32::MAX),
+                    (from, to) => least_move(runs[from].1, runs[to].0) as i64,
+                })
+                .collect()
+        })
+        .collect();
+    usize::try_from(assignment(n + 1, |from, to| costs[from][to])).unwrap_or(0)
 }
 
 /// Runs past which [`least_moves`] does not solve the assignment (its time grows with the cube of the runs).
@@ -774,8 +778,7 @@ pub fn least_move(from: (u16, u16), to: (u16, u16)) -> usize {
         return 0;
     }
     let digits = |n: u16| n.to_string().len();
-    // `ESC [ n letter`, `n` left out when it is 1.
-    let csi = |n: u16| if n == 1 { 3 } else { 3 + digits(n) };
+    let csi = |n: u16| csi(n, b'A').len();
     // To the right on the row: reprinting, `ESC[nC`, `ESC[colG`, or tabs to the last stop before `x` and the
     // rest of the way by reprinting or `ESC[nC`.
     let right = |cx: u16, x: u16| {
@@ -816,7 +819,7 @@ pub fn least_move(from: (u16, u16), to: (u16, u16)) -> usize {
     let absolute = 3
         + if to.1 > 0 { digits(to.1 + 1) } else { 0 }
         + if to.0 > 0 { 1 + digits(to.0 + 1) } else { 0 };
-    let wrap = if to.0 == 0 && to.1 == from.1 + 1 {
+    let wrap = if to.0 == 0 && from.1.checked_add(1) == Some(to.1) {
         1
     } else {
         usize::MAX
