@@ -20,7 +20,11 @@ use std::time::Duration;
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
-/// A program in a pseudo-terminal of 180×40 whose output is counted (and kept, for a look at the end).
+/// The pseudo-terminals' size, which the replay's screens must share with the run they replay.
+const ROWS: u16 = 40;
+const COLS: u16 = 180;
+
+/// A program in a pseudo-terminal of [`COLS`]×[`ROWS`] whose output is counted (and kept, for a look at the end).
 struct Counted {
     name: &'static str,
     bytes: Arc<AtomicUsize>,
@@ -33,8 +37,8 @@ impl Counted {
     fn spawn(name: &'static str, program: &str, args: &[&str]) -> Self {
         let pty = native_pty_system()
             .openpty(PtySize {
-                rows: 40,
-                cols: 180,
+                rows: ROWS,
+                cols: COLS,
                 pixel_width: 0,
                 pixel_height: 0,
             })
@@ -47,7 +51,7 @@ impl Counted {
         drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().expect("reader");
         let bytes = Arc::new(AtomicUsize::new(0));
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(40, 180, 0)));
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
         let (count, parse) = (Arc::clone(&bytes), Arc::clone(&screen));
         let mut dump = std::env::var_os("LOCKTOP_PEERS_DUMP").map(|dir| {
             let file = |ext: &str| {
@@ -130,7 +134,7 @@ fn main() {
             .filter(|l| !l.trim().is_empty())
             .count();
         println!(
-            "{:<8} 180x40, 1 s refresh, demo pile-up: {per_s:.0} B/s to the terminal ({lines} lines on screen)",
+            "{:<8} {COLS}x{ROWS}, 1 s refresh, demo pile-up: {per_s:.0} B/s to the terminal ({lines} lines on screen)",
             tool.name
         );
         let _ = tool.child.kill();
@@ -142,7 +146,7 @@ fn main() {
 fn frames(dir: &std::path::Path) -> Vec<(u64, ratatui::buffer::Buffer)> {
     let bytes = std::fs::read(dir.join("locktop.bytes")).expect("locktop.bytes");
     let reads = std::fs::read_to_string(dir.join("locktop.reads")).expect("locktop.reads");
-    let mut parser = vt100::Parser::new(40, 180, 0);
+    let mut parser = vt100::Parser::new(ROWS, COLS, 0);
     let (mut frames, mut offset, mut last): (Vec<(u64, usize)>, usize, Option<u64>) =
         (Vec::new(), 0, None);
     for line in reads.lines() {
@@ -174,9 +178,9 @@ fn buffer_of(screen: &vt100::Screen) -> ratatui::buffer::Buffer {
         vt100::Color::Idx(n) => Color::Indexed(n),
         vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
     };
-    let mut buffer = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 180, 40));
-    for y in 0..40 {
-        for x in 0..180 {
+    let mut buffer = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, COLS, ROWS));
+    for y in 0..ROWS {
+        for x in 0..COLS {
             let Some(cell) = screen.cell(y, x) else {
                 continue;
             };
@@ -215,8 +219,8 @@ fn buffer_of(screen: &vt100::Screen) -> ratatui::buffer::Buffer {
 fn replay(dir: &std::path::Path) {
     let frames = frames(dir);
     let counter = common::Counting::default();
-    let mut lean = locktop::cmd::lean::Lean::with_size(counter.clone(), 180, 40);
-    let mut shown = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 180, 40));
+    let mut lean = locktop::cmd::lean::Lean::with_size(counter.clone(), COLS, ROWS);
+    let mut shown = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, COLS, ROWS));
     let (mut bytes, mut floor, mut seconds) = (0, 0, std::collections::BTreeSet::new());
     for (second, frame) in &frames {
         let before = counter.0.load(Ordering::Relaxed);
