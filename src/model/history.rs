@@ -433,6 +433,19 @@ impl History {
         self.observed.get(profile).copied()
     }
 
+    /// The profiles on which the monitor observed contention within `ttl` before `now`: those whose
+    /// [`Self::observed_episode`] makes them contended (few, however many profiles there are).
+    pub fn observed_within(
+        &self,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> impl Iterator<Item = &str> {
+        self.observed
+            .iter()
+            .filter(move |(_, (_, last))| now - *last <= ttl)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Number of profiles with any state kept (for the memory benchmark and tests).
     pub fn tracked_profiles(&self) -> usize {
         self.profiles.len()

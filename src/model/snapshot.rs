@@ -128,13 +128,29 @@ impl Part {
     /// `snapshot` of the target `label`, with every profile name (lease rows, summaries, the rows of row-lock
     /// waits) prefixed `label:` so that profiles of different databases never merge.
     pub fn new(target: &str, snapshot: &Snapshot, down: Option<String>) -> Self {
+        Self::after(target, snapshot, down, None)
+    }
+
+    /// As [`Part::new`], for the snapshot after `last` (the snapshot the target's last part was made of, and
+    /// that part): when both share their summaries (taken every few seconds, not every poll), so do the
+    /// parts, and an evaluator sees at once that they did not change (see `rules::Evaluator`).
+    pub fn after(
+        target: &str,
+        snapshot: &Snapshot,
+        down: Option<String>,
+        last: Option<(&Snapshot, &Part)>,
+    ) -> Self {
         let prefix =
             |g: Option<&str>| Some(format!("{target}{TARGET_SEPARATOR}{}", g.unwrap_or("NULL")));
         let mut snapshot = snapshot.clone();
         for row in &mut snapshot.leases {
             row.group = prefix(row.group.as_deref()).map(Arc::from);
         }
-        if !snapshot.summaries.is_empty() {
+        if let Some((_, part)) =
+            last.filter(|(source, _)| Arc::ptr_eq(&source.summaries, &snapshot.summaries))
+        {
+            snapshot.summaries = Arc::clone(&part.snapshot.summaries);
+        } else if !snapshot.summaries.is_empty() {
             snapshot.summaries = Arc::new(
                 snapshot
                     .summaries
@@ -476,6 +492,45 @@ impl Visibility {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_shares_its_summaries_with_the_last_while_the_targets_summaries_are_the_same() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let mut s = Snapshot::at(now);
+        s.summaries = Arc::new(vec![ProfileSummary {
+            group: Some("p1".into()),
+            rows: 1,
+            held: 0,
+            sample_key: None,
+            sample_owner: None,
+            sample_acquired_at: None,
+            next_expiry: None,
+            failure_total: None,
+            latest_contended_since: None,
+        }]);
+        let first = Part::new("east", &s, None);
+        assert_eq!(
+            first.snapshot.summaries[0].group.as_deref(),
+            Some("east:p1")
+        );
+        // The next poll: the same summaries, other waits.
+        let mut next = s.clone();
+        next.server_now = now + chrono::Duration::seconds(1);
+        let second = Part::after("east", &next, None, Some((&s, &first)));
+        assert!(Arc::ptr_eq(
+            &first.snapshot.summaries,
+            &second.snapshot.summaries
+        ));
+        assert_eq!(second.snapshot.server_now, next.server_now);
+        // Summaries taken anew: prefixed anew.
+        next.summaries = Arc::new(s.summaries.to_vec());
+        let third = Part::after("east", &next, None, Some((&s, &first)));
+        assert!(!Arc::ptr_eq(
+            &first.snapshot.summaries,
+            &third.snapshot.summaries
+        ));
+        assert_eq!(third.snapshot.summaries, first.snapshot.summaries);
+    }
 
     #[test]
     fn bigint_advisory_keys_decode_from_both_halves_including_negative_keys() {

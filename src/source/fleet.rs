@@ -48,7 +48,12 @@ fn share_of(member: &mut Member) -> Share {
                 down: down.clone(),
                 ..part.clone()
             },
-            _ => Part::new(&member.label, &snapshot, down.clone()),
+            last => Part::after(
+                &member.label,
+                &snapshot,
+                down.clone(),
+                last.as_ref().map(|(source, part)| (&**source, part)),
+            ),
         };
         member.made = Some((snapshot, part.clone()));
         (part, clock)

@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use hashbrown::{HashMap, HashSet};
 
 use super::history::{History, ProfileObservation, holders_fingerprint};
+use super::order::natural_cmp;
 use super::snapshot::{LeaseRow, PreparedXact, ProfileSummary, Session, Snapshot};
 use profile::{Counts, RowWaits, profile_view, row_view, summary_row, wait_view};
 pub use view::{
@@ -148,16 +149,73 @@ pub fn evaluate(
 }
 
 /// The rules applied poll after poll (and again on the clock's tick), with work in proportion to what
-/// changed: the view of a calm profile known only from its summary is kept, and used again as long as the
-/// view it would be built anew is the same one. Of 50,000 profiles, most are such; the few that are
-/// contended, expired, waited on or read in detail are judged anew every time (their reasons count the
-/// seconds).
+/// changed. The view of a calm profile known only from its summary is kept with its place in the board's
+/// order; while the summaries, the sessions their owners link to and the time the rows were read at stay the
+/// ones the views were judged from (the summaries are taken every few seconds, and the clock's tick and
+/// most polls come in between), only the profiles whose judgement could have changed are looked at: those
+/// read in detail, waited on or seen contended now, and those that were not calm last time. Of 50,000
+/// profiles, most are calm and summarised; the few that are contended, expired, waited on or read in detail
+/// are judged anew every time (their reasons count the seconds). When what they were judged from changed,
+/// every summary is looked at, and a kept view is used again if the view built anew would be the same.
 #[derive(Debug, Default)]
 pub struct Evaluator {
-    /// The calm summarised views of the latest evaluation, per target (`None` for a single database), each
-    /// stamped with the evaluation that last used it; `None` for a one-off evaluation, which keeps nothing.
-    calm: Option<HashMap<Option<String>, HashMap<ByName, u64>>>,
+    /// What the latest evaluation kept, per target (`None` for a single database); `None` for a one-off
+    /// evaluation, which keeps nothing.
+    kept: Option<HashMap<Option<String>, Kept>>,
     round: u64,
+    /// Summaries the latest evaluation looked at.
+    judged: usize,
+}
+
+/// What an evaluator keeps of one target's latest evaluation.
+#[derive(Debug, Default)]
+struct Kept {
+    /// The calm views of summarised profiles, by name: each with the evaluation that last used it and the
+    /// place of its summary among `basis`'s.
+    views: HashMap<ByName, (u64, usize)>,
+    /// The same views in the board's order: by name, since each is calm and was never contended.
+    order: Vec<Arc<ProfileView>>,
+    /// The other summarised profiles (not calm, or read in detail), with the places of their summaries.
+    others: HashMap<Box<str>, usize>,
+    /// What they were judged from.
+    basis: Option<Basis>,
+    /// The evaluation that last used them.
+    round: u64,
+}
+
+/// What a summarised profile's view depends on besides its waiters, the contention the monitor observed
+/// and the time: the summaries, the time the rows were read at, and the pid of the session of each
+/// application name (a holder is linked to the session named after its owner).
+#[derive(Debug)]
+struct Basis {
+    summaries: Arc<Vec<ProfileSummary>>,
+    as_of: Option<DateTime<Utc>>,
+    links: HashMap<Box<str>, i32>,
+}
+
+impl Basis {
+    fn of(poll: &Summarised<'_>) -> Self {
+        Self {
+            summaries: Arc::clone(poll.summaries),
+            as_of: poll.as_of,
+            links: poll
+                .by_app
+                .iter()
+                .map(|(app, s)| (Box::from(*app), s.pid))
+                .collect(),
+        }
+    }
+
+    /// Whether `poll` judges its summarised profiles from the same things.
+    fn holds(&self, poll: &Summarised<'_>) -> bool {
+        Arc::ptr_eq(&self.summaries, poll.summaries)
+            && self.as_of == poll.as_of
+            && self.links.len() == poll.by_app.len()
+            && poll
+                .by_app
+                .iter()
+                .all(|(app, s)| self.links.get(*app) == Some(&s.pid))
+    }
 }
 
 /// A view kept by its profile's name, found by a borrowed name.
@@ -188,14 +246,20 @@ impl Evaluator {
     /// An evaluator that keeps the calm views from one evaluation to the next.
     pub fn new() -> Self {
         Self {
-            calm: Some(HashMap::new()),
-            round: 0,
+            kept: Some(HashMap::new()),
+            ..Self::default()
         }
     }
 
     /// An evaluator for one evaluation: it keeps nothing.
     fn once() -> Self {
         Self::default()
+    }
+
+    /// The summaries the latest evaluation looked at: every one when what the views are judged from
+    /// changed, else the few whose judgement could have (for the benchmarks and the tests).
+    pub fn summaries_judged(&self) -> usize {
+        self.judged
     }
 
     /// The board of `snapshot` at `now` (see [`evaluate`]).
@@ -207,20 +271,21 @@ impl Evaluator {
         now: DateTime<Utc>,
     ) -> Board {
         self.round += 1;
+        self.judged = 0;
         let judge = Judge {
             history,
             rules,
             now,
         };
         let board = if snapshot.parts.is_empty() {
-            let calm = self.calm_of(None);
-            evaluate_one(snapshot, &judge, None, calm)
+            let (kept, judged) = self.kept_of(None);
+            evaluate_one(snapshot, &judge, None, kept, judged)
         } else {
             let (mut profiles, mut waits, mut doubts, mut prepared) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for part in &snapshot.parts {
-                let calm = self.calm_of(Some(&part.target));
-                let board = evaluate_one(&part.snapshot, &judge, Some(&part.target), calm);
+                let (kept, judged) = self.kept_of(Some(&part.target));
+                let board = evaluate_one(&part.snapshot, &judge, Some(&part.target), kept, judged);
                 profiles.extend(board.profiles);
                 waits.extend(board.waits);
                 doubts.extend(
@@ -233,35 +298,26 @@ impl Evaluator {
             }
             Board {
                 doubts,
-                ..board(profiles, waits, &prepared, &judge)
+                ..board(profiles, &[], waits, &prepared, &judge)
             }
         };
-        // What this evaluation did not use is gone (a profile read in detail, or no longer calm or there).
+        // What this evaluation did not use is gone (a target no longer watched).
         let round = self.round;
-        if let Some(calm) = &mut self.calm {
-            calm.retain(|_, views| {
-                views.retain(|_, used| *used == round);
-                !views.is_empty()
-            });
+        if let Some(kept) = &mut self.kept {
+            kept.retain(|_, k| k.round == round);
         }
         board
     }
 
-    fn calm_of(&mut self, target: Option<&str>) -> Option<Memo<'_>> {
+    fn kept_of(&mut self, target: Option<&str>) -> (Option<(&mut Kept, u64)>, &mut usize) {
         let round = self.round;
-        let views = self
-            .calm
-            .as_mut()?
-            .entry(target.map(str::to_owned))
-            .or_default();
-        Some(Memo { views, round })
+        let kept = self.kept.as_mut().map(|kept| {
+            let k = kept.entry(target.map(str::to_owned)).or_default();
+            k.round = round;
+            (k, round)
+        });
+        (kept, &mut self.judged)
     }
-}
-
-/// One target's kept views, and the evaluation that uses them.
-struct Memo<'a> {
-    views: &'a mut HashMap<ByName, u64>,
-    round: u64,
 }
 
 /// What every profile is judged against: the history, the thresholds and the time.
@@ -296,12 +352,14 @@ impl Judge<'_> {
 /// prepared transactions raise.
 fn board(
     mut profiles: Vec<Arc<ProfileView>>,
+    calm: &[Arc<ProfileView>],
     waits: Vec<WaitView>,
     prepared: &[PreparedXact],
     judge: &Judge<'_>,
 ) -> Board {
     let now = judge.now;
     sort_profiles(&mut profiles, now);
+    let profiles = with_calm(profiles, calm);
     let alerts = triggers::fire(&triggers::Facts {
         profiles: &profiles,
         prepared,
@@ -373,7 +431,8 @@ fn evaluate_one(
     snapshot: &Snapshot,
     judge: &Judge<'_>,
     target: Option<&str>,
-    mut calm: Option<Memo<'_>>,
+    kept: Option<(&mut Kept, u64)>,
+    judged: &mut usize,
 ) -> Board {
     let sessions: HashMap<i32, &Session> = snapshot.sessions.iter().map(|s| (s.pid, s)).collect();
     let by_app: HashMap<&str, &Session> = snapshot
@@ -429,16 +488,155 @@ fn evaluate_one(
             judge.view(profile, rows, counts, as_of)
         })
         .collect();
-    // Profiles known only from their summary: calm when polled, shown with the holder that expires first.
-    // Room for them all at once: growing by doubling to 50,000 views would copy them and leave up to half
-    // of the room unused.
-    profiles.reserve(snapshot.summaries.len());
-    for summary in snapshot.summaries.iter() {
-        let profile = display_value(summary.group.as_deref());
-        if detailed.contains(profile) {
-            continue;
+    let calm = Summarised {
+        summaries: &snapshot.summaries,
+        as_of,
+        detailed: &detailed,
+        on_rows: &on_rows,
+        by_app: &by_app,
+        judge,
+    }
+    .views(kept, judged, &mut profiles);
+    // They borrow the waits' names, which move into the board.
+    drop((detailed, on_rows));
+    let doubts = unattributed(&waits);
+    Board {
+        doubts,
+        ..board(profiles, &calm, waits, &snapshot.prepared, judge)
+    }
+}
+
+/// Whether a summarised profile's view is one an evaluator keeps: calm, and so never contended.
+fn calm_summarised(view: &ProfileView) -> bool {
+    view.status == Status::Ok && !view.detailed
+}
+
+/// What the profiles known only from their summaries are judged with: the rest of the poll.
+struct Summarised<'a> {
+    summaries: &'a Arc<Vec<ProfileSummary>>,
+    as_of: Option<DateTime<Utc>>,
+    /// The profiles read in detail, which show their rows instead.
+    detailed: &'a HashSet<&'a str>,
+    on_rows: &'a OnRows<'a>,
+    by_app: &'a HashMap<&'a str, &'a Session>,
+    judge: &'a Judge<'a>,
+}
+
+impl Summarised<'_> {
+    /// The views of the summarised profiles: those not calm are put in `profiles`, the calm ones are given in
+    /// order (and kept in `kept`, if any). `judged` counts the summaries looked at.
+    fn views<'k>(
+        &self,
+        kept: Option<(&'k mut Kept, u64)>,
+        judged: &mut usize,
+        profiles: &mut Vec<Arc<ProfileView>>,
+    ) -> std::borrow::Cow<'k, [Arc<ProfileView>]> {
+        let Some((kept, round)) = kept else {
+            let (hot, calm) = self.all(None);
+            *judged += self.summaries.len();
+            profiles.extend(hot);
+            return std::borrow::Cow::Owned(calm);
+        };
+        if kept.basis.as_ref().is_some_and(|b| b.holds(self)) {
+            let (hot, looked) = self.changed(kept, round);
+            *judged += looked;
+            profiles.extend(hot);
+        } else {
+            kept.others.clear();
+            let (hot, calm) = self.all(Some((&mut *kept, round)));
+            kept.views.retain(|_, (used, _)| *used == round);
+            kept.order = calm;
+            kept.basis = Some(Basis::of(self));
+            *judged += self.summaries.len();
+            profiles.extend(hot);
         }
-        let counts = on_rows.counts(
+        std::borrow::Cow::Borrowed(kept.order.as_slice())
+    }
+
+    /// Every summarised profile judged (a kept view used again where it still shows the same): the views
+    /// not calm, and the calm ones by name.
+    fn all(
+        &self,
+        mut kept: Option<(&mut Kept, u64)>,
+    ) -> (Vec<Arc<ProfileView>>, Vec<Arc<ProfileView>>) {
+        let (mut hot, mut calm) = (Vec::new(), Vec::with_capacity(self.summaries.len()));
+        for place in 0..self.summaries.len() {
+            let kept = kept.as_mut().map(|(k, round)| (&mut **k, *round));
+            match self.view(place, kept) {
+                Some(v) if calm_summarised(&v) => calm.push(v),
+                Some(v) => hot.push(v),
+                None => {}
+            }
+        }
+        // The summaries come in name order, as a rule: the sort finds them so.
+        calm.sort_by(|a, b| natural_cmp(&a.profile, &b.profile));
+        (hot, calm)
+    }
+
+    /// The summarised profiles whose judgement could have changed since `kept`'s evaluation, which judged
+    /// the same summaries with the same links (see [`Basis`]): those read in detail, waited on or seen
+    /// contended now, and those not calm then. Every other keeps its view. The views not calm, and how many
+    /// summaries were looked at.
+    fn changed(&self, kept: &mut Kept, round: u64) -> (Vec<Arc<ProfileView>>, usize) {
+        let history = self.judge.history;
+        let rules = self.judge.rules;
+        let others = std::mem::take(&mut kept.others);
+        let now_hot: HashSet<&str> = self
+            .detailed
+            .iter()
+            .copied()
+            .chain(self.on_rows.waiters.keys().copied())
+            .chain(history.observed_within(self.judge.now, rules.ttl))
+            .filter(|name| !others.contains_key(*name))
+            .collect();
+        let places = others.values().copied().chain(
+            now_hot
+                .iter()
+                .filter_map(|name| kept.views.get(*name).map(|&(_, place)| place)),
+        );
+        let (mut hot, mut gone, mut come) = (Vec::new(), Vec::new(), Vec::new());
+        let mut looked = 0;
+        for place in places.collect::<Vec<_>>() {
+            looked += 1;
+            let name = display_value(self.summaries[place].group.as_deref());
+            let before = kept
+                .views
+                .get_key_value(name)
+                .map(|(k, _)| Arc::clone(&k.0));
+            let view = self.view(place, Some((kept, round)));
+            let calm = view.as_ref().filter(|v| calm_summarised(v));
+            match (before, calm) {
+                (Some(b), Some(v)) if Arc::ptr_eq(&b, v) => {}
+                (before, calm) => {
+                    gone.extend(before);
+                    come.extend(calm.cloned());
+                }
+            }
+            hot.extend(view.filter(|v| !calm_summarised(v)));
+        }
+        reorder(&mut kept.order, &gone, come);
+        (hot, looked)
+    }
+
+    /// The view of the profile of the summary at `place` (with its owner's session and its counts), or none
+    /// when it is read in detail: the one kept from the last evaluation if it still shows it, else built anew
+    /// (and kept, if calm).
+    fn view(&self, place: usize, kept: Option<(&mut Kept, u64)>) -> Option<Arc<ProfileView>> {
+        let summary = &self.summaries[place];
+        let Judge {
+            history,
+            rules,
+            now,
+        } = *self.judge;
+        let profile = display_value(summary.group.as_deref());
+        if self.detailed.contains(profile) {
+            if let Some((kept, _)) = kept {
+                kept.views.remove(profile);
+                kept.others.insert(Box::from(profile), place);
+            }
+            return None;
+        }
+        let counts = self.on_rows.counts(
             profile,
             usize::try_from(summary.rows).unwrap_or(0),
             usize::try_from(summary.held).unwrap_or(0),
@@ -447,64 +645,88 @@ fn evaluate_one(
         let linked = summary
             .sample_owner
             .as_deref()
-            .and_then(|o| by_app.get(o).copied());
-        profiles.push(summarised_view(
-            summary,
-            (counts, linked, as_of),
-            judge,
-            calm.as_mut(),
-        ));
-    }
-    // They borrow the waits' names, which move into the board.
-    drop((detailed, on_rows));
-    let doubts = unattributed(&waits);
-    Board {
-        doubts,
-        ..board(profiles, waits, &snapshot.prepared, judge)
+            .and_then(|o| self.by_app.get(o).copied());
+        // Calm now: no waiter, and no contention the monitor observed within a TTL (a summarised row never
+        // reads as expired, and its summary carries no contention).
+        let calm_now = counts.waiters == 0
+            && history
+                .observed_episode(profile)
+                .is_none_or(|(_, last)| now - last > rules.ttl);
+        let anew = || {
+            let rows = summary_row(summary, linked).into_iter().collect();
+            self.judge.view(profile, rows, counts, self.as_of)
+        };
+        let Some((kept, round)) = kept else {
+            return Some(anew());
+        };
+        if calm_now
+            && let Some((view, used)) = kept.views.get_key_value_mut(profile)
+            && still_shows(&view.0, summary, linked, &counts, self.as_of)
+        {
+            *used = (round, place);
+            return Some(Arc::clone(&view.0));
+        }
+        let view = anew();
+        // The kept view (if any) goes: an insert would keep its key, which is the view.
+        kept.views.remove(profile);
+        if calm_summarised(&view) {
+            kept.views.insert(ByName(Arc::clone(&view)), (round, place));
+        } else {
+            kept.others.insert(Box::from(profile), place);
+        }
+        Some(view)
     }
 }
 
-/// The view of a profile known only from its summary (with the session of the summary's owner and its
-/// counts): the one kept from the last evaluation if it still shows it, else built anew (and kept, if calm).
-fn summarised_view(
-    summary: &ProfileSummary,
-    (counts, linked, as_of): (Counts, Option<&Session>, Option<DateTime<Utc>>),
-    judge: &Judge<'_>,
-    calm: Option<&mut Memo<'_>>,
-) -> Arc<ProfileView> {
-    let Judge {
-        history,
-        rules,
-        now,
-    } = *judge;
-    let profile = display_value(summary.group.as_deref());
-    // Calm now: no waiter, and no contention the monitor observed within a TTL (a summarised row never reads
-    // as expired, and its summary carries no contention).
-    let calm_now = counts.waiters == 0
-        && history
-            .observed_episode(profile)
-            .is_none_or(|(_, last)| now - last > rules.ttl);
-    let anew = || {
-        let rows = summary_row(summary, linked).into_iter().collect();
-        judge.view(profile, rows, counts, as_of)
-    };
-    let Some(memo) = calm else {
-        return anew();
-    };
-    if calm_now
-        && let Some((kept, used)) = memo.views.get_key_value_mut(profile)
-        && still_shows(&kept.0, summary, linked, &counts, as_of)
-    {
-        *used = memo.round;
-        return Arc::clone(&kept.0);
+/// Puts the kept calm views `order` (by name) right after some of them went and others came.
+fn reorder(
+    order: &mut Vec<Arc<ProfileView>>,
+    gone: &[Arc<ProfileView>],
+    mut come: Vec<Arc<ProfileView>>,
+) {
+    if gone.is_empty() && come.is_empty() {
+        return;
     }
-    let view = anew();
-    // The kept view (if any) goes: an insert would keep its key, which is the view.
-    memo.views.remove(profile);
-    if view.status == Status::Ok {
-        memo.views.insert(ByName(Arc::clone(&view)), memo.round);
+    let mut places: Vec<usize> = gone
+        .iter()
+        .filter_map(|g| {
+            order
+                .binary_search_by(|v| natural_cmp(&v.profile, &g.profile))
+                .ok()
+        })
+        .collect();
+    places.sort_unstable();
+    let mut places = places.into_iter().peekable();
+    let staying: Vec<Arc<ProfileView>> = std::mem::take(order)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| places.next_if_eq(i).is_none())
+        .map(|(_, v)| v)
+        .collect();
+    come.sort_by(|a, b| natural_cmp(&a.profile, &b.profile));
+    *order = with_calm(come, &staying);
+}
+
+/// `profiles` in the board's order with the calm summarised views `calm` (by name) in their places: after
+/// every profile that is not calm or was contended, and by name among the rest.
+fn with_calm(profiles: Vec<Arc<ProfileView>>, calm: &[Arc<ProfileView>]) -> Vec<Arc<ProfileView>> {
+    if calm.is_empty() {
+        return profiles;
     }
-    view
+    let quiet = |p: &ProfileView| p.status == Status::Ok && p.contended_since.is_none();
+    let ahead = profiles.partition_point(|p| !quiet(p));
+    let mut out = Vec::with_capacity(profiles.len() + calm.len());
+    let mut profiles = profiles.into_iter();
+    out.extend(profiles.by_ref().take(ahead));
+    let mut rest = calm;
+    for p in profiles {
+        let at = rest.partition_point(|q| natural_cmp(&q.profile, &p.profile).is_lt());
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at..];
+        out.push(p);
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// Whether `kept`, a calm summarised profile's view, is the view its summary, the session of the summary's
@@ -670,9 +892,8 @@ mod tests {
         }
     }
 
-    /// One poll of a changing scene: calm summarised profiles, some read in detail, owners whose sessions come
-    /// and go, waits on summarised profiles, contention observed, rows from an earlier poll.
-    fn changing(dice: &mut Dice, at: i64, summaries: &mut [ProfileSummary]) -> Snapshot {
+    /// Changes some of the summaries, as a refresh after a few polls of renewals and hand-overs does.
+    fn refresh(dice: &mut Dice, at: i64, summaries: &mut [ProfileSummary]) {
         let owners = ["w1", "w2", "w3"];
         for s in summaries.iter_mut() {
             match dice.roll(24) {
@@ -689,8 +910,18 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    /// One poll of a changing scene: calm summarised profiles, some read in detail, owners whose sessions come
+    /// and go, waits on summarised profiles, contention observed, rows from an earlier poll. The summaries are
+    /// taken anew one poll in four, as the mirror does between refreshes; the other polls share the last ones.
+    fn changing(dice: &mut Dice, at: i64, summaries: &mut Arc<Vec<ProfileSummary>>) -> Snapshot {
+        let owners = ["w1", "w2", "w3"];
+        if dice.roll(4) == 0 {
+            refresh(dice, at, Arc::make_mut(summaries).as_mut_slice());
+        }
         let mut s = snapshot(at, Vec::new());
-        s.summaries = Arc::new(summaries.to_vec());
+        s.summaries = Arc::clone(summaries);
         for (i, p) in summaries.iter().enumerate() {
             let name = p.group.as_deref().unwrap_or("");
             match dice.roll(160) {
@@ -731,11 +962,12 @@ mod tests {
                 .map(|i| summary(&format!("p{i}"), Some(owner), 40))
                 .collect()
         };
-        let (mut a, mut b) = (summaries("w1"), summaries("w2"));
+        let (mut a, mut b) = (Arc::new(summaries("w1")), Arc::new(summaries("w2")));
         let (mut one, mut several) = (Evaluator::new(), Evaluator::new());
         let mut history = History::default();
-        // Views the board kept from the one before, with one database and with two.
-        let mut kept = [0, 0];
+        // Views the board kept from the one before, with one database and with two; evaluations that looked
+        // at only some of the summaries (the ones whose judgement could have changed).
+        let (mut kept, mut some) = ([0, 0], [0, 0]);
         let mut last: Option<Board> = None;
         for at in 10..400 {
             let two = at >= 300;
@@ -758,6 +990,8 @@ mod tests {
                 let evaluator = if two { &mut several } else { &mut one };
                 let board = evaluator.evaluate(&s, &history, &rules, now);
                 assert_eq!(board, evaluate(&s, &history, &rules, now), "at {at}");
+                let all = if two { 32 } else { 16 };
+                some[usize::from(two)] += usize::from(evaluator.summaries_judged() < all);
                 if let Some(last) = &last {
                     kept[usize::from(two)] += board
                         .profiles
@@ -769,6 +1003,59 @@ mod tests {
             }
         }
         assert!(kept[0] > 4_000 && kept[1] > 1_600, "views kept: {kept:?}");
+        assert!(some[0] > 400 && some[1] > 150, "looked at some: {some:?}");
+    }
+
+    #[test]
+    fn between_refreshes_of_the_summaries_only_the_profiles_that_changed_are_looked_at() {
+        let rules = Rules::default();
+        let mut history = History::default();
+        let mut e = Evaluator::new();
+        let mut s = snapshot(10, Vec::new());
+        s.summaries = Arc::new(
+            (0..10_000)
+                .map(|i| summary(&format!("p{i}"), Some("w1"), 40))
+                .collect(),
+        );
+        s.sessions.push(session(42, "w1"));
+        let judged = |e: &mut Evaluator, s: &Snapshot, h: &History, now| {
+            let board = e.evaluate(s, h, &rules, t(now));
+            assert_eq!(board, evaluate(s, h, &rules, t(now)), "at {now}");
+            (e.summaries_judged(), board)
+        };
+        assert_eq!(judged(&mut e, &s, &history, 10).0, 10_000);
+        // The clock's tick: nothing to look at.
+        assert_eq!(judged(&mut e, &s, &history, 11).0, 0);
+        // A session waits on p7's row: p7 is looked at, and again once it no longer waits.
+        s.waits.push(LockWait {
+            locktype: "tuple".into(),
+            waitstart: Some(t(11)),
+            lease_row: Some((Some("p7".into()), Some("SYM".into())).into()),
+            ..LockWait::for_tests(43, vec![42])
+        });
+        record(&mut history, &s, &rules);
+        let (n, waited) = judged(&mut e, &s, &history, 12);
+        assert_eq!((n, waited.profiles[0].profile.as_str()), (1, "p7"));
+        assert_eq!(waited.profiles[0].status, Status::Contended);
+        s.waits.clear();
+        record(&mut history, &s, &rules);
+        // Still contended while the contention it saw is within a TTL; calm again after.
+        assert_eq!(judged(&mut e, &s, &history, 13).0, 1);
+        let (n, calm) = judged(&mut e, &s, &history, 50);
+        assert_eq!(n, 1);
+        assert!(calm.profiles.iter().all(|p| p.status == Status::Ok));
+        assert_eq!(judged(&mut e, &s, &history, 51).0, 0);
+        // p9 is read in detail, then no longer.
+        s.leases.push(row("p9", "w1", 60));
+        assert_eq!(judged(&mut e, &s, &history, 52).0, 1);
+        s.leases.clear();
+        assert_eq!(judged(&mut e, &s, &history, 53).0, 1);
+        assert_eq!(judged(&mut e, &s, &history, 54).0, 0);
+        // The owner's session is another backend now, or the summaries are taken anew: every one.
+        s.sessions[0].pid = 44;
+        assert_eq!(judged(&mut e, &s, &history, 55).0, 10_000);
+        s.summaries = Arc::new(s.summaries.to_vec());
+        assert_eq!(judged(&mut e, &s, &history, 56).0, 10_000);
     }
 
     #[test]
