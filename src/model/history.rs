@@ -10,9 +10,12 @@
 //! bookkeeping columns: then the episode start is what the monitor observed.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hashbrown::HashMap;
+
+use super::snapshot::ProfileSummary;
 
 /// Polls kept by default: ten minutes at the default 1 s interval.
 pub const DEFAULT_CAPACITY: usize = 600;
@@ -37,6 +40,28 @@ pub struct History {
     /// Deadlocks counted per minute of server time (minute since the epoch, count), oldest first, for the last
     /// [`DEADLOCK_MINUTES`] minutes.
     deadlock_minutes: VecDeque<(i64, u32)>,
+    /// The summaries the last poll that fed every profile fed them from (see [`History::carry`]).
+    carried: Option<Carried>,
+    /// Profiles the latest poll fed.
+    fed: usize,
+}
+
+/// Summaries that fed every profile, and the polls that had them.
+#[derive(Debug, Clone)]
+struct Carried {
+    /// One list per database.
+    summaries: Vec<Arc<Vec<ProfileSummary>>>,
+    /// The poll that fed them.
+    fed: u64,
+    /// The latest poll that had them.
+    seen: u64,
+}
+
+/// What a poll saw of a profile: everything, or (for a profile known from carried summaries) its waiters.
+#[derive(Clone, Copy)]
+enum Seen {
+    All(ProfileObservation),
+    Waiters(u32),
 }
 
 /// Minutes of deadlock counts kept for the header's sparkline.
@@ -206,6 +231,8 @@ impl History {
             observed: HashMap::new(),
             deadlocks: VecDeque::new(),
             deadlock_minutes: VecDeque::with_capacity(DEADLOCK_MINUTES + 1),
+            carried: None,
+            fed: 0,
         }
     }
 
@@ -287,58 +314,131 @@ impl History {
         ttl: chrono::Duration,
         observations: impl IntoIterator<Item = (&'a str, ProfileObservation)>,
     ) {
+        self.carried = None;
+        self.fed = 0;
         let seq = self.push_poll(false);
         for (profile, seen) in observations {
-            // Found by reference: a name is copied only for a profile not seen before.
-            let entry = match self.profiles.get_mut(profile) {
-                Some(entry) => entry,
-                None => self.profiles.entry(Box::from(profile)).or_default(),
-            };
-            entry.last_seen_seq = seq;
-            let last = entry
-                .has_count
-                .then_some((entry.last_count, entry.last_start));
-            let failures = match (seen.failure_count, last) {
-                (Some(count), Some((previous, previous_start))) => {
-                    if seen.episode_start != previous_start || count < previous {
-                        // A new episode restarted the counter: everything in it is new.
-                        count.max(0)
-                    } else {
-                        count - previous
-                    }
-                }
-                // The first poll cannot tell when earlier failures happened.
-                _ => 0,
-            };
-            entry.has_count = seen.failure_count.is_some();
-            entry.last_count = seen.failure_count.unwrap_or_default();
-            entry.last_start = seen.episode_start.filter(|_| entry.has_count);
-            let last_holders = entry.has_holders.then_some(entry.last_holders);
-            let holder_changed =
-                matches!((last_holders, seen.holders), (Some(a), Some(b)) if a != b);
-            if let Some(holders) = seen.holders {
-                entry.last_holders = holders;
-                entry.has_holders = true;
-            }
-            let failures = u32::try_from(failures.max(0)).unwrap_or(u32::MAX);
-            if holder_changed && failures == 0 && seen.waiters == 0 {
-                entry
-                    .samples
-                    .push(Sample::new(seq, failures, 0, holder_changed), self.capacity);
-            }
-            if failures > 0 || seen.waiters > 0 {
-                entry.samples.push(
-                    Sample::new(seq, failures, seen.waiters, holder_changed),
-                    self.capacity,
-                );
-                let episode = match self.observed.get(profile) {
-                    Some(&(start, last)) if now - last <= ttl => (start, now),
-                    _ => (now, now),
-                };
-                self.observed.insert(profile.to_owned(), episode);
-            }
+            self.feed(seq, (now, ttl), profile, Seen::All(seen));
         }
         self.prune();
+    }
+
+    /// Remembers that the poll just recorded fed every profile of these summaries (one list per database):
+    /// a later poll with the very same ones may feed only the profiles seen apart from them (see
+    /// [`Self::record_apart`]).
+    pub fn carry(&mut self, summaries: Vec<Arc<Vec<ProfileSummary>>>) {
+        let Some(seq) = self.next_seq.checked_sub(1) else {
+            return;
+        };
+        self.carried = summaries.iter().any(|s| !s.is_empty()).then_some(Carried {
+            summaries,
+            fed: seq,
+            seen: seq,
+        });
+    }
+
+    /// Whether these summaries (one list per database) are the very ones of the last poll that fed every
+    /// profile (see [`Self::carry`]).
+    pub fn carries(&self, summaries: &[&Arc<Vec<ProfileSummary>>]) -> bool {
+        self.carried.as_ref().is_some_and(|c| {
+            c.summaries.len() == summaries.len()
+                && c.summaries
+                    .iter()
+                    .zip(summaries)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        })
+    }
+
+    /// Records a poll whose summaries are those carried (see [`Self::carries`]): a profile known only from
+    /// them would be fed what it was fed before, and tell nothing new, so only the profiles seen apart are
+    /// fed: those read in detail (`detailed`), and those waited on (`waited`, with their waiters; the rest as
+    /// last fed). Every profile of the summaries counts as seen at this poll.
+    pub fn record_apart<'a>(
+        &mut self,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+        detailed: impl IntoIterator<Item = (&'a str, ProfileObservation)>,
+        waited: impl IntoIterator<Item = (&'a str, u32)>,
+    ) {
+        let seq = self.push_poll(false);
+        self.fed = 0;
+        if let Some(c) = &mut self.carried {
+            c.seen = seq;
+        }
+        for (profile, seen) in detailed {
+            self.feed(seq, (now, ttl), profile, Seen::All(seen));
+        }
+        for (profile, waiters) in waited {
+            self.feed(seq, (now, ttl), profile, Seen::Waiters(waiters));
+        }
+        self.prune();
+    }
+
+    /// Feeds what poll `seq` saw of `profile`.
+    fn feed(
+        &mut self,
+        seq: u64,
+        (now, ttl): (DateTime<Utc>, chrono::Duration),
+        profile: &str,
+        seen: Seen,
+    ) {
+        self.fed += 1;
+        // Found by reference: a name is copied only for a profile not seen before.
+        let entry = match self.profiles.get_mut(profile) {
+            Some(entry) => entry,
+            None => self.profiles.entry(Box::from(profile)).or_default(),
+        };
+        let seen = match seen {
+            Seen::All(seen) => seen,
+            Seen::Waiters(waiters) => ProfileObservation {
+                failure_count: entry.has_count.then_some(entry.last_count),
+                episode_start: entry.last_start,
+                waiters,
+                holders: entry.has_holders.then_some(entry.last_holders),
+            },
+        };
+        entry.last_seen_seq = seq;
+        let last = entry
+            .has_count
+            .then_some((entry.last_count, entry.last_start));
+        let failures = match (seen.failure_count, last) {
+            (Some(count), Some((previous, previous_start))) => {
+                if seen.episode_start != previous_start || count < previous {
+                    // A new episode restarted the counter: everything in it is new.
+                    count.max(0)
+                } else {
+                    count - previous
+                }
+            }
+            // The first poll cannot tell when earlier failures happened.
+            _ => 0,
+        };
+        entry.has_count = seen.failure_count.is_some();
+        entry.last_count = seen.failure_count.unwrap_or_default();
+        entry.last_start = seen.episode_start.filter(|_| entry.has_count);
+        let last_holders = entry.has_holders.then_some(entry.last_holders);
+        let holder_changed = matches!((last_holders, seen.holders), (Some(a), Some(b)) if a != b);
+        if let Some(holders) = seen.holders {
+            entry.last_holders = holders;
+            entry.has_holders = true;
+        }
+        let failures = u32::try_from(failures.max(0)).unwrap_or(u32::MAX);
+        if holder_changed && failures == 0 && seen.waiters == 0 {
+            entry
+                .samples
+                .push(Sample::new(seq, failures, 0, holder_changed), self.capacity);
+        }
+        if failures > 0 || seen.waiters > 0 {
+            entry.samples.push(
+                Sample::new(seq, failures, seen.waiters, holder_changed),
+                self.capacity,
+            );
+            let episode = match self.observed.get(profile) {
+                Some(&(start, last)) if now - last <= ttl => (start, now),
+                _ => (now, now),
+            };
+            self.observed.insert(profile.to_owned(), episode);
+        }
     }
 
     /// Records a poll that failed: every profile gets a gap.
@@ -363,10 +463,16 @@ impl History {
 
     fn prune(&mut self) {
         let (oldest, next) = (self.oldest_kept(), self.next_seq);
+        // Fed from the carried summaries, or apart since: seen at the latest poll that had them.
+        let carried = self
+            .carried
+            .as_ref()
+            .filter(|c| c.seen >= oldest)
+            .map(|c| c.fed);
         self.profiles.retain(|_, p| {
             p.samples.prune(oldest, next);
             // A profile that vanished from the table is forgotten once it has left the window.
-            p.last_seen_seq >= oldest
+            p.last_seen_seq >= oldest || carried.is_some_and(|fed| p.last_seen_seq >= fed)
         });
         let profiles = &self.profiles;
         self.observed
@@ -444,6 +550,12 @@ impl History {
             .iter()
             .filter(move |(_, (_, last))| now - *last <= ttl)
             .map(|(name, _)| name.as_str())
+    }
+
+    /// Profiles the latest poll fed: every one, or only those seen apart from carried summaries (for the
+    /// benchmarks and tests).
+    pub fn profiles_fed(&self) -> usize {
+        self.fed
     }
 
     /// Number of profiles with any state kept (for the memory benchmark and tests).

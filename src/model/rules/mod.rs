@@ -59,6 +59,43 @@ impl Default for Rules {
 /// detail is seen through its rows, any other through its summary; either way with the sessions waiting on
 /// its rows.
 pub fn observations(snapshot: &Snapshot) -> Vec<(&str, ProfileObservation)> {
+    let (detailed, mut waiters) = apart(snapshot);
+    let mut seen = Vec::with_capacity(detailed.len() + snapshot.summaries.len());
+    for summary in snapshot.summaries.iter() {
+        let name = display_value(summary.group.as_deref());
+        if !detailed.contains_key(name) {
+            seen.push((
+                name,
+                ProfileObservation {
+                    failure_count: summary.failure_total,
+                    episode_start: summary.latest_contended_since,
+                    waiters: waiters.remove(name).unwrap_or(0),
+                    // Who holds what is known from a summary only for a profile of one row.
+                    holders: (summary.rows == 1)
+                        .then_some(summary.sample_owner.as_deref())
+                        .flatten()
+                        .map(|o| holders_fingerprint([o])),
+                },
+            ));
+        }
+    }
+    seen.extend(detailed);
+    // Waits on a profile neither read nor summarised.
+    seen.extend(waiters.into_iter().map(|(name, waiters)| {
+        (
+            name,
+            ProfileObservation {
+                waiters,
+                ..ProfileObservation::default()
+            },
+        )
+    }));
+    seen
+}
+
+/// What a poll saw of the profiles apart from their summaries: those read in detail (with their waiters),
+/// and the waiters on the rows of every other.
+fn apart(snapshot: &Snapshot) -> (HashMap<&str, ProfileObservation>, HashMap<&str, u32>) {
     // Only the profiles read in detail and the waits go through maps: the summaries' tens of thousands of
     // profiles are each looked up once, not gathered into a map of their own.
     let mut detailed: HashMap<&str, ProfileObservation> = HashMap::new();
@@ -82,50 +119,36 @@ pub fn observations(snapshot: &Snapshot) -> Vec<(&str, ProfileObservation)> {
                 .or_default() += 1;
         }
     }
-    let mut seen = Vec::with_capacity(detailed.len() + snapshot.summaries.len());
-    for summary in snapshot.summaries.iter() {
-        let name = display_value(summary.group.as_deref());
-        if !detailed.contains_key(name) {
-            seen.push((
-                name,
-                ProfileObservation {
-                    failure_count: summary.failure_total,
-                    episode_start: summary.latest_contended_since,
-                    waiters: waiters.remove(name).unwrap_or(0),
-                    // Who holds what is known from a summary only for a profile of one row.
-                    holders: (summary.rows == 1)
-                        .then_some(summary.sample_owner.as_deref())
-                        .flatten()
-                        .map(|o| holders_fingerprint([o])),
-                },
-            ));
-        }
-    }
-    for (name, mut o) in detailed {
+    for (name, o) in &mut detailed {
         o.waiters = waiters.remove(name).unwrap_or(0);
-        seen.push((name, o));
     }
-    // Waits on a profile neither read nor summarised.
-    seen.extend(waiters.into_iter().map(|(name, waiters)| {
-        (
-            name,
-            ProfileObservation {
-                waiters,
-                ..ProfileObservation::default()
-            },
-        )
-    }));
-    seen
+    (detailed, waiters)
 }
 
-/// Feeds one snapshot into the history (call once per poll, before [`evaluate`]).
+/// Feeds one snapshot into the history (call once per poll, before [`evaluate`]). While the summaries are
+/// those every profile was last fed from (they are taken every few seconds, not every poll), only the
+/// profiles seen apart from them are fed: a profile known only from its summary would tell the history what
+/// it told it then.
 pub fn record(history: &mut History, snapshot: &Snapshot, rules: &Rules) {
-    // Taken piece by piece as recorded, not gathered first: 50,000 observations are 3 MB a poll.
-    history.record(
-        snapshot.server_now,
-        rules.ttl,
-        snapshot.pieces().into_iter().flat_map(observations),
-    );
+    let pieces = snapshot.pieces();
+    let summaries: Vec<&Arc<Vec<ProfileSummary>>> = pieces.iter().map(|p| &p.summaries).collect();
+    if history.carries(&summaries) {
+        let (detailed, waited): (Vec<_>, Vec<_>) = pieces.iter().map(|p| apart(p)).unzip();
+        history.record_apart(
+            snapshot.server_now,
+            rules.ttl,
+            detailed.into_iter().flatten(),
+            waited.into_iter().flatten(),
+        );
+    } else {
+        // Taken piece by piece as recorded, not gathered first: 50,000 observations are 3 MB a poll.
+        history.record(
+            snapshot.server_now,
+            rules.ttl,
+            pieces.iter().flat_map(|p| observations(p)),
+        );
+        history.carry(summaries.into_iter().cloned().collect());
+    }
     history.record_deadlocks(
         snapshot.server_now,
         snapshot.deadlocks,
@@ -1056,6 +1079,47 @@ mod tests {
         assert_eq!(judged(&mut e, &s, &history, 55).0, 10_000);
         s.summaries = Arc::new(s.summaries.to_vec());
         assert_eq!(judged(&mut e, &s, &history, 56).0, 10_000);
+    }
+
+    #[test]
+    fn a_poll_with_the_summaries_of_the_last_feeds_the_history_only_the_profiles_seen_apart() {
+        let rules = Rules::default();
+        let mut history = History::with_capacity(5);
+        let mut s = snapshot(10, Vec::new());
+        s.summaries = Arc::new(
+            (0..1_000)
+                .map(|i| summary(&format!("p{i}"), Some("w1"), 40))
+                .collect(),
+        );
+        record(&mut history, &s, &rules);
+        assert_eq!(history.profiles_fed(), 1_000);
+        // Polls with the same summaries: p3 read in detail, a session waiting on p7's row.
+        s.leases.push(contended(row("p3", "w2", 50), 5, 11, 4));
+        s.waits.push(LockWait {
+            locktype: "tuple".into(),
+            waitstart: Some(t(11)),
+            lease_row: Some((Some("p7".into()), Some("SYM".into())).into()),
+            ..LockWait::for_tests(43, vec![42])
+        });
+        for poll in 11..30 {
+            s.server_now = t(poll);
+            record(&mut history, &s, &rules);
+            assert_eq!(history.profiles_fed(), 2, "poll {poll}");
+        }
+        // Every profile is still known, long after the window of five polls; p7's waiter is in its line.
+        assert_eq!(history.tracked_profiles(), 1_000);
+        assert_eq!(history.sparkline("p7", 3, 1), [Some(1); 3]);
+        assert_eq!(history.sparkline("p1", 3, 1), [Some(0); 3]);
+        assert!(history.observed_episode("p7").is_some());
+        // Summaries taken anew, without p999: every profile is fed, and p999 is forgotten after the window.
+        s.summaries = Arc::new(s.summaries[..999].to_vec());
+        record(&mut history, &s, &rules);
+        assert_eq!(history.profiles_fed(), 999);
+        for poll in 31..37 {
+            s.server_now = t(poll);
+            record(&mut history, &s, &rules);
+        }
+        assert_eq!(history.tracked_profiles(), 999);
     }
 
     #[test]
