@@ -612,15 +612,17 @@ impl Summarised<'_> {
             .chain(history.observed_within(self.judge.now, rules.ttl))
             .filter(|name| !others.contains_key(*name))
             .collect();
-        let places = others.values().copied().chain(
-            now_hot
-                .iter()
-                .filter_map(|name| kept.views.get(*name).map(|&(_, place)| place)),
-        );
+        let places: Vec<usize> = others
+            .values()
+            .copied()
+            .chain(
+                now_hot
+                    .iter()
+                    .filter_map(|name| kept.views.get(*name).map(|&(_, place)| place)),
+            )
+            .collect();
         let (mut hot, mut gone, mut come) = (Vec::new(), Vec::new(), Vec::new());
-        let mut looked = 0;
-        for place in places.collect::<Vec<_>>() {
-            looked += 1;
+        for &place in &places {
             let name = display_value(self.summaries[place].group.as_deref());
             let before = kept
                 .views
@@ -638,7 +640,7 @@ impl Summarised<'_> {
             hot.extend(view.filter(|v| !calm_summarised(v)));
         }
         reorder(&mut kept.order, &gone, come);
-        (hot, looked)
+        (hot, places.len())
     }
 
     /// The view of the profile of the summary at `place` (with its owner's session and its counts), or none
