@@ -8,7 +8,8 @@
 //! prints the figures the issue sets goals for: poll ≤ 50 ms, RSS ≤ 100 MB and growth ≤ 10 % between minute 1
 //! and the last, CPU ≤ 30 % of a core, key p90 ≤ 150 ms, recording ≤ 600 KB per poll.
 //! `LOCKTOP_SCALE_SCENE_ONLY=1` only plays the scene and prints its URL, for watching it by hand;
-//! `LOCKTOP_SCALE_KEEP=PATH` keeps the recording there (to measure its replay).
+//! `LOCKTOP_SCALE_KEEP=PATH` keeps the recording there (to measure its replay); `LOCKTOP_SCALE_LOG=PATH` keeps
+//! the monitor's log.
 
 #[allow(dead_code)] // each benchmark uses only some of it
 mod common;
@@ -124,6 +125,18 @@ fn start_scene() -> (
     (cluster, url, rt, scene)
 }
 
+/// The monitor's arguments: the scene, a 1 s interval, the recording; with `LOCKTOP_SCALE_LOG=PATH`, its log
+/// kept there (to find what a slow minute was).
+fn monitor_args(url: &str, recording: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["--dsn", url, "--interval", "1s", "--record", recording]
+        .map(str::to_owned)
+        .into();
+    if let Ok(log) = std::env::var("LOCKTOP_SCALE_LOG") {
+        args.extend(["--log-file".to_owned(), log]);
+    }
+    args
+}
+
 fn main() {
     let minutes: u64 = std::env::var("LOCKTOP_SCALE_MINUTES")
         .ok()
@@ -141,18 +154,9 @@ fn main() {
     let suffix = std::env::var("LOCKTOP_SCALE_RECORD").unwrap_or_else(|_| "jsonl".into());
     let recording = dir.path().join(format!("scale.{suffix}"));
     let rec = recording.to_str().expect("path").to_owned();
-    let mut tui = pty::Tui::spawn(
-        &[
-            "--dsn",
-            &scene.monitor_url,
-            "--interval",
-            "1s",
-            "--record",
-            &rec,
-        ],
-        &[],
-        (40, 180),
-    );
+    let args = monitor_args(&scene.monitor_url, &rec);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut tui = pty::Tui::spawn(&args, &[], (40, 180));
     let mut terminal = vt100::Parser::new(40, 180, 0);
     wait_first_screen(&tui, &mut terminal);
     let pid = tui.child.process_id().expect("pid");
