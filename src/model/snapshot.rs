@@ -319,7 +319,7 @@ pub struct LeaseRow {
 }
 
 /// A profile's lease rows aggregated in SQL: what a calm profile shows without fetching every row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileSummary {
     /// The names are shared with the mirror's rows they sum up (50,000 summaries are taken every few seconds).
     pub group: Option<Arc<str>>,
@@ -500,13 +500,7 @@ mod tests {
         s.summaries = Arc::new(vec![ProfileSummary {
             group: Some("p1".into()),
             rows: 1,
-            held: 0,
-            sample_key: None,
-            sample_owner: None,
-            sample_acquired_at: None,
-            next_expiry: None,
-            failure_total: None,
-            latest_contended_since: None,
+            ..ProfileSummary::default()
         }]);
         let first = Part::new("east", &s, None);
         assert_eq!(

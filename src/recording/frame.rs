@@ -160,17 +160,7 @@ impl Patch {
 
     /// `old` (none: a new profile) with this patch's fields.
     fn onto(self, old: Option<&ProfileSummary>, base: DateTime<Utc>) -> ProfileSummary {
-        let mut s = old.cloned().unwrap_or(ProfileSummary {
-            group: None,
-            rows: 0,
-            held: 0,
-            sample_key: None,
-            sample_owner: None,
-            sample_acquired_at: None,
-            next_expiry: None,
-            failure_total: None,
-            latest_contended_since: None,
-        });
+        let mut s = old.cloned().unwrap_or_default();
         s.group = self.group;
         s.rows = self.rows.unwrap_or(s.rows);
         s.held = self.held.unwrap_or(s.held);
