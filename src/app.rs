@@ -500,14 +500,14 @@ impl App {
     pub fn control(&self) -> Control {
         let mut focus: Vec<String> = self
             .selected_profile()
-            .map(|p| vec![p.profile.clone()])
+            .map(|p| vec![p.profile.to_string()])
             .unwrap_or_default();
         let on_page: Vec<String> = self
             .visible_profiles()
             .skip(self.scroll)
             .take(self.page)
-            .filter(|p| !focus.contains(&p.profile))
-            .map(|p| p.profile.clone())
+            .filter(|p| !focus.iter().any(|f| **f == *p.profile))
+            .map(|p| p.profile.to_string())
             .collect();
         focus.extend(on_page);
         Control {
@@ -671,7 +671,7 @@ impl App {
         let find = |app: &Self| {
             app.visible
                 .iter()
-                .position(|&i| app.profile(i).is_some_and(|p| p.profile == profile))
+                .position(|&i| app.profile(i).is_some_and(|p| *p.profile == *profile))
         };
         let mut at = find(self);
         if at.is_none() && !self.filter.is_empty() {
@@ -913,12 +913,12 @@ mod tests {
         assert_eq!(app.selected, 2);
         press(&mut app, KeyCode::Home);
         assert_eq!(
-            app.selected_profile().map(|p| p.profile.as_str()),
+            app.selected_profile().map(|p| p.profile.as_ref()),
             Some("a")
         );
         press(&mut app, KeyCode::End);
         assert_eq!(
-            app.selected_profile().map(|p| p.profile.as_str()),
+            app.selected_profile().map(|p| p.profile.as_ref()),
             Some("c")
         );
     }
@@ -933,7 +933,7 @@ mod tests {
         }
         press(&mut app, KeyCode::Enter);
         assert!(!app.editing_filter);
-        let shown: Vec<&str> = app.visible_profiles().map(|p| p.profile.as_str()).collect();
+        let shown: Vec<&str> = app.visible_profiles().map(|p| p.profile.as_ref()).collect();
         assert_eq!(shown, ["beta"]);
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.visible_profiles().count(), 3);

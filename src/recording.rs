@@ -329,7 +329,7 @@ impl Recorder {
             .profiles
             .iter()
             .filter(|p| p.status != Status::Ok)
-            .map(|p| (p.profile.clone(), p.status.word().to_owned()))
+            .map(|p| (p.profile.to_string(), p.status.word().to_owned()))
             .collect();
         let alerts = board
             .alerts

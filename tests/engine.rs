@@ -43,7 +43,7 @@ fn profile<'a>(board: &'a Board, name: &str) -> &'a locktop::model::ProfileView 
     board
         .profiles
         .iter()
-        .find(|p| p.profile == name)
+        .find(|p| *p.profile == *name)
         .unwrap_or_else(|| panic!("profile {name} in {board:#?}"))
 }
 
@@ -79,7 +79,10 @@ async fn real_contention_shows_the_contended_profile_its_failures_and_holder_whi
     let ttl = held.ttl_remaining(b.now).expect("ttl").num_seconds();
     assert!((25..=30).contains(&ttl), "ttl {ttl}");
     assert_eq!(profile(&b, "P2").status, Status::Ok);
-    assert_eq!(b.profiles[0].profile, "P1", "contended profiles sort first");
+    assert_eq!(
+        &*b.profiles[0].profile, "P1",
+        "contended profiles sort first"
+    );
     assert!(
         b.alerts.is_empty(),
         "one contended profile raises no alert: {:?}",

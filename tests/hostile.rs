@@ -304,7 +304,7 @@ async fn null_in_every_mapped_column_is_shown_not_a_crash() {
     ] {
         let snapshot = poll(&url, &config.lease, &detail).await;
         let (board, _) = judged_and_drawn(snapshot);
-        let names: Vec<&str> = board.profiles.iter().map(|p| p.profile.as_str()).collect();
+        let names: Vec<&str> = board.profiles.iter().map(|p| p.profile.as_ref()).collect();
         for p in ["p1", "p2", "p3", "p4", "p5", "p6", "p7"] {
             assert!(names.contains(&p), "{detail:?}: {p} missing from {names:?}");
         }
@@ -368,7 +368,7 @@ async fn a_lease_that_never_expires_or_always_has_is_shown_not_a_crash() {
             board
                 .profiles
                 .iter()
-                .find(|v| v.profile == p)
+                .find(|v| *v.profile == *p)
                 .map(|v| v.status)
         };
         assert_eq!(status("never"), Some(Status::Expired), "{detail:?}");

@@ -40,7 +40,7 @@ fn profile<'a>(board: &'a Board, name: &str) -> &'a ProfileView {
     board
         .profiles
         .iter()
-        .find(|p| p.profile == name)
+        .find(|p| *p.profile == *name)
         .unwrap_or_else(|| panic!("profile {name} in {board:#?}"))
 }
 

@@ -66,7 +66,7 @@ fn assert_replay_gives_the_recorded_statuses(recorded: &recording::Recording) {
             .profiles
             .iter()
             .filter(|p| p.status != Status::Ok)
-            .map(|p| (p.profile.clone(), p.status.word().to_owned()))
+            .map(|p| (p.profile.to_string(), p.status.word().to_owned()))
             .collect();
         assert_eq!(replayed, poll.statuses, "at {}", snapshot.server_now);
         contended_polls += usize::from(poll.statuses.get("HOT").is_some_and(|s| s == "contended"));

@@ -550,7 +550,7 @@ fn the_alerts_list_names_every_trigger_with_its_runbook_and_enter_jumps_to_its_p
     app.apply(Action::ToggleDetail);
     assert!(!app.alerts_open && app.detail);
     assert_eq!(
-        app.selected_profile().map(|p| p.profile.clone()),
+        app.selected_profile().map(|p| p.profile.to_string()),
         Some(last)
     );
 }
@@ -575,7 +575,7 @@ fn enter_on_a_lock_wait_opens_its_profile_or_its_blockers_backend() {
     app.apply(Action::Home);
     app.apply(Action::ToggleDetail);
     assert_eq!(
-        app.selected_profile().map(|p| p.profile.as_str()),
+        app.selected_profile().map(|p| p.profile.as_ref()),
         Some("hot-7")
     );
     assert!(app.detail && app.backend.is_none());

@@ -179,12 +179,12 @@ fn tally(rules: &rules::Rules, polls: impl Iterator<Item = Poll>) -> Tally {
         t.unvouched += usize::from(!super::snapshot::vouches_for_calm(snapshot, &board));
         let mut contended_now = Vec::new();
         for p in &board.profiles {
-            t.profiles.insert(p.profile.clone());
+            t.profiles.insert(p.profile.to_string());
             if p.status == Status::Ok {
                 continue;
             }
-            contended_now.push(p.profile.clone());
-            let s = t.seen.entry(p.profile.clone()).or_default();
+            contended_now.push(p.profile.to_string());
+            let s = t.seen.entry(p.profile.to_string()).or_default();
             extend(&mut s.contended, at, prev);
             if p.status == Status::Escalated {
                 extend(&mut s.escalated, at, prev);

@@ -202,7 +202,7 @@ fn profiles(out: &mut String, board: &Board, top: usize) {
         let figures = Figures {
             contended_s: p.contended_for(board.now).map_or(0.0, seconds),
             waiters: f64::from(p.waiters),
-            longest_wait_s: longest.get(p.profile.as_str()).copied().unwrap_or(0.0),
+            longest_wait_s: longest.get(p.profile.as_ref()).copied().unwrap_or(0.0),
         };
         if listed.len() < top {
             listed.push((&p.profile, figures));

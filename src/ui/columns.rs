@@ -249,7 +249,7 @@ impl Column {
             Self::Fails if e.first && p.contention_count > 0 => {
                 Cow::Owned(p.contention_count.to_string())
             }
-            Self::Fails => match row.and_then(|r| r.contention_count).filter(|c| *c > 0) {
+            Self::Fails => match row.and_then(RowView::contention_count).filter(|c| *c > 0) {
                 Some(c) if !e.first => Cow::Owned(c.to_string()),
                 _ if e.first => dash(),
                 _ => Cow::Borrowed(""),
@@ -534,7 +534,7 @@ impl RowColumn {
                 .acquired_at
                 .map_or_else(|| "-".into(), |a| human_duration(now - a)),
             Self::Fails => r
-                .contention_count
+                .contention_count()
                 .filter(|c| *c > 0)
                 .map_or_else(|| "-".into(), |c| c.to_string()),
             Self::Backend => {

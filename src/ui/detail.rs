@@ -50,7 +50,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme, glyphs: Glyphs, area: R
         ),
         Span::raw(format!(
             "  {}, {} held{}",
-            text::count(p.row_count as u64, "row"),
+            text::count(u64::from(p.row_count), "row"),
             p.held_count,
             if p.detailed {
                 ""
@@ -196,7 +196,7 @@ fn below_lines(
         for wv in board
             .waits
             .iter()
-            .filter(|wv| wv.profile.as_deref() == Some(p.profile.as_str()))
+            .filter(|wv| wv.profile.as_deref() == Some(p.profile.as_ref()))
         {
             let by = crate::model::rules::blocker_names(wv);
             out.push(Line::raw(text::clean(

@@ -25,7 +25,7 @@ use super::order::natural_cmp;
 use super::snapshot::{LeaseRow, PreparedXact, ProfileSummary, Session, Snapshot};
 use profile::{Counts, RowWaits, profile_view, row_view, summary_row, wait_view};
 pub use view::{
-    Alert, Board, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
+    Alert, Board, Failures, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
     human_duration, sort_profiles,
 };
 
@@ -253,7 +253,7 @@ impl std::borrow::Borrow<str> for ByName {
 
 impl std::hash::Hash for ByName {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.profile.as_str().hash(state);
+        self.0.profile.hash(state);
     }
 }
 
@@ -352,16 +352,20 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// The view of `profile` with these rows and counts, its rows read as of `as_of` (see [`profile_view`]).
+    /// The view of `profile` with these rows and counts, its rows read as of `as_of` (see [`profile_view`]);
+    /// `read` is its name as read, which the view shares when it is the one shown.
     fn view(
         &self,
-        profile: &str,
+        (profile, read): (&str, Option<&Arc<str>>),
         rows: Vec<RowView>,
         counts: Counts,
         as_of: Option<DateTime<Utc>>,
     ) -> Arc<ProfileView> {
+        let name = read
+            .filter(|r| ***r == *profile)
+            .map_or_else(|| Arc::from(profile), Arc::clone);
         Arc::new(profile_view(
-            profile,
+            name,
             rows,
             counts,
             self.history,
@@ -501,14 +505,15 @@ fn evaluate_one(
     let detailed: HashSet<&str> = groups.keys().copied().collect();
     let mut profiles: Vec<Arc<ProfileView>> = groups
         .into_iter()
-        .map(|(profile, rows)| {
-            let rows: Vec<RowView> = rows
-                .into_iter()
+        .map(|(profile, read)| {
+            let rows: Vec<RowView> = read
+                .iter()
                 .map(|r| row_view(profile, r, &on_rows.rows, &by_app, &sessions, &waits))
                 .collect();
             let held = rows.iter().filter(|r| r.owner.is_some()).count();
             let counts = on_rows.counts(profile, rows.len(), held, true);
-            judge.view(profile, rows, counts, as_of)
+            let read = read.first().and_then(|r| r.group.as_ref());
+            judge.view((profile, read), rows, counts, as_of)
         })
         .collect();
     let calm = Summarised {
@@ -679,7 +684,8 @@ impl Summarised<'_> {
                 .is_none_or(|(_, last)| now - last > rules.ttl);
         let anew = || {
             let rows = summary_row(summary, linked).into_iter().collect();
-            self.judge.view(profile, rows, counts, self.as_of)
+            self.judge
+                .view((profile, summary.group.as_ref()), rows, counts, self.as_of)
         };
         let Some((kept, round)) = kept else {
             return Some(anew());
@@ -776,10 +782,10 @@ fn still_shows(
     kept.status == Status::Ok
         && !kept.detailed
         && kept.rows_as_of == as_of
-        && kept.row_count == counts.rows
-        && kept.held_count == counts.held
+        && usize::try_from(kept.row_count) == Ok(counts.rows)
+        && usize::try_from(kept.held_count) == Ok(counts.held)
         && kept.waiters == counts.waiters
-        && match kept.rows.as_slice() {
+        && match &*kept.rows {
             [] => summary.held == 0,
             [row] => summary.held != 0 && row_shows(row),
             _ => false,
@@ -1060,7 +1066,7 @@ mod tests {
         });
         record(&mut history, &s, &rules);
         let (n, waited) = judged(&mut e, &s, &history, 12);
-        assert_eq!((n, waited.profiles[0].profile.as_str()), (1, "p7"));
+        assert_eq!((n, waited.profiles[0].profile.as_ref()), (1, "p7"));
         assert_eq!(waited.profiles[0].status, Status::Contended);
         s.waits.clear();
         record(&mut history, &s, &rules);
@@ -1154,7 +1160,7 @@ mod tests {
         let later = e.evaluate(&s, &history, &rules, t(15));
         assert!(!Arc::ptr_eq(&waited.profiles[0], &later.profiles[0]));
         assert_eq!(
-            later.profiles[0].reasons,
+            &*later.profiles[0].reasons,
             ["contended for 3s: 1 waiting on row locks"]
         );
     }
@@ -1162,7 +1168,7 @@ mod tests {
     fn status(b: &Board, profile: &str) -> Status {
         b.profiles
             .iter()
-            .find(|p| p.profile == profile)
+            .find(|p| *p.profile == *profile)
             .map(|p| p.status)
             .expect("profile")
     }
@@ -1272,7 +1278,7 @@ mod tests {
             _ => None,
         });
         assert_eq!(several, Some(vec!["B".to_owned(), "A".to_owned()]));
-        let order: Vec<&str> = b.profiles.iter().map(|p| p.profile.as_str()).collect();
+        let order: Vec<&str> = b.profiles.iter().map(|p| p.profile.as_ref()).collect();
         assert_eq!(
             order,
             ["B", "A", "calm"],
@@ -1375,7 +1381,7 @@ mod tests {
         let calm = b
             .profiles
             .iter()
-            .find(|p| p.profile == "calm")
+            .find(|p| &*p.profile == "calm")
             .expect("calm");
         assert_eq!(
             (calm.status, calm.detailed, calm.held_count),
@@ -1388,7 +1394,7 @@ mod tests {
         let busy = b
             .profiles
             .iter()
-            .find(|p| p.profile == "busy")
+            .find(|p| &*p.profile == "busy")
             .expect("busy");
         assert_eq!(
             (busy.row_count, busy.held_count, busy.rows.len()),

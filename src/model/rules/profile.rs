@@ -1,6 +1,8 @@
 //! One profile's judgement: its rows as the operator sees them (linked to the backends that hold them), and its
 //! status and reasons under the runbook's rules — contended, escalated past the limit, expired.
 
+use std::sync::Arc;
+
 use hashbrown::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +11,9 @@ use super::super::history::History;
 use super::super::order::natural_cmp;
 use super::super::snapshot::{LeaseRow, LockWait, PreparedXact, ProfileSummary, Session};
 use super::Rules;
-use super::view::{ProfileView, RowView, Status, WaitView, display_value, human_duration};
+use super::view::{
+    Failures, ProfileView, RowView, Status, WaitView, display_value, human_duration,
+};
 
 /// The sessions waiting on one lease row, and who holds its row lock (the first blocker of a waiter on the
 /// holder's transaction; pid 0 for a prepared transaction).
@@ -84,9 +88,7 @@ pub(super) fn row_view(
         pid: linked.map(|s| s.pid).or(row_lock_holder),
         application: linked.and_then(|s| s.application.as_deref().map(Box::from)),
         prepared,
-        contention_count: r.contention_count,
-        contended_since: r.contended_since,
-        last_contended_at: r.last_contended_at,
+        failures: Failures::of(r.contention_count, r.contended_since, r.last_contended_at),
         waiters,
         summarised: false,
     }
@@ -119,22 +121,21 @@ pub(super) fn summary_row(s: &ProfileSummary, linked: Option<&Session>) -> Optio
         pid: linked.map(|l| l.pid),
         application: linked.and_then(|l| l.application.as_deref().map(Box::from)),
         prepared: None,
-        contention_count: None,
-        contended_since: None,
-        last_contended_at: None,
+        failures: None,
         waiters: 0,
         summarised: true,
     })
 }
 
 pub(super) fn profile_view(
-    profile: &str,
+    name: Arc<str>,
     mut rows: Vec<RowView>,
     counts: Counts,
     history: &History,
     rules: &Rules,
     (now, rows_as_of): (DateTime<Utc>, Option<DateTime<Utc>>),
 ) -> ProfileView {
+    let profile = &*name;
     rows.sort_by(|a, b| match (&a.key, &b.key) {
         (Some(x), Some(y)) => natural_cmp(x, y),
         (x, y) => x.cmp(y),
@@ -146,9 +147,9 @@ pub(super) fn profile_view(
     // Contention from the bookkeeping columns: rows whose last failure is within a TTL.
     let active: Vec<&RowView> = rows
         .iter()
-        .filter(|r| recent(r.last_contended_at))
+        .filter(|r| recent(r.last_contended_at()))
         .collect();
-    let contention_count: i64 = active.iter().filter_map(|r| r.contention_count).sum();
+    let contention_count: i64 = active.iter().filter_map(|r| r.contention_count()).sum();
     let waiters = counts.waiters;
     let observed = history
         .observed_episode(profile)
@@ -160,7 +161,7 @@ pub(super) fn profile_view(
 
     let episode_start = [
         // The bookkeeping knows when the episode started even if the monitor started later.
-        active.iter().filter_map(|r| r.contended_since).min(),
+        active.iter().filter_map(|r| r.contended_since()).min(),
         observed.map(|(start, _)| start),
         counts.waiting_since,
     ]
@@ -220,16 +221,16 @@ pub(super) fn profile_view(
     }
 
     ProfileView {
-        profile: profile.to_owned(),
+        profile: name,
         status,
-        reasons,
+        reasons: reasons.into(),
         // A contended profile always has an episode start: at the latest, now.
         contended_since: contended.then(|| episode_start.unwrap_or(now)),
         contention_count,
         waiters,
-        rows,
-        row_count: counts.rows,
-        held_count: counts.held,
+        rows: rows.into(),
+        row_count: u32::try_from(counts.rows).unwrap_or(u32::MAX),
+        held_count: u32::try_from(counts.held).unwrap_or(u32::MAX),
         detailed: counts.detailed,
         rows_as_of,
     }

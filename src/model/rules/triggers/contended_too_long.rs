@@ -19,7 +19,7 @@ pub fn fire(facts: &Facts<'_>) -> Vec<Alert> {
         .filter_map(|p| {
             let d = p.contended_for(now).filter(|d| *d > rules.escalate_after)?;
             Some(Alert::ContendedTooLong {
-                profile: p.profile.clone(),
+                profile: p.profile.to_string(),
                 contended_for_s: d.num_seconds(),
                 message: format!(
                     "ESCALATE: profile {} contended for {} (limit {})",

@@ -26,7 +26,7 @@ pub fn fire(facts: &Facts<'_>) -> Vec<Alert> {
                         p.profile,
                         human_duration(expired_for)
                     ),
-                    profile: p.profile.clone(),
+                    profile: p.profile.to_string(),
                     key,
                     expired_for_s: expired_for.num_seconds(),
                 });

@@ -10,7 +10,7 @@ pub fn fire(facts: &Facts<'_>) -> Vec<Alert> {
         .profiles
         .iter()
         .filter(|p| p.contended_since.is_some())
-        .map(|p| p.profile.clone())
+        .map(|p| p.profile.to_string())
         .collect();
     if contended.len() < 2 {
         return Vec::new();
