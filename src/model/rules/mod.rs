@@ -362,7 +362,7 @@ impl Judge<'_> {
         as_of: Option<DateTime<Utc>>,
     ) -> Arc<ProfileView> {
         let name = read
-            .filter(|r| ***r == *profile)
+            .filter(|r| r.as_ref() == profile)
             .map_or_else(|| Arc::from(profile), Arc::clone);
         Arc::new(profile_view(
             name,
@@ -512,8 +512,8 @@ fn evaluate_one(
                 .collect();
             let held = rows.iter().filter(|r| r.owner.is_some()).count();
             let counts = on_rows.counts(profile, rows.len(), held, true);
-            let read = read.first().and_then(|r| r.group.as_ref());
-            judge.view((profile, read), rows, counts, as_of)
+            let name_read = read.first().and_then(|r| r.group.as_ref());
+            judge.view((profile, name_read), rows, counts, as_of)
         })
         .collect();
     let calm = Summarised {
