@@ -14,7 +14,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEventK
 use crate::model::feed::{Control, Feed, Link};
 use crate::model::judgement::Judgement;
 use crate::model::order::natural_cmp;
-use crate::model::rules::Rules;
+use crate::model::rules::{Profiles, Rules};
 use crate::model::{Board, History, ProfileView, Snapshot};
 
 /// Which pane has the keys.
@@ -478,10 +478,11 @@ impl App {
         self.refilter();
         if let Some(name) = selected_name {
             // Keep the cursor on the same profile when the order changes.
+            let profiles = self.board.as_ref().map(|b| &b.profiles);
             if let Some(pos) = self
                 .visible
                 .iter()
-                .position(|&i| self.profile(i).is_some_and(|p| p.profile == name))
+                .position(|&i| profiles.and_then(|ps| ps.name(i)) == Some(&*name))
             {
                 self.selected = pos;
             }
@@ -503,8 +504,7 @@ impl App {
             .map(|p| vec![p.profile.to_string()])
             .unwrap_or_default();
         let on_page: Vec<String> = self
-            .visible_profiles()
-            .skip(self.scroll)
+            .visible_from(self.scroll)
             .take(self.page)
             .filter(|p| !focus.iter().any(|f| **f == *p.profile))
             .map(|p| p.profile.to_string())
@@ -523,33 +523,39 @@ impl App {
             .and_then(|&i| self.profile(i))
     }
 
-    /// The profiles that pass the filter, in order.
+    /// The profiles that pass the filter, in order. Each is built as it comes, if it was not (see
+    /// [`Profiles`](crate::model::rules::Profiles)): take only what the screen shows.
     pub fn visible_profiles(&self) -> impl Iterator<Item = &ProfileView> {
-        self.visible.iter().filter_map(|&i| self.profile(i))
+        self.visible_from(0)
+    }
+
+    /// The profiles that pass the filter from the `first`th on, in order (those before are not built).
+    pub fn visible_from(&self, first: usize) -> impl Iterator<Item = &ProfileView> {
+        self.visible
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&i| self.profile(i))
     }
 
     fn refilter(&mut self) {
         let Some(board) = &self.board else { return };
         let needle = self.filter.to_lowercase();
-        let mut visible: Vec<usize> = board
-            .profiles
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| needle.is_empty() || matches_filter(p, &needle))
-            .map(|(i, _)| i)
-            .collect();
+        // Read without building the calm profiles' views: a key of the filter asks it of 50,000.
         let ps = &board.profiles;
+        let mut visible: Vec<usize> = (0..ps.len())
+            .filter(|&i| needle.is_empty() || matches_filter(ps, i, &needle))
+            .collect();
         match self.sort {
             SortBy::Severity => {}
-            SortBy::Failures => visible.sort_by_key(|&i| std::cmp::Reverse(ps[i].contention_count)),
-            SortBy::Expiry => visible.sort_by_key(|&i| {
-                ps[i]
-                    .holders()
-                    .filter_map(|r| r.expires_at)
-                    .min()
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
-            }),
-            SortBy::Name => visible.sort_by(|&a, &b| natural_cmp(&ps[a].profile, &ps[b].profile)),
+            SortBy::Failures => {
+                visible.sort_by_key(|&i| std::cmp::Reverse(ps.contention_count(i)));
+            }
+            SortBy::Expiry => {
+                visible.sort_by_key(|&i| ps.first_expiry(i).unwrap_or(DateTime::<Utc>::MAX_UTC));
+            }
+            SortBy::Name => visible
+                .sort_by(|&a, &b| natural_cmp(ps.name(a).unwrap_or(""), ps.name(b).unwrap_or(""))),
         }
         self.visible = visible;
         self.selected = self.selected.min(self.visible.len().saturating_sub(1));
@@ -559,12 +565,8 @@ impl App {
     fn narrow(&mut self) {
         let Some(board) = &self.board else { return };
         let needle = self.filter.to_lowercase();
-        self.visible.retain(|&i| {
-            board
-                .profiles
-                .get(i)
-                .is_some_and(|p| matches_filter(p, &needle))
-        });
+        self.visible
+            .retain(|&i| matches_filter(&board.profiles, i, &needle));
         self.selected = self.selected.min(self.visible.len().saturating_sub(1));
     }
 
@@ -798,16 +800,9 @@ impl App {
     }
 }
 
-fn matches_filter(p: &ProfileView, needle: &str) -> bool {
-    contains_lowercased(&p.profile, needle)
-        || p.rows.iter().any(|r| {
-            r.owner
-                .as_deref()
-                .is_some_and(|o| contains_lowercased(o, needle))
-                || r.key
-                    .as_deref()
-                    .is_some_and(|k| contains_lowercased(k, needle))
-        })
+/// Whether the profile at `index` passes the filter `needle` (lowercase): its name, or a row's owner or key.
+fn matches_filter(profiles: &Profiles, index: usize, needle: &str) -> bool {
+    profiles.any_text(index, |text| contains_lowercased(text, needle))
 }
 
 /// Whether `hay` lowercased contains `needle` (lowercase already). An ASCII `hay` (every name the scale scene

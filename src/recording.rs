@@ -327,7 +327,7 @@ impl Recorder {
     pub fn poll_judged(&mut self, snapshot: &Snapshot, board: &Board) -> std::io::Result<()> {
         let statuses = board
             .profiles
-            .iter()
+            .judged()
             .filter(|p| p.status != Status::Ok)
             .map(|p| (p.profile.to_string(), p.status.word().to_owned()))
             .collect();

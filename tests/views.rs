@@ -707,3 +707,48 @@ fn the_header_counts_the_databases_deadlocks_and_those_since_locktop_started() {
         "{header}"
     );
 }
+
+/// At 50,000 profiles most are calm and known from their summaries, and their views are built when asked for:
+/// the screen asks for the page it shows, and finds and orders profiles without building the others.
+#[test]
+fn the_screen_builds_the_views_of_the_page_it_shows_and_no_others() {
+    use locktop::model::snapshot::ProfileSummary;
+    let summaries: Vec<ProfileSummary> = (0..10_000)
+        .map(|i| ProfileSummary {
+            group: Some(format!("p{i}").into()),
+            rows: 4,
+            held: 1,
+            sample_key: Some("SYM".into()),
+            sample_owner: Some(format!("w{i}").into()),
+            next_expiry: Some(fixtures::t(10 + i64::from(i % 20))),
+            ..ProfileSummary::default()
+        })
+        .collect();
+    let mut s = calm();
+    s.leases.clear();
+    s.summaries = std::sync::Arc::new(summaries);
+    let mut app = app_showing(s);
+    let built = |app: &App| app.board.as_ref().map_or(0, |b| b.profiles.built());
+    // A frame looks at a page from the first line shown and one from the end (not to leave empty lines at
+    // the bottom): at most two pages of views each.
+    let page = 40;
+    let t1 = render(&mut app, 120, 40, &theme());
+    assert!(format!("{}", t1.backend()).contains("p0 "));
+    assert!(built(&app) <= 2 * page, "{} views built", built(&app));
+    // The last page, the filter (by an owner's name), and each order: still a page or so each.
+    app.apply(Action::End);
+    let t2 = render(&mut app, 120, 40, &theme());
+    assert!(format!("{}", t2.backend()).contains("p9999 "));
+    assert!(built(&app) <= 4 * page, "{} views built", built(&app));
+    app.apply(Action::StartFilter);
+    for c in "w77".chars() {
+        app.apply(Action::FilterInput(c));
+    }
+    app.apply(Action::FilterDone);
+    assert_eq!(app.visible.len(), 111, "w77, w770–w779, w7700–w7799");
+    for _ in 0..3 {
+        app.apply(Action::CycleSort);
+        render(&mut app, 120, 40, &theme());
+    }
+    assert!(built(&app) <= 10 * page, "{} views built", built(&app));
+}

@@ -178,8 +178,11 @@ fn tally(rules: &rules::Rules, polls: impl Iterator<Item = Poll>) -> Tally {
         t.alerted += usize::from(board.escalated());
         t.unvouched += usize::from(!super::snapshot::vouches_for_calm(snapshot, &board));
         let mut contended_now = Vec::new();
-        for p in &board.profiles {
-            t.profiles.insert(p.profile.to_string());
+        // Every name, without building the calm profiles' views; what is not calm was judged.
+        t.profiles.extend(
+            (0..board.profiles.len()).filter_map(|i| Some(board.profiles.name(i)?.to_owned())),
+        );
+        for p in board.profiles.judged() {
             if p.status == Status::Ok {
                 continue;
             }

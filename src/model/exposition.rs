@@ -163,10 +163,14 @@ fn polls(out: &mut String, stats: &PollStats) {
 
 /// Profiles by status, and the per-profile series of the `top` that are not calm.
 fn profiles(out: &mut String, board: &Board, top: usize) {
+    // The calm profiles known from their summaries are counted, not built.
     let mut by_status: HashMap<Status, usize> = HashMap::new();
-    for p in &board.profiles {
+    let mut judged = 0;
+    for p in board.profiles.judged() {
         *by_status.entry(p.status).or_default() += 1;
+        judged += 1;
     }
+    *by_status.entry(Status::Ok).or_default() += board.profiles.len() - judged;
     let mut f = family(
         out,
         "locktop_profiles",
@@ -194,7 +198,7 @@ fn profiles(out: &mut String, board: &Board, top: usize) {
             *e = e.max(s);
         }
     }
-    let troubled = board.profiles.iter().filter(|p| p.status != Status::Ok);
+    let troubled = board.profiles.judged().filter(|p| p.status != Status::Ok);
     let mut listed: Vec<(&str, Figures)> = Vec::new();
     let mut other: Option<Figures> = None;
     let mut unlisted = 0_usize;

@@ -1,9 +1,9 @@
 //! One judgement of a feed's polls, shared by everyone who shows or keeps it: the history, recorded once a
-//! poll, and the evaluator that keeps the calm profiles' views between evaluations.
+//! poll, and the evaluator that keeps the calm profiles' places between evaluations.
 //!
 //! The dashboard's judge (the task that also feeds `--record` and `--on-alert`) records and evaluates each poll;
 //! the screen takes the board it made and evaluates again only on its clock's tick, with the same history and
-//! the same kept views. Without it, two histories and two sets of kept views of 50,000 profiles were built from
+//! the same kept places. Without it, two histories and two sets of kept views of 50,000 profiles were built from
 //! the same polls, on the cores the poller and the server need.
 //!
 //! The history sits behind a read-write lock that a writer holds only while it records a poll; evaluations and

@@ -171,26 +171,34 @@ fn line_count(p: &ProfileView, expanded: bool) -> usize {
 
 /// The first profile shown: it moves only as far as keeps the selected profile's line on the page, and no
 /// further up than fills the page from the end.
+/// It looks at the profiles of about a page around it and no others: at 50,000 profiles, most are not built
+/// until shown (see [`Profiles`](crate::model::rules::Profiles)).
 fn scroll(app: &App, page: usize) -> usize {
     let expanded = app.expanded;
-    let profiles: Vec<&ProfileView> = app.visible_profiles().collect();
-    let selected = app.selected.min(profiles.len().saturating_sub(1));
-    let mut first = app.scroll.min(selected);
-    while first < selected
-        && profiles[first..selected]
-            .iter()
-            .map(|p| line_count(p, expanded))
-            .sum::<usize>()
-            + 1
-            > page
-    {
-        first += 1;
+    let count = app.visible.len();
+    let lines = |i: usize| {
+        app.visible_from(i)
+            .next()
+            .map_or(1, |p| line_count(p, expanded))
+    };
+    let selected = app.selected.min(count.saturating_sub(1));
+    // The highest first line that still shows the selected profile's line: its own, and what fits above it.
+    let mut lowest = selected;
+    let mut used = 1;
+    while lowest > 0 {
+        let n = lines(lowest - 1);
+        if used + n > page {
+            break;
+        }
+        used += n;
+        lowest -= 1;
     }
+    let first = app.scroll.min(selected).max(lowest);
     // No empty lines at the bottom while profiles above are hidden.
     let mut used = 0;
-    let mut top = profiles.len();
+    let mut top = count;
     while top > 0 {
-        let n = line_count(profiles[top - 1], expanded);
+        let n = lines(top - 1);
         if used + n > page {
             break;
         }
@@ -207,7 +215,7 @@ fn page_lines(
     page: usize,
 ) -> Vec<(usize, Entry<'_>)> {
     let mut out = Vec::with_capacity(page);
-    for (i, p) in app.visible_profiles().enumerate().skip(app.scroll) {
+    for (i, p) in (app.scroll..).zip(app.visible_from(app.scroll)) {
         for e in columns::entries(p, now, app.expanded) {
             if out.len() == page {
                 return out;

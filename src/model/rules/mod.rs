@@ -11,6 +11,7 @@
 //! `view` holds what the rules give (statuses, rows, waits, alerts, the board); `profile` judges one profile;
 //! `triggers` holds the runbook's escalation triggers, one file each.
 
+mod calm;
 mod profile;
 pub mod triggers;
 mod view;
@@ -23,6 +24,8 @@ use hashbrown::{HashMap, HashSet};
 use super::history::{History, ProfileObservation, holders_fingerprint};
 use super::order::natural_cmp;
 use super::snapshot::{LeaseRow, PreparedXact, ProfileSummary, Session, Snapshot};
+pub use calm::Profiles;
+use calm::{Basis, calm_place};
 use profile::{Counts, RowWaits, profile_view, row_view, summary_row, wait_view};
 pub use view::{
     Alert, Board, Failures, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
@@ -172,14 +175,15 @@ pub fn evaluate(
 }
 
 /// The rules applied poll after poll (and again on the clock's tick), with work in proportion to what
-/// changed. The view of a calm profile known only from its summary is kept with its place in the board's
-/// order; while the summaries, the sessions their owners link to and the time the rows were read at stay the
-/// ones the views were judged from (the summaries are taken every few seconds, and the clock's tick and
-/// most polls come in between), only the profiles whose judgement could have changed are looked at: those
+/// changed. A calm profile known only from its summary is not judged into a view at all: the board holds it
+/// as the place of its summary, in its place in the board's order, and builds its view when asked (see
+/// [`Profiles`]). While the summaries, the sessions their owners link to and the time the rows were read at
+/// stay the ones the places were found from (the summaries are taken every few seconds, and the clock's tick
+/// and most polls come in between), only the profiles whose judgement could have changed are looked at: those
 /// read in detail, waited on or seen contended now, and those that were not calm last time. Of 50,000
 /// profiles, most are calm and summarised; the few that are contended, expired, waited on or read in detail
 /// are judged anew every time (their reasons count the seconds). When what they were judged from changed,
-/// every summary is looked at, and a kept view is used again if the view built anew would be the same.
+/// every summary is looked at.
 #[derive(Debug, Default)]
 pub struct Evaluator {
     /// What the latest evaluation kept, per target (`None` for a single database); `None` for a one-off
@@ -188,85 +192,26 @@ pub struct Evaluator {
     round: u64,
     /// Summaries the latest evaluation looked at.
     judged: usize,
+    /// Builds every view at evaluation, calm or not (the tests' reference for the views built when asked).
+    eager: bool,
 }
 
 /// What an evaluator keeps of one target's latest evaluation.
 #[derive(Debug, Default)]
 struct Kept {
-    /// The calm views of summarised profiles, by name: each with the evaluation that last used it and the
-    /// place of its summary among `basis`'s.
-    views: HashMap<ByName, (u64, usize)>,
-    /// The same views in the board's order: by name, since each is calm and was never contended.
-    order: Vec<Arc<ProfileView>>,
+    /// The calm summarised profiles, as the places of their summaries among `basis`'s, in the board's order:
+    /// by name, since each is calm and was never contended.
+    order: Vec<u32>,
     /// The other summarised profiles (not calm, or read in detail), with the places of their summaries.
     others: HashMap<Box<str>, usize>,
     /// What they were judged from.
-    basis: Option<Basis>,
+    basis: Option<Arc<Basis>>,
     /// The evaluation that last used them.
     round: u64,
 }
 
-/// What a summarised profile's view depends on besides its waiters, the contention the monitor observed
-/// and the time: the summaries, the time the rows were read at, and the pid of the session of each
-/// application name (a holder is linked to the session named after its owner).
-#[derive(Debug)]
-struct Basis {
-    summaries: Arc<Vec<ProfileSummary>>,
-    as_of: Option<DateTime<Utc>>,
-    links: HashMap<Box<str>, i32>,
-}
-
-impl Basis {
-    fn of(poll: &Summarised<'_>) -> Self {
-        Self {
-            summaries: Arc::clone(poll.summaries),
-            as_of: poll.as_of,
-            links: poll
-                .by_app
-                .iter()
-                .map(|(app, s)| (Box::from(*app), s.pid))
-                .collect(),
-        }
-    }
-
-    /// Whether `poll` judges its summarised profiles from the same things.
-    fn holds(&self, poll: &Summarised<'_>) -> bool {
-        Arc::ptr_eq(&self.summaries, poll.summaries)
-            && self.as_of == poll.as_of
-            && self.links.len() == poll.by_app.len()
-            && poll
-                .by_app
-                .iter()
-                .all(|(app, s)| self.links.get(*app) == Some(&s.pid))
-    }
-}
-
-/// A view kept by its profile's name, found by a borrowed name.
-#[derive(Debug)]
-struct ByName(Arc<ProfileView>);
-
-impl std::borrow::Borrow<str> for ByName {
-    fn borrow(&self) -> &str {
-        &self.0.profile
-    }
-}
-
-impl std::hash::Hash for ByName {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.profile.hash(state);
-    }
-}
-
-impl PartialEq for ByName {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.profile == other.0.profile
-    }
-}
-
-impl Eq for ByName {}
-
 impl Evaluator {
-    /// An evaluator that keeps the calm views from one evaluation to the next.
+    /// An evaluator that keeps the calm profiles' places from one evaluation to the next.
     pub fn new() -> Self {
         Self {
             kept: Some(HashMap::new()),
@@ -277,6 +222,15 @@ impl Evaluator {
     /// An evaluator for one evaluation: it keeps nothing.
     fn once() -> Self {
         Self::default()
+    }
+
+    /// An evaluator for one evaluation that builds every view as it judges it.
+    #[cfg(test)]
+    fn eager() -> Self {
+        Self {
+            eager: true,
+            ..Self::default()
+        }
     }
 
     /// The summaries the latest evaluation looked at: every one when what the views are judged from
@@ -299,17 +253,18 @@ impl Evaluator {
             history,
             rules,
             now,
+            eager: self.eager,
         };
         let board = if snapshot.parts.is_empty() {
             let (kept, judged) = self.kept_of(None);
             evaluate_one(snapshot, &judge, None, kept, judged)
         } else {
             let (mut profiles, mut waits, mut doubts, mut prepared) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                (Profiles::default(), Vec::new(), Vec::new(), Vec::new());
             for part in &snapshot.parts {
                 let (kept, judged) = self.kept_of(Some(&part.target));
                 let board = evaluate_one(&part.snapshot, &judge, Some(&part.target), kept, judged);
-                profiles.extend(board.profiles);
+                profiles.append(board.profiles);
                 waits.extend(board.waits);
                 doubts.extend(
                     board
@@ -319,9 +274,10 @@ impl Evaluator {
                 );
                 prepared.extend(part.snapshot.prepared.iter().cloned());
             }
+            profiles.sort(now);
             Board {
                 doubts,
-                ..board(profiles, &[], waits, &prepared, &judge)
+                ..board(profiles, waits, &prepared, &judge)
             }
         };
         // What this evaluation did not use is gone (a target no longer watched).
@@ -332,12 +288,12 @@ impl Evaluator {
         board
     }
 
-    fn kept_of(&mut self, target: Option<&str>) -> (Option<(&mut Kept, u64)>, &mut usize) {
+    fn kept_of(&mut self, target: Option<&str>) -> (Option<&mut Kept>, &mut usize) {
         let round = self.round;
         let kept = self.kept.as_mut().map(|kept| {
             let k = kept.entry(target.map(str::to_owned)).or_default();
             k.round = round;
-            (k, round)
+            k
         });
         (kept, &mut self.judged)
     }
@@ -349,6 +305,8 @@ struct Judge<'a> {
     history: &'a History,
     rules: &'a Rules,
     now: DateTime<Utc>,
+    /// Whether calm summarised profiles are built into views too (see [`Evaluator::eager`]).
+    eager: bool,
 }
 
 impl Judge<'_> {
@@ -375,20 +333,19 @@ impl Judge<'_> {
     }
 }
 
-/// The board of these profiles and waits: in the runbook's order, with the alerts they and the blocking
+/// The board of these profiles (in the runbook's order) and waits, with the alerts they and the blocking
 /// prepared transactions raise.
 fn board(
-    mut profiles: Vec<Arc<ProfileView>>,
-    calm: &[Arc<ProfileView>],
+    profiles: Profiles,
     waits: Vec<WaitView>,
     prepared: &[PreparedXact],
     judge: &Judge<'_>,
 ) -> Board {
     let now = judge.now;
-    sort_profiles(&mut profiles, now);
-    let profiles = with_calm(profiles, calm);
+    // A calm profile raises nothing: the triggers look at the others.
+    let judged: Vec<Arc<ProfileView>> = profiles.judged().cloned().collect();
     let alerts = triggers::fire(&triggers::Facts {
-        profiles: &profiles,
+        profiles: &judged,
         prepared,
         rules: judge.rules,
         now,
@@ -458,7 +415,7 @@ fn evaluate_one(
     snapshot: &Snapshot,
     judge: &Judge<'_>,
     target: Option<&str>,
-    kept: Option<(&mut Kept, u64)>,
+    kept: Option<&mut Kept>,
     judged: &mut usize,
 ) -> Board {
     let sessions: HashMap<i32, &Session> = snapshot.sessions.iter().map(|s| (s.pid, s)).collect();
@@ -516,7 +473,7 @@ fn evaluate_one(
             judge.view((profile, name_read), rows, counts, as_of)
         })
         .collect();
-    let calm = Summarised {
+    let (calm, basis) = Summarised {
         summaries: &snapshot.summaries,
         as_of,
         detailed: &detailed,
@@ -528,15 +485,12 @@ fn evaluate_one(
     // They borrow the waits' names, which move into the board.
     drop((detailed, on_rows));
     let doubts = unattributed(&waits);
+    sort_profiles(&mut profiles, judge.now);
+    let profiles = Profiles::with_calm(profiles, &calm, Some(&basis));
     Board {
         doubts,
-        ..board(profiles, &calm, waits, &snapshot.prepared, judge)
+        ..board(profiles, waits, &snapshot.prepared, judge)
     }
-}
-
-/// Whether a summarised profile's view is one an evaluator keeps: calm, and so never contended.
-fn calm_summarised(view: &ProfileView) -> bool {
-    view.status == Status::Ok && !view.detailed
 }
 
 /// What the profiles known only from their summaries are judged with: the rest of the poll.
@@ -550,62 +504,79 @@ struct Summarised<'a> {
     judge: &'a Judge<'a>,
 }
 
+/// A summarised profile judged.
+enum Judged {
+    /// Read in detail: its view is made of its rows.
+    Detailed,
+    /// Calm: its view is built when asked for, from the summary at this place.
+    Calm(u32),
+    /// Not calm (or calm, judged by an eager evaluator): its view.
+    View(Arc<ProfileView>),
+}
+
 impl Summarised<'_> {
-    /// The views of the summarised profiles: those not calm are put in `profiles`, the calm ones are given in
-    /// order (and kept in `kept`, if any). `judged` counts the summaries looked at.
+    /// The views of the summarised profiles that are not calm, put in `profiles`; and the places of the calm
+    /// ones' summaries by name, with what their views are built from (both kept in `kept`, if any). `judged`
+    /// counts the summaries looked at.
     fn views<'k>(
         &self,
-        kept: Option<(&'k mut Kept, u64)>,
+        kept: Option<&'k mut Kept>,
         judged: &mut usize,
         profiles: &mut Vec<Arc<ProfileView>>,
-    ) -> std::borrow::Cow<'k, [Arc<ProfileView>]> {
-        let Some((kept, round)) = kept else {
-            let (hot, calm) = self.all(None);
+    ) -> (std::borrow::Cow<'k, [u32]>, Arc<Basis>) {
+        let basis = || Arc::new(Basis::of(self.summaries, self.as_of, self.by_app));
+        let Some(kept) = kept else {
+            let (hot, calm) = self.all(&mut HashMap::new());
             *judged += self.summaries.len();
             profiles.extend(hot);
-            return std::borrow::Cow::Owned(calm);
+            return (std::borrow::Cow::Owned(calm), basis());
         };
-        if kept.basis.as_ref().is_some_and(|b| b.holds(self)) {
-            let (hot, looked) = self.changed(kept, round);
+        let held = kept
+            .basis
+            .as_ref()
+            .filter(|b| b.holds(self.summaries, self.as_of, self.by_app));
+        if let Some(held) = held.cloned() {
+            let (hot, looked) = self.changed(kept);
             *judged += looked;
             profiles.extend(hot);
-        } else {
-            kept.others.clear();
-            let (hot, calm) = self.all(Some((&mut *kept, round)));
-            kept.views.retain(|_, (used, _)| *used == round);
-            kept.order = calm;
-            kept.basis = Some(Basis::of(self));
-            *judged += self.summaries.len();
-            profiles.extend(hot);
+            return (std::borrow::Cow::Borrowed(kept.order.as_slice()), held);
         }
-        std::borrow::Cow::Borrowed(kept.order.as_slice())
+        kept.others.clear();
+        let (hot, calm) = self.all(&mut kept.others);
+        kept.order = calm;
+        let basis = basis();
+        kept.basis = Some(Arc::clone(&basis));
+        *judged += self.summaries.len();
+        profiles.extend(hot);
+        (std::borrow::Cow::Borrowed(kept.order.as_slice()), basis)
     }
 
-    /// Every summarised profile judged (a kept view used again where it still shows the same): the views
-    /// not calm, and the calm ones by name.
-    fn all(
-        &self,
-        mut kept: Option<(&mut Kept, u64)>,
-    ) -> (Vec<Arc<ProfileView>>, Vec<Arc<ProfileView>>) {
+    /// Every summarised profile judged: the views of those not calm, and the places of the calm ones by name.
+    /// The places of those not calm (or read in detail) go in `others`.
+    fn all(&self, others: &mut HashMap<Box<str>, usize>) -> (Vec<Arc<ProfileView>>, Vec<u32>) {
         let (mut hot, mut calm) = (Vec::new(), Vec::with_capacity(self.summaries.len()));
         for place in 0..self.summaries.len() {
-            let kept = kept.as_mut().map(|(k, round)| (&mut **k, *round));
-            match self.view(place, kept) {
-                Some(v) if calm_summarised(&v) => calm.push(v),
-                Some(v) => hot.push(v),
-                None => {}
+            match self.judged(place) {
+                Judged::Calm(place) => calm.push(place),
+                Judged::Detailed => {
+                    others.insert(Box::from(self.name(place)), place);
+                }
+                Judged::View(view) => {
+                    others.insert(Box::from(self.name(place)), place);
+                    hot.push(view);
+                }
             }
         }
         // The summaries come in name order, as a rule: the sort finds them so.
-        calm.sort_by(|a, b| natural_cmp(&a.profile, &b.profile));
+        calm.sort_by(|&a, &b| natural_cmp(self.name(a as usize), self.name(b as usize)));
         (hot, calm)
     }
 
     /// The summarised profiles whose judgement could have changed since `kept`'s evaluation, which judged
     /// the same summaries with the same links (see [`Basis`]): those read in detail, waited on or seen
-    /// contended now, and those not calm then. Every other keeps its view. The views not calm, and how many
-    /// summaries were looked at.
-    fn changed(&self, kept: &mut Kept, round: u64) -> (Vec<Arc<ProfileView>>, usize) {
+    /// contended now, and those not calm then. Every other stays calm in its place. The views not calm, and
+    /// how many summaries were looked at.
+    fn changed(&self, kept: &mut Kept) -> (Vec<Arc<ProfileView>>, usize) {
         let history = self.judge.history;
         let rules = self.judge.rules;
         let others = std::mem::take(&mut kept.others);
@@ -617,54 +588,52 @@ impl Summarised<'_> {
             .chain(history.observed_within(self.judge.now, rules.ttl))
             .filter(|name| !others.contains_key(*name))
             .collect();
-        let places: Vec<usize> = others
+        // Each with whether it was calm.
+        let places: Vec<(usize, bool)> = others
             .values()
-            .copied()
-            .chain(
-                now_hot
-                    .iter()
-                    .filter_map(|name| kept.views.get(*name).map(|&(_, place)| place)),
-            )
+            .map(|&place| (place, false))
+            .chain(now_hot.iter().filter_map(|name| {
+                let at = self.place_in(&kept.order, name).ok()?;
+                Some((kept.order[at] as usize, true))
+            }))
             .collect();
         let (mut hot, mut gone, mut come) = (Vec::new(), Vec::new(), Vec::new());
-        for &place in &places {
-            let name = display_value(self.summaries[place].group.as_deref());
-            let before = kept
-                .views
-                .get_key_value(name)
-                .map(|(k, _)| Arc::clone(&k.0));
-            let view = self.view(place, Some((kept, round)));
-            let calm = view.as_ref().filter(|v| calm_summarised(v));
-            match (before, calm) {
-                (Some(b), Some(v)) if Arc::ptr_eq(&b, v) => {}
-                (before, calm) => {
-                    gone.extend(before);
-                    come.extend(calm.cloned());
+        for &(place, was_calm) in &places {
+            let judged = self.judged(place);
+            if was_calm && !matches!(judged, Judged::Calm(_)) {
+                gone.push(place);
+            }
+            match judged {
+                Judged::Calm(place) => {
+                    if !was_calm {
+                        come.push(place);
+                    }
+                }
+                Judged::Detailed => {
+                    kept.others.insert(Box::from(self.name(place)), place);
+                }
+                Judged::View(view) => {
+                    kept.others.insert(Box::from(self.name(place)), place);
+                    hot.push(view);
                 }
             }
-            hot.extend(view.filter(|v| !calm_summarised(v)));
         }
-        reorder(&mut kept.order, &gone, come);
+        self.reorder(&mut kept.order, &gone, come);
         (hot, places.len())
     }
 
-    /// The view of the profile of the summary at `place` (with its owner's session and its counts), or none
-    /// when it is read in detail: the one kept from the last evaluation if it still shows it, else built anew
-    /// (and kept, if calm).
-    fn view(&self, place: usize, kept: Option<(&mut Kept, u64)>) -> Option<Arc<ProfileView>> {
+    /// The profile of the summary at `place` judged (with its owner's session and its counts).
+    fn judged(&self, place: usize) -> Judged {
         let summary = &self.summaries[place];
         let Judge {
             history,
             rules,
             now,
+            eager,
         } = *self.judge;
         let profile = display_value(summary.group.as_deref());
         if self.detailed.contains(profile) {
-            if let Some((kept, _)) = kept {
-                kept.views.remove(profile);
-                kept.others.insert(Box::from(profile), place);
-            }
-            return None;
+            return Judged::Detailed;
         }
         let counts = self.on_rows.counts(
             profile,
@@ -672,124 +641,68 @@ impl Summarised<'_> {
             usize::try_from(summary.held).unwrap_or(0),
             false,
         );
-        let linked = summary
-            .sample_owner
-            .as_deref()
-            .and_then(|o| self.by_app.get(o).copied());
         // Calm now: no waiter, and no contention the monitor observed within a TTL (a summarised row never
         // reads as expired, and its summary carries no contention).
         let calm_now = counts.waiters == 0
             && history
                 .observed_episode(profile)
                 .is_none_or(|(_, last)| now - last > rules.ttl);
-        let anew = || {
-            let rows = summary_row(summary, linked).into_iter().collect();
+        if let Some(place) = calm_place(place).filter(|_| calm_now && !eager) {
+            return Judged::Calm(place);
+        }
+        let linked = summary.sample_owner.as_deref().and_then(|owner| {
+            self.by_app
+                .get_key_value(owner)
+                .map(|(app, session)| (*app, session.pid))
+        });
+        let rows = summary_row(summary, linked).into_iter().collect();
+        Judged::View(
             self.judge
-                .view((profile, summary.group.as_ref()), rows, counts, self.as_of)
-        };
-        let Some((kept, round)) = kept else {
-            return Some(anew());
-        };
-        if calm_now
-            && let Some((view, used)) = kept.views.get_key_value_mut(profile)
-            && still_shows(&view.0, summary, linked, &counts, self.as_of)
-        {
-            *used = (round, place);
-            return Some(Arc::clone(&view.0));
-        }
-        let view = anew();
-        // The kept view (if any) goes: an insert would keep its key, which is the view.
-        kept.views.remove(profile);
-        if calm_summarised(&view) {
-            kept.views.insert(ByName(Arc::clone(&view)), (round, place));
-        } else {
-            kept.others.insert(Box::from(profile), place);
-        }
-        Some(view)
+                .view((profile, summary.group.as_ref()), rows, counts, self.as_of),
+        )
     }
-}
 
-/// Puts the kept calm views `order` (by name) right after some of them went and others came.
-fn reorder(
-    order: &mut Vec<Arc<ProfileView>>,
-    gone: &[Arc<ProfileView>],
-    mut come: Vec<Arc<ProfileView>>,
-) {
-    if gone.is_empty() && come.is_empty() {
-        return;
+    /// The name of the profile of the summary at `place`.
+    fn name(&self, place: usize) -> &str {
+        display_value(self.summaries[place].group.as_deref())
     }
-    let mut places: Vec<usize> = gone
-        .iter()
-        .filter_map(|g| {
-            order
-                .binary_search_by(|v| natural_cmp(&v.profile, &g.profile))
-                .ok()
-        })
-        .collect();
-    places.sort_unstable();
-    let mut places = places.into_iter().peekable();
-    let staying: Vec<Arc<ProfileView>> = std::mem::take(order)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| places.next_if_eq(i).is_none())
-        .map(|(_, v)| v)
-        .collect();
-    come.sort_by(|a, b| natural_cmp(&a.profile, &b.profile));
-    *order = with_calm(come, &staying);
-}
 
-/// `profiles` in the board's order with the calm summarised views `calm` (by name) in their places: after
-/// every profile that is not calm or was contended, and by name among the rest.
-fn with_calm(profiles: Vec<Arc<ProfileView>>, calm: &[Arc<ProfileView>]) -> Vec<Arc<ProfileView>> {
-    if calm.is_empty() {
-        return profiles;
+    /// Where `name` is (or would go) among `order`, places of summaries by name.
+    fn place_in(&self, order: &[u32], name: &str) -> Result<usize, usize> {
+        order.binary_search_by(|&p| natural_cmp(self.name(p as usize), name))
     }
-    let quiet = |p: &ProfileView| p.status == Status::Ok && p.contended_since.is_none();
-    let ahead = profiles.partition_point(|p| !quiet(p));
-    let mut out = Vec::with_capacity(profiles.len() + calm.len());
-    let mut profiles = profiles.into_iter();
-    out.extend(profiles.by_ref().take(ahead));
-    let mut rest = calm;
-    for p in profiles {
-        let at = rest.partition_point(|q| natural_cmp(&q.profile, &p.profile).is_lt());
-        out.extend_from_slice(&rest[..at]);
-        rest = &rest[at..];
-        out.push(p);
-    }
-    out.extend_from_slice(rest);
-    out
-}
 
-/// Whether `kept`, a calm summarised profile's view, is the view its summary, the session of the summary's
-/// owner and its counts would give now (see [`summary_row`] and [`profile_view`]: a calm summarised
-/// profile's view depends on nothing else, not even the time).
-fn still_shows(
-    kept: &ProfileView,
-    summary: &ProfileSummary,
-    linked: Option<&Session>,
-    counts: &Counts,
-    as_of: Option<DateTime<Utc>>,
-) -> bool {
-    let row_shows = |r: &RowView| {
-        r.summarised
-            && r.key == summary.sample_key
-            && r.owner == summary.sample_owner
-            && r.expires_at == summary.next_expiry
-            && r.acquired_at == summary.sample_acquired_at
-            && r.pid == linked.map(|l| l.pid)
-            && r.application.as_deref() == linked.and_then(|l| l.application.as_deref())
-    };
-    kept.status == Status::Ok
-        && !kept.detailed
-        && kept.rows_as_of == as_of
-        && usize::try_from(kept.row_count) == Ok(counts.rows)
-        && usize::try_from(kept.held_count) == Ok(counts.held)
-        && kept.waiters == counts.waiters
-        && match &*kept.rows {
-            [] => summary.held == 0,
-            [row] => summary.held != 0 && row_shows(row),
-            _ => false,
+    /// Puts the calm places `order` (by name) right after some of them went and others came.
+    fn reorder(&self, order: &mut Vec<u32>, gone: &[usize], mut come: Vec<u32>) {
+        if gone.is_empty() && come.is_empty() {
+            return;
         }
+        let mut at: Vec<usize> = gone
+            .iter()
+            .filter_map(|&g| self.place_in(order, self.name(g)).ok())
+            .collect();
+        at.sort_unstable();
+        let mut at = at.into_iter().peekable();
+        let staying: Vec<u32> = std::mem::take(order)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| at.next_if_eq(i).is_none())
+            .map(|(_, p)| p)
+            .collect();
+        come.sort_by(|&a, &b| natural_cmp(self.name(a as usize), self.name(b as usize)));
+        let mut merged = Vec::with_capacity(staying.len() + come.len());
+        let mut staying = staying.into_iter().peekable();
+        for c in come {
+            while let Some(s) = staying
+                .next_if(|&s| natural_cmp(self.name(s as usize), self.name(c as usize)).is_lt())
+            {
+                merged.push(s);
+            }
+            merged.push(c);
+        }
+        merged.extend(staying);
+        *order = merged;
+    }
 }
 
 /// Waits on lease rows that no profile could be named for (a conflicting INSERT not yet committed leaves no
@@ -877,7 +790,15 @@ mod tests {
         let rules = Rules::default();
         let mut h = History::default();
         record(&mut h, s, &rules);
-        evaluate(s, &h, &rules, t(now))
+        let board = evaluate(s, &h, &rules, t(now));
+        // Its calm profiles, built when asked for, are the views judging them gives.
+        assert_eq!(board, eager(s, &h, &rules, t(now)));
+        board
+    }
+
+    /// The board with every view built as it is judged: the reference for the views built when asked for.
+    fn eager(s: &Snapshot, h: &History, rules: &Rules, now: DateTime<Utc>) -> Board {
+        Evaluator::eager().evaluate(s, h, rules, now)
     }
 
     /// A session whose application name is `app`.
@@ -985,7 +906,7 @@ mod tests {
     }
 
     #[test]
-    fn an_evaluator_that_keeps_calm_views_gives_the_board_a_fresh_evaluation_gives() {
+    fn an_evaluator_that_keeps_calm_places_gives_the_board_judging_every_view_gives() {
         let rules = Rules::default();
         let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
         let summaries = |owner| -> Vec<ProfileSummary> {
@@ -996,15 +917,14 @@ mod tests {
         let (mut a, mut b) = (Arc::new(summaries("w1")), Arc::new(summaries("w2")));
         let (mut one, mut several) = (Evaluator::new(), Evaluator::new());
         let mut history = History::default();
-        // Views the board kept from the one before, with one database and with two; evaluations that looked
-        // at only some of the summaries (the ones whose judgement could have changed).
-        let (mut kept, mut some) = ([0, 0], [0, 0]);
-        let mut last: Option<Board> = None;
+        // Calm profiles the boards held unbuilt, with one database and with two; evaluations that looked at
+        // only some of the summaries (the ones whose judgement could have changed).
+        let (mut unbuilt, mut some) = ([0, 0], [0, 0]);
         for at in 10..400 {
             let two = at >= 300;
             let mut s = changing(&mut dice, at, &mut a);
             if two {
-                // Two databases, with the same profile names: each has its own kept views.
+                // Two databases, with the same profile names: each has its own kept places.
                 let other = changing(&mut dice, at, &mut b);
                 s.parts = [("a", s.clone()), ("b", other)]
                     .map(|(target, snapshot)| Part {
@@ -1020,20 +940,16 @@ mod tests {
             for now in [t(at), t(at) + Duration::milliseconds(500)] {
                 let evaluator = if two { &mut several } else { &mut one };
                 let board = evaluator.evaluate(&s, &history, &rules, now);
-                assert_eq!(board, evaluate(&s, &history, &rules, now), "at {at}");
+                unbuilt[usize::from(two)] += board.profiles.len() - board.profiles.judged().count();
+                assert_eq!(board, eager(&s, &history, &rules, now), "at {at}");
                 let all = if two { 32 } else { 16 };
                 some[usize::from(two)] += usize::from(evaluator.summaries_judged() < all);
-                if let Some(last) = &last {
-                    kept[usize::from(two)] += board
-                        .profiles
-                        .iter()
-                        .filter(|p| last.profiles.iter().any(|q| Arc::ptr_eq(p, q)))
-                        .count();
-                }
-                last = Some(board);
             }
         }
-        assert!(kept[0] > 4_000 && kept[1] > 1_600, "views kept: {kept:?}");
+        assert!(
+            unbuilt[0] > 4_000 && unbuilt[1] > 1_600,
+            "unbuilt: {unbuilt:?}"
+        );
         assert!(some[0] > 400 && some[1] > 150, "looked at some: {some:?}");
     }
 
@@ -1051,7 +967,7 @@ mod tests {
         s.sessions.push(session(42, "w1"));
         let judged = |e: &mut Evaluator, s: &Snapshot, h: &History, now| {
             let board = e.evaluate(s, h, &rules, t(now));
-            assert_eq!(board, evaluate(s, h, &rules, t(now)), "at {now}");
+            assert_eq!(board, eager(s, h, &rules, t(now)), "at {now}");
             (e.summaries_judged(), board)
         };
         assert_eq!(judged(&mut e, &s, &history, 10).0, 10_000);
@@ -1131,15 +1047,21 @@ mod tests {
     }
 
     #[test]
-    fn a_calm_views_kept_until_its_summary_or_its_owners_session_changes() {
+    fn a_calm_summarised_profile_is_built_when_asked_for_with_its_summary_and_its_owners_session() {
         let rules = Rules::default();
         let history = History::default();
         let mut e = Evaluator::new();
         let mut s = snapshot(10, Vec::new());
         s.summaries = Arc::new(vec![summary("calm", Some("w1"), 40)]);
         let first = e.evaluate(&s, &history, &rules, t(10));
-        let again = e.evaluate(&s, &history, &rules, t(11));
-        assert!(Arc::ptr_eq(&first.profiles[0], &again.profiles[0]));
+        // Judged calm, not built: its name, owner and expiry are read from the summary.
+        assert_eq!(first.profiles.judged().count(), 0);
+        assert_eq!(first.profiles.name(0), Some("calm"));
+        assert!(first.profiles.any_text(0, |t| t == "w1"));
+        assert_eq!(first.profiles.first_expiry(0), Some(t(40)));
+        // Built when asked for, once.
+        assert!(Arc::ptr_eq(&first.profiles[0], &first.profiles[0]));
+        assert_eq!(first.profiles[0].rows[0].pid, None);
         // Its owner's session appears: the view links it.
         s.sessions.push(session(42, "w1"));
         let linked = e.evaluate(&s, &history, &rules, t(12));
@@ -1158,7 +1080,7 @@ mod tests {
         let waited = e.evaluate(&s, &history, &rules, t(14));
         assert_eq!(waited.profiles[0].status, Status::Contended);
         let later = e.evaluate(&s, &history, &rules, t(15));
-        assert!(!Arc::ptr_eq(&waited.profiles[0], &later.profiles[0]));
+        assert_eq!(later.profiles.judged().count(), 1);
         assert_eq!(
             &*later.profiles[0].reasons,
             ["contended for 3s: 1 waiting on row locks"]
@@ -1333,7 +1255,7 @@ mod tests {
         };
         let mut last = Board {
             now: t(0),
-            profiles: Vec::new(),
+            profiles: Profiles::default(),
             waits: Vec::new(),
             alerts: Vec::new(),
             doubts: Vec::new(),

@@ -108,8 +108,8 @@ pub(super) struct Counts {
 /// The row standing for a summarised profile: its held row that expires first (the summary names its key,
 /// owner and acquisition). The screen says how many more it holds; the dashboard reads them all for the
 /// profiles it shows expanded.
-/// `linked`: the session whose application name is the owner's.
-pub(super) fn summary_row(s: &ProfileSummary, linked: Option<&Session>) -> Option<RowView> {
+/// `linked`: the application name and pid of the session whose application name is the owner's.
+pub(super) fn summary_row(s: &ProfileSummary, linked: Option<(&str, i32)>) -> Option<RowView> {
     if s.held == 0 {
         return None;
     }
@@ -118,8 +118,8 @@ pub(super) fn summary_row(s: &ProfileSummary, linked: Option<&Session>) -> Optio
         owner: s.sample_owner.clone(),
         expires_at: s.next_expiry,
         acquired_at: s.sample_acquired_at,
-        pid: linked.map(|l| l.pid),
-        application: linked.and_then(|l| l.application.as_deref().map(Box::from)),
+        pid: linked.map(|(_, pid)| pid),
+        application: linked.map(|(app, _)| Box::from(app)),
         prepared: None,
         failures: None,
         waiters: 0,

@@ -34,7 +34,7 @@ impl Status {
 /// One lease row of a profile, as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowView {
-    /// Shared with the rows and aggregates read (a view of each of 50,000 profiles is kept).
+    /// Shared with the rows and aggregates read (a report builds a view of each of 50,000 profiles).
     pub key: Option<Arc<str>>,
     pub owner: Option<Arc<str>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -42,7 +42,7 @@ pub struct RowView {
     /// The backend that holds it, where it could be linked: owner token equal to an `application_name`, or
     /// the backend that row-lock waiters on this row wait for.
     pub pid: Option<i32>,
-    /// Boxed: 8 bytes less each than a `String` (a view of each of 50,000 profiles is kept).
+    /// Boxed: 8 bytes less each than a `String` (a report builds a view of each of 50,000 profiles).
     pub application: Option<Box<str>>,
     /// The prepared transaction that holds its row lock (it has no pid), by its gid.
     pub prepared: Option<Box<str>>,
@@ -56,7 +56,7 @@ pub struct RowView {
 }
 
 /// A row's bookkeeping of failed acquisitions: boxed in its [`RowView`], which most rows need no room for (a
-/// calm profile known from its summary has none, and a view of each of 50,000 is kept).
+/// calm profile known from its summary has none, and a report builds a view of each of 50,000).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Failures {
     pub count: Option<i64>,
@@ -109,8 +109,8 @@ impl RowView {
 /// A profile with its rows, status and reasons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileView {
-    /// Shared with the rows and aggregates read. This and the boxed lists keep a view small: one of each of
-    /// 50,000 profiles is kept, and two while a refresh of the aggregates replaces them.
+    /// Shared with the rows and aggregates read. This and the boxed lists keep a view small: a report, or an
+    /// operator paging through every profile, builds one of each of 50,000.
     pub profile: Arc<str>,
     pub status: Status,
     pub reasons: Box<[String]>,
@@ -344,9 +344,9 @@ impl Alert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
     pub now: DateTime<Utc>,
-    /// Most severe first, then longest contended, then by name (digit runs by value). Shared: an
-    /// [`Evaluator`](super::Evaluator) keeps the calm ones for its next board.
-    pub profiles: Vec<std::sync::Arc<ProfileView>>,
+    /// Most severe first, then longest contended, then by name (digit runs by value); a calm profile known
+    /// only from its summary is built when asked for.
+    pub profiles: super::Profiles,
     pub waits: Vec<WaitView>,
     pub alerts: Vec<Alert>,
     /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
@@ -411,9 +411,9 @@ pub fn sort_profiles(profiles: &mut [std::sync::Arc<ProfileView>], now: DateTime
 mod tests {
     use super::*;
 
-    /// A view of each of 50,000 profiles is kept, and two while a refresh of the aggregates replaces them: a
+    /// A report builds a view of each of 50,000 profiles (and a board keeps those built while it is shown): a
     /// calm profile's view (in its `Arc`, two counts ahead of it) and its one row each fit the allocator's
-    /// 112-byte class. At 144 and 128 bytes they took the 160-byte class, about 5 MB more a generation.
+    /// 112-byte class. At 144 and 128 bytes they took the 160-byte class, about 5 MB more for 50,000.
     #[test]
     fn a_calm_views_two_allocations_fit_in_112_bytes_each() {
         let in_arc = std::mem::size_of::<ProfileView>() + 2 * std::mem::size_of::<usize>();
