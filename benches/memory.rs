@@ -2,8 +2,9 @@
 //! allocator: `cargo bench --bench memory --features heap-stats`.
 //!
 //! It prints the bytes held by the mirror of the rows, one generation of aggregates, the rows that matter, the
-//! history, and the views the evaluator keeps with their board; then what a refresh of the aggregates adds
-//! while the last board is still shown (as the screen holds it until the next arrives): the highest the heap
+//! history, and the board with what the evaluator keeps (the views of the profiles that are not calm, the
+//! calm ones as the places of their summaries) and a page of views built for the screen; then what a refresh
+//! of the aggregates adds while the last board is still shown (as the screen holds it until the next arrives): the highest the heap
 //! goes each few seconds, and what the resident memory follows. The system allocator counts here, the sizes
 //! are its own; the dashboard's mimalloc rounds allocations to its size classes instead.
 
@@ -100,8 +101,18 @@ fn main() {
     let board = evaluator.evaluate(&snapshot, &history, &rules, at);
     held(
         &mut since,
-        &format!("the views kept and their board ({})", board.profiles.len()),
+        &format!(
+            "the board ({} of {} judged) and what is kept",
+            board.profiles.judged().count(),
+            board.profiles.len()
+        ),
     );
+    // The screen builds the views of the page it shows (the calm profiles' are built when asked for).
+    let page = 40;
+    for i in (board.profiles.len() - page)..board.profiles.len() {
+        std::hint::black_box(board.profiles.get(i));
+    }
+    held(&mut since, &format!("a page of views built ({page})"));
     // A refresh that moved every profile's first expiry (as renewals do within a few seconds), while the
     // last board is still on screen: the next generation of aggregates and of views, beside the last.
     let summaries = Arc::new(
@@ -120,6 +131,6 @@ fn main() {
         ..snapshot
     };
     let next = evaluator.evaluate(&refreshed, &history, &rules, at);
-    held(&mut since, "and of views, while the last board is shown");
+    held(&mut since, "and of the board, while the last is shown");
     std::hint::black_box((board, next));
 }

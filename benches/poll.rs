@@ -360,9 +360,9 @@ fn mirror_work() {
 }
 
 /// The history's record and the rules' evaluation of a poll of `snapshot` at `at`: from nothing; by an
-/// evaluator that kept the calm views of its last evaluation, of the same summaries (the clock's tick, and
-/// the polls between two refreshes of the summaries) and of summaries taken anew (equal ones, so that every
-/// kept view is used again: the most an evaluation after a refresh looks at without building views).
+/// evaluator that kept the calm profiles' places of its last evaluation, of the same summaries (the clock's
+/// tick, and the polls between two refreshes of the summaries) and of summaries taken anew (every summary
+/// looked at again; the calm profiles' views are built by no evaluation, only when asked for).
 fn evaluation_work(snapshot: &Snapshot, at: chrono::DateTime<Utc>) {
     let rules = Rules::default();
     let mut history = History::default();
@@ -413,7 +413,7 @@ fn evaluation_work(snapshot: &Snapshot, at: chrono::DateTime<Utc>) {
     }
     println!(
         "evaluation of {} profiles ({} rows in detail): the history's record median {:.2} ms, of a poll with \
-         the same summaries {:.2} ms ({fed} profiles fed); evaluation from nothing median {:.2} ms; by an evaluator that kept the calm views, after the summaries were taken anew \
+         the same summaries {:.2} ms ({fed} profiles fed); evaluation from nothing median {:.2} ms; by an evaluator that kept the calm places, after the summaries were taken anew \
          median {:.2} ms ({} summaries looked at), between two refreshes median {:.2} ms ({} looked at)",
         snapshot.summaries.len(),
         snapshot.leases.len(),
