@@ -152,11 +152,11 @@ impl Profiles {
     pub(super) fn with_calm(
         views: Vec<Arc<ProfileView>>,
         calm: &[u32],
-        basis: Option<&Arc<Basis>>,
+        basis: &Arc<Basis>,
     ) -> Self {
-        let Some(basis) = basis.filter(|_| !calm.is_empty()) else {
+        if calm.is_empty() {
             return views.into();
-        };
+        }
         let quiet = |p: &ProfileView| p.status == Status::Ok && p.contended_since.is_none();
         let ahead = views.partition_point(|p| !quiet(p));
         let mut entries = Vec::with_capacity(views.len() + calm.len());

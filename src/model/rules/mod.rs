@@ -486,7 +486,7 @@ fn evaluate_one(
     drop((detailed, on_rows));
     let doubts = unattributed(&waits);
     sort_profiles(&mut profiles, judge.now);
-    let profiles = Profiles::with_calm(profiles, &calm, Some(&basis));
+    let profiles = Profiles::with_calm(profiles, &calm, &basis);
     Board {
         doubts,
         ..board(profiles, waits, &snapshot.prepared, judge)
