@@ -122,8 +122,13 @@ impl Keys {
         if let Some(&n) = self.numbers.get(key) {
             return Key(n);
         }
-        // Fewer distinct keys than 4 billion: the mirror of one row each would not fit in memory.
-        let n = u32::try_from(self.names.len()).unwrap_or(Key::NONE.0 - 1);
+        // Fewer distinct keys than 4 billion: the mirror of one row each would not fit in memory. Were there
+        // more, the last number would stand for every later key, which is not named again.
+        let last = Key::NONE.0 - 1;
+        let n = u32::try_from(self.names.len()).map_or(last, |n| n.min(last));
+        if n == last && self.names.len() > last as usize {
+            return Key(n);
+        }
         let name: Arc<str> = Arc::from(key);
         self.names.push(Arc::clone(&name));
         self.numbers.insert(name, n);
@@ -135,6 +140,7 @@ impl Keys {
         self.names.get(key.0 as usize)
     }
 
+    /// The name of the key numbered `key`, as text.
     fn text(&self, key: Key) -> Option<&str> {
         self.name(key).map(|k| &**k)
     }
