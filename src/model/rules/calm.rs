@@ -62,6 +62,12 @@ impl Basis {
         display_value(self.summaries[place].group.as_deref())
     }
 
+    /// The summary at `place`, if its profile holds a row: the row standing for it is its sample (see
+    /// [`summary_row`]), read here without making it.
+    fn sample(&self, place: usize) -> Option<&ProfileSummary> {
+        Some(&self.summaries[place]).filter(|s| s.held != 0)
+    }
+
     /// The row standing for the profile of the summary at `place`, if it holds one.
     fn row(&self, place: usize) -> Option<RowView> {
         let s = &self.summaries[place];
@@ -259,7 +265,10 @@ impl Profiles {
             }
             let basis = &self.sources[e.source as usize];
             found(basis.name(e.place as usize))
-                || basis.row(e.place as usize).is_some_and(|r| texts(&r))
+                || basis.sample(e.place as usize).is_some_and(|s| {
+                    s.sample_owner.as_deref().is_some_and(&found)
+                        || s.sample_key.as_deref().is_some_and(&found)
+                })
         })
     }
 
@@ -269,9 +278,9 @@ impl Profiles {
         match e.view.get() {
             Some(v) => v.holders().filter_map(|r| r.expires_at).min(),
             None => self.sources[e.source as usize]
-                .row(e.place as usize)
-                .filter(|r| r.owner.is_some())
-                .and_then(|r| r.expires_at),
+                .sample(e.place as usize)
+                .filter(|s| s.sample_owner.is_some())
+                .and_then(|s| s.next_expiry),
         }
     }
 
@@ -351,5 +360,66 @@ mod tests {
     #[test]
     fn a_calm_profiles_entry_takes_24_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    /// What the screen finds and orders profiles by reads the same before a calm profile's view is built as
+    /// after: its name, its held row's owner and key, and that row's expiry (none when it holds none).
+    #[test]
+    fn a_calm_profile_is_found_and_ordered_alike_built_or_not() {
+        use crate::model::test_clock::t;
+        let summaries: Vec<ProfileSummary> = (0..6_i64)
+            .map(|i| ProfileSummary {
+                group: (i != 5).then(|| format!("p{i}").into()),
+                rows: 2,
+                held: i64::from(i != 1),
+                sample_key: (i != 2).then(|| "SYM".into()),
+                sample_owner: (i != 3).then(|| format!("w{i}").into()),
+                next_expiry: Some(t(10 + i)),
+                ..ProfileSummary::default()
+            })
+            .collect();
+        let session = Session {
+            pid: 42,
+            application: Some("w0".into()),
+            user: None,
+            client_addr: None,
+            state: None,
+            query: None,
+            xact_start: None,
+            state_change: None,
+            wait_event: None,
+            backend_type: None,
+            leader_pid: None,
+        };
+        let by_app: HashMap<&str, &Session> = [("w0", &session)].into_iter().collect();
+        let basis = Arc::new(Basis::of(&Arc::new(summaries), Some(t(5)), &by_app));
+        let profiles = Profiles::with_calm(Vec::new(), &[0, 1, 2, 3, 4, 5], &basis);
+        let read = |ps: &Profiles| -> Vec<_> {
+            (0..ps.len())
+                .map(|i| {
+                    let found =
+                        ["p", "w", "SYM", "NULL", "x"].map(|n| ps.any_text(i, |t| t.contains(n)));
+                    (
+                        ps.name(i).map(str::to_owned),
+                        found,
+                        ps.first_expiry(i),
+                        ps.contention_count(i),
+                    )
+                })
+                .collect()
+        };
+        let unbuilt = read(&profiles);
+        assert_eq!(profiles.built(), 0);
+        assert_eq!(profiles[0].rows[0].pid, Some(42));
+        assert_eq!(profiles[5].profile.as_ref(), "NULL");
+        assert!(profiles[1].rows.is_empty());
+        for i in 0..profiles.len() {
+            assert!(profiles.get(i).is_some());
+        }
+        assert_eq!(profiles.built(), 6);
+        assert_eq!(read(&profiles), unbuilt);
+        assert_eq!(unbuilt[1].2, None, "p1 holds no row");
+        assert_eq!(unbuilt[3].2, None, "p3's row has no owner");
+        assert_eq!(unbuilt[4].2, Some(t(14)));
     }
 }
