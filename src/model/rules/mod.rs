@@ -8,10 +8,11 @@
 //! - and, across profiles, an alert when two or more are contended at once.
 
 //!
-//! `view` holds what the rules give (statuses, rows, waits, alerts, the board); `profile` judges one profile;
-//! `triggers` holds the runbook's escalation triggers, one file each.
+//! `view` holds what the rules give (statuses, rows, waits, alerts); `board` the board that holds them, with
+//! the calm profiles it builds when asked for; `profile` judges one profile; `triggers` holds the runbook's
+//! escalation triggers, one file each.
 
-mod calm;
+mod board;
 mod profile;
 pub mod triggers;
 mod view;
@@ -24,11 +25,11 @@ use hashbrown::{HashMap, HashSet};
 use super::history::{History, ProfileObservation, holders_fingerprint};
 use super::order::natural_cmp;
 use super::snapshot::{LeaseRow, PreparedXact, ProfileSummary, Session, Snapshot};
-pub use calm::Profiles;
-use calm::{Basis, calm_place};
+use board::{Basis, calm_place};
+pub use board::{Board, Profiles};
 use profile::{Counts, RowWaits, profile_view, row_view, summary_row, wait_view};
 pub use view::{
-    Alert, Board, Failures, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
+    Alert, Failures, ProfileView, RowView, Status, WaitView, blocker_names, display_value,
     human_duration, sort_profiles,
 };
 

@@ -1,5 +1,5 @@
 //! What the rules give the screen and the report: a profile's status, its rows and reasons, the waits with
-//! what is known of the waiter, the alerts, and the board that holds them all.
+//! what is known of the waiter, and the alerts (the board that holds them all is `board`'s).
 
 use std::sync::Arc;
 
@@ -337,27 +337,6 @@ impl Alert {
             | Self::PreparedBlocking { message, .. }
             | Self::DeadlockBurst { message, .. } => message,
         }
-    }
-}
-
-/// Everything the screen and the JSON report show, computed once per snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Board {
-    pub now: DateTime<Utc>,
-    /// Most severe first, then longest contended, then by name (digit runs by value); a calm profile known
-    /// only from its summary is built when asked for.
-    pub profiles: super::Profiles,
-    pub waits: Vec<WaitView>,
-    pub alerts: Vec<Alert>,
-    /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
-    /// lease rows that no profile could be named for.
-    pub doubts: Vec<String>,
-}
-
-impl Board {
-    /// Whether any escalation trigger fired (the `snapshot` command's exit status 2).
-    pub fn escalated(&self) -> bool {
-        !self.alerts.is_empty()
     }
 }
 

@@ -1,9 +1,10 @@
-//! The board's profiles in its order, most of them not built: of 50,000 profiles most are calm and known only
-//! from their summaries, and the view of such a profile depends on nothing but its summary, the session its
-//! owner links to and the time the summaries were read at. The board holds it as the place of its summary and
-//! builds its view the first time it is asked for (a line on the page, a report), then keeps it. A board of
-//! 50,000 views built at every refresh of the summaries, while the screen still held the last one, was a
-//! third of the dashboard's live heap.
+//! The board: everything the screen and the report show of a snapshot. Its profiles are in the runbook's
+//! order, most of them not built: of 50,000 profiles most are calm and known only from their summaries, and
+//! the view of such a profile depends on nothing but its summary, the session its owner links to and the
+//! time the summaries were read at. The board holds it as the place of its summary and builds its view the
+//! first time it is asked for (a line on the page, a report), then keeps it. A board of 50,000 views built at
+//! every refresh of the summaries, while the screen still held the last one, was a third of the dashboard's
+//! live heap.
 
 use std::ops::Index;
 use std::sync::{Arc, OnceLock};
@@ -14,7 +15,28 @@ use hashbrown::HashMap;
 use super::super::order::natural_cmp;
 use super::super::snapshot::{ProfileSummary, Session};
 use super::profile::summary_row;
-use super::view::{ProfileView, RowView, Status, display_value};
+use super::view::{Alert, ProfileView, RowView, Status, WaitView, display_value};
+
+/// Everything the screen and the JSON report show, computed once per snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub now: DateTime<Utc>,
+    /// Most severe first, then longest contended, then by name (digit runs by value); a calm profile known
+    /// only from its summary is built when asked for.
+    pub profiles: Profiles,
+    pub waits: Vec<WaitView>,
+    pub alerts: Vec<Alert>,
+    /// What keeps the board from vouching for calm, besides what the snapshot itself could not read: waits on
+    /// lease rows that no profile could be named for.
+    pub doubts: Vec<String>,
+}
+
+impl Board {
+    /// Whether any escalation trigger fired (the `snapshot` command's exit status 2).
+    pub fn escalated(&self) -> bool {
+        !self.alerts.is_empty()
+    }
+}
 
 /// What a calm summarised profile's view is built from: the summaries, the time the rows were read at, and
 /// the pid of the session of each application name (a holder is linked to the session named after its
