@@ -257,14 +257,17 @@ impl Evaluator {
             eager: self.eager,
         };
         let board = if snapshot.parts.is_empty() {
-            let (kept, judged) = self.kept_of(None);
-            evaluate_one(snapshot, &judge, None, kept, judged)
+            let (board, looked) = evaluate_one(snapshot, &judge, None, self.kept_of(None));
+            self.judged += looked;
+            board
         } else {
             let (mut profiles, mut waits, mut doubts, mut prepared) =
                 (Profiles::default(), Vec::new(), Vec::new(), Vec::new());
             for part in &snapshot.parts {
-                let (kept, judged) = self.kept_of(Some(&part.target));
-                let board = evaluate_one(&part.snapshot, &judge, Some(&part.target), kept, judged);
+                let kept = self.kept_of(Some(&part.target));
+                let (board, looked) =
+                    evaluate_one(&part.snapshot, &judge, Some(&part.target), kept);
+                self.judged += looked;
                 profiles.append(board.profiles);
                 waits.extend(board.waits);
                 doubts.extend(
@@ -289,14 +292,13 @@ impl Evaluator {
         board
     }
 
-    fn kept_of(&mut self, target: Option<&str>) -> (Option<&mut Kept>, &mut usize) {
+    fn kept_of(&mut self, target: Option<&str>) -> Option<&mut Kept> {
         let round = self.round;
-        let kept = self.kept.as_mut().map(|kept| {
+        self.kept.as_mut().map(|kept| {
             let k = kept.entry(target.map(str::to_owned)).or_default();
             k.round = round;
             k
-        });
-        (kept, &mut self.judged)
+        })
     }
 }
 
@@ -412,13 +414,13 @@ impl<'a> OnRows<'a> {
     }
 }
 
+/// The board of one database's snapshot, and how many summaries it looked at.
 fn evaluate_one(
     snapshot: &Snapshot,
     judge: &Judge<'_>,
     target: Option<&str>,
     kept: Option<&mut Kept>,
-    judged: &mut usize,
-) -> Board {
+) -> (Board, usize) {
     let sessions: HashMap<i32, &Session> = snapshot.sessions.iter().map(|s| (s.pid, s)).collect();
     let by_app: HashMap<&str, &Session> = snapshot
         .sessions
@@ -474,7 +476,7 @@ fn evaluate_one(
             judge.view((profile, name_read), rows, counts, as_of)
         })
         .collect();
-    let (calm, basis) = Summarised {
+    let calm = Summarised {
         summaries: &snapshot.summaries,
         as_of,
         detailed: &detailed,
@@ -482,16 +484,17 @@ fn evaluate_one(
         by_app: &by_app,
         judge,
     }
-    .views(kept, judged, &mut profiles);
+    .views(kept, &mut profiles);
     // They borrow the waits' names, which move into the board.
     drop((detailed, on_rows));
     let doubts = unattributed(&waits);
     sort_profiles(&mut profiles, judge.now);
-    let profiles = Profiles::with_calm(profiles, &calm, &basis);
-    Board {
+    let profiles = Profiles::with_calm(profiles, &calm.places, &calm.basis);
+    let board = Board {
         doubts,
         ..board(profiles, waits, &snapshot.prepared, judge)
-    }
+    };
+    (board, calm.looked)
 }
 
 /// What the profiles known only from their summaries are judged with: the rest of the poll.
@@ -505,6 +508,16 @@ struct Summarised<'a> {
     judge: &'a Judge<'a>,
 }
 
+/// The calm summarised profiles of an evaluation.
+struct Calm<'k> {
+    /// The places of their summaries, by name.
+    places: std::borrow::Cow<'k, [u32]>,
+    /// What their views are built from.
+    basis: Arc<Basis>,
+    /// How many summaries the evaluation looked at.
+    looked: usize,
+}
+
 /// A summarised profile judged.
 enum Judged {
     /// Read in detail: its view is made of its rows.
@@ -516,40 +529,45 @@ enum Judged {
 }
 
 impl Summarised<'_> {
-    /// The views of the summarised profiles that are not calm, put in `profiles`; and the places of the calm
-    /// ones' summaries by name, with what their views are built from (both kept in `kept`, if any). `judged`
-    /// counts the summaries looked at.
+    /// The views of the summarised profiles that are not calm, put in `profiles`; and the calm ones (kept in
+    /// `kept`, if any).
     fn views<'k>(
         &self,
         kept: Option<&'k mut Kept>,
-        judged: &mut usize,
         profiles: &mut Vec<Arc<ProfileView>>,
-    ) -> (std::borrow::Cow<'k, [u32]>, Arc<Basis>) {
+    ) -> Calm<'k> {
         let basis = || Arc::new(Basis::of(self.summaries, self.as_of, self.by_app));
         let Some(kept) = kept else {
-            let (hot, calm) = self.all(&mut HashMap::new());
-            *judged += self.summaries.len();
+            let (hot, places) = self.all(&mut HashMap::new());
             profiles.extend(hot);
-            return (std::borrow::Cow::Owned(calm), basis());
+            return Calm {
+                places: std::borrow::Cow::Owned(places),
+                basis: basis(),
+                looked: self.summaries.len(),
+            };
         };
         let held = kept
             .basis
             .as_ref()
             .filter(|b| b.holds(self.summaries, self.as_of, self.by_app));
-        if let Some(held) = held.cloned() {
+        let (basis, looked) = if let Some(held) = held.cloned() {
             let (hot, looked) = self.changed(kept);
-            *judged += looked;
             profiles.extend(hot);
-            return (std::borrow::Cow::Borrowed(kept.order.as_slice()), held);
+            (held, looked)
+        } else {
+            kept.others.clear();
+            let (hot, places) = self.all(&mut kept.others);
+            profiles.extend(hot);
+            kept.order = places;
+            let basis = basis();
+            kept.basis = Some(Arc::clone(&basis));
+            (basis, self.summaries.len())
+        };
+        Calm {
+            places: std::borrow::Cow::Borrowed(kept.order.as_slice()),
+            basis,
+            looked,
         }
-        kept.others.clear();
-        let (hot, calm) = self.all(&mut kept.others);
-        kept.order = calm;
-        let basis = basis();
-        kept.basis = Some(Arc::clone(&basis));
-        *judged += self.summaries.len();
-        profiles.extend(hot);
-        (std::borrow::Cow::Borrowed(kept.order.as_slice()), basis)
     }
 
     /// Every summarised profile judged: the views of those not calm, and the places of the calm ones by name.
