@@ -315,12 +315,12 @@ impl History {
         observations: impl IntoIterator<Item = (&'a str, ProfileObservation)>,
     ) {
         self.carried = None;
-        self.fed = 0;
-        let seq = self.push_poll(false);
-        for (profile, seen) in observations {
-            self.feed(seq, (now, ttl), profile, Seen::All(seen));
-        }
-        self.prune();
+        self.record_seen(
+            (now, ttl),
+            observations
+                .into_iter()
+                .map(|(profile, seen)| (profile, Seen::All(seen))),
+        );
     }
 
     /// Remembers that the poll just recorded fed every profile of these summaries (one list per database):
@@ -360,16 +360,28 @@ impl History {
         detailed: impl IntoIterator<Item = (&'a str, ProfileObservation)>,
         waited: impl IntoIterator<Item = (&'a str, u32)>,
     ) {
+        let detailed = detailed
+            .into_iter()
+            .map(|(profile, seen)| (profile, Seen::All(seen)));
+        let waited = waited
+            .into_iter()
+            .map(|(profile, waiters)| (profile, Seen::Waiters(waiters)));
+        self.record_seen((now, ttl), detailed.chain(waited));
+    }
+
+    /// Records a poll that saw these profiles; the profiles of the summaries carried, if any, count as seen.
+    fn record_seen<'a>(
+        &mut self,
+        (now, ttl): (DateTime<Utc>, chrono::Duration),
+        seen: impl IntoIterator<Item = (&'a str, Seen)>,
+    ) {
         let seq = self.push_poll(false);
         self.fed = 0;
         if let Some(c) = &mut self.carried {
             c.seen = seq;
         }
-        for (profile, seen) in detailed {
-            self.feed(seq, (now, ttl), profile, Seen::All(seen));
-        }
-        for (profile, waiters) in waited {
-            self.feed(seq, (now, ttl), profile, Seen::Waiters(waiters));
+        for (profile, seen) in seen {
+            self.feed(seq, (now, ttl), profile, seen);
         }
         self.prune();
     }
