@@ -25,7 +25,7 @@
 //! a failure within the TTL, a held row past its expiry, a profile in focus) and, now and then, one summary per
 //! profile, computed here instead of by the server.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -250,9 +250,9 @@ struct Window {
     at: u64,
     /// The table's size in pages at the last read: the next read takes every page from there on.
     tail: u64,
-    /// Held rows past their expiry to look up (those not found are gone), and those that looked so at the
-    /// last read.
-    confirm: VecDeque<RowName>,
+    /// Held rows past their expiry to look up (those not found are gone), each once in the order they were
+    /// found, and those that looked so at the last read.
+    confirm: indexmap::IndexSet<RowName>,
     expired: BTreeSet<RowName>,
     /// The last read ended a cycle of the sweep.
     cycle_done: bool,
@@ -275,7 +275,7 @@ impl Window {
             pages: pages.max(MIN_WINDOW),
             at: 0,
             tail,
-            confirm: VecDeque::new(),
+            confirm: indexmap::IndexSet::new(),
             expired: BTreeSet::new(),
             cycle_done: false,
             read_at: BTreeMap::from([(0, mark)]),
@@ -882,7 +882,7 @@ impl Mirror {
         if let (Some(expired), Some(w)) = (expired, self.window.as_mut()) {
             for name in &expired {
                 if w.cycle_done || !w.expired.contains(name) {
-                    w.confirm.push_back(name.clone());
+                    w.confirm.insert(name.clone());
                 }
             }
             w.expired = expired;
@@ -1675,6 +1675,35 @@ mod tests {
         );
         m.rows_that_matter(at(12), ttl, &[]);
         assert!(window(&m).3.is_empty(), "not again within the cycle");
+    }
+
+    /// When the lookups fall behind (more held rows past their expiry than a cycle of polls looks up, as when
+    /// a slow sweep leaves renewals unseen), each row waits in the queue once: the end of each cycle queued
+    /// every such row again, and the queue grew by the difference every cycle, without end.
+    #[test]
+    fn a_row_to_look_up_is_queued_once_however_far_the_lookups_fall_behind() {
+        let dead: Vec<LeaseRow> = (0..200)
+            .map(|i| row(&format!("p{i}"), "S0", Some("gone"), 5))
+            .collect();
+        let mut m = windowed(&dead, 60);
+        let ttl = chrono::Duration::seconds(30);
+        m.apply_window(refs(&[]), window_read(102, 120), at(10), (MS, MS));
+        m.rows_that_matter(at(10), ttl, &[]);
+        for poll in 0..40_u32 {
+            let asked = window(&m).3;
+            assert_eq!(asked.len(), CONFIRM_MAX, "poll {poll}");
+            // Every row looked up is found, still past its expiry.
+            let found: Vec<LeaseRow> = asked
+                .iter()
+                .map(|(g, k)| row(g, k, Some("gone"), 5))
+                .collect();
+            let now = at(11 + i64::from(poll));
+            m.apply_window(refs(&found), window_read(103 + poll, 120), now, (MS, MS));
+            m.rows_that_matter(now, ttl, &[]);
+            let queued = m.window.as_ref().map_or(0, |w| w.confirm.len());
+            assert!(queued <= dead.len(), "poll {poll}: {queued} queued");
+        }
+        assert_eq!(m.len(), dead.len());
     }
 
     #[test]
