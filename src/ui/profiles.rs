@@ -181,31 +181,20 @@ fn scroll(app: &App, page: usize) -> usize {
             .next()
             .map_or(1, |p| line_count(p, expanded))
     };
+    // The first of the profiles before `end` that fit on the page with `used` lines taken.
+    let fit_before = |end: usize, mut used: usize| {
+        let mut first = end;
+        while let Some(n) = first.checked_sub(1).map(lines).filter(|n| used + n <= page) {
+            used += n;
+            first -= 1;
+        }
+        first
+    };
     let selected = app.selected.min(count.saturating_sub(1));
-    // The highest first line that still shows the selected profile's line: its own, and what fits above it.
-    let mut lowest = selected;
-    let mut used = 1;
-    while lowest > 0 {
-        let n = lines(lowest - 1);
-        if used + n > page {
-            break;
-        }
-        used += n;
-        lowest -= 1;
-    }
-    let first = app.scroll.min(selected).max(lowest);
-    // No empty lines at the bottom while profiles above are hidden.
-    let mut used = 0;
-    let mut top = count;
-    while top > 0 {
-        let n = lines(top - 1);
-        if used + n > page {
-            break;
-        }
-        used += n;
-        top -= 1;
-    }
-    first.min(top)
+    // No further down than still shows the selected profile's line (one line of it), and no empty lines at
+    // the bottom while profiles above are hidden.
+    let first = app.scroll.min(selected).max(fit_before(selected, 1));
+    first.min(fit_before(count, 0))
 }
 
 /// The lines on the page from the first profile shown, each with its profile's place in the visible list.

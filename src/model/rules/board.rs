@@ -400,19 +400,7 @@ mod tests {
                 ..ProfileSummary::default()
             })
             .collect();
-        let session = Session {
-            pid: 42,
-            application: Some("w0".into()),
-            user: None,
-            client_addr: None,
-            state: None,
-            query: None,
-            xact_start: None,
-            state_change: None,
-            wait_event: None,
-            backend_type: None,
-            leader_pid: None,
-        };
+        let session = super::super::tests::session(42, "w0");
         let by_app: HashMap<&str, &Session> = [("w0", &session)].into_iter().collect();
         let basis = Arc::new(Basis::of(&Arc::new(summaries), Some(t(5)), &by_app));
         let profiles = Profiles::with_calm(Vec::new(), &[0, 1, 2, 3, 4, 5], &basis);

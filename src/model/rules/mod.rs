@@ -821,7 +821,7 @@ mod tests {
     }
 
     /// A session whose application name is `app`.
-    fn session(pid: i32, app: &str) -> Session {
+    pub(super) fn session(pid: i32, app: &str) -> Session {
         Session {
             pid,
             application: Some(app.into()),
