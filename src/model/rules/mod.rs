@@ -607,24 +607,24 @@ impl Summarised<'_> {
             .chain(history.observed_within(self.judge.now, rules.ttl))
             .filter(|name| !others.contains_key(*name))
             .collect();
-        // Each with whether it was calm.
-        let places: Vec<(usize, bool)> = others
+        // Each with where it is among the calm places, if it was calm.
+        let places: Vec<(usize, Option<usize>)> = others
             .values()
-            .map(|&place| (place, false))
+            .map(|&place| (place, None))
             .chain(now_hot.iter().filter_map(|name| {
                 let at = self.place_in(&kept.order, name).ok()?;
-                Some((kept.order[at] as usize, true))
+                Some((kept.order[at] as usize, Some(at)))
             }))
             .collect();
         let (mut hot, mut gone, mut come) = (Vec::new(), Vec::new(), Vec::new());
-        for &(place, was_calm) in &places {
+        for &(place, calm_at) in &places {
             let judged = self.judged(place);
-            if was_calm && !matches!(judged, Judged::Calm(_)) {
-                gone.push(place);
+            if let Some(at) = calm_at.filter(|_| !matches!(judged, Judged::Calm(_))) {
+                gone.push(at);
             }
             match judged {
                 Judged::Calm(place) => {
-                    if !was_calm {
+                    if calm_at.is_none() {
                         come.push(place);
                     }
                 }
@@ -637,7 +637,7 @@ impl Summarised<'_> {
                 }
             }
         }
-        self.reorder(&mut kept.order, &gone, come);
+        self.reorder(&mut kept.order, gone, come);
         (hot, places.len())
     }
 
@@ -691,17 +691,14 @@ impl Summarised<'_> {
         order.binary_search_by(|&p| natural_cmp(self.name(p as usize), name))
     }
 
-    /// Puts the calm places `order` (by name) right after some of them went and others came.
-    fn reorder(&self, order: &mut Vec<u32>, gone: &[usize], mut come: Vec<u32>) {
+    /// Puts the calm places `order` (by name) right after those at `gone` (indexes into it) went and `come`
+    /// came.
+    fn reorder(&self, order: &mut Vec<u32>, mut gone: Vec<usize>, mut come: Vec<u32>) {
         if gone.is_empty() && come.is_empty() {
             return;
         }
-        let mut at: Vec<usize> = gone
-            .iter()
-            .filter_map(|&g| self.place_in(order, self.name(g)).ok())
-            .collect();
-        at.sort_unstable();
-        let mut at = at.into_iter().peekable();
+        gone.sort_unstable();
+        let mut at = gone.into_iter().peekable();
         let staying: Vec<u32> = std::mem::take(order)
             .into_iter()
             .enumerate()
