@@ -837,9 +837,13 @@ fn csi(n: u16, letter: u8) -> Vec<u8> {
     out
 }
 
-/// The absolute position, 0-based in, 1-based out (`ESC[row;colH`, `ESC[rowH` for the first column).
+/// The absolute position, 0-based in, 1-based out (`ESC[row;colH`; a 1 left out, which ECMA-48 reads as the
+/// default: `ESC[rowH` for the first column, `ESC[;colH` on the first row, `ESC[H` for both).
 fn cup(x: u16, y: u16) -> Vec<u8> {
-    let mut out = format!("\x1b[{}", y + 1).into_bytes();
+    let mut out = b"\x1b[".to_vec();
+    if y > 0 {
+        out.extend((y + 1).to_string().bytes());
+    }
     if x > 0 {
         out.extend(format!(";{}", x + 1).bytes());
     }
@@ -899,10 +903,11 @@ const ATTRIBUTES: [(Modifier, &str, &str); 9] = [
 ];
 
 /// The one SGR sequence from `from` (unknown: `None`) to `to`: only what differs, or a reset and what is
-/// wanted, whichever is shorter.
+/// wanted, whichever is shorter. The reset is an empty first parameter, which ECMA-48 reads as 0: `ESC[m`,
+/// `ESC[;1;31m`.
 fn sgr(from: Option<Pen>, to: Pen) -> Vec<u8> {
     let whole = {
-        let mut params = vec!["0".to_owned()];
+        let mut params = vec![String::new()];
         params.extend(
             ATTRIBUTES
                 .iter()
@@ -1065,7 +1070,7 @@ impl<W: Write> Backend for Lean<W> {
         }
         // Erasing fills with the current background: the default one first.
         if self.track.pen != Some(Pen::default()) {
-            self.out.write_all(b"\x1b[0m")?;
+            self.out.write_all(b"\x1b[m")?;
             self.track.pen = Some(Pen::default());
         }
         let (code, whole) = match clear_type {
@@ -1685,6 +1690,51 @@ mod tests {
     }
 
     #[test]
+    fn a_parameter_that_is_the_default_is_left_out_and_the_terminal_reads_it_so() {
+        assert_eq!(cup(0, 0), b"\x1b[H");
+        assert_eq!(cup(56, 0), b"\x1b[;57H");
+        assert_eq!(cup(0, 4), b"\x1b[5H");
+        assert_eq!(cup(94, 4), b"\x1b[5;95H");
+        let red = Pen {
+            fg: Color::Red,
+            ..Pen::default()
+        };
+        let underlined = Pen {
+            modifier: Modifier::UNDERLINED,
+            ..Pen::default()
+        };
+        let bold_red = Pen {
+            modifier: Modifier::BOLD,
+            ..red
+        };
+        let mut bytes = cup(9, 2);
+        for (pen, text) in [(bold_red, "BR"), (underlined, "U"), (Pen::default(), "N")] {
+            bytes.extend(sgr(None, pen));
+            bytes.extend(text.bytes());
+        }
+        bytes.extend(cup(4, 0));
+        bytes.extend(sgr(Some(Pen::default()), red));
+        bytes.push(b'x');
+        bytes.extend(cup(0, 0));
+        bytes.push(b'Z');
+        assert!(
+            bytes.windows(3).any(|w| w == b"[;1") && bytes.windows(2).any(|w| w == b"[m"),
+            "{bytes:?}"
+        );
+        let mut parser = vt100::Parser::new(6, 40, 0);
+        parser.process(&bytes);
+        let screen = parser.screen();
+        let cell = |x: u16, y: u16| screen.cell(y, x).expect("cell");
+        assert_eq!(screen.contents(), "Z   x\n\n         BRUN");
+        assert!(cell(9, 2).bold() && cell(9, 2).fgcolor() == vt100::Color::Idx(1));
+        let u = cell(11, 2);
+        assert!(u.underline() && !u.bold() && u.fgcolor() == vt100::Color::Default);
+        let n = cell(12, 2);
+        assert!(!n.underline() && !n.bold() && n.fgcolor() == vt100::Color::Default);
+        assert!(!cell(4, 0).bold() && cell(4, 0).fgcolor() == vt100::Color::Idx(1));
+    }
+
+    #[test]
     fn an_sgr_change_is_one_sequence_with_only_what_differs() {
         let plain = Pen::default();
         let bold_red = Pen {
@@ -1692,7 +1742,7 @@ mod tests {
             modifier: Modifier::BOLD | Modifier::DIM,
             ..plain
         };
-        assert_eq!(sgr(None, bold_red), b"\x1b[0;1;2;31m");
+        assert_eq!(sgr(None, bold_red), b"\x1b[;1;2;31m");
         assert_eq!(sgr(Some(plain), bold_red), b"\x1b[1;2;31m");
         // Dim goes: 22 ends bold too, so bold is set again.
         let bold = Pen {
@@ -1700,7 +1750,7 @@ mod tests {
             ..bold_red
         };
         assert_eq!(sgr(Some(bold_red), bold), b"\x1b[22;1m");
-        assert_eq!(sgr(Some(bold_red), plain), b"\x1b[0m");
+        assert_eq!(sgr(Some(bold_red), plain), b"\x1b[m");
         let grey = Pen {
             fg: Color::Indexed(244),
             ..plain
