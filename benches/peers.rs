@@ -221,13 +221,15 @@ fn replay(dir: &std::path::Path) {
     let counter = common::Counting::default();
     let mut lean = locktop::cmd::lean::Lean::with_size(counter.clone(), COLS, ROWS);
     let mut shown = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, COLS, ROWS));
-    let (mut bytes, mut floor, mut seconds) = (0, 0, std::collections::BTreeSet::new());
+    let (mut bytes, mut seconds) = (0, std::collections::BTreeSet::new());
+    // The floor of the window's frames, from colours not known at its start.
+    let mut floor = locktop::cmd::lean::Floor::default();
     for (second, frame) in &frames {
         let before = counter.0.load(Ordering::Relaxed);
         ratatui::backend::Backend::draw(&mut lean, shown.diff(frame).into_iter()).expect("draw");
         if (5..35).contains(second) {
             bytes += counter.0.load(Ordering::Relaxed) - before;
-            floor += locktop::cmd::lean::floor_bytes(&shown, frame);
+            floor.frame(&shown, frame);
             seconds.insert(*second);
         }
         shown = frame.clone();
@@ -239,7 +241,7 @@ fn replay(dir: &std::path::Path) {
         dir.display(),
         per_s(bytes),
         seconds.len(),
-        per_s(floor),
-        per_s(bytes) / per_s(floor),
+        per_s(floor.bytes()),
+        per_s(bytes) / per_s(floor.bytes()),
     );
 }

@@ -6,9 +6,10 @@
 //!   frame), and what a poll costs it while the filter stands (the judge's board taken, filtered, drawn);
 //! - bytes written per second in steady state into a counting writer, at 120×40 with 30 countdowns ticking,
 //!   and at 180×40 on a quiet screen with four lock waits: through locktop's backend (`cmd::lean`), through
-//!   crossterm's (what ratatui offers), and the floor (`lean::floor_bytes`, a lower bound: each changed cell's
-//!   bytes, the cheapest move to each run of them from the end of another, three or four bytes per colouring
-//!   beyond one), and the time locktop's backend takes to encode a frame;
+//!   crossterm's (what ratatui offers), and the floor (`lean::Floor`, a lower bound: each changed cell's
+//!   bytes, the cheapest move to each run of them from the end of another, and the cheapest SGR sequences
+//!   through the colours they need, from the colours the frame before could leave), and the time locktop's
+//!   backend takes to encode a frame;
 //! - the real binary in a pseudo-terminal against a throwaway cluster at 1 s polling: bytes per second on the
 //!   terminal and CPU (utime + stime from /proc) over 20 s of an idle screen.
 
@@ -365,15 +366,15 @@ fn floor_per_second(
 ) -> f64 {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
     let mut shown: Option<ratatui::buffer::Buffer> = None;
-    let mut bytes = 0;
+    let mut floor = locktop::cmd::lean::Floor::default();
     play(&mut terminal, (theme, glyphs), profiles, waits, |t, _| {
         let now = t.backend().buffer().clone();
         if let Some(shown) = &shown {
-            bytes += locktop::cmd::lean::floor_bytes(shown, &now);
+            floor.frame(shown, &now);
         }
         shown = Some(now);
     });
-    bytes as f64 / SECONDS as f64
+    floor.bytes() as f64 / SECONDS as f64
 }
 
 fn count_frames<B: ratatui::backend::Backend>(

@@ -637,76 +637,253 @@ impl Track {
     }
 }
 
-/// A lower bound on the bytes any backend that moves the cursor with control characters, `CSI` sequences and
-/// reprinting must send for the change from `prev` to `next`, in any order: each changed cell's own bytes;
-/// the moves to each run of changed cells, each from the end of another run or (the first) from anywhere
-/// (see [`least_moves`] and [`least_move`]); and for each colouring the changed
-/// cells need beyond one already set, three bytes (`ESC[m`) or four (`ESC[1m`, the shortest that sets
-/// anything). A yardstick for the benchmarks. It leaves out the terminal's own moves of text (scrolling,
-/// deleting a character), with which this backend can beat it, and tricks that leave the terminal changed
-/// after locktop exits or that no backend here uses: tab stops set anew, the saved cursor (`ESC 7`, `ESC 8`).
-pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
-    let mut bytes = 0;
-    // Each run's start and the cell after its end.
-    let mut runs: Vec<Run> = Vec::new();
-    let mut pens: Vec<Pen> = Vec::new();
-    for (x, y, cell) in prev.diff(next) {
-        // A cell that only changed in what does not show (a blank's foreground colour) need not be sent.
-        let was = &prev[(x, y)];
-        if Known::new(was.symbol(), Pen::of(was)) == Known::new(cell.symbol(), Pen::of(cell)) {
-            continue;
+/// A lower bound on the bytes any backend that moves the cursor with control characters, `CSI` sequences,
+/// SGR sequences and reprinting must send for a run of frames, each drawn over the last, in any order: for
+/// each frame, each changed cell's own bytes and the moves to each run of changed cells, each from the end
+/// of another run or (the first) from where the last frame left the cursor: the end of its last run, as
+/// moving it on would cost more (see [`least_moves`] and [`least_move`]; before the first frame, anywhere);
+/// and the changes of
+/// colours and attributes the changed cells need, each priced at its shortest SGR sequence, with the colours
+/// one frame leaves the terminal in carried into the next (see [`walks`]). A yardstick for the benchmarks. It
+/// leaves out the terminal's own moves of text (scrolling, deleting a character), with which this backend can
+/// beat it, and tricks that leave the terminal changed after locktop exits or that no backend here uses: tab
+/// stops set anew, the saved cursor (`ESC 7`, `ESC 8`).
+#[derive(Debug, Clone)]
+pub struct Floor {
+    /// The frames' cells and moves so far.
+    bytes: usize,
+    /// Where the frames so far can have left the cursor, each with the fewest bytes of moves that leave it
+    /// there (`None`: anywhere, as before the first frame).
+    places: Vec<(Option<(u16, u16)>, usize)>,
+    /// The colours the terminal can be in after the frames so far, each with the fewest bytes of SGR that
+    /// leave it there (`None`: any colours, as before the first frame, whose are not known).
+    pens: Vec<(Option<Pen>, usize)>,
+}
+
+impl Default for Floor {
+    fn default() -> Self {
+        Self {
+            bytes: 0,
+            places: vec![(None, 0)],
+            pens: vec![(None, 0)],
         }
-        let end = (x + cell.symbol().width().max(1) as u16, y);
-        match runs.last_mut() {
-            Some((_, last)) if *last == (x, y) => *last = end,
-            _ => runs.push(((x, y), end)),
-        }
-        let pen = Pen::of(cell);
-        if !pens.contains(&pen) {
-            pens.push(pen);
-        }
-        bytes += cell.symbol().len();
     }
-    let moves = least_moves(&runs);
-    let colour = |p: &Pen| if *p == Pen::default() { 3 } else { 4 };
-    let colours =
-        pens.iter().map(colour).sum::<usize>() - pens.iter().map(colour).max().unwrap_or(0);
-    bytes + moves + colours
+}
+
+impl Floor {
+    /// Counts the change from `prev` to `next`, drawn after the frames counted so far.
+    pub fn frame(&mut self, prev: &Buffer, next: &Buffer) {
+        // Each run's start and the cell after its end.
+        let mut runs: Vec<Run> = Vec::new();
+        let mut pens: Vec<Pen> = Vec::new();
+        for (x, y, cell) in prev.diff(next) {
+            // A cell that only changed in what does not show (a blank's foreground colour) need not be sent.
+            let was = &prev[(x, y)];
+            if Known::new(was.symbol(), Pen::of(was)) == Known::new(cell.symbol(), Pen::of(cell)) {
+                continue;
+            }
+            let end = (x + cell.symbol().width().max(1) as u16, y);
+            match runs.last_mut() {
+                Some((_, last)) if *last == (x, y) => *last = end,
+                _ => runs.push(((x, y), end)),
+            }
+            // A blank shows alike in many colours: leaving its out keeps the bound below any real writing.
+            let pen = Pen::of(cell);
+            if cell.symbol() != " " && !pens.iter().any(|p| same_look(*p, pen)) {
+                pens.push(pen);
+            }
+            self.bytes += cell.symbol().len();
+        }
+        if !runs.is_empty() {
+            self.places = routes(&self.places, &runs);
+        }
+        self.pens = walks(&self.pens, &pens);
+    }
+
+    /// The bytes counted so far.
+    pub fn bytes(&self) -> usize {
+        let places = self.places.iter().map(|(_, b)| *b).min();
+        let pens = self.pens.iter().map(|(_, b)| *b).min();
+        self.bytes + places.unwrap_or(0) + pens.unwrap_or(0)
+    }
+}
+
+/// The floor of one frame drawn over another, from colours not known (see [`Floor`]).
+pub fn floor_bytes(prev: &Buffer, next: &Buffer) -> usize {
+    let mut floor = Floor::default();
+    floor.frame(prev, next);
+    floor.bytes()
+}
+
+/// Whether two pens write alike (the same SGR parameters, as the named and the indexed red).
+fn same_look(a: Pen, b: Pen) -> bool {
+    a == b || sgr(None, a) == sgr(None, b)
+}
+
+/// The fewest bytes of SGR that take the terminal from `from` to `to`. One sequence is never dearer than two
+/// in a row (their parameters joined are one sequence, three bytes shorter), and [`sgr`] is the shortest
+/// one.
+fn sgr_cost(from: Option<Pen>, to: Pen) -> usize {
+    match from {
+        Some(from) if same_look(from, to) => 0,
+        None => 0,
+        from => sgr(from, to).len(),
+    }
+}
+
+/// Frames with more colours than this are priced as though each change cost `ESC[m` (the shortest SGR
+/// sequence) and left the colours free; the walks through them grow with 2 to the power of their count.
+const WALKED_MAX: usize = 8;
+
+/// The colours the terminal can end a frame in, with the fewest bytes of SGR that leave it there: from each
+/// of `starts`, the cheapest walk through every one of `needed` (the changed cells' colours), for each
+/// colour it can end on. A walk that ends on a colour no cell needs costs more than one that stops on the
+/// last needed one (one sequence is never dearer than two), so none is kept.
+fn walks(starts: &[(Option<Pen>, usize)], needed: &[Pen]) -> Vec<(Option<Pen>, usize)> {
+    let k = needed.len();
+    let least_start = starts.iter().map(|(_, b)| *b).min().unwrap_or(0);
+    if k == 0 {
+        return starts.to_vec();
+    }
+    if k > WALKED_MAX {
+        return vec![(None, least_start + 3 * (k - 1))];
+    }
+    let between: Vec<Vec<usize>> = needed
+        .iter()
+        .map(|a| needed.iter().map(|b| sgr_cost(Some(*a), *b)).collect())
+        .collect();
+    let full = (1_usize << k) - 1;
+    let mut ends: Vec<usize> = vec![usize::MAX; k];
+    for (start, base) in starts {
+        // The least bytes to have written the colours in `mask`, the last being `last`.
+        let mut least = vec![vec![usize::MAX; k]; full + 1];
+        for (i, pen) in needed.iter().enumerate() {
+            least[1 << i][i] = base + sgr_cost(*start, *pen);
+        }
+        for mask in 1..=full {
+            for last in 0..k {
+                let here = least[mask][last];
+                if here == usize::MAX || mask & (1 << last) == 0 {
+                    continue;
+                }
+                for next in (0..k).filter(|n| mask & (1 << n) == 0) {
+                    let to = &mut least[mask | 1 << next][next];
+                    *to = (*to).min(here + between[last][next]);
+                }
+            }
+        }
+        for (end, least) in ends.iter_mut().zip(&least[full]) {
+            *end = (*end).min(*least);
+        }
+    }
+    needed.iter().map(|p| Some(*p)).zip(ends).collect()
 }
 
 /// A run of changed cells: where it starts, and the cell after its end (column, row).
 type Run = ((u16, u16), (u16, u16));
 
+/// Where a frame's moves through `runs` can leave the cursor, each with the fewest bytes of moves that leave
+/// it there (after the frames before, which left it at one of `starts`): for each run's end, a cheapest
+/// assignment of a predecessor to each run (the end of another, or for one of them the cursor's start),
+/// that end being the one left over. A route through the runs is one such assignment, so none is cheaper.
+/// Past [`FORCED_MAX`] runs, every end costs the cheapest assignment with any end left over (see
+/// [`least_moves`]).
+fn routes(
+    starts: &[(Option<(u16, u16)>, usize)],
+    runs: &[Run],
+) -> Vec<(Option<(u16, u16)>, usize)> {
+    // Only one run is reached from the cursor: its cost is the cheapest over where the cursor can be.
+    let from_cursor = |start: (u16, u16)| {
+        starts
+            .iter()
+            .map(|(at, base)| base + at.map_or(0, |at| least_move(at, start)))
+            .min()
+            .unwrap_or(0)
+    };
+    let n = runs.len();
+    if n > FORCED_MAX {
+        let least = least_moves(runs, &from_cursor);
+        return runs.iter().map(|(_, end)| (Some(*end), least)).collect();
+    }
+    let cursor: Vec<i64> = runs
+        .iter()
+        .map(|(start, _)| from_cursor(*start) as i64)
+        .collect();
+    let between: Vec<Vec<i64>> = runs
+        .iter()
+        .enumerate()
+        .map(|(from, (_, end))| {
+            runs.iter()
+                .enumerate()
+                .map(|(to, (start, _))| {
+                    if from == to {
+                        NEVER
+                    } else {
+                        least_move(*end, *start) as i64
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (0..n)
+        .map(|last| {
+            // Rows: the runs' ends and the cursor's place; columns: the runs, and one that takes `last`.
+            let cost = |from: usize, to: usize| match (from, to) {
+                (from, to) if to == n => {
+                    if from == last {
+                        0
+                    } else {
+                        NEVER
+                    }
+                }
+                (from, to) if from == n => cursor[to],
+                (from, to) => between[from][to],
+            };
+            let least = usize::try_from(assignment(n + 1, cost)).unwrap_or(0);
+            (Some(runs[last].1), least)
+        })
+        .collect()
+}
+
+/// Runs past which [`routes`] prices one assignment, not one for each end (their time grows with the fourth
+/// power of the runs).
+const FORCED_MAX: usize = 40;
+
+/// A cost no assignment takes when it can help it.
+const NEVER: i64 = u32::MAX as i64;
+
 /// The fewest bytes of moves that can take the cursor to the start of each of `runs` (start, and the cell
-/// after the end) when each run is reached from the end of another, or (one of them) from wherever the
-/// cursor was: a cheapest assignment of a predecessor to each run, each end used once at most (a route
-/// through the runs is one such assignment). Past [`ASSIGNED_MAX`] runs (a whole screen's redraw), each run's
-/// cheapest predecessor alone, the dearest of those taken as the first.
-fn least_moves(runs: &[Run]) -> usize {
+/// after the end) when each run is reached from the end of another, or (one of them) from the cursor, which
+/// costs `from_cursor(start)`. A cheapest assignment of a predecessor to each run, each end used once at
+/// most, any one left over. Past [`ASSIGNED_MAX`] runs (a whole screen's redraw), each run's cheapest
+/// predecessor alone, the one that gains most by being reached from the cursor taken as the first.
+fn least_moves(runs: &[Run], from_cursor: &dyn Fn((u16, u16)) -> usize) -> usize {
     let n = runs.len();
     if n > ASSIGNED_MAX {
-        let moves: Vec<usize> = runs
+        let moves: Vec<(usize, usize)> = runs
             .iter()
             .enumerate()
-            .map(|(i, (start, _))| {
+            .map(|(i, run)| {
                 let others = runs.iter().enumerate().filter(|(j, _)| *j != i);
-                others
-                    .map(|(_, (_, end))| least_move(*end, *start))
+                let least = others
+                    .map(|(_, (_, end))| least_move(*end, run.0))
                     .min()
-                    .unwrap_or(0)
+                    .unwrap_or(0);
+                (least, from_cursor(run.0))
             })
             .collect();
-        return moves.iter().sum::<usize>() - moves.iter().copied().max().unwrap_or(0);
+        let gain = moves.iter().map(|(l, c)| l.saturating_sub(*c)).max();
+        return moves.iter().map(|(l, _)| l).sum::<usize>() - gain.unwrap_or(0);
     }
-    // Rows: the runs' ends and the cursor's place; columns: the runs, and one that takes the end left over
-    // (the last run's). No run follows itself.
+    // Rows: the runs' ends and the cursor's place; columns: the runs, and one that takes the end left over.
+    // No run follows itself.
     let costs: Vec<Vec<i64>> = (0..=n)
         .map(|from| {
             (0..=n)
                 .map(|to| match (from, to) {
                     (_, to) if to == n => 0,
-                    (from, _) if from == n => 0,
-                    (from, to) if from == to => i64::from(u32::MAX),
+                    (from, to) if from == n => from_cursor(runs[to].0) as i64,
+                    (from, to) if from == to => NEVER,
                     (from, to) => least_move(runs[from].1, runs[to].0) as i64,
                 })
                 .collect()
@@ -1506,6 +1683,80 @@ mod tests {
         assert_eq!(floor_bytes(&a, &c), 6 + (5 + 4 * 2) + 3);
         let bytes = second_frame(&a, &c);
         assert!(floor_bytes(&a, &c) <= bytes.len(), "{bytes:?}");
+    }
+
+    #[test]
+    fn the_floor_of_frames_in_a_row_carries_the_colours_and_the_cursor_from_one_to_the_next() {
+        // Two cells side by side tick each second, a plain digit and a bold red one.
+        let area = Rect::new(0, 0, 80, 24);
+        let frame = |second: u8| {
+            let mut f = Buffer::empty(area);
+            f.set_string(10, 0, second.to_string(), Style::default());
+            let red = Style::default().fg(Color::Red).add_modifier(Modifier::BOLD);
+            f.set_string(11, 0, second.to_string(), red);
+            f
+        };
+        let frames: Vec<Buffer> = (0..5).map(frame).collect();
+        let mut floor = Floor::default();
+        let mut apart = 0;
+        for pair in frames.windows(2) {
+            floor.frame(&pair[0], &pair[1]);
+            apart += floor_bytes(&pair[0], &pair[1]);
+        }
+        // Frame by frame, each is two digits, the run reached from anywhere and one change of colours at
+        // its cheapest (`ESC[m`, 3 bytes): 5 bytes a frame.
+        assert_eq!(apart, 4 * 5);
+        // In a row: each frame after the first starts where the last left the cursor, after the red digit
+        // (two backspaces), and in the colours it left: the four frames change colours four times, at
+        // least twice from plain to bold red (`ESC[1;31m`, 7 bytes).
+        assert_eq!(floor.bytes(), 4 * 2 + 3 * 2 + 2 * (3 + 7));
+        let mut lean = Lean::with_size(Vec::new(), 80, 24);
+        lean.clear().expect("clear");
+        lean.draw(Buffer::empty(area).diff(&frames[0]).into_iter())
+            .expect("draw");
+        lean.out.clear();
+        for pair in frames.windows(2) {
+            lean.draw(pair[0].diff(&pair[1]).into_iter()).expect("draw");
+        }
+        assert!(
+            floor.bytes() <= lean.out.len(),
+            "{:?}",
+            String::from_utf8_lossy(&lean.out)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_floor_of_frames_in_a_row_is_below_what_the_backend_writes(
+            spots in proptest::collection::btree_set(0..6_u16, 1..5),
+            frames in proptest::collection::vec(proptest::collection::vec((0..10_u8, style()), 5), 2..8),
+        ) {
+            // A few cells in distinct rows and columns (no line moves, no last column) each take a digit
+            // in colours of their own each frame.
+            let area = Rect::new(0, 0, W, 8);
+            let buffers: Vec<Buffer> = frames
+                .iter()
+                .map(|cells| {
+                    let mut f = Buffer::empty(area);
+                    for (spot, (digit, style)) in spots.iter().zip(cells) {
+                        f.set_string(3 + spot * 6, 1 + *spot, digit.to_string(), *style);
+                    }
+                    f
+                })
+                .collect();
+            let mut lean = Lean::with_size(Vec::new(), W, 8);
+            lean.clear().expect("clear");
+            lean.out.clear();
+            let mut floor = Floor::default();
+            let mut shown = Buffer::empty(area);
+            for next in &buffers {
+                lean.draw(shown.diff(next).into_iter()).expect("draw");
+                floor.frame(&shown, next);
+                shown = next.clone();
+            }
+            // The first frame is drawn over a screen known blank: the floor counts its cells alike.
+            prop_assert!(floor.bytes() <= lean.out.len(), "{} > {}", floor.bytes(), lean.out.len());
+        }
     }
 
     #[test]
