@@ -107,6 +107,51 @@ impl Known {
 /// whole screen's redraw, is priced in the two cheap orders only.
 const NEAREST_MAX: usize = 160;
 
+/// Colours past which a frame's cells are not priced in every order of their groups (see
+/// [`Track::by_pen_route`]): the orders grow with 2 to the power of the colours.
+const GROUPS_MAX: usize = 6;
+
+/// A changed cell: its column, row, and what it is to show.
+type Change = (u16, u16, Cell);
+
+/// A frame's cells of one colouring, in runs of cells side by side on a row.
+type Group<'c> = (Pen, Vec<Vec<&'c Change>>);
+
+/// The cell after a changed one on its row (after both halves of a wide one).
+fn after((x, y, cell): &Change) -> (u16, u16) {
+    (x + cell.symbol().width().max(1) as u16, *y)
+}
+
+/// `cells` (in row order) grouped by colours, in the order the colours first come; `None` past
+/// [`GROUPS_MAX`] colours.
+fn groups_of<'c>(cells: &[&'c Change]) -> Option<Vec<Group<'c>>> {
+    let mut groups: Vec<Group<'c>> = Vec::new();
+    for cell in cells {
+        let pen = Pen::of(&cell.2);
+        let group = if let Some(g) = groups.iter().position(|(p, _)| *p == pen) {
+            g
+        } else {
+            if groups.len() == GROUPS_MAX {
+                return None;
+            }
+            groups.push((pen, Vec::new()));
+            groups.len() - 1
+        };
+        let runs = &mut groups[group].1;
+        match runs.last_mut() {
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|last| after(last) == (cell.0, cell.1)) =>
+            {
+                run.push(cell);
+            }
+            _ => runs.push(vec![cell]),
+        }
+    }
+    Some(groups)
+}
+
 /// A ratatui backend that writes the fewest bytes it can; see the module's documentation.
 #[derive(Debug)]
 pub struct Lean<W: Write> {
@@ -176,8 +221,13 @@ impl Track {
 
     /// The bytes that move the cursor from where it is to `(x, y)`: the cheapest way.
     fn moves(&self, x: u16, y: u16) -> Vec<u8> {
+        self.moves_from(self.cursor, x, y)
+    }
+
+    /// The bytes that move the cursor from `cursor` (not known: `None`) to `(x, y)`: the cheapest way.
+    fn moves_from(&self, cursor: Option<(u16, u16)>, x: u16, y: u16) -> Vec<u8> {
         let absolute = cup(x, y);
-        let Some((cx, cy)) = self.cursor else {
+        let Some((cx, cy)) = cursor else {
             return absolute;
         };
         if (cx, cy) == (x, y) {
@@ -592,6 +642,113 @@ impl Track {
             order.push(next);
         }
         order
+    }
+
+    /// `cells` (in row order) grouped by colours, in the order of the groups, and of each group's runs
+    /// (forwards or backwards), that costs the fewest bytes of moves and colour changes from where the cursor
+    /// and the colours are: every order weighed, up to [`GROUPS_MAX`] colours (`None` past that). Where a
+    /// frame's changes are spread in a few colours, this can start near the cursor in the colours it is in,
+    /// where the greedy walk takes the cheapest first step and the grouping the first colour of the screen.
+    fn by_pen_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
+        let groups = groups_of(cells)?;
+        let width = self.size.map_or(u16::MAX, |s| s.width);
+        // Where writing a run leaves the cursor: not known past the last column.
+        let exit = |run: &[&(u16, u16, Cell)]| {
+            run.last()
+                .map(|last| after(last))
+                .filter(|(x, _)| *x < width)
+        };
+        let moves = |from: Option<(u16, u16)>, to: &(u16, u16, Cell)| {
+            self.moves_from(from, to.0, to.1).len()
+        };
+        let colour = |from: Option<Pen>, to: Pen| {
+            if from == Some(to) {
+                0
+            } else {
+                sgr(from, to).len()
+            }
+        };
+        // For each group, forwards (0) and backwards (1): the moves within, and its first and last run.
+        let ways: Vec<[(usize, usize, usize); 2]> = groups
+            .iter()
+            .map(|(_, runs)| {
+                let within = |order: &mut dyn Iterator<Item = &Vec<&(u16, u16, Cell)>>| {
+                    let mut bytes = 0;
+                    let mut at: Option<Option<(u16, u16)>> = None;
+                    for run in order {
+                        if let Some(from) = at {
+                            bytes += moves(from, run[0]);
+                        }
+                        at = Some(exit(run));
+                    }
+                    bytes
+                };
+                let last = runs.len() - 1;
+                [
+                    (within(&mut runs.iter()), 0, last),
+                    (within(&mut runs.iter().rev()), last, 0),
+                ]
+            })
+            .collect();
+        let k = groups.len();
+        let full = (1_usize << k) - 1;
+        // The least bytes to have written the groups in `mask`, the last being `g` in way `w`, and whence.
+        let mut least = vec![[[usize::MAX; 2]; GROUPS_MAX]; full + 1];
+        let mut whence = vec![[[(0_usize, 0_usize); 2]; GROUPS_MAX]; full + 1];
+        for (g, (pen, runs)) in groups.iter().enumerate() {
+            for (w, (within, first, _)) in ways[g].iter().enumerate() {
+                least[1 << g][g][w] =
+                    moves(self.cursor, runs[*first][0]) + colour(self.pen, *pen) + within;
+            }
+        }
+        for mask in 1..=full {
+            for g in (0..k).filter(|g| mask & (1 << g) != 0) {
+                for w in 0..2 {
+                    let here = least[mask][g][w];
+                    if here == usize::MAX {
+                        continue;
+                    }
+                    let (pen, runs) = &groups[g];
+                    let from = exit(&runs[ways[g][w].2]);
+                    for h in (0..k).filter(|h| mask & (1 << h) == 0) {
+                        for (v, (within, first, _)) in ways[h].iter().enumerate() {
+                            let (to_pen, to_runs) = &groups[h];
+                            let bytes = here
+                                + moves(from, to_runs[*first][0])
+                                + colour(Some(*pen), *to_pen)
+                                + within;
+                            let next = mask | 1 << h;
+                            if bytes < least[next][h][v] {
+                                least[next][h][v] = bytes;
+                                whence[next][h][v] = (g, w);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let (mut g, mut w) = (0..k)
+            .flat_map(|g| [(g, 0), (g, 1)])
+            .min_by_key(|(g, w)| least[full][*g][*w])?;
+        let mut mask = full;
+        let mut route = Vec::with_capacity(k);
+        while mask != 0 {
+            route.push((g, w));
+            mask &= !(1 << g);
+            (g, w) = whence[mask | 1 << g][g][w];
+        }
+        route.reverse();
+        let mut order = Vec::with_capacity(cells.len());
+        for (g, w) in route {
+            let runs = &groups[g].1;
+            let mut ahead = runs.iter();
+            let mut back = runs.iter().rev();
+            let runs: &mut dyn Iterator<Item = _> = if w == 0 { &mut ahead } else { &mut back };
+            for run in runs {
+                order.extend(run.iter().copied());
+            }
+        }
+        Some(order)
     }
 
     /// The blanks that `cells` begin with on one row, in one foreground colour on the default background
@@ -1177,7 +1334,7 @@ impl<W: Write> Backend for Lean<W> {
             }
             seen
         };
-        let bytes = if pen_order.len() > 1 {
+        let bytes = if pen_order.len() > 1 || (cells.len() > 1 && cells.len() <= NEAREST_MAX) {
             by_pen.sort_by_key(|(_, _, c)| {
                 let p = Pen::of(c);
                 pen_order.iter().position(|q| *q == p)
@@ -1186,6 +1343,7 @@ impl<W: Write> Backend for Lean<W> {
             let mut orders = vec![in_rows.clone(), by_pen];
             if cells.len() <= NEAREST_MAX {
                 orders.push(self.track.nearest_first(&in_rows));
+                orders.extend(self.track.by_pen_route(&in_rows));
             }
             let (track, bytes) = orders
                 .iter()
@@ -1613,9 +1771,48 @@ mod tests {
         b.set_string(60, 20, "11s", dim);
         b.set_string(60, 21, "28s", dim);
         lean.draw(a.diff(&b).into_iter()).expect("draw");
-        // From after "29s" to the digit above: up one (`ESC M`), two backspaces (4 bytes, where `ESC[21;62H`
-        // takes 8); then a line feed and a backspace.
-        assert_eq!(String::from_utf8_lossy(&lean.out), "\x1bM\x08\x081\n\x088");
+        // From after "29s", the digit on its own row first: two backspaces; then up one (`ESC M`) and a
+        // backspace to the digit above (3 bytes, where `ESC[21;62H` takes 8). In the order of the rows, it
+        // would be `ESC M`, two backspaces, then a line feed and a backspace: a byte more.
+        assert_eq!(String::from_utf8_lossy(&lean.out), "\x08\x088\x1bM\x081");
+    }
+
+    #[test]
+    fn a_frame_weighs_every_order_of_its_colours_from_the_cursor() {
+        // The cursor is after a plain digit; a frame changes a plain clock far up, and two red cells just
+        // below the cursor.
+        let area = Rect::new(0, 0, 80, 24);
+        let red = Style::default().fg(Color::Red);
+        let frame = |clock: &str, digit: &str, bars: &str| {
+            let mut f = Buffer::empty(area);
+            f.set_string(56, 0, clock, Style::default());
+            f.set_string(77, 6, digit, Style::default());
+            f.set_string(77, 7, bars, red);
+            f.set_string(77, 8, bars, red);
+            f
+        };
+        let frames = [
+            frame("1", "5", "x"),
+            frame("1", "6", "x"),
+            frame("2", "6", "y"),
+        ];
+        let mut lean = Lean::with_size(Vec::new(), 80, 24);
+        lean.clear().expect("clear");
+        let mut parser = vt100::Parser::new(24, 80, 0);
+        let mut shown = Buffer::empty(area);
+        for next in frames {
+            lean.out.clear();
+            lean.draw(shown.diff(&next).into_iter()).expect("draw");
+            parser.process(&lean.out);
+            assert_shows_size(&parser, &next, 80, 24);
+            shown = next;
+        }
+        // The red cells first, from where the cursor is, then the clock: 21 bytes. The clock first (the
+        // nearest step, and the order of the rows) takes 23.
+        assert_eq!(
+            String::from_utf8_lossy(&lean.out),
+            "\n\x08\x1b[31my\n\x08y\x1b[;57H\x1b[m2"
+        );
     }
 
     #[test]
