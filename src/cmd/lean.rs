@@ -815,6 +815,9 @@ pub struct Floor {
     /// The colours the terminal can be in after the frames so far, each with the fewest bytes of SGR that
     /// leave it there (`None`: any colours, as before the first frame, whose are not known).
     pens: Vec<(Option<Pen>, usize)>,
+    /// Where the cursor and in what colours the terminal can be after the frames so far, each with the
+    /// fewest bytes of moves and SGR together that leave it so (see [`joint_routes`]).
+    joint: Vec<Joint>,
 }
 
 impl Default for Floor {
@@ -823,6 +826,7 @@ impl Default for Floor {
             bytes: 0,
             places: vec![(None, 0)],
             pens: vec![(None, 0)],
+            joint: vec![(None, Colours::Any, 0)],
         }
     }
 }
@@ -833,6 +837,7 @@ impl Floor {
         // Each run's start and the cell after its end.
         let mut runs: Vec<Run> = Vec::new();
         let mut pens: Vec<Pen> = Vec::new();
+        let mut stretches: Vec<Stretch> = Vec::new();
         for (x, y, cell) in prev.diff(next) {
             // A cell that only changed in what does not show (a blank's foreground colour) need not be sent.
             let was = &prev[(x, y)];
@@ -844,24 +849,32 @@ impl Floor {
                 Some((_, last)) if *last == (x, y) => *last = end,
                 _ => runs.push(((x, y), end)),
             }
-            // A blank shows alike in many colours: leaving its out keeps the bound below any real writing.
+            // A blank shows alike in many colours: leaving it out keeps the bound below any real writing.
             let pen = Pen::of(cell);
             if cell.symbol() != " " && !pens.iter().any(|p| same_look(*p, pen)) {
                 pens.push(pen);
             }
+            Stretch::extend(&mut stretches, (x, y), end, cell);
             self.bytes += cell.symbol().len();
         }
         if !runs.is_empty() {
             self.places = routes(&self.places, &runs);
+            self.joint = joint_routes(&self.joint, &stretches);
         }
         self.pens = walks(&self.pens, &pens);
     }
 
-    /// The bytes counted so far.
+    /// The bytes counted so far: the cells, and the greater of two bounds on the moves and colour changes,
+    /// each below what any backend writes (so the greater is too). One prices the moves and the colours
+    /// apart, each at its least; the other prices them together along every route through a frame's
+    /// stretches, which catches a route whose cheapest moves need dear colour changes (past
+    /// [`ROUTED_MAX`] stretches, it lets them follow each other in loops, and is the weaker).
     pub fn bytes(&self) -> usize {
         let places = self.places.iter().map(|(_, b)| *b).min();
         let pens = self.pens.iter().map(|(_, b)| *b).min();
-        self.bytes + places.unwrap_or(0) + pens.unwrap_or(0)
+        let apart = places.unwrap_or(0) + pens.unwrap_or(0);
+        let joint = self.joint.iter().map(|(.., b)| *b).min().unwrap_or(0);
+        self.bytes + apart.max(joint)
     }
 }
 
@@ -1003,6 +1016,199 @@ fn routes(
         })
         .collect()
 }
+
+/// Where the cursor (`None`: anywhere) and in what colours a run of frames can leave the terminal, with
+/// the fewest bytes of moves and SGR that leave it so.
+type Joint = (Option<(u16, u16)>, Colours, usize);
+
+/// What the terminal's colours are known to be, for the floor: one pen, one of the pens that show a blank
+/// as this one does (after writing blanks), or any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Colours {
+    Any,
+    Exact(Pen),
+    Showing(Pen),
+}
+
+/// The fewest bytes of SGR from colours known as `from` to colours that are `to`: a change from one pen to
+/// another costs at least `ESC[m`, and from one the other shows a blank alike, nothing.
+fn recolour(from: Colours, to: Colours) -> usize {
+    match (from, to) {
+        (Colours::Any, _) | (_, Colours::Any) => 0,
+        (Colours::Exact(a), Colours::Exact(b)) => sgr_cost(Some(a), b),
+        (Colours::Exact(p) | Colours::Showing(p), Colours::Showing(blank))
+        | (Colours::Showing(blank), Colours::Exact(p)) => {
+            if p.on_blank() == blank.on_blank() {
+                0
+            } else {
+                3
+            }
+        }
+    }
+}
+
+/// A run of changed cells side by side on a row whose cells that are not blank are in one colouring: where
+/// it starts, the cell after its end, the colours its first cell needs and those its writing leaves.
+#[derive(Debug, Clone, Copy)]
+struct Stretch {
+    start: (u16, u16),
+    end: (u16, u16),
+    first: Colours,
+    last: Colours,
+}
+
+impl Stretch {
+    /// Adds the changed `cell` at `at`, whose cell after is `end`, to the last of `stretches` or a new one.
+    /// Blanks after a cell that is not blank can be written in its colours, or in others that show them
+    /// alike, which cost a change that no later change saves: the stretch leaves the colours of its cells
+    /// that are not blank, or, of blanks only, colours that show its last blank.
+    fn extend(stretches: &mut Vec<Stretch>, at: (u16, u16), end: (u16, u16), cell: &Cell) {
+        let pen = Pen::of(cell);
+        let colours = if cell.symbol() == " " {
+            Colours::Showing(pen.on_blank())
+        } else {
+            Colours::Exact(pen)
+        };
+        if let Some(last) = stretches.last_mut().filter(|s| s.end == at) {
+            let joins = match (last.last, colours) {
+                (Colours::Exact(a), Colours::Exact(b)) => same_look(a, b),
+                _ => true,
+            };
+            if joins {
+                last.end = end;
+                if let Colours::Exact(_) = colours {
+                    // The first cell not blank is what the stretch needs first (blanks before it can be
+                    // written in its colours), and what it leaves.
+                    if !matches!(last.first, Colours::Exact(_)) {
+                        last.first = colours;
+                    }
+                    last.last = colours;
+                } else if !matches!(last.last, Colours::Exact(_)) {
+                    last.last = colours;
+                }
+                return;
+            }
+        }
+        stretches.push(Stretch {
+            start: at,
+            end,
+            first: colours,
+            last: colours,
+        });
+    }
+}
+
+/// Where the cursor and in what colours a frame's stretches (see [`Stretch`]) can leave the terminal, each
+/// with the fewest bytes of moves and SGR together that leave it so, after the frames before left it at one
+/// of `starts`: every order of the stretches, up to [`ROUTED_MAX`], each reached from the one before at the
+/// move from its end and the change from the colours it leaves to those it needs first; past that, as
+/// [`routes`] with those prices.
+fn joint_routes(starts: &[Joint], stretches: &[Stretch]) -> Vec<Joint> {
+    let base = starts.iter().map(|(.., b)| *b).min().unwrap_or(0);
+    let n = stretches.len();
+    let cursor: Vec<i64> = stretches
+        .iter()
+        .map(|s| {
+            starts
+                .iter()
+                .map(|(at, colours, b)| {
+                    b - base
+                        + at.map_or(0, |at| least_move(at, s.start))
+                        + recolour(*colours, s.first)
+                })
+                .min()
+                .unwrap_or(0) as i64
+        })
+        .collect();
+    let between = |from: usize, to: usize| {
+        if from == to {
+            NEVER
+        } else {
+            let (a, b) = (&stretches[from], &stretches[to]);
+            (least_move(a.end, b.start) + recolour(a.last, b.first)) as i64
+        }
+    };
+    let ends = |least: usize| {
+        stretches
+            .iter()
+            .map(|s| (Some(s.end), s.last, base + least))
+            .collect()
+    };
+    if n > ASSIGNED_MAX {
+        // Each stretch's cheapest predecessor alone.
+        let least: i64 = (0..n)
+            .map(|to| {
+                (0..n)
+                    .map(|from| between(from, to))
+                    .min()
+                    .unwrap_or(0)
+                    .min(cursor[to])
+            })
+            .sum();
+        return ends(usize::try_from(least).unwrap_or(0));
+    }
+    let matrix: Vec<Vec<i64>> = (0..n)
+        .map(|from| (0..n).map(|to| between(from, to)).collect())
+        .collect();
+    if n <= ROUTED_MAX {
+        // Every order of the stretches (Held and Karp): the least bytes to have written those in `mask`,
+        // the last being `last`.
+        let full = (1_usize << n) - 1;
+        let mut least = vec![vec![i64::MAX; n]; full + 1];
+        for (to, cost) in cursor.iter().enumerate() {
+            least[1 << to][to] = *cost;
+        }
+        for mask in 1..=full {
+            for last in (0..n).filter(|l| mask & (1 << l) != 0) {
+                let here = least[mask][last];
+                if here == i64::MAX {
+                    continue;
+                }
+                for next in (0..n).filter(|t| mask & (1 << t) == 0) {
+                    let to = &mut least[mask | 1 << next][next];
+                    *to = (*to).min(here + matrix[last][next]);
+                }
+            }
+        }
+        return stretches
+            .iter()
+            .zip(&least[full])
+            .map(|(s, least)| {
+                (
+                    Some(s.end),
+                    s.last,
+                    base + usize::try_from(*least).unwrap_or(0),
+                )
+            })
+            .collect();
+    }
+    // Rows: the stretches' ends and the cursor; columns: the stretches, and one that takes the end left
+    // over (`last`, or any).
+    let assigned = |last: Option<usize>| {
+        let cost = |from: usize, to: usize| match (from, to) {
+            (from, to) if to == n => match last {
+                Some(last) if from == last => 0,
+                Some(_) => NEVER,
+                None => 0,
+            },
+            (from, to) if from == n => cursor[to],
+            (from, to) => matrix[from][to],
+        };
+        usize::try_from(assignment(n + 1, cost)).unwrap_or(0)
+    };
+    if n > FORCED_MAX {
+        return ends(assigned(None));
+    }
+    stretches
+        .iter()
+        .enumerate()
+        .map(|(last, s)| (Some(s.end), s.last, base + assigned(Some(last))))
+        .collect()
+}
+
+/// Stretches up to which [`joint_routes`] weighs every order of them (the orders grow with 2 to the power
+/// of the stretches); past it, the cheapest assignment, which lets them follow each other in loops.
+const ROUTED_MAX: usize = 12;
 
 /// Runs past which [`routes`] prices one assignment, not one for each end (their time grows with the fourth
 /// power of the runs).
@@ -1874,12 +2080,11 @@ mod tests {
         let bytes = second_frame(&a, &b);
         assert_eq!(bytes, "\x1b[4A\x08\x088\n\x088\n\x088\n\x088\n\x088");
         assert!(floor_bytes(&a, &b) <= bytes.len());
-        // A red cell far up and left is reached from anywhere (the run written first); the column's top, as
-        // though the walk came round from its bottom (`ESC[4A` and a backspace: the bound lets a route
-        // close on itself, so it stays below any real one); and the second colour costs `ESC[m` at least.
+        // A red cell far up and left: written first, from anywhere in any colours; then the column's top
+        // (`ESC[6;61H`), in the plain colours (`ESC[m`), and down the column as before.
         let mut c = b.clone();
         c.set_string(10, 1, "x", Style::default().fg(Color::Red));
-        assert_eq!(floor_bytes(&a, &c), 6 + (5 + 4 * 2) + 3);
+        assert_eq!(floor_bytes(&a, &c), 6 + (7 + 4 * 2) + 3);
         let bytes = second_frame(&a, &c);
         assert!(floor_bytes(&a, &c) <= bytes.len(), "{bytes:?}");
     }
@@ -1902,13 +2107,14 @@ mod tests {
             floor.frame(&pair[0], &pair[1]);
             apart += floor_bytes(&pair[0], &pair[1]);
         }
-        // Frame by frame, each is two digits, the run reached from anywhere and one change of colours at
-        // its cheapest (`ESC[m`, 3 bytes): 5 bytes a frame.
-        assert_eq!(apart, 4 * 5);
-        // In a row: each frame after the first starts where the last left the cursor, after the red digit
-        // (two backspaces), and in the colours it left: the four frames change colours four times, at
-        // least twice from plain to bold red (`ESC[1;31m`, 7 bytes).
-        assert_eq!(floor.bytes(), 4 * 2 + 3 * 2 + 2 * (3 + 7));
+        // Frame by frame, each is two digits and, from anywhere in any colours, at best: the red digit,
+        // two backspaces and `ESC[m` to the plain one. 7 bytes a frame.
+        assert_eq!(apart, 4 * 7);
+        // In a row, each frame after the first starts where the last left the cursor and in the colours it
+        // left. Ending on the plain digit, the next frame goes from it to the red one (a backspace, the
+        // plain digit, `ESC[1;31m`); ending on the red one, back (a backspace, the red digit, two
+        // backspaces, `ESC[m`). From the first frame on, they alternate: 7 (or 5), then 8, 6, 8 (or 6).
+        assert_eq!(floor.bytes(), 4 * 2 + 5 + 8 + 6 + 8);
         let mut lean = Lean::with_size(Vec::new(), 80, 24);
         lean.clear().expect("clear");
         lean.draw(Buffer::empty(area).diff(&frames[0]).into_iter())
@@ -1964,21 +2170,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_floor_prices_a_blank_in_any_colours_that_show_it_alike() {
+        let plain = Pen::default();
+        let red = Pen {
+            fg: Color::Red,
+            ..plain
+        };
+        let on_blue = Pen {
+            bg: Color::Blue,
+            ..plain
+        };
+        let blank = |pen: Pen| Colours::Showing(pen.on_blank());
+        // A blank shows alike in red and plain: no change from red; on blue, at least `ESC[m`.
+        assert_eq!(recolour(Colours::Exact(red), blank(plain)), 0);
+        assert_eq!(recolour(Colours::Exact(red), blank(on_blue)), 3);
+        // After blanks, the colours are any that show them: red text after plain blanks may need none.
+        assert_eq!(recolour(blank(plain), Colours::Exact(red)), 0);
+        assert_eq!(recolour(blank(on_blue), Colours::Exact(red)), 3);
+        assert_eq!(recolour(Colours::Exact(plain), Colours::Exact(red)), 5);
+        assert_eq!(recolour(Colours::Any, Colours::Exact(red)), 0);
+        // A stretch of a blank, red text and a blank needs red first and leaves red.
+        let mut stretches = Vec::new();
+        let cell = |symbol: &'static str, pen: Pen| {
+            let mut c = Cell::new(symbol);
+            c.fg = pen.fg;
+            c.bg = pen.bg;
+            c
+        };
+        Stretch::extend(&mut stretches, (3, 1), (4, 1), &cell(" ", plain));
+        Stretch::extend(&mut stretches, (4, 1), (5, 1), &cell("x", red));
+        Stretch::extend(&mut stretches, (5, 1), (6, 1), &cell(" ", on_blue));
+        Stretch::extend(&mut stretches, (6, 1), (7, 1), &cell("y", plain));
+        assert_eq!(stretches.len(), 2);
+        assert_eq!(stretches[0].first, Colours::Exact(red));
+        assert_eq!(stretches[0].last, Colours::Exact(red));
+        assert_eq!((stretches[0].start, stretches[0].end), ((3, 1), (6, 1)));
+        assert_eq!(stretches[1].first, Colours::Exact(plain));
+    }
+
     proptest! {
         #[test]
         fn the_floor_of_frames_in_a_row_is_below_what_the_backend_writes(
             spots in proptest::collection::btree_set(0..6_u16, 1..5),
-            frames in proptest::collection::vec(proptest::collection::vec((0..10_u8, style()), 5), 2..8),
+            frames in proptest::collection::vec(proptest::collection::vec((0..6_usize, style(), style()), 5), 2..8),
         ) {
-            // A few cells in distinct rows and columns (no line moves, no last column) each take a digit
-            // in colours of their own each frame.
+            // A few places in distinct rows and columns (no line moves, no last column) each take a short
+            // text in two colours, blanks among it, each frame.
+            let texts = ["1", "23", " 4", "  ", "x ", "56"];
             let area = Rect::new(0, 0, W, 8);
             let buffers: Vec<Buffer> = frames
                 .iter()
                 .map(|cells| {
                     let mut f = Buffer::empty(area);
-                    for (spot, (digit, style)) in spots.iter().zip(cells) {
-                        f.set_string(3 + spot * 6, 1 + *spot, digit.to_string(), *style);
+                    for (spot, (text, first, second)) in spots.iter().zip(cells) {
+                        let (x, y) = (3 + spot * 6, 1 + *spot);
+                        let (a, b) = texts[*text].split_at(1);
+                        f.set_string(x, y, a, *first);
+                        f.set_string(x + 1, y, b, *second);
                     }
                     f
                 })
