@@ -111,6 +111,13 @@ const NEAREST_MAX: usize = 160;
 /// [`Track::by_pen_route`]): the orders grow with 2 to the power of the colours.
 const GROUPS_MAX: usize = 6;
 
+/// Groups past which a frame's cells are not priced in every order of them (see [`Track::route`]).
+const ROUTED_GROUPS_MAX: usize = 10;
+
+/// The bytes of a move past which the next run of a colour starts a group of its own (see
+/// [`Track::by_place_route`]): more than a line feed and a backspace, or than `ESC M` and one.
+const NEAR: usize = 3;
+
 /// A changed cell: its column, row, and what it is to show.
 type Change = (u16, u16, Cell);
 
@@ -650,14 +657,45 @@ impl Track {
     /// frame's changes are spread in a few colours, this can start near the cursor in the colours it is in,
     /// where the greedy walk takes the cheapest first step and the grouping the first colour of the screen.
     fn by_pen_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
-        let groups = groups_of(cells)?;
+        self.route(&groups_of(cells)?)
+    }
+
+    /// As [`Self::by_pen_route`], with each colour's runs cut where the next is far from the last (a
+    /// move dearer than [`NEAR`] bytes) into groups of their own, up to [`ROUTED_GROUPS_MAX`] of them: a
+    /// colour used in two places of the screen need not be written in one go.
+    fn by_place_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
+        let mut places: Vec<Group<'c>> = Vec::new();
+        for (pen, runs) in groups_of(cells)? {
+            let mut group: Vec<Vec<&'c Change>> = Vec::new();
+            for run in runs {
+                let far = group.last().is_some_and(|last: &Vec<&Change>| {
+                    self.moves_from(self.exit(last), run[0].0, run[0].1).len() > NEAR
+                });
+                if far {
+                    places.push((pen, std::mem::take(&mut group)));
+                }
+                group.push(run);
+            }
+            places.push((pen, group));
+            if places.len() > ROUTED_GROUPS_MAX {
+                return None;
+            }
+        }
+        self.route(&places)
+    }
+
+    /// Where writing a run leaves the cursor: not known past the last column.
+    fn exit(&self, run: &[&Change]) -> Option<(u16, u16)> {
         let width = self.size.map_or(u16::MAX, |s| s.width);
-        // Where writing a run leaves the cursor: not known past the last column.
-        let exit = |run: &[&(u16, u16, Cell)]| {
-            run.last()
-                .map(|last| after(last))
-                .filter(|(x, _)| *x < width)
-        };
+        run.last()
+            .map(|last| after(last))
+            .filter(|(x, _)| *x < width)
+    }
+
+    /// The cells of `groups` in the order of the groups, and of each group's runs (forwards or backwards),
+    /// that costs the fewest bytes of moves and colour changes from where the cursor and the colours are.
+    fn route<'c>(&self, groups: &[Group<'c>]) -> Option<Vec<&'c Change>> {
+        let exit = |run: &[&Change]| self.exit(run);
         let moves = |from: Option<(u16, u16)>, to: &(u16, u16, Cell)| {
             self.moves_from(from, to.0, to.1).len()
         };
@@ -693,8 +731,8 @@ impl Track {
         let k = groups.len();
         let full = (1_usize << k) - 1;
         // The least bytes to have written the groups in `mask`, the last being `g` in way `w`, and whence.
-        let mut least = vec![[[usize::MAX; 2]; GROUPS_MAX]; full + 1];
-        let mut whence = vec![[[(0_usize, 0_usize); 2]; GROUPS_MAX]; full + 1];
+        let mut least = vec![[[usize::MAX; 2]; ROUTED_GROUPS_MAX]; full + 1];
+        let mut whence = vec![[[(0_usize, 0_usize); 2]; ROUTED_GROUPS_MAX]; full + 1];
         for (g, (pen, runs)) in groups.iter().enumerate() {
             for (w, (within, first, _)) in ways[g].iter().enumerate() {
                 least[1 << g][g][w] =
@@ -738,7 +776,7 @@ impl Track {
             (g, w) = whence[mask | 1 << g][g][w];
         }
         route.reverse();
-        let mut order = Vec::with_capacity(cells.len());
+        let mut order = Vec::new();
         for (g, w) in route {
             let runs = &groups[g].1;
             let mut ahead = runs.iter();
@@ -1550,6 +1588,7 @@ impl<W: Write> Backend for Lean<W> {
             if cells.len() <= NEAREST_MAX {
                 orders.push(self.track.nearest_first(&in_rows));
                 orders.extend(self.track.by_pen_route(&in_rows));
+                orders.extend(self.track.by_place_route(&in_rows));
             }
             let (track, bytes) = orders
                 .iter()
@@ -2018,6 +2057,42 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&lean.out),
             "\n\x08\x1b[31my\n\x08y\x1b[;57H\x1b[m2"
+        );
+    }
+
+    #[test]
+    fn a_colour_used_in_two_places_can_be_written_in_two_goes() {
+        // A plain clock at the top, a plain column of seconds and, beside its top, a red mark; the cursor
+        // is after the column's last row.
+        let area = Rect::new(0, 0, 80, 24);
+        let red = Style::default().fg(Color::Red);
+        let frame = |second: u8, mark: &str| {
+            let mut f = Buffer::empty(area);
+            f.set_string(56, 0, second.to_string(), Style::default());
+            for y in 10..14 {
+                f.set_string(60, y, second.to_string(), Style::default());
+            }
+            f.set_string(63, 10, mark, red);
+            f
+        };
+        let frames = [frame(1, "x"), frame(2, "y")];
+        let mut lean = Lean::with_size(Vec::new(), 80, 24);
+        lean.clear().expect("clear");
+        let mut parser = vt100::Parser::new(24, 80, 0);
+        let mut shown = Buffer::empty(area);
+        for next in frames {
+            lean.out.clear();
+            lean.draw(shown.diff(&next).into_iter()).expect("draw");
+            parser.process(&lean.out);
+            assert_shows_size(&parser, &next, 80, 24);
+            shown = next;
+        }
+        // The first frame ended after the red mark: the second starts there, in red, then goes down the
+        // column in plain and takes the clock last (26 bytes). With the plain cells in one group, the clock
+        // and the column go together, and the two frames end elsewhere: 35.
+        assert_eq!(
+            String::from_utf8_lossy(&lean.out),
+            "\x08y\x1b[4D\x1b[m2\n\x082\n\x082\n\x082\x1b[;57H2"
         );
     }
 
