@@ -2041,29 +2041,14 @@ mod tests {
             frame("1", "6", "x"),
             frame("2", "6", "y"),
         ];
-        let mut lean = Lean::with_size(Vec::new(), 80, 24);
-        lean.clear().expect("clear");
-        let mut parser = vt100::Parser::new(24, 80, 0);
-        let mut shown = Buffer::empty(area);
-        for next in frames {
-            lean.out.clear();
-            lean.draw(shown.diff(&next).into_iter()).expect("draw");
-            parser.process(&lean.out);
-            assert_shows_size(&parser, &next, 80, 24);
-            shown = next;
-        }
         // The red cells first, from where the cursor is, then the clock: 21 bytes. The clock first (the
         // nearest step, and the order of the rows) takes 23.
-        assert_eq!(
-            String::from_utf8_lossy(&lean.out),
-            "\n\x08\x1b[31my\n\x08y\x1b[;57H\x1b[m2"
-        );
+        assert_eq!(last_of(&frames), "\n\x08\x1b[31my\n\x08y\x1b[;57H\x1b[m2");
     }
 
     #[test]
     fn a_colour_used_in_two_places_can_be_written_in_two_goes() {
-        // A plain clock at the top, a plain column of seconds and, beside its top, a red mark; the cursor
-        // is after the column's last row.
+        // A plain clock at the top, a plain column of seconds and, beside its top, a red mark.
         let area = Rect::new(0, 0, 80, 24);
         let red = Style::default().fg(Color::Red);
         let frame = |second: u8, mark: &str| {
@@ -2076,22 +2061,11 @@ mod tests {
             f
         };
         let frames = [frame(1, "x"), frame(2, "y")];
-        let mut lean = Lean::with_size(Vec::new(), 80, 24);
-        lean.clear().expect("clear");
-        let mut parser = vt100::Parser::new(24, 80, 0);
-        let mut shown = Buffer::empty(area);
-        for next in frames {
-            lean.out.clear();
-            lean.draw(shown.diff(&next).into_iter()).expect("draw");
-            parser.process(&lean.out);
-            assert_shows_size(&parser, &next, 80, 24);
-            shown = next;
-        }
         // The first frame ended after the red mark: the second starts there, in red, then goes down the
         // column in plain and takes the clock last (26 bytes). With the plain cells in one group, the clock
         // and the column go together, and the two frames end elsewhere: 35.
         assert_eq!(
-            String::from_utf8_lossy(&lean.out),
+            last_of(&frames),
             "\x08y\x1b[4D\x1b[m2\n\x082\n\x082\n\x082\x1b[;57H2"
         );
     }
@@ -2461,18 +2435,26 @@ mod tests {
     }
 
     /// What a backend writes for `b` after drawing `a` on a blank screen; the terminal then shows `b` exactly.
-    fn second_frame(a: &Buffer, b: &Buffer) -> String {
-        let (w, h) = (a.area.width, a.area.height);
-        let mut lean = Lean::with_size(Vec::new(), w, h);
+    /// What the backend writes for the last of `frames`, drawn one after another on a screen cleared (each
+    /// checked on a terminal).
+    fn last_of(frames: &[Buffer]) -> String {
+        let area = frames[0].area;
+        let mut lean = Lean::with_size(Vec::new(), area.width, area.height);
         lean.clear().expect("clear");
-        lean.draw(Buffer::empty(a.area).diff(a).into_iter())
-            .expect("draw");
-        let mut parser = vt100::Parser::new(h, w, 0);
-        parser.process(&std::mem::take(&mut lean.out));
-        lean.draw(a.diff(b).into_iter()).expect("draw");
-        parser.process(&lean.out);
-        assert_shows_size(&parser, b, w, h);
+        let mut parser = vt100::Parser::new(area.height, area.width, 0);
+        let mut shown = Buffer::empty(area);
+        for next in frames {
+            lean.out.clear();
+            lean.draw(shown.diff(next).into_iter()).expect("draw");
+            parser.process(&lean.out);
+            assert_shows_size(&parser, next, area.width, area.height);
+            shown = next.clone();
+        }
         String::from_utf8_lossy(&lean.out).into_owned()
+    }
+
+    fn second_frame(a: &Buffer, b: &Buffer) -> String {
+        last_of(&[a.clone(), b.clone()])
     }
 
     #[test]
