@@ -107,11 +107,8 @@ impl Known {
 /// whole screen's redraw, is priced in the two cheap orders only.
 const NEAREST_MAX: usize = 160;
 
-/// Colours past which a frame's cells are not priced in every order of their groups (see
-/// [`Track::by_pen_route`]): the orders grow with 2 to the power of the colours.
-const GROUPS_MAX: usize = 6;
-
-/// Groups past which a frame's cells are not priced in every order of them (see [`Track::route`]).
+/// Groups past which a frame's cells are not priced in every order of them (see [`Track::route`]): the
+/// orders grow with 2 to the power of the groups.
 const ROUTED_GROUPS_MAX: usize = 10;
 
 /// The bytes of a move past which the next run of a colour starts a group of its own (see
@@ -124,23 +121,35 @@ type Change = (u16, u16, Cell);
 /// A frame's cells of one colouring, in runs of cells side by side on a row.
 type Group<'c> = (Pen, Vec<Vec<&'c Change>>);
 
-/// The cell after a changed one on its row (after both halves of a wide one).
-fn after((x, y, cell): &Change) -> (u16, u16) {
-    (x + cell.symbol().width().max(1) as u16, *y)
+/// The cell after `cell` at `(x, y)` on its row (after both halves of a wide one).
+fn after(x: u16, y: u16, cell: &Cell) -> (u16, u16) {
+    (x + cell.symbol().width().max(1) as u16, y)
 }
 
-/// `cells` (in row order) grouped by colours, in the order the colours first come; `None` past
-/// [`GROUPS_MAX`] colours.
-fn groups_of<'c>(cells: &[&'c Change]) -> Option<Vec<Group<'c>>> {
+/// The cells of `groups` in the order of `route`: each group, and whether its runs go forwards (0) or
+/// backwards (1).
+fn in_order<'c>(groups: &[Group<'c>], route: &[(usize, usize)]) -> Vec<&'c Change> {
+    let mut order = Vec::new();
+    for (g, w) in route {
+        let runs = &groups[*g].1;
+        let mut ahead = runs.iter();
+        let mut back = runs.iter().rev();
+        let runs: &mut dyn Iterator<Item = _> = if *w == 0 { &mut ahead } else { &mut back };
+        for run in runs {
+            order.extend(run.iter().copied());
+        }
+    }
+    order
+}
+
+/// `cells` (in row order) grouped by colours, in the order the colours first come.
+fn groups_of<'c>(cells: &[&'c Change]) -> Vec<Group<'c>> {
     let mut groups: Vec<Group<'c>> = Vec::new();
     for cell in cells {
         let pen = Pen::of(&cell.2);
         let group = if let Some(g) = groups.iter().position(|(p, _)| *p == pen) {
             g
         } else {
-            if groups.len() == GROUPS_MAX {
-                return None;
-            }
             groups.push((pen, Vec::new()));
             groups.len() - 1
         };
@@ -149,14 +158,14 @@ fn groups_of<'c>(cells: &[&'c Change]) -> Option<Vec<Group<'c>>> {
             Some(run)
                 if run
                     .last()
-                    .is_some_and(|last| after(last) == (cell.0, cell.1)) =>
+                    .is_some_and(|(x, y, c)| after(*x, *y, c) == (cell.0, cell.1)) =>
             {
                 run.push(cell);
             }
             _ => runs.push(vec![cell]),
         }
     }
-    Some(groups)
+    groups
 }
 
 /// A ratatui backend that writes the fewest bytes it can; see the module's documentation.
@@ -653,11 +662,11 @@ impl Track {
 
     /// `cells` (in row order) grouped by colours, in the order of the groups, and of each group's runs
     /// (forwards or backwards), that costs the fewest bytes of moves and colour changes from where the cursor
-    /// and the colours are: every order weighed, up to [`GROUPS_MAX`] colours (`None` past that). Where a
+    /// and the colours are: every order weighed, up to [`ROUTED_GROUPS_MAX`] colours (`None` past that). Where a
     /// frame's changes are spread in a few colours, this can start near the cursor in the colours it is in,
     /// where the greedy walk takes the cheapest first step and the grouping the first colour of the screen.
     fn by_pen_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
-        self.route(&groups_of(cells)?)
+        self.route(&groups_of(cells))
     }
 
     /// As [`Self::by_pen_route`], with each colour's runs cut where the next is far from the last (a
@@ -665,7 +674,7 @@ impl Track {
     /// colour used in two places of the screen need not be written in one go.
     fn by_place_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
         let mut places: Vec<Group<'c>> = Vec::new();
-        for (pen, runs) in groups_of(cells)? {
+        for (pen, runs) in groups_of(cells) {
             let mut group: Vec<Vec<&'c Change>> = Vec::new();
             for run in runs {
                 let far = group.last().is_some_and(|last: &Vec<&Change>| {
@@ -688,13 +697,17 @@ impl Track {
     fn exit(&self, run: &[&Change]) -> Option<(u16, u16)> {
         let width = self.size.map_or(u16::MAX, |s| s.width);
         run.last()
-            .map(|last| after(last))
+            .map(|(x, y, cell)| after(*x, *y, cell))
             .filter(|(x, _)| *x < width)
     }
 
     /// The cells of `groups` in the order of the groups, and of each group's runs (forwards or backwards),
-    /// that costs the fewest bytes of moves and colour changes from where the cursor and the colours are.
+    /// that costs the fewest bytes of moves and colour changes from where the cursor and the colours are
+    /// (`None` past [`ROUTED_GROUPS_MAX`] groups).
     fn route<'c>(&self, groups: &[Group<'c>]) -> Option<Vec<&'c Change>> {
+        if groups.len() > ROUTED_GROUPS_MAX {
+            return None;
+        }
         let exit = |run: &[&Change]| self.exit(run);
         let moves = |from: Option<(u16, u16)>, to: &(u16, u16, Cell)| {
             self.moves_from(from, to.0, to.1).len()
@@ -729,6 +742,21 @@ impl Track {
             })
             .collect();
         let k = groups.len();
+        // From each group written one way to each other written either way: the move from its last run to
+        // the other's first, the change of colours, and the moves within the other.
+        let step: Vec<Vec<usize>> = (0..2 * k)
+            .map(|from| {
+                let (pen, runs) = &groups[from / 2];
+                let exit = exit(&runs[ways[from / 2][from % 2].2]);
+                (0..2 * k)
+                    .map(|to| {
+                        let (to_pen, to_runs) = &groups[to / 2];
+                        let (within, first, _) = ways[to / 2][to % 2];
+                        moves(exit, to_runs[first][0]) + colour(Some(*pen), *to_pen) + within
+                    })
+                    .collect()
+            })
+            .collect();
         let full = (1_usize << k) - 1;
         // The least bytes to have written the groups in `mask`, the last being `g` in way `w`, and whence.
         let mut least = vec![[[usize::MAX; 2]; ROUTED_GROUPS_MAX]; full + 1];
@@ -746,15 +774,9 @@ impl Track {
                     if here == usize::MAX {
                         continue;
                     }
-                    let (pen, runs) = &groups[g];
-                    let from = exit(&runs[ways[g][w].2]);
                     for h in (0..k).filter(|h| mask & (1 << h) == 0) {
-                        for (v, (within, first, _)) in ways[h].iter().enumerate() {
-                            let (to_pen, to_runs) = &groups[h];
-                            let bytes = here
-                                + moves(from, to_runs[*first][0])
-                                + colour(Some(*pen), *to_pen)
-                                + within;
+                        for v in 0..2 {
+                            let bytes = here + step[2 * g + w][2 * h + v];
                             let next = mask | 1 << h;
                             if bytes < least[next][h][v] {
                                 least[next][h][v] = bytes;
@@ -772,21 +794,12 @@ impl Track {
         let mut route = Vec::with_capacity(k);
         while mask != 0 {
             route.push((g, w));
+            let before = whence[mask][g][w];
             mask &= !(1 << g);
-            (g, w) = whence[mask | 1 << g][g][w];
+            (g, w) = before;
         }
         route.reverse();
-        let mut order = Vec::new();
-        for (g, w) in route {
-            let runs = &groups[g].1;
-            let mut ahead = runs.iter();
-            let mut back = runs.iter().rev();
-            let runs: &mut dyn Iterator<Item = _> = if w == 0 { &mut ahead } else { &mut back };
-            for run in runs {
-                order.extend(run.iter().copied());
-            }
-        }
-        Some(order)
+        Some(in_order(groups, &route))
     }
 
     /// The blanks that `cells` begin with on one row, in one foreground colour on the default background
@@ -837,12 +850,12 @@ impl Track {
 /// each frame, each changed cell's own bytes and the moves to each run of changed cells, each from the end
 /// of another run or (the first) from where the last frame left the cursor: the end of its last run, as
 /// moving it on would cost more (see [`least_moves`] and [`least_move`]; before the first frame, anywhere);
-/// and the changes of
-/// colours and attributes the changed cells need, each priced at its shortest SGR sequence, with the colours
-/// one frame leaves the terminal in carried into the next (see [`walks`]). A yardstick for the benchmarks. It
-/// leaves out the terminal's own moves of text (scrolling, deleting a character), with which this backend can
-/// beat it, and tricks that leave the terminal changed after locktop exits or that no backend here uses: tab
-/// stops set anew, the saved cursor (`ESC 7`, `ESC 8`).
+/// and the changes of colours and attributes the changed cells need, each priced at its shortest SGR
+/// sequence, with the colours one frame leaves the terminal in carried into the next (see [`walks`]); or,
+/// where greater, the moves and colour changes priced together (see [`Floor::bytes`]). A yardstick for the
+/// benchmarks. It leaves out the terminal's own moves of text (scrolling, deleting a character), with which
+/// this backend can beat it, and tricks that leave the terminal changed after locktop exits or that no
+/// backend here uses: tab stops set anew, the saved cursor (`ESC 7`, `ESC 8`).
 #[derive(Debug, Clone)]
 pub struct Floor {
     /// The frames' cells and moves so far.
@@ -882,7 +895,7 @@ impl Floor {
             if Known::new(was.symbol(), Pen::of(was)) == Known::new(cell.symbol(), Pen::of(cell)) {
                 continue;
             }
-            let end = (x + cell.symbol().width().max(1) as u16, y);
+            let end = after(x, y, cell);
             match runs.last_mut() {
                 Some((_, last)) if *last == (x, y) => *last = end,
                 _ => runs.push(((x, y), end)),
