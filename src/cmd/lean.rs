@@ -973,28 +973,15 @@ fn walks(starts: &[(Option<Pen>, usize)], needed: &[Pen]) -> Vec<(Option<Pen>, u
         .iter()
         .map(|a| needed.iter().map(|b| sgr_cost(Some(*a), *b)).collect())
         .collect();
-    let full = (1_usize << k) - 1;
     let mut ends: Vec<usize> = vec![usize::MAX; k];
     for (start, base) in starts {
-        // The least bytes to have written the colours in `mask`, the last being `last`.
-        let mut least = vec![vec![usize::MAX; k]; full + 1];
-        for (i, pen) in needed.iter().enumerate() {
-            least[1 << i][i] = base + sgr_cost(*start, *pen);
-        }
-        for mask in 1..=full {
-            for last in 0..k {
-                let here = least[mask][last];
-                if here == usize::MAX || mask & (1 << last) == 0 {
-                    continue;
-                }
-                for next in (0..k).filter(|n| mask & (1 << n) == 0) {
-                    let to = &mut least[mask | 1 << next][next];
-                    *to = (*to).min(here + between[last][next]);
-                }
-            }
-        }
-        for (end, least) in ends.iter_mut().zip(&least[full]) {
-            *end = (*end).min(*least);
+        let first: Vec<usize> = needed
+            .iter()
+            .map(|pen| base + sgr_cost(*start, *pen))
+            .collect();
+        let least = every_order(&first, |from, to| between[from][to]);
+        for (end, least) in ends.iter_mut().zip(least) {
+            *end = (*end).min(least);
         }
     }
     needed.iter().map(|p| Some(*p)).zip(ends).collect()
@@ -1048,23 +1035,9 @@ fn routes(
                 .collect()
         })
         .collect();
-    (0..n)
-        .map(|last| {
-            // Rows: the runs' ends and the cursor's place; columns: the runs, and one that takes `last`.
-            let cost = |from: usize, to: usize| match (from, to) {
-                (from, to) if to == n => {
-                    if from == last {
-                        0
-                    } else {
-                        NEVER
-                    }
-                }
-                (from, to) if from == n => cursor[to],
-                (from, to) => between[from][to],
-            };
-            let least = usize::try_from(assignment(n + 1, cost)).unwrap_or(0);
-            (Some(runs[last].1), base + least)
-        })
+    runs.iter()
+        .enumerate()
+        .map(|(last, (_, end))| (Some(*end), base + assigned(&cursor, &between, Some(last))))
         .collect()
 }
 
@@ -1202,51 +1175,15 @@ fn joint_routes(starts: &[Joint], stretches: &[Stretch]) -> Vec<Joint> {
         .map(|from| (0..n).map(|to| between(from, to)).collect())
         .collect();
     if n <= ROUTED_MAX {
-        // Every order of the stretches (Held and Karp): the least bytes to have written those in `mask`,
-        // the last being `last`.
-        let full = (1_usize << n) - 1;
-        let mut least = vec![vec![i64::MAX; n]; full + 1];
-        for (to, cost) in cursor.iter().enumerate() {
-            least[1 << to][to] = *cost;
-        }
-        for mask in 1..=full {
-            for last in (0..n).filter(|l| mask & (1 << l) != 0) {
-                let here = least[mask][last];
-                if here == i64::MAX {
-                    continue;
-                }
-                for next in (0..n).filter(|t| mask & (1 << t) == 0) {
-                    let to = &mut least[mask | 1 << next][next];
-                    *to = (*to).min(here + matrix[last][next]);
-                }
-            }
-        }
+        let first: Vec<usize> = cursor.iter().map(|c| *c as usize).collect();
+        let least = every_order(&first, |from, to| matrix[from][to] as usize);
         return stretches
             .iter()
-            .zip(&least[full])
-            .map(|(s, least)| {
-                (
-                    Some(s.end),
-                    s.last,
-                    base + usize::try_from(*least).unwrap_or(0),
-                )
-            })
+            .zip(least)
+            .map(|(s, least)| (Some(s.end), s.last, base + least))
             .collect();
     }
-    // Rows: the stretches' ends and the cursor; columns: the stretches, and one that takes the end left
-    // over (`last`, or any).
-    let assigned = |last: Option<usize>| {
-        let cost = |from: usize, to: usize| match (from, to) {
-            (from, to) if to == n => match last {
-                Some(last) if from == last => 0,
-                Some(_) => NEVER,
-                None => 0,
-            },
-            (from, to) if from == n => cursor[to],
-            (from, to) => matrix[from][to],
-        };
-        usize::try_from(assignment(n + 1, cost)).unwrap_or(0)
-    };
+    let assigned = |last: Option<usize>| assigned(&cursor, &matrix, last);
     if n > FORCED_MAX {
         return ends(assigned(None));
     }
@@ -1291,21 +1228,68 @@ fn least_moves(runs: &[Run], from_cursor: &dyn Fn((u16, u16)) -> usize) -> usize
         let gain = moves.iter().map(|(l, c)| l.saturating_sub(*c)).max();
         return moves.iter().map(|(l, _)| l).sum::<usize>() - gain.unwrap_or(0);
     }
-    // Rows: the runs' ends and the cursor's place; columns: the runs, and one that takes the end left over.
-    // No run follows itself.
-    let costs: Vec<Vec<i64>> = (0..=n)
+    let cursor: Vec<i64> = runs
+        .iter()
+        .map(|(start, _)| from_cursor(*start) as i64)
+        .collect();
+    let between: Vec<Vec<i64>> = (0..n)
         .map(|from| {
-            (0..=n)
-                .map(|to| match (from, to) {
-                    (_, to) if to == n => 0,
-                    (from, to) if from == n => from_cursor(runs[to].0) as i64,
-                    (from, to) if from == to => NEVER,
-                    (from, to) => least_move(runs[from].1, runs[to].0) as i64,
+            (0..n)
+                .map(|to| {
+                    if from == to {
+                        NEVER
+                    } else {
+                        least_move(runs[from].1, runs[to].0) as i64
+                    }
                 })
                 .collect()
         })
         .collect();
-    usize::try_from(assignment(n + 1, |from, to| costs[from][to])).unwrap_or(0)
+    assigned(&cursor, &between, None)
+}
+
+/// The cheapest assignment of a predecessor to each of `n` runs (`cursor.len()`): the end of another
+/// (`between[from][to]`, [`NEVER`] for itself) or, for one of them, where the cursor is (`cursor[to]`); the
+/// end left over is `last`, or any (and then, as the bound allows, the cursor may be left over too, all the
+/// runs following each other in loops). Rows: the runs' ends and the cursor; columns: the runs, and one
+/// that takes the end left over.
+fn assigned(cursor: &[i64], between: &[Vec<i64>], last: Option<usize>) -> usize {
+    let n = cursor.len();
+    let cost = |from: usize, to: usize| match (from, to) {
+        (from, to) if to == n => match last {
+            Some(last) if from != last => NEVER,
+            _ => 0,
+        },
+        (from, to) if from == n => cursor[to],
+        (from, to) => between[from][to],
+    };
+    usize::try_from(assignment(n + 1, cost)).unwrap_or(0)
+}
+
+/// For each of `first.len()` places, the least cost of visiting every place once and ending there,
+/// starting at any place `i` for `first[i]` and going from `a` to `b` for `step(a, b)`: every order weighed
+/// (Held and Karp; the time grows with 2 to the power of the places).
+fn every_order(first: &[usize], step: impl Fn(usize, usize) -> usize) -> Vec<usize> {
+    let n = first.len();
+    let full = (1_usize << n) - 1;
+    // The least cost of having visited the places in `mask`, the last being `last`.
+    let mut least = vec![vec![usize::MAX; n]; full + 1];
+    for (place, cost) in first.iter().enumerate() {
+        least[1 << place][place] = *cost;
+    }
+    for mask in 1..=full {
+        for last in (0..n).filter(|l| mask & (1 << l) != 0) {
+            let here = least[mask][last];
+            if here == usize::MAX {
+                continue;
+            }
+            for next in (0..n).filter(|t| mask & (1 << t) == 0) {
+                let to = &mut least[mask | 1 << next][next];
+                *to = (*to).min(here + step(last, next));
+            }
+        }
+    }
+    least.swap_remove(full)
 }
 
 /// Runs past which [`least_moves`] does not solve the assignment (its time grows with the cube of the runs).
