@@ -112,7 +112,7 @@ const NEAREST_MAX: usize = 160;
 const ROUTED_GROUPS_MAX: usize = 10;
 
 /// The bytes of a move past which the next run of a colour starts a group of its own (see
-/// [`Track::by_place_route`]): more than a line feed and a backspace, or than `ESC M` and one.
+/// [`Track::by_place`]): more than a line feed and a backspace, or than `ESC M` and one.
 const NEAR: usize = 3;
 
 /// A changed cell: its column, row, and what it is to show.
@@ -660,37 +660,29 @@ impl Track {
         order
     }
 
-    /// `cells` (in row order) grouped by colours, in the order of the groups, and of each group's runs
-    /// (forwards or backwards), that costs the fewest bytes of moves and colour changes from where the cursor
-    /// and the colours are: every order weighed, up to [`ROUTED_GROUPS_MAX`] colours (`None` past that). Where a
-    /// frame's changes are spread in a few colours, this can start near the cursor in the colours it is in,
-    /// where the greedy walk takes the cheapest first step and the grouping the first colour of the screen.
-    fn by_pen_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
-        self.route(&groups_of(cells))
-    }
-
-    /// As [`Self::by_pen_route`], with each colour's runs cut where the next is far from the last (a
-    /// move dearer than [`NEAR`] bytes) into groups of their own, up to [`ROUTED_GROUPS_MAX`] of them: a
-    /// colour used in two places of the screen need not be written in one go.
-    fn by_place_route<'c>(&self, cells: &[&'c Change]) -> Option<Vec<&'c Change>> {
+    /// `groups` (a frame's cells grouped by colours, see [`groups_of`]) with each colour's runs cut where the
+    /// next is far from the last (a move dearer than [`NEAR`] bytes) into groups of their own: a colour used
+    /// in two places of the screen need not be written in one go. `None` where nothing is cut, or past
+    /// [`ROUTED_GROUPS_MAX`] groups.
+    fn by_place<'c>(&self, groups: &[Group<'c>]) -> Option<Vec<Group<'c>>> {
         let mut places: Vec<Group<'c>> = Vec::new();
-        for (pen, runs) in groups_of(cells) {
+        for (pen, runs) in groups {
             let mut group: Vec<Vec<&'c Change>> = Vec::new();
             for run in runs {
                 let far = group.last().is_some_and(|last: &Vec<&Change>| {
                     self.moves_from(self.exit(last), run[0].0, run[0].1).len() > NEAR
                 });
                 if far {
-                    places.push((pen, std::mem::take(&mut group)));
+                    places.push((*pen, std::mem::take(&mut group)));
                 }
-                group.push(run);
+                group.push(run.clone());
             }
-            places.push((pen, group));
+            places.push((*pen, group));
             if places.len() > ROUTED_GROUPS_MAX {
                 return None;
             }
         }
-        self.route(&places)
+        (places.len() > groups.len()).then_some(places)
     }
 
     /// Where writing a run leaves the cursor: not known past the last column.
@@ -702,8 +694,10 @@ impl Track {
     }
 
     /// The cells of `groups` in the order of the groups, and of each group's runs (forwards or backwards),
-    /// that costs the fewest bytes of moves and colour changes from where the cursor and the colours are
-    /// (`None` past [`ROUTED_GROUPS_MAX`] groups).
+    /// that costs the fewest bytes of moves and colour changes from where the cursor and the colours are:
+    /// every order weighed (`None` past [`ROUTED_GROUPS_MAX`] groups). Where a frame's changes are spread in
+    /// a few colours, this can start near the cursor in the colours it is in, where the greedy walk takes
+    /// the cheapest first step and the grouping by colour the first colour of the screen.
     fn route<'c>(&self, groups: &[Group<'c>]) -> Option<Vec<&'c Change>> {
         if groups.len() > ROUTED_GROUPS_MAX {
             return None;
@@ -1584,8 +1578,10 @@ impl<W: Write> Backend for Lean<W> {
             let mut orders = vec![in_rows.clone(), by_pen];
             if cells.len() <= NEAREST_MAX {
                 orders.push(self.track.nearest_first(&in_rows));
-                orders.extend(self.track.by_pen_route(&in_rows));
-                orders.extend(self.track.by_place_route(&in_rows));
+                let groups = groups_of(&in_rows);
+                orders.extend(self.track.route(&groups));
+                let places = self.track.by_place(&groups);
+                orders.extend(places.and_then(|places| self.track.route(&places)));
             }
             let (track, bytes) = orders
                 .iter()
