@@ -1179,7 +1179,7 @@ fn joint_routes(starts: &[Joint], stretches: &[Stretch]) -> Vec<Joint> {
             .collect();
     }
     let assigned = |last: Option<usize>| assigned(&cursor, &matrix, last);
-    // Loops cost no less than a route from the cursor (the cursor left over), so the route is the tighter.
+    // A route is one of the assignments (loops allowed), so the least route is no less: the tighter bound.
     let least = if n <= TOURED_MAX {
         least_tour(&cursor, &matrix, BRANCHED_MAX)
     } else {
@@ -1201,7 +1201,7 @@ fn joint_routes(starts: &[Joint], stretches: &[Stretch]) -> Vec<Joint> {
 const ROUTED_MAX: usize = 12;
 
 /// Stretches up to which [`joint_routes`] looks for the least route by branch and bound (see
-/// [`least_tour`]); past it, one assignment (an assignment of 100 takes a millisecond or so).
+/// [`least_tour`]); past it, one assignment (the time of each grows with the cube of the stretches).
 const TOURED_MAX: usize = 100;
 
 /// Runs past which [`routes`] prices one assignment, not one for each end (their time grows with the fourth
