@@ -1261,15 +1261,26 @@ fn least_moves(runs: &[Run], from_cursor: &dyn Fn((u16, u16)) -> usize) -> usize
 /// that takes the end left over.
 fn assigned(cursor: &[i64], between: &[Vec<i64>], last: Option<usize>) -> usize {
     let n = cursor.len();
-    let cost = |from: usize, to: usize| match (from, to) {
+    usize::try_from(assignment(n + 1, following(cursor, between, last))).unwrap_or(0)
+}
+
+/// The rows and columns of [`assigned`]: what it costs to reach run `to` from the end of run `from`, or from
+/// the cursor (row `cursor.len()`), or to leave `from`'s end over (column `cursor.len()`: only `last`'s, or
+/// any).
+fn following<'a>(
+    cursor: &'a [i64],
+    between: &'a [Vec<i64>],
+    last: Option<usize>,
+) -> impl Fn(usize, usize) -> i64 + 'a {
+    let n = cursor.len();
+    move |from, to| match (from, to) {
         (from, to) if to == n => match last {
             Some(last) if from != last => NEVER,
             _ => 0,
         },
         (from, to) if from == n => cursor[to],
         (from, to) => between[from][to],
-    };
-    usize::try_from(assignment(n + 1, cost)).unwrap_or(0)
+    }
 }
 
 /// For each of `first.len()` places, the least cost of visiting every place once and ending there,
@@ -1377,12 +1388,7 @@ const BRANCHED_MAX: usize = 2000;
 fn least_tour(cursor: &[i64], between: &[Vec<i64>], budget: usize) -> usize {
     let n = cursor.len();
     let m = n + 1;
-    let base = |from: usize, to: usize| match (from, to) {
-        (from, to) if from == to => NEVER,
-        (_, to) if to == n => 0,
-        (from, to) if from == n => cursor[to],
-        (from, to) => between[from][to],
-    };
+    let base = following(cursor, between, None);
     // Kept pairs and barred pairs, and the cheapest assignment that keeps and bars them.
     let solve = |kept: &[(usize, usize)], barred: &[(usize, usize)]| {
         let mut cost: Vec<Vec<i64>> = (0..m)
@@ -1407,8 +1413,11 @@ fn least_tour(cursor: &[i64], between: &[Vec<i64>], budget: usize) -> usize {
     };
     let mut branches: Vec<Branch> = Vec::new();
     let mut open = std::collections::BinaryHeap::new();
-    let (root, columns) = solve(&[], &[]);
+    // A route leaves the cursor: it is not left over.
+    let cursor_used = vec![(n, n)];
+    let (root, columns) = solve(&[], &cursor_used);
     branches.push(Branch {
+        barred: cursor_used,
         columns,
         ..Branch::default()
     });
