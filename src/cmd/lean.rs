@@ -1706,29 +1706,16 @@ impl<W: Write> Backend for Lean<W> {
         self.track.shift_rows(&mut shifts, &mut cells);
         self.out.write_all(&shifts)?;
         let in_rows: Vec<&(u16, u16, Cell)> = cells.iter().collect();
-        // The same cells grouped by colours (in the order the colours first come), which can save an SGR
-        // sequence per run where two colours alternate along the rows (a countdown and a sparkline).
-        let mut by_pen = in_rows.clone();
-        let pen_order: Vec<Pen> = {
-            let mut seen: Vec<Pen> = Vec::new();
-            for (_, _, c) in &cells {
-                let p = Pen::of(c);
-                if !seen.contains(&p) {
-                    seen.push(p);
-                }
-            }
-            seen
-        };
-        let bytes = if pen_order.len() > 1 || (cells.len() > 1 && cells.len() <= NEAREST_MAX) {
-            by_pen.sort_by_key(|(_, _, c)| {
-                let p = Pen::of(c);
-                pen_order.iter().position(|q| *q == p)
-            });
+        let groups = groups_of(&in_rows);
+        let bytes = if groups.len() > 1 || (cells.len() > 1 && cells.len() <= NEAREST_MAX) {
+            // The same cells grouped by colours (in the order the colours first come), which can save an SGR
+            // sequence per run where two colours alternate along the rows (a countdown and a sparkline).
+            let forwards: Vec<(usize, usize)> = (0..groups.len()).map(|g| (g, 0)).collect();
+            let by_pen = in_order(&groups, &forwards);
             // Each order priced on a copy of the state; the shortest is written.
             let mut orders = vec![in_rows.clone(), by_pen];
             if cells.len() <= NEAREST_MAX {
                 orders.push(self.track.nearest_first(&in_rows));
-                let groups = groups_of(&in_rows);
                 orders.extend(self.track.route(&groups));
                 let places = self.track.by_place(&groups);
                 orders.extend(places.and_then(|places| self.track.route(&places)));
