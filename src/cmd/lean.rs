@@ -1009,26 +1009,7 @@ fn routes(
         let least = base + least_moves(runs, &from_cursor);
         return runs.iter().map(|(_, end)| (Some(*end), least)).collect();
     }
-    let cursor: Vec<i64> = runs
-        .iter()
-        .map(|(start, _)| from_cursor(*start) as i64)
-        .collect();
-    let between: Vec<Vec<i64>> = runs
-        .iter()
-        .enumerate()
-        .map(|(from, (_, end))| {
-            runs.iter()
-                .enumerate()
-                .map(|(to, (start, _))| {
-                    if from == to {
-                        NEVER
-                    } else {
-                        least_move(*end, *start) as i64
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let (cursor, between) = run_moves(runs, &from_cursor);
     runs.iter()
         .enumerate()
         .map(|(last, (_, end))| (Some(*end), base + assigned(&cursor, &between, Some(last))))
@@ -1234,24 +1215,34 @@ fn least_moves(runs: &[Run], from_cursor: &dyn Fn((u16, u16)) -> usize) -> usize
         let gain = moves.iter().map(|(l, c)| l.saturating_sub(*c)).max();
         return moves.iter().map(|(l, _)| l).sum::<usize>() - gain.unwrap_or(0);
     }
-    let cursor: Vec<i64> = runs
+    let (cursor, between) = run_moves(runs, from_cursor);
+    assigned(&cursor, &between, None)
+}
+
+/// The rows of [`assigned`] for `runs`: the move from the cursor to each run's start (`from_cursor`), and
+/// from each run's end to each other's start ([`NEVER`] to its own).
+fn run_moves(runs: &[Run], from_cursor: &dyn Fn((u16, u16)) -> usize) -> (Vec<i64>, Vec<Vec<i64>>) {
+    let cursor = runs
         .iter()
         .map(|(start, _)| from_cursor(*start) as i64)
         .collect();
-    let between: Vec<Vec<i64>> = (0..n)
-        .map(|from| {
-            (0..n)
-                .map(|to| {
+    let between = runs
+        .iter()
+        .enumerate()
+        .map(|(from, (_, end))| {
+            runs.iter()
+                .enumerate()
+                .map(|(to, (start, _))| {
                     if from == to {
                         NEVER
                     } else {
-                        least_move(runs[from].1, runs[to].0) as i64
+                        least_move(*end, *start) as i64
                     }
                 })
                 .collect()
         })
         .collect();
-    assigned(&cursor, &between, None)
+    (cursor, between)
 }
 
 /// The cheapest assignment of a predecessor to each of `n` runs (`cursor.len()`): the end of another
